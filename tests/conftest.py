@@ -1,0 +1,133 @@
+"""Test harness: real Anvil nodes from node_modules, isolated per test with evm_snapshot/evm_revert.
+
+Session fixtures start two Anvils (chain ids 31337 and 31338) and deploy the
+test contracts once; every test that touches a chain runs inside a snapshot
+that is reverted afterwards. A missing Anvil fails the run: it never skips.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+from eth_typing import ChecksumAddress
+
+from lunark.chain.anvil import Anvil, DevAccount
+from lunark.contracts import deploy_contract
+from lunark.networks import ANVIL_CHAIN_ID, NetworkConfig, NetworkRegistry, TokenConfig
+
+SECOND_CHAIN_ID = 31338
+INITIAL_TOKENS = 1_000_000 * 10**18
+
+
+@dataclass(frozen=True)
+class World:
+    """What the session deployed on one Anvil."""
+
+    anvil: Anvil
+    token: ChecksumAddress
+    """TestToken "TKN", 18 decimals; every dev account holds 1,000,000 TKN."""
+    usd: ChecksumAddress
+    """TestToken "TUSD", 6 decimals; every dev account holds 1,000,000 TUSD."""
+    reverter: ChecksumAddress
+    """A contract whose calls revert with a reason."""
+
+
+def _deploy_world(anvil: Anvil) -> World:
+    deployer = anvil.accounts[9]
+    token = deploy_contract(anvil.url, "TestToken", "Test Token", "TKN", 18, private_key=deployer.private_key)
+    usd = deploy_contract(anvil.url, "TestToken", "Test USD", "TUSD", 6, private_key=deployer.private_key)
+    reverter = deploy_contract(anvil.url, "Reverter", private_key=deployer.private_key)
+    for account in anvil.accounts:
+        _mint(anvil, token, deployer, account.address, INITIAL_TOKENS)
+        _mint(anvil, usd, deployer, account.address, 1_000_000 * 10**6)
+    return World(anvil=anvil, token=token, usd=usd, reverter=reverter)
+
+
+def _mint(anvil: Anvil, token: str, deployer: DevAccount, to: str, amount: int) -> None:
+    from lunark.chain.types import encode_erc20_transfer
+
+    # mint(address,uint256) has the same argument layout as transfer(address,uint256).
+    from eth_utils import function_signature_to_4byte_selector
+
+    data = "0x" + function_signature_to_4byte_selector("mint(address,uint256)").hex()
+    data += encode_erc20_transfer(to, amount)[10:]
+    anvil.rpc("eth_sendTransaction", [{"from": deployer.address, "to": token, "data": data}])
+
+
+@pytest.fixture(scope="session")
+def world() -> Iterator[World]:
+    with Anvil.start(chain_id=ANVIL_CHAIN_ID) as anvil:
+        yield _deploy_world(anvil)
+
+
+@pytest.fixture(scope="session")
+def world2() -> Iterator[World]:
+    with Anvil.start(chain_id=SECOND_CHAIN_ID) as anvil:
+        yield _deploy_world(anvil)
+
+
+@pytest.fixture
+def anvil(world: World) -> Iterator[Anvil]:
+    """The main Anvil (31337), with everything a test does undone afterwards."""
+    with world.anvil.isolated() as node:
+        yield node
+
+
+@pytest.fixture
+def anvil2(world2: World) -> Iterator[Anvil]:
+    """A second Anvil (31338) for multi-network tests, isolated per test."""
+    with world2.anvil.isolated() as node:
+        yield node
+
+
+@pytest.fixture
+def accounts(world: World) -> list[DevAccount]:
+    return world.anvil.accounts
+
+
+@pytest.fixture
+def alice(accounts: list[DevAccount]) -> DevAccount:
+    return accounts[0]
+
+
+@pytest.fixture
+def bob(accounts: list[DevAccount]) -> DevAccount:
+    return accounts[1]
+
+
+@pytest.fixture
+def carol(accounts: list[DevAccount]) -> DevAccount:
+    return accounts[2]
+
+
+@pytest.fixture
+def mallory(accounts: list[DevAccount]) -> DevAccount:
+    return accounts[3]
+
+
+@pytest.fixture
+def registry(world: World, world2: World) -> NetworkRegistry:
+    """Built-in networks with `anvil` pointed at the test Anvil and `anvil-2` (31338) added,
+    each knowing its test tokens TKN and TUSD."""
+
+    def tokens(w: World) -> list[TokenConfig]:
+        return [
+            TokenConfig(symbol="TKN", address=w.token, decimals=18, name="Test Token"),
+            TokenConfig(symbol="TUSD", address=w.usd, decimals=6, name="Test USD"),
+        ]
+
+    return NetworkRegistry.default().with_overrides(
+        [
+            NetworkConfig(name="anvil", rpc_urls=[world.anvil.url], tokens=tokens(world)),
+            NetworkConfig(
+                name="anvil-2",
+                chain_id=SECOND_CHAIN_ID,
+                display_name="Anvil 2 (local)",
+                rpc_urls=[world2.anvil.url],
+                aliases=["second", "anvil2"],
+                tokens=tokens(world2),
+            ),
+        ]
+    )
