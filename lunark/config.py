@@ -1,0 +1,165 @@
+"""Configuration: one ``Settings`` object, built at the entry point and passed down.
+
+Sources, strongest first: arguments to ``Settings.load`` (command-line flags),
+``LUNARK_*`` environment variables (nested with ``__``, e.g.
+``LUNARK_MODEL__PROVIDER=openai``), a TOML or JSON file, then defaults.
+``docs/configuration.md`` lists every field.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    JsonConfigSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from lunark.errors import ConfigError
+from lunark.models.factory import ModelSettings
+from lunark.networks import NetworkConfig, NetworkRegistry
+from lunark.tools.policy import SpendingPolicy
+
+__all__ = [
+    "ApprovalSettings",
+    "ChainSettings",
+    "PolicySettings",
+    "ServerSettings",
+    "Settings",
+    "SignerSettings",
+]
+
+_config_file: contextvars.ContextVar[Path | None] = contextvars.ContextVar("lunark_config_file", default=None)
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ChainSettings(_Section):
+    default_network: str = Field(default="anvil", description="Network of a new chat (name, alias or chain id).")
+    rpc_url: str | None = Field(default=None, description="RPC URL of the default network (overrides its built-in).")
+    networks: list[NetworkConfig] = Field(default_factory=list, description="Networks to add or override.")
+    track_timeout: float = Field(default=300.0, gt=0, description="Seconds before an unmined transaction is dropped.")
+    verify_timeout: float = Field(
+        default=30.0, gt=0, description="Seconds to wait for a wallet-broadcast transaction to be visible."
+    )
+
+
+class PolicySettings(_Section):
+    per_tx_cap: dict[str, Decimal] = Field(
+        default_factory=dict, description='Per-transaction cap per symbol in whole units, e.g. {"ETH": "1"}; "*" = any.'
+    )
+    daily_cap: dict[str, Decimal] = Field(default_factory=dict, description="Daily (UTC) cap per symbol.")
+    allow_recipients: list[str] | None = Field(default=None, description="If set, the only allowed recipients.")
+    deny_recipients: list[str] = Field(default_factory=list, description="Recipients never allowed.")
+
+    def build(self) -> SpendingPolicy:
+        try:
+            return SpendingPolicy.build(
+                per_tx_cap=self.per_tx_cap,
+                daily_cap=self.daily_cap,
+                allow=self.allow_recipients,
+                deny=self.deny_recipients,
+            )
+        except ValueError as exc:
+            raise ConfigError(f"Invalid spending policy: {exc}") from exc
+
+
+class ApprovalSettings(_Section):
+    ttl_seconds: float = Field(default=600.0, gt=0, description="Seconds before a pending approval expires (rejected).")
+    rules: dict[str, Any] = Field(
+        default_factory=dict,
+        description='Per tool: "always", "never" or {"above": {"ETH": "0.1"}}. Defaults: transfer and '
+        "switch_network always, get_balance never.",
+    )
+
+
+class SignerSettings(_Section):
+    local: Literal["none", "anvil", "key"] = Field(
+        default="none",
+        description='"anvil": sign with an Anvil dev account (local chains only); "key": with the private key '
+        "in the environment variable named by key_env; none: only the user's wallet signs.",
+    )
+    anvil_account: int = Field(default=0, ge=0, le=9, description="Which Anvil dev account signs.")
+    key_env: str = Field(default="LUNARK_SIGNER_KEY", description="Environment variable holding the key.")
+
+
+class ServerSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    domain: str | None = Field(default=None, description="SIWE domain; defaults to host:port.")
+    token_ttl_seconds: float = Field(default=86_400.0, gt=0)
+    flush_interval_ms: float = Field(default=16.0, ge=0, description="Token coalescing interval.")
+    max_message_chars: int = Field(default=8_000, gt=0)
+
+
+class Settings(BaseSettings):
+    """Everything Lunark can be configured with."""
+
+    model_config = SettingsConfigDict(env_prefix="LUNARK_", env_nested_delimiter="__", extra="forbid")
+
+    data_dir: Path = Field(default=Path(".lunark"), description="Where the SQLite databases live.")
+    model: ModelSettings = Field(default_factory=ModelSettings)
+    chain: ChainSettings = Field(default_factory=ChainSettings)
+    policy: PolicySettings = Field(default_factory=PolicySettings)
+    approvals: ApprovalSettings = Field(default_factory=ApprovalSettings)
+    signer: SignerSettings = Field(default_factory=SignerSettings)
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    plugins: bool = Field(default=True, description="Load tools from the lunark.tools entry points.")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        path = _config_file.get()
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if path is not None:
+            if path.suffix == ".toml":
+                sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+            else:
+                sources.append(JsonConfigSettingsSource(settings_cls, json_file=path))
+        return tuple(sources)
+
+    @classmethod
+    def load(cls, config_file: str | Path | None = None, **overrides: Any) -> Settings:
+        """Build settings from a file (TOML or JSON), the environment and ``overrides``.
+
+        Raises ``ConfigError`` with every problem listed.
+        """
+        path = Path(config_file) if config_file else None
+        if path is not None and not path.is_file():
+            raise ConfigError(f"Configuration file {path} does not exist.")
+        token = _config_file.set(path)
+        try:
+            return cls(**overrides)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+            )
+            raise ConfigError(f"Invalid configuration: {problems}") from None
+        finally:
+            _config_file.reset(token)
+
+    def network_registry(self) -> NetworkRegistry:
+        """Built-in networks with the configured additions and overrides."""
+        registry = NetworkRegistry.default().with_overrides(self.chain.networks)
+        if self.chain.rpc_url:
+            default = registry.get(self.chain.default_network)
+            registry = registry.with_overrides(
+                [NetworkConfig(chain_id=default.chain_id, rpc_urls=[self.chain.rpc_url])]
+            )
+        registry.get(self.chain.default_network)  # fail at start-up, not at the first chat
+        return registry

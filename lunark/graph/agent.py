@@ -1,0 +1,580 @@
+"""The agent: a LangGraph task graph with a human-in-the-loop approval gate.
+
+```
+START -> agent --(tool calls)--> prepare --(needs approval)--> approve -> execute -> agent
+           |                        |                            ^            |
+           +--(answer)--> END       +--(all ran)--> agent        +--(edits)---+
+```
+
+- ``agent`` calls the chat model with the tools bound.
+- ``prepare`` validates each call, applies the policy and builds what the user
+  will see; calls that need no approval run here. Its output is checkpointed,
+  so nothing is prepared twice.
+- ``approve`` holds one ``interrupt()`` for every action of the turn. It is pure
+  before the interrupt: it re-runs on resume, and must not touch the chain.
+- ``execute`` applies each decision: approve runs the action, reject tells the
+  model, edit re-validates, re-prepares and asks again (what executes is
+  exactly what the user saw).
+
+Errors become tool messages in exactly one place, ``_tool_error``.
+
+Use it through ``Agent``::
+
+    async with Agent.open(settings) as agent:
+        async for event in agent.stream("chat-1", "send 0.5 ETH to 0x...", user_address=me, chain_id=31337):
+            print(event["type"], event)
+        approval = await agent.pending_approval("chat-1")
+        async for event in agent.resume("chat-1", approval["approval_id"], [{"type": "approve"}]):
+            ...
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage, SystemMessage, ToolMessage
+from langchain_core.runnables import Runnable
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+from langgraph.config import get_stream_writer
+from langgraph.graph import END, START, StateGraph
+from langgraph.types import Command, interrupt
+
+from lunark.chain.client import ChainClients
+from lunark.chain.signer import LocalSigner, Signer
+from lunark.config import Settings
+from lunark.errors import (
+    AlreadyDecided,
+    ApprovalExpired,
+    Busy,
+    ConfigError,
+    LunarkError,
+    ModelError,
+    NoPendingApproval,
+)
+from lunark.graph.approval import ALL_DECISIONS, validate_decisions
+from lunark.graph.state import AgentState
+from lunark.networks import NetworkRegistry
+from lunark.models.factory import bind_tools_with_fallbacks
+from lunark.models.planner import OfflinePlanner
+from lunark.tools.base import Proposal, Tool, ToolContext, needs_approval, validate_args
+from lunark.tools.policy import InMemorySpendLedger, SpendingPolicy, SpendLedger
+from lunark.tools.registry import ToolSet, default_tools, load_plugins
+
+__all__ = ["Agent", "AgentEvent", "SYSTEM_PROMPT"]
+
+logger = logging.getLogger(__name__)
+
+AgentEvent = dict[str, Any]
+"""A protocol chat event without ``chat_id``/``seq``/``ts`` (the server's hub adds them)."""
+
+SYSTEM_PROMPT = """You are Lunark, an assistant next to the user's crypto wallet.
+The user's address is {user_address}. The chat is on {network} (chain id {chain_id}, native currency {symbol}).
+You can read balances, prepare transfers and switch networks with your tools. Every transfer and
+network switch is shown to the user, who approves, edits or rejects it; the spending policy may refuse it.
+Never say funds moved unless a tool result says the transaction was confirmed. Amounts are in whole units
+("0.5" ETH), never in wei. If a tool returns an error or a rejection, explain it plainly."""
+
+
+def _tool_error(call_id: str, name: str, exc: LunarkError) -> ToolMessage:
+    """The one place an error becomes what the model reads."""
+    return ToolMessage(
+        content=json.dumps({"status": "error", "error": exc.to_dict()}, default=str),
+        tool_call_id=call_id,
+        name=name,
+        status="error",
+    )
+
+
+def _tool_ok(call_id: str, name: str, result: Any, *, ok: bool = True) -> ToolMessage:
+    return ToolMessage(
+        content=json.dumps(result, default=str),
+        tool_call_id=call_id,
+        name=name,
+        status="success" if ok else "error",
+    )
+
+
+def _succeeded(result: Any) -> bool:
+    """A transaction result is a success only when it is confirmed (or mined, on the way)."""
+    if isinstance(result, Mapping) and "tx_hash" in result and "status" in result:
+        return result["status"] in ("confirmed", "mined")
+    return True
+
+
+class Agent:
+    """An LLM agent whose state-changing tools wait for the user's decision.
+
+    One ``Agent`` serves many chats (``thread_id``). It owns no sockets: callers
+    consume the typed events ``stream``/``resume`` yield.
+    """
+
+    def __init__(
+        self,
+        *,
+        model: BaseChatModel | Runnable[Any, Any],
+        registry: NetworkRegistry,
+        checkpointer: BaseCheckpointSaver[Any],
+        clients: ChainClients | None = None,
+        tools: ToolSet | None = None,
+        policy: SpendingPolicy | None = None,
+        ledger: SpendLedger | None = None,
+        signer: Signer | None = None,
+        approval_ttl: float = 600.0,
+        track_timeout: float = 300.0,
+        verify_timeout: float = 30.0,
+        system_prompt: str = SYSTEM_PROMPT,
+        bind_tools: Callable[[Sequence[dict[str, Any]]], Runnable[Any, Any]] | None = None,
+    ) -> None:
+        self.registry = registry
+        self.clients = clients or ChainClients(registry)
+        self.tools = tools or ToolSet(default_tools())
+        self.policy = policy or SpendingPolicy()
+        self.ledger: SpendLedger = ledger or InMemorySpendLedger()
+        self.signer = signer
+        self.approval_ttl = approval_ttl
+        self.track_timeout = track_timeout
+        self.verify_timeout = verify_timeout
+        self.system_prompt = system_prompt
+        schemas = self.tools.schemas()
+        if bind_tools is not None:
+            self._model = bind_tools(schemas)
+        elif isinstance(model, BaseChatModel):
+            self._model = model.bind_tools(schemas)
+        else:
+            self._model = model
+        self._locks: dict[str, asyncio.Lock] = {}
+        self.graph = self._build().compile(checkpointer=checkpointer)
+
+    # -- graph -----------------------------------------------------------------------------------
+
+    def _build(self) -> StateGraph[AgentState]:
+        builder: StateGraph[AgentState] = StateGraph(AgentState)
+        builder.add_node("agent", self._agent_node)
+        builder.add_node("prepare", self._prepare_node)
+        builder.add_node("approve", self._approve_node)
+        builder.add_node("execute", self._execute_node)
+        builder.add_edge(START, "agent")
+        builder.add_conditional_edges("agent", self._after_agent, ["prepare", END])
+        builder.add_conditional_edges("prepare", self._after_prepare, ["approve", "agent"])
+        builder.add_edge("approve", "execute")
+        builder.add_conditional_edges("execute", self._after_prepare, ["approve", "agent"])
+        return builder
+
+    def _context(self, state: AgentState) -> ToolContext:
+        writer = get_stream_writer()
+        return ToolContext(
+            user_address=state["user_address"],
+            chain_id=state["chain_id"],
+            registry=self.registry,
+            clients=self.clients,
+            policy=self.policy,
+            ledger=self.ledger,
+            signer=self.signer,
+            emit=writer,
+            track_timeout=self.track_timeout,
+            verify_timeout=self.verify_timeout,
+        )
+
+    async def _agent_node(self, state: AgentState) -> dict[str, Any]:
+        network = self.registry.get(state["chain_id"])
+        prompt = self.system_prompt.format(
+            user_address=state["user_address"],
+            network=network.display_name,
+            chain_id=network.chain_id,
+            symbol=network.symbol,
+        )
+        try:
+            response = await self._model.ainvoke([SystemMessage(prompt), *state["messages"]])
+        except LunarkError:
+            raise
+        except Exception as exc:  # the model boundary: any provider failure is a model_error
+            raise ModelError(f"The model failed: {exc}", model_error=type(exc).__name__) from exc
+        return {"messages": [response]}
+
+    @staticmethod
+    def _after_agent(state: AgentState) -> str:
+        last = state["messages"][-1]
+        return "prepare" if isinstance(last, AIMessage) and last.tool_calls else END
+
+    @staticmethod
+    def _after_prepare(state: AgentState) -> str:
+        return "approve" if state.get("approval") else "agent"
+
+    async def _prepare_node(self, state: AgentState) -> dict[str, Any]:
+        last = state["messages"][-1]
+        assert isinstance(last, AIMessage)
+        ctx = self._context(state)
+        messages, proposals = await self._prepare_calls(
+            ctx, [(c["id"] or "", c["name"], c["args"]) for c in last.tool_calls]
+        )
+        return {
+            "messages": messages,
+            "proposals": proposals,
+            "approval": self._approval(proposals),
+            "decisions": None,
+            "chain_id": ctx.chain_id,
+        }
+
+    async def _prepare_calls(
+        self, ctx: ToolContext, calls: Sequence[tuple[str, str, Mapping[str, Any]]]
+    ) -> tuple[list[ToolMessage], list[dict[str, Any]]]:
+        messages: list[ToolMessage] = []
+        proposals: list[dict[str, Any]] = []
+        for call_id, name, raw_args in calls:
+            emit = _emitter(ctx, call_id)
+            try:
+                tool = self.tools.get(name)
+                args = validate_args(tool, raw_args)
+                proposal = await tool.prepare(args, ctx)
+                if needs_approval(tool, args, self.tools.rule(name)):
+                    emit({"type": "tool_call", "call_id": call_id, "name": name, "args": dict(raw_args),
+                          "status": "awaiting_approval"})
+                    proposals.append({
+                        "call_id": call_id,
+                        "name": name,
+                        "args": args.model_dump(mode="json", exclude_none=True),
+                        "proposal": proposal.to_state(),
+                    })
+                    continue
+                emit({"type": "tool_call", "call_id": call_id, "name": name, "args": dict(raw_args),
+                      "status": "running"})
+                call_ctx = replace(ctx, emit=emit)
+                result = await tool.execute(args, call_ctx, proposal, None)
+                ctx.chain_id = call_ctx.chain_id
+                ok = _succeeded(result)
+                emit({"type": "tool_result", "call_id": call_id, "status": "success" if ok else "error",
+                      "result": result})
+                messages.append(_tool_ok(call_id, name, result, ok=ok))
+            except LunarkError as exc:
+                emit({"type": "tool_call", "call_id": call_id, "name": name, "args": dict(raw_args),
+                      "status": "running"})
+                emit({"type": "tool_result", "call_id": call_id, "status": "error", "result": None,
+                      "error": exc.to_dict()})
+                messages.append(_tool_error(call_id, name, exc))
+        return messages, proposals
+
+    def _approval(self, proposals: list[dict[str, Any]]) -> dict[str, Any] | None:
+        if not proposals:
+            return None
+        expires = datetime.now(UTC) + timedelta(seconds=self.approval_ttl)
+        return {
+            "approval_id": "apr_" + uuid.uuid4().hex[:20],
+            "expires_at": expires.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "action_requests": [
+                {
+                    "call_id": p["call_id"],
+                    "name": p["name"],
+                    "args": p["args"],
+                    "description": p["proposal"]["description"],
+                    "summary": p["proposal"]["summary"],
+                    "tx": p["proposal"]["tx"],
+                }
+                for p in proposals
+            ],
+            "review_configs": [
+                {"action_name": name, "allowed_decisions": list(ALL_DECISIONS)}
+                for name in dict.fromkeys(p["name"] for p in proposals)
+            ],
+        }
+
+    async def _approve_node(self, state: AgentState) -> dict[str, Any]:
+        # Pure before interrupt(): this node runs again from the top when resumed.
+        approval = state.get("approval")
+        assert approval is not None
+        answer = interrupt(approval)
+        try:
+            decisions = validate_decisions(approval, answer.get("decisions", []))
+        except LunarkError:
+            # Resume checks decisions first; anything malformed that still arrives fails closed.
+            decisions = [{"type": "reject", "message": "invalid decision"} for _ in approval["action_requests"]]
+        get_stream_writer()(
+            {
+                "type": "approval_resolved",
+                "approval_id": approval["approval_id"],
+                "decisions": decisions,
+                "by": answer.get("by", "user"),
+            }
+        )
+        return {"decisions": decisions, "approval": None, "resolved": [approval["approval_id"]]}
+
+    async def _execute_node(self, state: AgentState) -> dict[str, Any]:
+        ctx = self._context(state)
+        proposals = state.get("proposals") or []
+        decisions = state.get("decisions") or []
+        messages: list[ToolMessage] = []
+        edits: list[tuple[str, str, Mapping[str, Any]]] = []
+        for item, decision in zip(proposals, decisions, strict=True):
+            call_id, name = item["call_id"], item["name"]
+            emit = _emitter(ctx, call_id)
+            kind = decision["type"]
+            if kind == "reject":
+                result = {"status": "rejected", "action": name, "args": item["args"],
+                          "message": decision.get("message")}
+                emit({"type": "tool_result", "call_id": call_id, "status": "rejected", "result": result})
+                messages.append(_tool_ok(call_id, name, result, ok=False))
+                continue
+            if kind == "edit":
+                edits.append((call_id, name, decision["edited_action"]["args"]))
+                continue
+            try:
+                tool = self.tools.get(name)
+                args = validate_args(tool, item["args"])
+                emit({"type": "tool_call", "call_id": call_id, "name": name, "args": item["args"],
+                      "status": "running"})
+                call_ctx = replace(ctx, emit=emit)
+                result = await tool.execute(args, call_ctx, Proposal.from_state(item["proposal"]), decision)
+                ctx.chain_id = call_ctx.chain_id  # switch_network moves the chat
+                ok = _succeeded(result)
+                emit({"type": "tool_result", "call_id": call_id, "status": "success" if ok else "error",
+                      "result": result})
+                messages.append(_tool_ok(call_id, name, result, ok=ok))
+            except LunarkError as exc:
+                emit({"type": "tool_result", "call_id": call_id, "status": "error", "result": None,
+                      "error": exc.to_dict()})
+                messages.append(_tool_error(call_id, name, exc))
+        reprepared, proposals_again = await self._prepare_calls(ctx, edits)
+        return {
+            "messages": messages + reprepared,
+            "proposals": proposals_again,
+            "approval": self._approval(proposals_again),
+            "decisions": None,
+            "chain_id": ctx.chain_id,
+        }
+
+    # -- public API -----------------------------------------------------------------------------
+
+    def _lock(self, thread_id: str) -> asyncio.Lock:
+        return self._locks.setdefault(thread_id, asyncio.Lock())
+
+    @staticmethod
+    def _config(thread_id: str) -> dict[str, Any]:
+        return {"configurable": {"thread_id": thread_id}, "recursion_limit": 50}
+
+    async def pending_approval(self, thread_id: str) -> dict[str, Any] | None:
+        """The approval this chat waits for, or None."""
+        snapshot = await self.graph.aget_state(self._config(thread_id))  # type: ignore[arg-type]
+        if not snapshot.interrupts:
+            return None
+        return cast(dict[str, Any], snapshot.interrupts[0].value)
+
+    async def chain_id(self, thread_id: str) -> int | None:
+        """The chat's current network, or None for a chat that never ran."""
+        snapshot = await self.graph.aget_state(self._config(thread_id))  # type: ignore[arg-type]
+        value = snapshot.values.get("chain_id") if snapshot.values else None
+        return int(value) if value is not None else None
+
+    async def messages(self, thread_id: str) -> list[Any]:
+        snapshot = await self.graph.aget_state(self._config(thread_id))  # type: ignore[arg-type]
+        return list(snapshot.values.get("messages", [])) if snapshot.values else []
+
+    async def stream(
+        self,
+        thread_id: str,
+        message: str,
+        *,
+        user_address: str,
+        chain_id: int | None = None,
+    ) -> AsyncIterator[AgentEvent]:
+        """Run one turn for a user message; yields events until the answer ends or an approval is pending.
+
+        Raises ``Busy`` while the chat waits for a decision on an earlier approval.
+        """
+        lock = self._lock(thread_id)
+        if lock.locked():
+            raise Busy("A turn is already running in this chat.")
+        async with lock:
+            pending = await self.pending_approval(thread_id)
+            if pending is not None:
+                raise Busy(
+                    "This chat is waiting for your decision on an approval; approve or reject it first.",
+                    approval_id=pending["approval_id"],
+                )
+            known_chain = await self.chain_id(thread_id)
+            graph_input: dict[str, Any] = {
+                "messages": [HumanMessage(content=message)],
+                "user_address": user_address,
+                "chain_id": chain_id or known_chain or self.registry.get("anvil").chain_id,
+            }
+            async for event in self._run(thread_id, graph_input):
+                yield event
+
+    async def resume(
+        self,
+        thread_id: str,
+        approval_id: str,
+        decisions: Sequence[Any],
+        *,
+        by: str = "user",
+    ) -> AsyncIterator[AgentEvent]:
+        """Apply the user's decisions to the pending approval, exactly once, and continue the turn.
+
+        Raises ``NoPendingApproval``, ``AlreadyDecided``, ``ApprovalExpired`` or
+        ``InvalidDecision`` before anything runs.
+        """
+        lock = self._lock(thread_id)
+        async with lock:
+            pending = await self.pending_approval(thread_id)
+            if pending is None or pending["approval_id"] != approval_id:
+                snapshot = await self.graph.aget_state(self._config(thread_id))  # type: ignore[arg-type]
+                resolved = (snapshot.values or {}).get("resolved", [])
+                if approval_id in resolved:
+                    raise AlreadyDecided(f"Approval {approval_id} was already decided.", approval_id=approval_id)
+                raise NoPendingApproval(
+                    f"This chat is not waiting for approval {approval_id}.", approval_id=approval_id
+                )
+            if by == "user" and _expired(pending):
+                raise ApprovalExpired(
+                    f"Approval {approval_id} expired at {pending['expires_at']}; it counts as rejected.",
+                    approval_id=approval_id,
+                )
+            checked = validate_decisions(pending, decisions)
+            resume = Command(resume={"decisions": checked, "by": by})
+            async for event in self._run(thread_id, resume):
+                yield event
+
+    async def expire(self, thread_id: str, approval_id: str) -> AsyncIterator[AgentEvent]:
+        """Resolve an expired approval as rejected (``by: "timeout"``): fail closed."""
+        pending = await self.pending_approval(thread_id)
+        count = len(pending["action_requests"]) if pending else 0
+        rejects = [{"type": "reject", "message": "The approval expired."}] * count
+        async for event in self.resume(thread_id, approval_id, rejects, by="timeout"):
+            yield event
+
+    async def _run(self, thread_id: str, graph_input: Any) -> AsyncIterator[AgentEvent]:
+        message_id = "msg_" + uuid.uuid4().hex[:20]
+        started = time.monotonic()
+        first_token: float | None = None
+        output_tokens = 0
+        yield {"type": "message_start", "message_id": message_id, "role": "assistant"}
+        finish = "stop"
+        try:
+            async for mode, payload in self.graph.astream(
+                graph_input,
+                self._config(thread_id),  # type: ignore[arg-type]
+                stream_mode=["messages", "custom", "updates"],
+            ):
+                if mode == "messages":
+                    chunk, meta = payload
+                    if meta.get("langgraph_node") != "agent" or not isinstance(chunk, AIMessageChunk):
+                        continue
+                    text = chunk.content if isinstance(chunk.content, str) else _text_of(chunk.content)
+                    if text:
+                        if first_token is None:
+                            first_token = time.monotonic()
+                        output_tokens += 1
+                        yield {"type": "token", "message_id": message_id, "text": text}
+                elif mode == "custom":
+                    event = dict(payload)
+                    if event.get("type") in ("tool_call",):
+                        event["message_id"] = message_id
+                    yield event
+                elif mode == "updates" and "__interrupt__" in payload:
+                    finish = "awaiting_approval"
+                    for item in payload["__interrupt__"]:
+                        yield {"type": "pending_approval", **item.value}
+                        yield {"type": "status", "text": "waiting for your approval"}
+        except LunarkError as exc:
+            finish = "error"
+            yield {"type": "error", **exc.to_dict()}
+        except Exception as exc:  # a bug must not leave the turn hanging: report it, log it
+            logger.exception("turn failed in thread %s", thread_id)
+            finish = "error"
+            yield {"type": "error", "code": "internal", "message": f"Internal error: {type(exc).__name__}"}
+        elapsed = time.monotonic() - (first_token or started)
+        yield {
+            "type": "message_end",
+            "message_id": message_id,
+            "finish_reason": finish,
+            "usage": {
+                "output_tokens": output_tokens,
+                "ttft_ms": round((first_token - started) * 1000, 1) if first_token else None,
+                "tokens_per_s": round(output_tokens / elapsed, 1) if first_token and elapsed > 0 else None,
+            },
+        }
+
+    async def aclose(self) -> None:
+        await self.clients.close()
+
+    @classmethod
+    @asynccontextmanager
+    async def open(
+        cls,
+        settings: Settings,
+        *,
+        model: BaseChatModel | None = None,
+        extra_tools: Sequence[Tool] = (),
+        environ: Mapping[str, str] | None = None,
+    ) -> AsyncIterator[Agent]:
+        """An agent built from ``settings``: SQLite checkpoints under ``data_dir``, the configured
+        model (``model`` overrides it, e.g. a scripted one in tests), tools and plugins, policy, signer.
+        """
+        env = os.environ if environ is None else environ
+        registry = settings.network_registry()
+        tools = [*default_tools(), *(load_plugins() if settings.plugins else []), *extra_tools]
+        toolset = ToolSet(tools, settings.approvals.rules)
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        async with AsyncSqliteSaver.from_conn_string(str(settings.data_dir / "checkpoints.sqlite")) as saver:
+            await saver.setup()
+            agent = cls(
+                model=model or OfflinePlanner(),
+                bind_tools=None if model is not None else (
+                    lambda schemas: bind_tools_with_fallbacks(settings.model, schemas, environ=env)
+                ),
+                registry=registry,
+                checkpointer=saver,
+                tools=toolset,
+                policy=settings.policy.build(),
+                signer=_local_signer(settings, env),
+                approval_ttl=settings.approvals.ttl_seconds,
+                track_timeout=settings.chain.track_timeout,
+                verify_timeout=settings.chain.verify_timeout,
+            )
+            try:
+                yield agent
+            finally:
+                await agent.aclose()
+
+
+def _local_signer(settings: Settings, environ: Mapping[str, str]) -> Signer | None:
+    local = settings.signer.local
+    if local == "anvil":
+        return LocalSigner.anvil(settings.signer.anvil_account)
+    if local == "key":
+        key = environ.get(settings.signer.key_env)
+        if not key:
+            raise ConfigError(
+                f"signer.local is 'key' but the environment variable {settings.signer.key_env} is not set."
+            )
+        return LocalSigner(key, allowed_chain_ids=None)
+    return None
+
+
+def _emitter(ctx: ToolContext, call_id: str) -> Callable[[dict[str, Any]], None]:
+    def emit(event: dict[str, Any]) -> None:
+        ctx.emit({"call_id": call_id, **event} if event.get("type") == "tx_update" else event)
+
+    return emit
+
+
+def _text_of(content: Any) -> str:
+    if isinstance(content, list):
+        return "".join(part.get("text", "") for part in content if isinstance(part, dict))
+    return ""
+
+
+def _expired(approval: Mapping[str, Any]) -> bool:
+    expires = datetime.fromisoformat(str(approval["expires_at"]).replace("Z", "+00:00"))
+    return datetime.now(UTC) >= expires
+

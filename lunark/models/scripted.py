@@ -1,0 +1,107 @@
+"""A chat model that replies from a script: for tests of agents, tools and plugins.
+
+    model = ScriptedChatModel(replies=[
+        AIMessage(content="", tool_calls=[{"name": "transfer", "args": {"to": bob, "amount": "1"}, "id": "c1"}]),
+        "Done.",                      # a plain string is a text reply
+    ])
+
+Each call to the model takes the next reply; text replies stream word by word.
+Running out of replies raises ``ModelError``, so a test cannot pass by accident.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import AsyncIterator, Iterator, Sequence
+from typing import Any
+
+from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
+from langchain_core.language_models import BaseChatModel, LanguageModelInput
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from langchain_core.runnables import Runnable
+from pydantic import Field, PrivateAttr
+
+from lunark.errors import ModelError
+
+__all__ = ["ScriptedChatModel"]
+
+_TOKEN = re.compile(r"\s*\S+|\s+")
+
+
+class ScriptedChatModel(BaseChatModel):
+    """Replies in order from ``replies``; records what it was asked in ``calls``."""
+
+    replies: list[Any] = Field(default_factory=list)
+    """Each an ``AIMessage`` or a string (a text reply). Not validated: LangChain messages are not pydantic-safe in unions."""
+    _index: int = PrivateAttr(default=0)
+    calls: list[list[BaseMessage]] = Field(default_factory=list)
+    """The messages of every call, for assertions."""
+
+    @property
+    def _llm_type(self) -> str:
+        return "lunark-scripted"
+
+    def bind_tools(self, tools: Sequence[Any], **kwargs: Any) -> Runnable[LanguageModelInput, AIMessage]:
+        return self.bind(tools=list(tools), **kwargs)  # type: ignore[return-value]
+
+    def _next(self, messages: list[BaseMessage]) -> AIMessage:
+        self.calls.append(list(messages))
+        if self._index >= len(self.replies):
+            raise ModelError(f"The scripted model ran out of replies after {self._index}.")
+        reply = self.replies[self._index]
+        self._index += 1
+        return AIMessage(content=reply) if isinstance(reply, str) else reply
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        return ChatResult(generations=[ChatGeneration(message=self._next(messages))])
+
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
+        yield from _chunks(self._next(messages))
+
+    async def _astream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[ChatGenerationChunk]:
+        for chunk in _chunks(self._next(messages)):
+            if run_manager is not None and isinstance(chunk.message.content, str) and chunk.message.content:
+                await run_manager.on_llm_new_token(chunk.message.content, chunk=chunk)
+            yield chunk
+
+
+def _chunks(message: AIMessage) -> Iterator[ChatGenerationChunk]:
+    text = message.content if isinstance(message.content, str) else ""
+    for token in _TOKEN.findall(text):
+        yield ChatGenerationChunk(message=AIMessageChunk(content=token))
+    if message.tool_calls:
+        yield ChatGenerationChunk(
+            message=AIMessageChunk(
+                content="",
+                tool_call_chunks=[
+                    {
+                        "name": call["name"],
+                        "args": json.dumps(call["args"]),
+                        "id": call.get("id"),
+                        "index": i,
+                        "type": "tool_call_chunk",
+                    }
+                    for i, call in enumerate(message.tool_calls)
+                ],
+            )
+        )

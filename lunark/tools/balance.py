@@ -1,0 +1,57 @@
+"""``get_balance``: read a native or ERC-20 balance. Read-only, so no approval."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from lunark.tools.base import ApprovalRule, Decision, Proposal, ToolContext
+
+__all__ = ["BalanceArgs", "GetBalance"]
+
+
+class BalanceArgs(BaseModel):
+    """Arguments of ``get_balance``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    address: str | None = Field(
+        default=None,
+        description="Whose balance, as a 0x address. Omit it for the user's own balance.",
+    )
+    token: str | None = Field(
+        default=None,
+        description=(
+            "Token symbol (e.g. 'USDC') or ERC-20 contract address. "
+            "Omit it for the network's native currency (e.g. ETH)."
+        ),
+    )
+
+
+class GetBalance:
+    """Balance of the user (or any address) in native currency or an ERC-20 token."""
+
+    name = "get_balance"
+    description = (
+        "Read a balance on the chat's current network: the native currency (ETH) or an ERC-20 "
+        "token, for the user by default or for any address."
+    )
+    args_schema: type[BaseModel] = BalanceArgs
+    approval: ApprovalRule = "never"
+
+    async def prepare(self, args: BaseModel, ctx: ToolContext) -> Proposal:
+        args = cast(BalanceArgs, args)
+        whose = args.address or "your address"
+        what = args.token or ctx.network.symbol
+        return Proposal(summary=f"Read the {what} balance of {whose} on {ctx.network.display_name}")
+
+    async def execute(
+        self, args: BaseModel, ctx: ToolContext, proposal: Proposal, decision: Decision | None
+    ) -> dict[str, Any]:
+        args = cast(BalanceArgs, args)
+        network = ctx.network
+        client = ctx.clients.get(network)
+        token = None if network.is_native(args.token) else args.token
+        balance = await client.balance(args.address or ctx.user_address, token)
+        return {**balance.to_dict(), "network": network.name, "display_name": network.display_name}

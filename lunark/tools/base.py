@@ -1,0 +1,185 @@
+"""What a Lunark tool is, and the context it runs in.
+
+A tool is a pydantic argument schema (whose field descriptions are what the
+model reads) plus two async steps:
+
+- ``prepare(args, ctx)`` validates, applies the spending policy and builds what
+  the user will approve (a human ``summary``, and for transfers the unsigned
+  ``tx``). It must not change anything anywhere: it runs before approval.
+- ``execute(args, ctx, proposal, decision)`` does the action. For a tool that
+  needs no approval it runs right after ``prepare`` with ``decision=None``.
+
+Errors are ``LunarkError``s; the graph turns them into tool messages in exactly
+one place (``lunark.graph``). A third-party tool is usually a ``FunctionTool``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
+
+from pydantic import BaseModel, ValidationError
+
+from lunark.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from lunark.chain.client import ChainClients
+    from lunark.chain.signer import Signer
+    from lunark.networks import Network, NetworkRegistry
+    from lunark.tools.policy import SpendingPolicy, SpendLedger
+
+__all__ = [
+    "ApprovalRule",
+    "Decision",
+    "FunctionTool",
+    "Proposal",
+    "Tool",
+    "ToolContext",
+    "needs_approval",
+    "validate_args",
+]
+
+JSON = Any
+Decision = Mapping[str, Any]
+"""One decision as the protocol spells it: ``{"type": "approve" | "edit" | "reject", ...}``."""
+
+ApprovalRule = Literal["always", "never"] | Callable[[BaseModel], bool]
+"""When a call needs the user's approval: always, never, or a predicate on the validated args."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Proposal:
+    """What the user is asked to approve for one tool call (JSON-serializable fields only)."""
+
+    summary: str
+    """One line a person reads: amount and symbol, recipient, network, fee."""
+    description: str = ""
+    """Longer explanation, e.g. why the agent proposes it."""
+    tx: dict[str, Any] | None = None
+    """The unsigned transaction the wallet is asked to sign (protocol ``tx`` shape)."""
+    data: dict[str, Any] = field(default_factory=dict)
+    """Whatever ``execute`` needs to do exactly what was shown (e.g. the prepared transaction)."""
+
+    def to_state(self) -> dict[str, Any]:
+        return {"summary": self.summary, "description": self.description, "tx": self.tx, "data": self.data}
+
+    @classmethod
+    def from_state(cls, raw: Mapping[str, Any]) -> Proposal:
+        return cls(
+            summary=raw["summary"],
+            description=raw.get("description", ""),
+            tx=raw.get("tx"),
+            data=dict(raw.get("data") or {}),
+        )
+
+
+@dataclass(kw_only=True)
+class ToolContext:
+    """Everything a tool may use for one chat turn. Built by the agent, never by the model."""
+
+    user_address: str
+    """The signed-in user's checksum address."""
+    chain_id: int
+    """The chat's current network."""
+    registry: NetworkRegistry
+    clients: ChainClients
+    policy: SpendingPolicy
+    ledger: SpendLedger
+    signer: Signer | None = None
+    """A local signer (Anvil, terminal); None where only the user's wallet signs."""
+    emit: Callable[[dict[str, Any]], None] = lambda event: None
+    """Progress for the caller (``tx_update``, ``network_switch``), via LangGraph's stream writer."""
+    track_timeout: float = 300.0
+    """Seconds to wait for a transaction before calling it dropped."""
+    verify_timeout: float = 30.0
+    """Seconds to wait for a wallet-broadcast transaction to become visible."""
+    turn_spend: dict[str, Decimal] = field(default_factory=dict)
+    """Amounts proposed so far in this turn, per symbol, so daily caps see them together."""
+
+    @property
+    def network(self) -> Network:
+        return self.registry.get(self.chain_id)
+
+
+@runtime_checkable
+class Tool(Protocol):
+    """A tool the agent can call."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def description(self) -> str: ...
+
+    @property
+    def args_schema(self) -> type[BaseModel]: ...
+
+    @property
+    def approval(self) -> ApprovalRule: ...
+
+    async def prepare(self, args: BaseModel, ctx: ToolContext) -> Proposal: ...
+
+    async def execute(
+        self, args: BaseModel, ctx: ToolContext, proposal: Proposal, decision: Decision | None
+    ) -> JSON: ...
+
+
+def validate_args(tool: Tool, raw: Mapping[str, Any]) -> BaseModel:
+    """Validate raw arguments (from a model or an edit) against the tool's schema."""
+    try:
+        return tool.args_schema.model_validate(dict(raw))
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'args'}: {err['msg']}" for err in exc.errors()
+        )
+        raise InvalidInput(f"Invalid arguments for {tool.name}: {problems}", tool=tool.name) from None
+
+
+def needs_approval(tool: Tool, args: BaseModel, rule: ApprovalRule | None = None) -> bool:
+    """Whether this call waits for the user (``rule`` overrides the tool's own)."""
+    rule = tool.approval if rule is None else rule
+    if rule == "always":
+        return True
+    if rule == "never":
+        return False
+    return bool(rule(args))
+
+
+@dataclass(frozen=True, kw_only=True)
+class FunctionTool:
+    """A tool from one async function; the usual shape of a plugin tool.
+
+    ```python
+    class Args(BaseModel):
+        text: str = Field(description="What to post")
+
+    async def post(args: Args, ctx: ToolContext) -> dict[str, str]:
+        return {"posted": args.text}
+
+    tool = FunctionTool(name="post", description="Post a note.", args_schema=Args,
+                        fn=post, approval="always")
+    ```
+    """
+
+    name: str
+    description: str
+    args_schema: type[BaseModel]
+    fn: Callable[[Any, ToolContext], Awaitable[JSON]]
+    approval: ApprovalRule = "always"
+    summarize: Callable[[Any], str] | None = None
+    """Human summary of a call for the approval card; defaults to ``name(args)``."""
+
+    async def prepare(self, args: BaseModel, ctx: ToolContext) -> Proposal:
+        if self.summarize is not None:
+            summary = self.summarize(args)
+        else:
+            shown = ", ".join(f"{k}={v!r}" for k, v in args.model_dump().items())
+            summary = f"{self.name}({shown})"
+        return Proposal(summary=summary, description=self.description)
+
+    async def execute(
+        self, args: BaseModel, ctx: ToolContext, proposal: Proposal, decision: Decision | None
+    ) -> JSON:
+        return await self.fn(args, ctx)

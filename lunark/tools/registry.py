@@ -1,0 +1,139 @@
+"""The set of tools an agent may call, which of them need approval, and plugins.
+
+Third-party tools register through the entry-point group ``lunark.tools``. An
+entry point names either a ``Tool`` object, a list of them, or a callable that
+returns one or a list::
+
+    [project.entry-points."lunark.tools"]
+    weather = "lunark_weather:tools"
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from decimal import Decimal, InvalidOperation
+from importlib.metadata import entry_points
+from typing import Any
+
+from pydantic import BaseModel
+
+from lunark.errors import ConfigError, InvalidInput
+from lunark.tools.balance import GetBalance
+from lunark.tools.base import ApprovalRule, Tool
+from lunark.tools.network import SwitchNetwork
+from lunark.tools.transfer import Transfer
+
+__all__ = ["PLUGIN_GROUP", "ToolSet", "amount_above", "default_tools", "load_plugins", "parse_approval_rule"]
+
+PLUGIN_GROUP = "lunark.tools"
+
+
+def default_tools() -> list[Tool]:
+    """The built-in tools: ``get_balance``, ``transfer``, ``switch_network``."""
+    return [GetBalance(), Transfer(), SwitchNetwork()]
+
+
+def amount_above(limits: Mapping[str, Decimal | str | int]) -> Callable[[BaseModel], bool]:
+    """A rule: approval needed when ``args.amount`` is above the limit for ``args.token``.
+
+    Keys are token symbols; ``"native"`` is the network's currency; ``"*"`` any other.
+    A token with no limit, or an amount that is not a number, needs approval (fail closed).
+    """
+    table = {k.upper(): Decimal(str(v)) for k, v in limits.items()}
+
+    def rule(args: BaseModel) -> bool:
+        token = getattr(args, "token", None)
+        key = str(token).upper() if token else "NATIVE"
+        limit = table.get(key, table.get("*"))
+        if limit is None:
+            return True
+        try:
+            return Decimal(str(getattr(args, "amount", ""))) > limit
+        except InvalidOperation:
+            return True
+
+    return rule
+
+
+def parse_approval_rule(raw: Any) -> ApprovalRule:
+    """``"always"``, ``"never"`` or ``{"above": {symbol: amount}}`` from configuration."""
+    if raw in ("always", "never"):
+        return raw  # type: ignore[no-any-return]
+    if isinstance(raw, Mapping) and set(raw) == {"above"} and isinstance(raw["above"], Mapping):
+        return amount_above(raw["above"])
+    if callable(raw):
+        return raw  # type: ignore[no-any-return]
+    raise ConfigError(
+        f"Approval rule {raw!r} is not one of 'always', 'never' or {{'above': {{SYMBOL: amount}}}}."
+    )
+
+
+class ToolSet:
+    """The tools of one agent, by name, with their approval rules."""
+
+    def __init__(self, tools: Iterable[Tool], approvals: Mapping[str, Any] | None = None) -> None:
+        self._tools: dict[str, Tool] = {}
+        for tool in tools:
+            if not isinstance(tool, Tool):
+                raise ConfigError(f"{tool!r} is not a Lunark tool (see lunark.tools.base.Tool).")
+            if tool.name in self._tools:
+                raise ConfigError(f"Two tools are named {tool.name!r}.")
+            self._tools[tool.name] = tool
+        self._rules: dict[str, ApprovalRule] = {}
+        for name, raw in (approvals or {}).items():
+            if name not in self._tools:
+                raise ConfigError(f"Approval rule for unknown tool {name!r} (tools: {', '.join(self._tools)}).")
+            self._rules[name] = parse_approval_rule(raw)
+
+    def get(self, name: str) -> Tool:
+        try:
+            return self._tools[name]
+        except KeyError:
+            raise InvalidInput(
+                f"There is no tool named {name!r} (tools: {', '.join(self._tools)}).", tool=name
+            ) from None
+
+    def rule(self, name: str) -> ApprovalRule:
+        return self._rules.get(name, self.get(name).approval)
+
+    def __iter__(self) -> Iterator[Tool]:
+        return iter(self._tools.values())
+
+    def __len__(self) -> int:
+        return len(self._tools)
+
+    @property
+    def names(self) -> list[str]:
+        return list(self._tools)
+
+    def schemas(self) -> list[dict[str, Any]]:
+        """The tools in OpenAI function format, for ``model.bind_tools``."""
+        return [
+            {
+                "type": "function",
+                "function": {
+                    "name": tool.name,
+                    "description": tool.description,
+                    "parameters": tool.args_schema.model_json_schema(),
+                },
+            }
+            for tool in self
+        ]
+
+
+def load_plugins(group: str = PLUGIN_GROUP) -> list[Tool]:
+    """Tools from installed packages' ``lunark.tools`` entry points."""
+    tools: list[Tool] = []
+    for ep in entry_points(group=group):
+        try:
+            obj = ep.load()
+        except Exception as exc:  # a broken plugin must name itself, not crash start-up obscurely
+            raise ConfigError(f"Plugin {ep.name!r} ({ep.value}) failed to load: {exc}", plugin=ep.name) from exc
+        if not isinstance(obj, Tool) and callable(obj):
+            obj = obj()
+        found = [obj] if isinstance(obj, Tool) else list(obj) if isinstance(obj, Iterable) else [obj]
+        for tool in found:
+            if not isinstance(tool, Tool):
+                raise ConfigError(f"Plugin {ep.name!r} gave {tool!r}, which is not a Lunark tool.", plugin=ep.name)
+            tools.append(tool)
+    return tools
