@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from eth_typing import ChecksumAddress
-from eth_utils import is_address, to_checksum_address
+from eth_utils.address import is_address, to_checksum_address
 from pydantic import BaseModel, ConfigDict, Field
 
 from lunark.errors import ConfigError, UnknownNetwork, UnknownToken

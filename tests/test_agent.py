@@ -325,7 +325,7 @@ async def test_tampered_tx_hash_is_a_mismatch(
     tampered = wallet_send(anvil, pending["action_requests"][0]["tx"], alice.private_key, to=mallory.address)
     events = await collect(agent.resume("t", pending["approval_id"], [{"type": "approve", "tx_hash": tampered}]))
     [update] = of_type(events, "tx_update")
-    assert update["status"] == "mismatch" and "recipient" in update["reason"].lower() or "to" in update["reason"]
+    assert (update["status"] == "mismatch" and "recipient" in update["reason"].lower()) or "to" in update["reason"]
     [result] = of_type(events, "tool_result")
     assert result["status"] == "error" and result["result"]["status"] == "mismatch"
     assert "match" in answer(events).lower()
@@ -336,8 +336,10 @@ async def test_scripted_model_drives_the_same_flow(
 ) -> None:
     model = ScriptedChatModel(
         replies=[
-            AIMessage(content="", tool_calls=[{"name": "transfer", "args": {"to": bob.address, "amount": 2.5, "token": "tkn"},
-                                       "id": "call_1"}]),
+            AIMessage(
+                content="",
+                tool_calls=[{"name": "transfer", "args": {"to": bob.address, "amount": 2.5, "token": "tkn"}, "id": "call_1"}],
+            ),
             "All done.",
         ]
     )

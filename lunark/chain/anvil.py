@@ -57,7 +57,7 @@ def dev_accounts(count: int = 10) -> list[DevAccount]:
     accounts = []
     for i in range(count):
         acct = Account.from_mnemonic(ANVIL_MNEMONIC, account_path=f"m/44'/60'/0'/0/{i}")
-        accounts.append(DevAccount(i, acct.address, acct.key.hex() if acct.key.hex().startswith("0x") else "0x" + acct.key.hex()))
+        accounts.append(DevAccount(i, acct.address, "0x" + bytes(acct.key).hex()))
     return accounts
 
 

@@ -12,8 +12,8 @@ from enum import StrEnum
 from typing import Any
 
 from eth_typing import ChecksumAddress, HexStr
-from eth_utils import function_signature_to_4byte_selector
-from web3.types import TxParams, Wei
+from eth_utils.abi import function_signature_to_4byte_selector
+from web3.types import Nonce, TxParams, Wei
 
 __all__ = [
     "ERC20_TRANSFER_SELECTOR",
@@ -166,7 +166,7 @@ class PreparedTx:
             "gas": self.gas,
             "maxFeePerGas": Wei(self.max_fee_per_gas),
             "maxPriorityFeePerGas": Wei(self.max_priority_fee_per_gas),
-            "nonce": self.nonce,
+            "nonce": Nonce(self.nonce),
         }
 
     def to_wire(self) -> dict[str, Any]:

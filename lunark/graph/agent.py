@@ -44,12 +44,12 @@ from typing import Any, cast
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage, SystemMessage, ToolMessage
-from langchain_core.runnables import Runnable
+from langchain_core.runnables import Runnable, RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 from langgraph.config import get_stream_writer
 from langgraph.graph import END, START, StateGraph
-from langgraph.types import Command, interrupt
+from langgraph.types import Command, StreamMode, interrupt
 
 from lunark.chain.client import ChainClients
 from lunark.chain.signer import LocalSigner, Signer
@@ -65,16 +65,18 @@ from lunark.errors import (
 )
 from lunark.graph.approval import ALL_DECISIONS, validate_decisions
 from lunark.graph.state import AgentState
-from lunark.networks import NetworkRegistry
 from lunark.models.factory import bind_tools_with_fallbacks
 from lunark.models.planner import OfflinePlanner
+from lunark.networks import NetworkRegistry
 from lunark.tools.base import Proposal, Tool, ToolContext, needs_approval, validate_args
 from lunark.tools.policy import InMemorySpendLedger, SpendingPolicy, SpendLedger
 from lunark.tools.registry import ToolSet, default_tools, load_plugins
 
-__all__ = ["Agent", "AgentEvent", "SYSTEM_PROMPT"]
+__all__ = ["SYSTEM_PROMPT", "Agent", "AgentEvent"]
 
 logger = logging.getLogger(__name__)
+
+_STREAM_MODES: list[StreamMode] = ["messages", "custom", "updates"]
 
 AgentEvent = dict[str, Any]
 """A protocol chat event without ``chat_id``/``seq``/``ts`` (the server's hub adds them)."""
@@ -359,24 +361,24 @@ class Agent:
         return self._locks.setdefault(thread_id, asyncio.Lock())
 
     @staticmethod
-    def _config(thread_id: str) -> dict[str, Any]:
+    def _config(thread_id: str) -> RunnableConfig:
         return {"configurable": {"thread_id": thread_id}, "recursion_limit": 50}
 
     async def pending_approval(self, thread_id: str) -> dict[str, Any] | None:
         """The approval this chat waits for, or None."""
-        snapshot = await self.graph.aget_state(self._config(thread_id))  # type: ignore[arg-type]
+        snapshot = await self.graph.aget_state(self._config(thread_id))
         if not snapshot.interrupts:
             return None
         return cast(dict[str, Any], snapshot.interrupts[0].value)
 
     async def chain_id(self, thread_id: str) -> int | None:
         """The chat's current network, or None for a chat that never ran."""
-        snapshot = await self.graph.aget_state(self._config(thread_id))  # type: ignore[arg-type]
+        snapshot = await self.graph.aget_state(self._config(thread_id))
         value = snapshot.values.get("chain_id") if snapshot.values else None
         return int(value) if value is not None else None
 
     async def messages(self, thread_id: str) -> list[Any]:
-        snapshot = await self.graph.aget_state(self._config(thread_id))  # type: ignore[arg-type]
+        snapshot = await self.graph.aget_state(self._config(thread_id))
         return list(snapshot.values.get("messages", [])) if snapshot.values else []
 
     async def stream(
@@ -402,7 +404,7 @@ class Agent:
                     approval_id=pending["approval_id"],
                 )
             known_chain = await self.chain_id(thread_id)
-            graph_input: dict[str, Any] = {
+            graph_input: AgentState = {
                 "messages": [HumanMessage(content=message)],
                 "user_address": user_address,
                 "chain_id": chain_id or known_chain or self.registry.get("anvil").chain_id,
@@ -427,7 +429,7 @@ class Agent:
         async with lock:
             pending = await self.pending_approval(thread_id)
             if pending is None or pending["approval_id"] != approval_id:
-                snapshot = await self.graph.aget_state(self._config(thread_id))  # type: ignore[arg-type]
+                snapshot = await self.graph.aget_state(self._config(thread_id))
                 resolved = (snapshot.values or {}).get("resolved", [])
                 if approval_id in resolved:
                     raise AlreadyDecided(f"Approval {approval_id} was already decided.", approval_id=approval_id)
@@ -440,7 +442,7 @@ class Agent:
                     approval_id=approval_id,
                 )
             checked = validate_decisions(pending, decisions)
-            resume = Command(resume={"decisions": checked, "by": by})
+            resume: Command[Any] = Command(resume={"decisions": checked, "by": by})
             async for event in self._run(thread_id, resume):
                 yield event
 
@@ -452,7 +454,7 @@ class Agent:
         async for event in self.resume(thread_id, approval_id, rejects, by="timeout"):
             yield event
 
-    async def _run(self, thread_id: str, graph_input: Any) -> AsyncIterator[AgentEvent]:
+    async def _run(self, thread_id: str, graph_input: AgentState | Command[Any]) -> AsyncIterator[AgentEvent]:
         message_id = "msg_" + uuid.uuid4().hex[:20]
         started = time.monotonic()
         first_token: float | None = None
@@ -460,11 +462,10 @@ class Agent:
         yield {"type": "message_start", "message_id": message_id, "role": "assistant"}
         finish = "stop"
         try:
-            async for mode, payload in self.graph.astream(
-                graph_input,
-                self._config(thread_id),  # type: ignore[arg-type]
-                stream_mode=["messages", "custom", "updates"],
-            ):
+            parts: AsyncIterator[Any] = self.graph.astream(
+                graph_input, self._config(thread_id), stream_mode=_STREAM_MODES
+            )
+            async for mode, payload in parts:
                 if mode == "messages":
                     chunk, meta = payload
                     if meta.get("langgraph_node") != "agent" or not isinstance(chunk, AIMessageChunk):

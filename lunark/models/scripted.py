@@ -34,7 +34,9 @@ class ScriptedChatModel(BaseChatModel):
     """Replies in order from ``replies``; records what it was asked in ``calls``."""
 
     replies: list[Any] = Field(default_factory=list)
-    """Each an ``AIMessage`` or a string (a text reply). Not validated: LangChain messages are not pydantic-safe in unions."""
+    """Each an ``AIMessage`` or a string (a text reply).
+
+    Typed ``Any``: LangChain's message validators crash on a str inside a union."""
     _index: int = PrivateAttr(default=0)
     calls: list[list[BaseMessage]] = Field(default_factory=list)
     """The messages of every call, for assertions."""
@@ -44,7 +46,7 @@ class ScriptedChatModel(BaseChatModel):
         return "lunark-scripted"
 
     def bind_tools(self, tools: Sequence[Any], **kwargs: Any) -> Runnable[LanguageModelInput, AIMessage]:
-        return self.bind(tools=list(tools), **kwargs)  # type: ignore[return-value]
+        return self.bind(tools=list(tools), **kwargs)
 
     def _next(self, messages: list[BaseMessage]) -> AIMessage:
         self.calls.append(list(messages))

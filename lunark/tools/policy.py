@@ -20,7 +20,7 @@ from decimal import Decimal
 from typing import Protocol
 
 from eth_typing import ChecksumAddress
-from eth_utils import to_checksum_address
+from eth_utils.address import to_checksum_address
 
 from lunark.chain.types import TransferIntent
 from lunark.errors import PolicyViolation

@@ -15,7 +15,8 @@ from decimal import Decimal
 from typing import Any, cast
 
 from eth_typing import ChecksumAddress, HexStr
-from eth_utils import keccak, to_checksum_address
+from eth_utils.address import to_checksum_address
+from eth_utils.crypto import keccak
 from hexbytes import HexBytes
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from web3.exceptions import TransactionNotFound
