@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 from eth_typing import ChecksumAddress
@@ -46,10 +47,10 @@ def _deploy_world(anvil: Anvil) -> World:
 
 
 def _mint(anvil: Anvil, token: str, deployer: DevAccount, to: str, amount: int) -> None:
-    from lunark.chain.types import encode_erc20_transfer
-
     # mint(address,uint256) has the same argument layout as transfer(address,uint256).
     from eth_utils import function_signature_to_4byte_selector
+
+    from lunark.chain.types import encode_erc20_transfer
 
     data = "0x" + function_signature_to_4byte_selector("mint(address,uint256)").hex()
     data += encode_erc20_transfer(to, amount)[10:]
@@ -131,3 +132,87 @@ def registry(world: World, world2: World) -> NetworkRegistry:
             ),
         ]
     )
+
+
+# -- the server --------------------------------------------------------------------------------
+
+
+def sign_in_message(
+    domain: str, uri: str, address: str, nonce: str, *, chain_id: int = ANVIL_CHAIN_ID, **fields: Any
+) -> str:
+    """An EIP-4361 message as a wallet-connected page would build it."""
+    from datetime import UTC, datetime
+
+    from lunark.server.siwe import SiweMessage
+
+    values: dict[str, Any] = {
+        "domain": domain, "address": address, "statement": "Sign in to Lunark.", "uri": uri, "version": "1",
+        "chain_id": chain_id, "nonce": nonce, "issued_at": datetime.now(UTC),
+    }
+    values.update(fields)
+    return SiweMessage(**values).to_text()
+
+
+async def sign_in(server: Any, account: DevAccount) -> str:
+    """Sign in over HTTP exactly as a client does (nonce, EIP-191 signature, verify); returns the token."""
+    import aiohttp
+    from eth_account import Account
+    from eth_account.messages import encode_defunct
+
+    async with aiohttp.ClientSession() as http:
+        async with http.get(server.url + "/auth/nonce") as response:
+            nonce = (await response.json())["nonce"]
+        message = sign_in_message(server.domain, server.url, account.address, nonce)
+        signature = Account.sign_message(encode_defunct(text=message), account.private_key).signature
+        body = {"message": message, "signature": "0x" + bytes(signature).hex()}
+        async with http.post(server.url + "/auth/verify", json=body) as response:
+            assert response.status == 200, await response.text()
+            return str((await response.json())["token"])
+
+
+def server_settings(data_dir: Any, world: World, world2: World | None = None, **overrides: Any) -> Any:
+    """Settings for a test server on a free port, its default network the test Anvil with TKN and TUSD."""
+    from lunark.config import Settings
+
+    networks: list[dict[str, Any]] = [{
+        "name": "anvil", "rpc_urls": [world.anvil.url],
+        "tokens": [{"symbol": "TKN", "address": world.token, "decimals": 18},
+                   {"symbol": "TUSD", "address": world.usd, "decimals": 6}],
+    }]
+    if world2 is not None:
+        networks.append({
+            "name": "anvil-2", "chain_id": SECOND_CHAIN_ID, "display_name": "Anvil 2 (local)",
+            "rpc_urls": [world2.anvil.url], "aliases": ["anvil2"],
+            "tokens": [{"symbol": "TKN", "address": world2.token, "decimals": 18}],
+        })
+    values: dict[str, Any] = {
+        "data_dir": data_dir,
+        "plugins": False,
+        "chain": {"networks": networks, "track_timeout": 30, "verify_timeout": 5},
+        "server": {"port": 0},
+    }
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(values.get(key), dict):
+            values[key] = {**values[key], **value}
+        else:
+            values[key] = value
+    return Settings.load(**values)
+
+
+@pytest.fixture
+async def make_server(tmp_path: Any, world: World, world2: World) -> Any:
+    """Start real Lunark servers on free ports: ``await make_server(signer={"local": "anvil"}, model=...)``."""
+    from lunark.server.app import LunarkServer
+
+    servers: list[LunarkServer] = []
+
+    async def make(*, model: Any = None, data_dir: Any = None, **overrides: Any) -> LunarkServer:
+        settings = server_settings(data_dir or tmp_path / f"server{len(servers)}", world, world2, **overrides)
+        server = LunarkServer(settings, model=model, environ={})
+        await server.start()
+        servers.append(server)
+        return server
+
+    yield make
+    for server in servers:
+        await server.stop()

@@ -36,8 +36,8 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
+from contextlib import aclosing, asynccontextmanager
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
@@ -462,30 +462,31 @@ class Agent:
         yield {"type": "message_start", "message_id": message_id, "role": "assistant"}
         finish = "stop"
         try:
-            parts: AsyncIterator[Any] = self.graph.astream(
+            parts: AsyncGenerator[Any] = self.graph.astream(  # type: ignore[assignment]
                 graph_input, self._config(thread_id), stream_mode=_STREAM_MODES
             )
-            async for mode, payload in parts:
-                if mode == "messages":
-                    chunk, meta = payload
-                    if meta.get("langgraph_node") != "agent" or not isinstance(chunk, AIMessageChunk):
-                        continue
-                    text = chunk.content if isinstance(chunk.content, str) else _text_of(chunk.content)
-                    if text:
-                        if first_token is None:
-                            first_token = time.monotonic()
-                        output_tokens += 1
-                        yield {"type": "token", "message_id": message_id, "text": text}
-                elif mode == "custom":
-                    event = dict(payload)
-                    if event.get("type") in ("tool_call",):
-                        event["message_id"] = message_id
-                    yield event
-                elif mode == "updates" and "__interrupt__" in payload:
-                    finish = "awaiting_approval"
-                    for item in payload["__interrupt__"]:
-                        yield {"type": "pending_approval", **item.value}
-                        yield {"type": "status", "text": "waiting for your approval"}
+            async with aclosing(parts):  # an abort must finalize the graph run, not leave it to the GC
+                async for mode, payload in parts:
+                    if mode == "messages":
+                        chunk, meta = payload
+                        if meta.get("langgraph_node") != "agent" or not isinstance(chunk, AIMessageChunk):
+                            continue
+                        text = chunk.content if isinstance(chunk.content, str) else _text_of(chunk.content)
+                        if text:
+                            if first_token is None:
+                                first_token = time.monotonic()
+                            output_tokens += 1
+                            yield {"type": "token", "message_id": message_id, "text": text}
+                    elif mode == "custom":
+                        event = dict(payload)
+                        if event.get("type") in ("tool_call",):
+                            event["message_id"] = message_id
+                        yield event
+                    elif mode == "updates" and "__interrupt__" in payload:
+                        finish = "awaiting_approval"
+                        for item in payload["__interrupt__"]:
+                            yield {"type": "pending_approval", **item.value}
+                            yield {"type": "status", "text": "waiting for your approval"}
         except LunarkError as exc:
             finish = "error"
             yield {"type": "error", **exc.to_dict()}
@@ -517,6 +518,7 @@ class Agent:
         model: BaseChatModel | None = None,
         extra_tools: Sequence[Tool] = (),
         environ: Mapping[str, str] | None = None,
+        ledger: SpendLedger | None = None,
     ) -> AsyncIterator[Agent]:
         """An agent built from ``settings``: SQLite checkpoints under ``data_dir``, the configured
         model (``model`` overrides it, e.g. a scripted one in tests), tools and plugins, policy, signer.
@@ -537,6 +539,7 @@ class Agent:
                 checkpointer=saver,
                 tools=toolset,
                 policy=settings.policy.build(),
+                ledger=ledger,
                 signer=_local_signer(settings, env),
                 approval_ttl=settings.approvals.ttl_seconds,
                 track_timeout=settings.chain.track_timeout,

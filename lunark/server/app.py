@@ -1,0 +1,155 @@
+"""The Lunark server: aiohttp + python-socketio, the agent, the hub, the runner, the store.
+
+    server = LunarkServer(Settings.load())
+    await server.start()
+    print(server.url)
+    ...
+    await server.stop()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping, Sequence
+from contextlib import AsyncExitStack
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import socketio
+from aiohttp import web
+from langchain_core.language_models import BaseChatModel
+
+from lunark.chain.anvil import free_port
+from lunark.config import Settings
+from lunark.errors import LunarkError
+from lunark.graph.agent import Agent
+from lunark.server.auth import Authenticator
+from lunark.server.http import errors_middleware, routes
+from lunark.server.hub import Hub
+from lunark.server.namespace import ChatNamespace
+from lunark.server.runner import Runner
+from lunark.server.service import ChatService
+from lunark.store.sqlite import SqliteStore
+from lunark.tools.base import Tool
+
+__all__ = ["WEB_ROOT", "LunarkServer"]
+
+logger = logging.getLogger(__name__)
+
+WEB_ROOT = Path(__file__).resolve().parent.parent / "web"
+"""The dApp's static files, served at ``/``."""
+
+MAX_BODY = 1024 * 1024
+
+
+class LunarkServer:
+    """Everything behind one address: Socket.IO, the HTTP mirror, SSE, sign-in, the dApp."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        model: BaseChatModel | None = None,
+        extra_tools: Sequence[Tool] = (),
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        self.settings = settings
+        self._model = model
+        self._extra_tools = extra_tools
+        self._environ = environ
+        self._stack = AsyncExitStack()
+        self.port = settings.server.port or free_port()
+        self.host = settings.server.host
+        self.domain = settings.server.domain or f"{'localhost' if self.host in ('127.0.0.1', '0.0.0.0') else self.host}:{self.port}"
+        self._site: web.TCPSite | None = None
+
+    @property
+    def url(self) -> str:
+        host = "127.0.0.1" if self.host == "0.0.0.0" else self.host
+        return f"http://{host}:{self.port}"
+
+    async def start(self) -> None:
+        settings = self.settings
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.store = await SqliteStore.open(settings.data_dir / "lunark.sqlite")
+            self._stack.push_async_callback(self.store.close)
+            self.agent = await self._stack.enter_async_context(
+                Agent.open(settings, model=self._model, extra_tools=self._extra_tools, environ=self._environ,
+                           ledger=self.store)
+            )
+            self.sio = socketio.AsyncServer(
+                async_mode="aiohttp",
+                cors_allowed_origins="*",  # bearer tokens, no cookies: any origin may connect
+                max_http_buffer_size=MAX_BODY,
+                logger=False,
+                engineio_logger=False,
+            )
+
+            async def emit(event: str, data: dict[str, Any], rooms: list[str]) -> None:
+                await self.sio.emit(event, data, to=rooms)
+
+            self.hub = Hub(self.store, emit, flush_interval=settings.server.flush_interval_ms / 1000)
+            self._stack.push_async_callback(self.hub.aclose)
+            self.runner = Runner(self.agent, self.hub, self.store)
+            self._stack.push_async_callback(self.runner.aclose)
+            self.service = ChatService(
+                store=self.store, runner=self.runner, agent=self.agent, registry=self.agent.registry,
+                default_network=settings.chain.default_network,
+            )
+            self.auth = Authenticator(
+                self.store,
+                domain=self.domain,
+                session_ttl=_seconds(settings.server.token_ttl_seconds),
+            )
+            self.sio.register_namespace(ChatNamespace(auth=self.auth, service=self.service, hub=self.hub))
+            app = web.Application(middlewares=[errors_middleware], client_max_size=MAX_BODY)
+            self.sio.attach(app)
+            app.add_routes(
+                routes(auth=self.auth, service=self.service, hub=self.hub, store=self.store, health=self.health)
+            )
+            if WEB_ROOT.is_dir():
+                app.router.add_get("/", _index)
+                app.router.add_static("/static/", WEB_ROOT, follow_symlinks=False)
+            self._app_runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=1.0)
+            await self._app_runner.setup()
+            self._stack.push_async_callback(self._app_runner.cleanup)
+            self._site = web.TCPSite(self._app_runner, self.host, self.port)
+            await self._site.start()
+        except BaseException:
+            await self._stack.aclose()
+            raise
+        logger.info("Lunark listening on %s", self.url)
+
+    async def health(self) -> dict[str, Any]:
+        database = await self.store.healthy()
+        network = self.agent.registry.get(self.settings.chain.default_network)
+        chain: dict[str, Any] = {"network": network.name, "chain_id": network.chain_id, "ok": False}
+        try:
+            client = self.agent.clients.get(network)
+            chain["block"] = await asyncio.wait_for(client.w3.eth.block_number, timeout=3)
+            await client.ensure_chain()
+            chain["ok"] = True
+        except (LunarkError, TimeoutError, OSError) as exc:
+            chain["error"] = str(exc)
+        return {"ok": database and chain["ok"], "database": database, "chain": chain}
+
+    async def stop(self) -> None:
+        await self._stack.aclose()
+
+    async def __aenter__(self) -> LunarkServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+
+async def _index(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(WEB_ROOT / "index.html")
+
+
+def _seconds(value: float) -> timedelta:
+    return timedelta(seconds=value)

@@ -1,0 +1,157 @@
+"""The hub: gives every chat event its ``seq``, logs it, coalesces tokens, fans it out.
+
+The event log, not pub/sub, is the source of truth: an event is appended to the
+store before anyone sees it, so a client that replays from ``last_seq`` gets
+exactly what live clients got, in the same order, once.
+
+Tokens are coalesced with a leading-edge throttle: a token is sent at once when
+the chat's last flush is more than one interval old; otherwise it is buffered
+and flushed at the end of the interval. Fast streams become a few events per
+interval; slow streams (50 tokens/s) are not delayed at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass, field
+from typing import Any
+
+from lunark.store.base import EventRecord, Store
+
+__all__ = ["WALLET_EVENTS", "Hub"]
+
+WALLET_EVENTS = frozenset({"pending_approval", "network_switch", "tx_update"})
+"""Events that concern the user's wallet: also sent to ``user:{address}``."""
+
+Emit = Callable[[str, dict[str, Any], list[str]], Awaitable[None]]
+"""Sends one event (name, payload) to rooms; the Socket.IO server's emit in production."""
+
+
+@dataclass
+class _Chat:
+    owner: str
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    buffer: list[str] = field(default_factory=list)
+    buffer_message: str | None = None
+    last_flush: float = 0.0
+    timer: asyncio.TimerHandle | None = None
+    flushing: asyncio.Task[None] | None = None
+    listeners: set[asyncio.Queue[EventRecord]] = field(default_factory=set)
+
+
+class Hub:
+    """Numbered, durable, coalesced fan-out of chat events."""
+
+    def __init__(self, store: Store, emit: Emit, *, flush_interval: float = 0.016) -> None:
+        self.store = store
+        self._emit = emit
+        self.flush_interval = flush_interval
+        self._chats: dict[str, _Chat] = {}
+
+    def _chat(self, chat_id: str, owner: str) -> _Chat:
+        chat = self._chats.get(chat_id)
+        if chat is None:
+            chat = self._chats[chat_id] = _Chat(owner=owner.lower())
+        return chat
+
+    async def publish(self, chat_id: str, owner: str, event: dict[str, Any]) -> None:
+        """Send one event of a chat (without ``seq``); tokens may be coalesced."""
+        chat = self._chat(chat_id, owner)
+        if event["type"] == "token":
+            await self._token(chat_id, chat, event["message_id"], event["text"])
+            return
+        async with chat.lock:
+            await self._flush_locked(chat_id, chat)
+            await self._send_locked(chat_id, chat, [(event["type"], event)])
+
+    async def flush(self, chat_id: str) -> None:
+        """Send any buffered tokens now."""
+        chat = self._chats.get(chat_id)
+        if chat is not None:
+            async with chat.lock:
+                await self._flush_locked(chat_id, chat)
+
+    async def _token(self, chat_id: str, chat: _Chat, message_id: str, text: str) -> None:
+        async with chat.lock:
+            if chat.buffer and chat.buffer_message != message_id:
+                await self._flush_locked(chat_id, chat)
+            now = time.monotonic()
+            if not chat.buffer and now - chat.last_flush >= self.flush_interval:
+                chat.last_flush = now
+                await self._send_locked(
+                    chat_id, chat, [("token", {"type": "token", "message_id": message_id, "text": text})]
+                )
+                return
+            chat.buffer.append(text)
+            chat.buffer_message = message_id
+            if chat.timer is None:
+                delay = max(0.0, chat.last_flush + self.flush_interval - now)
+                loop = asyncio.get_running_loop()
+                chat.timer = loop.call_later(delay, self._schedule_flush, chat_id, chat)
+
+    def _schedule_flush(self, chat_id: str, chat: _Chat) -> None:
+        chat.timer = None
+        chat.flushing = asyncio.ensure_future(self.flush(chat_id))
+
+    async def _flush_locked(self, chat_id: str, chat: _Chat) -> None:
+        if chat.timer is not None:
+            chat.timer.cancel()
+            chat.timer = None
+        if not chat.buffer:
+            return
+        text, message_id = "".join(chat.buffer), chat.buffer_message
+        chat.buffer.clear()
+        chat.buffer_message = None
+        chat.last_flush = time.monotonic()
+        await self._send_locked(chat_id, chat, [("token", {"type": "token", "message_id": message_id, "text": text})])
+
+    async def _send_locked(self, chat_id: str, chat: _Chat, events: list[tuple[str, dict[str, Any]]]) -> None:
+        records = await self.store.append_events(chat_id, events)
+        for record in records:
+            rooms = [f"chat:{chat_id}"]
+            if record.type in WALLET_EVENTS:
+                rooms.append(f"user:{chat.owner}")
+            await self._emit(record.type, record.payload, rooms)
+            for queue in chat.listeners:
+                queue.put_nowait(record)
+
+    @asynccontextmanager
+    async def subscribe(
+        self, chat_id: str, owner: str, after_seq: int
+    ) -> AsyncIterator[tuple[list[EventRecord], asyncio.Queue[EventRecord]]]:
+        """The events after ``after_seq`` and a queue of every later one, with nothing lost
+        or repeated between them (the snapshot and the subscription happen under the chat's lock)."""
+        chat = self._chat(chat_id, owner)
+        queue: asyncio.Queue[EventRecord] = asyncio.Queue()
+        async with chat.lock:
+            missed = await self.store.events_after(chat_id, after_seq)
+            chat.listeners.add(queue)
+        try:
+            yield missed, queue
+        finally:
+            chat.listeners.discard(queue)
+
+    async def replay_then_join(
+        self, chat_id: str, owner: str, after_seq: int, send: Callable[[EventRecord], Awaitable[None]],
+        join: Callable[[], Awaitable[None]],
+    ) -> int:
+        """Send the missed events to one client, then join it to live events, atomically
+        with respect to new events of the chat. Returns how many were replayed."""
+        chat = self._chat(chat_id, owner)
+        async with chat.lock:
+            missed = await self.store.events_after(chat_id, after_seq)
+            for record in missed:
+                await send(record)
+            await join()
+        return len(missed)
+
+    async def aclose(self) -> None:
+        for chat in self._chats.values():
+            if chat.timer is not None:
+                chat.timer.cancel()
+            if chat.flushing is not None:
+                with suppress(asyncio.CancelledError):
+                    await chat.flushing

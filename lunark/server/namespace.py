@@ -1,0 +1,129 @@
+"""Socket.IO handlers: authenticate on connect, then one ack per client event.
+
+Every handler validates its payload against the protocol model and answers
+with an ack; a malformed, oversized or unknown event gets an error ack, never
+silence, and never takes the server down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import socketio
+from pydantic import BaseModel, ValidationError
+
+from lunark.errors import LunarkError, Unauthorized
+from lunark.protocol import Abort, JoinChat, ResumeDecisions, SendMessage, WalletChanged
+from lunark.server.auth import Authenticator
+from lunark.server.hub import Hub
+from lunark.server.service import ChatService
+from lunark.store.base import EventRecord
+
+__all__ = ["ChatNamespace"]
+
+logger = logging.getLogger(__name__)
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def error_ack(code: str, message: str, **details: Any) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, **details}}
+
+
+class ChatNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
+    def __init__(self, *, auth: Authenticator, service: ChatService, hub: Hub, namespace: str = "/") -> None:
+        super().__init__(namespace)
+        self.auth = auth
+        self.service = service
+        self.hub = hub
+        self._replays: set[asyncio.Task[None]] = set()
+
+    async def trigger_event(self, event: str, *args: Any) -> Any:
+        if event in ("connect", "disconnect") or hasattr(self, f"on_{event}"):
+            return await super().trigger_event(event, *args)
+        return error_ack("invalid_input", f"Unknown event {event!r}.")
+
+    async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
+        token = auth.get("token") if isinstance(auth, dict) else None
+        try:
+            address = await self.auth.authenticate(token if isinstance(token, str) else None)
+        except Unauthorized as exc:
+            # python-socketio sends this data to the client as its connect_error.
+            raise socketio.exceptions.ConnectionRefusedError(
+                {"code": exc.code, "message": exc.message}
+            ) from None
+        await self.save_session(sid, {"address": address})
+        await self.enter_room(sid, f"user:{address.lower()}")
+
+    async def _call(
+        self, sid: str, data: Any, model: type[M], handler: Callable[[str, M], Awaitable[dict[str, Any]]]
+    ) -> dict[str, Any]:
+        try:
+            session = await self.get_session(sid)
+            payload = model.model_validate(data if data is not None else {})
+            return await handler(session["address"], payload)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "payload"
+            return error_ack("invalid_input", f"Invalid {where}: {first['msg']}.")
+        except LunarkError as exc:
+            return {"error": exc.to_dict()}
+        except Exception:  # the server keeps serving everyone else
+            logger.exception("handler failed for %s", model.__name__)
+            return error_ack("internal", "Internal error.")
+
+    async def on_join_chat(self, sid: str, data: Any = None) -> dict[str, Any]:
+        async def handle(address: str, p: JoinChat) -> dict[str, Any]:
+            chat, ack = await self.service.join(address, p.chat_id)
+            after = ack["last_seq"] if p.last_seq is None else min(p.last_seq, ack["last_seq"])
+            task = asyncio.create_task(self._replay(sid, chat.chat_id, chat.owner, after))
+            self._replays.add(task)
+            task.add_done_callback(self._replays.discard)
+            return ack
+
+        return await self._call(sid, data, JoinChat, handle)
+
+    async def _replay(self, sid: str, chat_id: str, owner: str, after: int) -> None:
+        # Let the ack go out first: the contract sends the missed events after it.
+        await asyncio.sleep(0)
+
+        async def send(record: EventRecord) -> None:
+            await self.emit(record.type, record.payload, to=sid)
+
+        async def join() -> None:
+            await self.enter_room(sid, f"chat:{chat_id}")
+
+        try:
+            await self.hub.replay_then_join(chat_id, owner, after, send, join)
+        except Exception:
+            logger.exception("replay of chat %s to %s failed", chat_id, sid)
+            await self.emit("error", {"code": "internal", "message": "Replay failed; join again."}, to=sid)
+
+    async def on_send_message(self, sid: str, data: Any = None) -> dict[str, Any]:
+        async def handle(address: str, p: SendMessage) -> dict[str, Any]:
+            return {"message_id": await self.service.send(address, p)}
+
+        return await self._call(sid, data, SendMessage, handle)
+
+    async def on_resume_decisions(self, sid: str, data: Any = None) -> dict[str, Any]:
+        async def handle(address: str, p: ResumeDecisions) -> dict[str, Any]:
+            await self.service.decide(address, p)
+            return {"ok": True}
+
+        return await self._call(sid, data, ResumeDecisions, handle)
+
+    async def on_abort(self, sid: str, data: Any = None) -> dict[str, Any]:
+        async def handle(address: str, p: Abort) -> dict[str, Any]:
+            await self.service.abort(address, p.chat_id)
+            return {"ok": True}
+
+        return await self._call(sid, data, Abort, handle)
+
+    async def on_wallet_changed(self, sid: str, data: Any = None) -> dict[str, Any]:
+        async def handle(address: str, p: WalletChanged) -> dict[str, Any]:
+            return {"ok": True, "network": await self.service.wallet_changed(address, p.chat_id, p.chain_id)}
+
+        return await self._call(sid, data, WalletChanged, handle)

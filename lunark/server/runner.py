@@ -1,0 +1,253 @@
+"""The runner: drives each chat's agent, one turn at a time, and persists what happens.
+
+It starts turns, resumes them with decisions (exactly once), aborts them, and
+expires approvals (fail closed: an expired approval is a rejection by
+``timeout``). It reads the agent's events, records what must survive a restart
+(the assistant's message, transaction history, the chat's network) and hands
+every event to the hub.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Sequence
+from contextlib import suppress
+from datetime import UTC, datetime
+from typing import Any
+
+from eth_utils.address import to_checksum_address
+
+from lunark.errors import AlreadyDecided, ApprovalExpired, Busy, LunarkError, NoPendingApproval
+from lunark.graph.agent import Agent, AgentEvent
+from lunark.server.hub import Hub
+from lunark.store.base import ChatRecord, Store
+
+__all__ = ["Runner"]
+
+logger = logging.getLogger(__name__)
+
+_RECENT_DECISIONS = 4096
+
+
+class Runner:
+    """One agent turn at a time per chat; decisions applied once; approvals that expire, fail closed."""
+
+    def __init__(self, agent: Agent, hub: Hub, store: Store) -> None:
+        self.agent = agent
+        self.hub = hub
+        self.store = store
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._reserved: set[str] = set()
+        self._inflight: dict[tuple[str, str], str] = {}
+        self._decided: dict[str, None] = {}
+        self._timers: dict[str, asyncio.Task[None]] = {}
+
+    def running(self, chat_id: str) -> bool:
+        return chat_id in self._reserved or chat_id in self._tasks
+
+    # -- turns -----------------------------------------------------------------------------------
+
+    async def send_message(self, chat: ChatRecord, content: str, client_message_id: str) -> str:
+        """Store the user's message, then start the turn. The same ``client_message_id`` is one message."""
+        key = (chat.chat_id, client_message_id)
+        if key in self._inflight:
+            return self._inflight[key]
+        if self.running(chat.chat_id):
+            raise Busy("A turn is already running in this chat.", chat_id=chat.chat_id)
+        self._reserved.add(chat.chat_id)  # no await between the check and this line
+        try:
+            pending = await self.agent.pending_approval(chat.chat_id)
+            record, created = await self.store.add_message(
+                chat.chat_id, "user", content, client_message_id=client_message_id
+            )
+            if not created:
+                return record.message_id
+            if pending is not None:
+                raise Busy(
+                    "This chat is waiting for your decision on an approval; approve or reject it first.",
+                    approval_id=pending["approval_id"],
+                )
+            self._inflight[key] = record.message_id
+            await self.hub.publish(
+                chat.chat_id,
+                chat.owner,
+                {"type": "message_start", "message_id": record.message_id, "role": "user", "content": content},
+            )
+            events = self.agent.stream(
+                chat.chat_id, content, user_address=to_checksum_address(chat.owner), chain_id=chat.chain_id
+            )
+            self._start(chat, events, inflight=key)
+            return record.message_id
+        finally:
+            self._reserved.discard(chat.chat_id)
+
+    async def resume(self, chat: ChatRecord, approval_id: str, decisions: Sequence[Any], *, by: str = "user") -> None:
+        """Apply decisions to the pending approval exactly once; the turn continues in the background.
+
+        Errors (``already_decided``, ``no_pending_approval``, ``approval_expired``,
+        ``invalid_input``) are raised before anything runs.
+        """
+        if approval_id in self._decided:
+            raise AlreadyDecided(f"Approval {approval_id} was already decided.", approval_id=approval_id)
+        if self.running(chat.chat_id):
+            raise NoPendingApproval(f"This chat is not waiting for approval {approval_id}.", approval_id=approval_id)
+        self._decided[approval_id] = None  # claimed: a concurrent decision now gets already_decided
+        self._reserved.add(chat.chat_id)
+        try:
+            events = self.agent.resume(chat.chat_id, approval_id, decisions, by=by)
+            first = await anext(events)  # validation happens before the first event
+        except ApprovalExpired:
+            self._decided.pop(approval_id, None)
+            self._reserved.discard(chat.chat_id)
+            await self.expire(chat, approval_id)
+            raise
+        except BaseException:
+            self._decided.pop(approval_id, None)
+            self._reserved.discard(chat.chat_id)
+            raise
+        self._trim_decided()
+        timer = self._timers.pop(approval_id, None)
+        if timer is not None:
+            timer.cancel()
+        self._start(chat, _prepend(first, events))
+        self._reserved.discard(chat.chat_id)
+
+    async def expire(self, chat: ChatRecord, approval_id: str) -> None:
+        """Resolve an approval whose time ran out as rejected (``by: "timeout"``)."""
+        if approval_id in self._decided or self.running(chat.chat_id):
+            return
+        pending = await self.agent.pending_approval(chat.chat_id)
+        if pending is None or pending["approval_id"] != approval_id:
+            return
+        self._decided[approval_id] = None
+        self._reserved.add(chat.chat_id)
+        try:
+            events = self.agent.expire(chat.chat_id, approval_id)
+            first = await anext(events)
+        except BaseException:
+            self._decided.pop(approval_id, None)
+            self._reserved.discard(chat.chat_id)
+            raise
+        self._start(chat, _prepend(first, events))
+        self._reserved.discard(chat.chat_id)
+
+    async def check_pending(self, chat: ChatRecord) -> dict[str, Any] | None:
+        """The pending approval, expiring it now if its time ran out (after a restart, say)."""
+        pending = await self.agent.pending_approval(chat.chat_id)
+        if pending is None:
+            return None
+        if _seconds_left(pending) <= 0:
+            with suppress(LunarkError):
+                await self.expire(chat, pending["approval_id"])
+            return None
+        self._schedule_expiry(chat, pending)
+        return pending
+
+    async def abort(self, chat_id: str) -> bool:
+        """Stop the running turn (``message_end`` with ``finish_reason: "aborted"``). True if one ran."""
+        task = self._tasks.get(chat_id)
+        if task is None:
+            return False
+        task.cancel()
+        with suppress(asyncio.CancelledError):
+            await task
+        return True
+
+    def _start(self, chat: ChatRecord, events: AsyncIterator[AgentEvent], *, inflight: tuple[str, str] | None = None) -> None:
+        task = asyncio.create_task(self._drive(chat, events), name=f"lunark-turn-{chat.chat_id}")
+        self._tasks[chat.chat_id] = task
+
+        def done(_: asyncio.Task[None]) -> None:
+            if self._tasks.get(chat.chat_id) is task:
+                del self._tasks[chat.chat_id]
+            if inflight is not None:
+                self._inflight.pop(inflight, None)
+
+        task.add_done_callback(done)
+
+    async def _drive(self, chat: ChatRecord, events: AsyncIterator[AgentEvent]) -> None:
+        chat_id, owner = chat.chat_id, chat.owner
+        message_id: str | None = None
+        text: list[str] = []
+        try:
+            async for event in events:
+                kind = event["type"]
+                if kind == "message_start":
+                    message_id = event["message_id"]
+                elif kind == "token":
+                    text.append(event["text"])
+                elif kind == "tx_update":
+                    await self.store.record_tx_update(chat_id, event["call_id"], event)
+                elif kind == "network_switch":
+                    await self.store.set_chat_network(chat_id, int(event["chain_id"]))
+                elif kind == "pending_approval":
+                    self._schedule_expiry(chat, event)
+                elif kind == "message_end" and message_id is not None:
+                    await self._save_answer(chat_id, message_id, text, event["finish_reason"])
+                await self.hub.publish(chat_id, owner, event)
+        except asyncio.CancelledError:
+            with suppress(asyncio.CancelledError):
+                await events.aclose()  # type: ignore[attr-defined]
+            if message_id is not None:
+                await self._save_answer(chat_id, message_id, text, "aborted")
+                await self.hub.publish(
+                    chat_id,
+                    owner,
+                    {"type": "message_end", "message_id": message_id, "finish_reason": "aborted",
+                     "usage": {"output_tokens": len(text), "ttft_ms": None, "tokens_per_s": None}},
+                )
+        except Exception:  # a bug must end the turn visibly, not silently
+            logger.exception("turn of chat %s failed", chat_id)
+            await self.hub.publish(chat_id, owner, {"type": "error", "code": "internal", "message": "Internal error."})
+            if message_id is not None:
+                await self.hub.publish(
+                    chat_id, owner,
+                    {"type": "message_end", "message_id": message_id, "finish_reason": "error",
+                     "usage": {"output_tokens": len(text), "ttft_ms": None, "tokens_per_s": None}},
+                )
+
+    async def _save_answer(self, chat_id: str, message_id: str, text: list[str], finish: str) -> None:
+        await self.store.add_message(
+            chat_id, "assistant", "".join(text), message_id=message_id, finish_reason=finish
+        )
+
+    def _schedule_expiry(self, chat: ChatRecord, approval: dict[str, Any]) -> None:
+        approval_id = approval["approval_id"]
+        if approval_id in self._timers:
+            return
+
+        async def fire() -> None:
+            await asyncio.sleep(max(0.0, _seconds_left(approval)))
+            self._timers.pop(approval_id, None)
+            try:
+                await self.expire(chat, approval_id)
+            except LunarkError:
+                logger.info("approval %s was resolved before it expired", approval_id)
+
+        self._timers[approval_id] = asyncio.create_task(fire(), name=f"lunark-expiry-{approval_id}")
+
+    def _trim_decided(self) -> None:
+        while len(self._decided) > _RECENT_DECISIONS:
+            self._decided.pop(next(iter(self._decided)))
+
+    async def aclose(self) -> None:
+        for task in [*self._tasks.values(), *self._timers.values()]:
+            task.cancel()
+        for task in [*self._tasks.values(), *self._timers.values()]:
+            with suppress(asyncio.CancelledError):
+                await task
+
+
+async def _prepend(first: AgentEvent, rest: AsyncIterator[AgentEvent]) -> AsyncIterator[AgentEvent]:
+    try:
+        yield first
+        async for event in rest:
+            yield event
+    finally:
+        await rest.aclose()  # type: ignore[attr-defined]
+
+
+def _seconds_left(approval: dict[str, Any]) -> float:
+    expires = datetime.fromisoformat(str(approval["expires_at"]).replace("Z", "+00:00"))
+    return (expires - datetime.now(UTC)).total_seconds()
