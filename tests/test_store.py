@@ -1,0 +1,320 @@
+"""The SQLite store against real database files: ordering, idempotency, atomicity, durability."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sqlite3
+from collections.abc import AsyncIterator
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from eth_utils.address import to_checksum_address
+
+import lunark.store
+from lunark.chain.types import TransferIntent
+from lunark.errors import ConfigError, InvalidInput, NotFound, PolicyViolation
+from lunark.store import SCHEMA_VERSION, SqliteStore, Store
+from lunark.tools.policy import SpendingPolicy, SpendLedger
+
+ALICE = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"
+BOB = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
+TX1 = "0x" + "ab" * 32
+TX2 = "0x" + "cd" * 32
+DAY = date(2025, 1, 2)
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
+    async with await SqliteStore.open(tmp_path / "data" / "lunark.db") as opened:
+        yield opened
+
+
+def test_public_names() -> None:
+    assert sorted(lunark.store.__all__) == sorted(
+        ["SCHEMA_VERSION", "ChatRecord", "EventRecord", "MessageRecord", "Role", "SqliteStore", "Store",
+         "TransactionRecord"]
+    )
+
+
+async def test_satisfies_store_and_spend_ledger(store: SqliteStore) -> None:
+    as_store: Store = store
+    ledger: SpendLedger = store
+    assert isinstance(as_store, Store)
+    policy = SpendingPolicy.build(daily_cap={"ETH": "1.5"})
+    intent = TransferIntent(
+        chain_id=31337, sender=to_checksum_address(ALICE), recipient=to_checksum_address(BOB), amount=10**18,
+        symbol="ETH", decimals=18,
+    )
+    await policy.check(intent, ledger, day=DAY)
+    await ledger.record(ALICE, "ETH", Decimal(1), TX1, DAY)
+    with pytest.raises(PolicyViolation) as caught:
+        await policy.check(intent, ledger, day=DAY)
+    assert caught.value.rule == "daily_cap"
+    assert caught.value.details["spent"] == "1"
+
+
+async def test_chats_crud_and_ownership(store: SqliteStore) -> None:
+    first = await store.create_chat(ALICE, 31337)
+    assert re.fullmatch(r"chat_[0-9a-f]{20}", first.chat_id)
+    assert first.owner == ALICE.lower()
+    assert first.created_at.tzinfo is not None and first.title is None
+    second = await store.create_chat(ALICE.lower(), 1, chat_id="chat_mine", title="Rent")
+    await store.create_chat(BOB, 31337)
+
+    assert await store.get_chat(second.chat_id) == second
+    assert await store.get_chat("chat_nobody") is None
+    assert [c.chat_id for c in await store.list_chats(ALICE.upper().replace("0X", "0x"))] == [
+        second.chat_id, first.chat_id,
+    ]
+    assert [c.chat_id for c in await store.list_chats(ALICE, limit=1)] == [second.chat_id]
+    assert all(c.owner == BOB.lower() for c in await store.list_chats(BOB))
+    assert await store.list_chats("0x" + "00" * 20) == []
+
+    await store.set_chat_network(first.chat_id, 31338)
+    await store.set_chat_title(first.chat_id, "Paying Bob")
+    changed = await store.get_chat(first.chat_id)
+    assert changed is not None
+    assert (changed.chain_id, changed.title, changed.created_at) == (31338, "Paying Bob", first.created_at)
+
+    with pytest.raises(InvalidInput):
+        await store.create_chat(BOB, 1, chat_id="chat_mine")
+    with pytest.raises(NotFound):
+        await store.set_chat_title("chat_nobody", "x")
+    with pytest.raises(NotFound):
+        await store.set_chat_network("chat_nobody", 1)
+
+
+async def test_messages_in_order_and_idempotent(store: SqliteStore) -> None:
+    chat = await store.create_chat(ALICE, 31337)
+    user, created = await store.add_message(chat.chat_id, "user", "send 1 ETH", client_message_id="c1")
+    assert created and re.fullmatch(r"msg_[0-9a-f]{20}", user.message_id)
+    again, created_again = await store.add_message(chat.chat_id, "user", "other text", client_message_id="c1")
+    assert (again, created_again) == (user, False)
+    reply, _ = await store.add_message(
+        chat.chat_id, "assistant", "Done.", message_id="msg_reply", finish_reason="stop"
+    )
+    # No client id: never deduplicated.
+    await store.add_message(chat.chat_id, "user", "hi")
+    await store.add_message(chat.chat_id, "user", "hi")
+    # The same client id in another chat is another message.
+    other = await store.create_chat(ALICE, 31337)
+    _, created_elsewhere = await store.add_message(other.chat_id, "user", "x", client_message_id="c1")
+    assert created_elsewhere
+
+    listed = await store.list_messages(chat.chat_id)
+    assert [m.content for m in listed] == ["send 1 ETH", "Done.", "hi", "hi"]
+    assert listed[1] == reply and reply.finish_reason == "stop"
+
+    with pytest.raises(InvalidInput):
+        await store.add_message(chat.chat_id, "system", "x")
+    with pytest.raises(InvalidInput):
+        await store.add_message(chat.chat_id, "assistant", "x", message_id="msg_reply")
+    with pytest.raises(NotFound):
+        await store.add_message("chat_nobody", "user", "x")
+
+
+async def test_concurrent_adds_with_one_client_id_make_one_message(store: SqliteStore) -> None:
+    chat = await store.create_chat(ALICE, 31337)
+    results = await asyncio.gather(
+        *(store.add_message(chat.chat_id, "user", f"try {i}", client_message_id="same") for i in range(20))
+    )
+    assert sum(created for _, created in results) == 1
+    assert len({record.message_id for record, _ in results}) == 1
+    assert len(await store.list_messages(chat.chat_id)) == 1
+
+
+async def test_seq_contiguous_under_concurrent_appends(store: SqliteStore) -> None:
+    chat = await store.create_chat(ALICE, 31337)
+    other = await store.create_chat(BOB, 31337)
+    records = await asyncio.gather(
+        *(store.append_event(chat.chat_id, "token", {"message_id": "m", "text": str(i)}) for i in range(50)),
+        store.append_event(other.chat_id, "status", {"text": "thinking"}),
+    )
+    assert sorted(r.seq for r in records[:50]) == list(range(1, 51))
+    assert records[50].seq == 1
+    logged = await store.events_after(chat.chat_id, 0)
+    assert [e.seq for e in logged] == list(range(1, 51))
+    assert sorted(e.payload["text"] for e in logged) == sorted(str(i) for i in range(50))
+    assert await store.last_seq(chat.chat_id) == 50
+    assert await store.last_seq(other.chat_id) == 1
+
+
+async def test_batches_are_numbered_in_order_and_stamped(store: SqliteStore) -> None:
+    chat = await store.create_chat(ALICE, 31337)
+    assert await store.last_seq(chat.chat_id) == 0
+    assert await store.append_events(chat.chat_id, []) == []
+    batch = await store.append_events(
+        chat.chat_id,
+        [("message_start", {"message_id": "m", "role": "assistant"}), ("token", {"message_id": "m", "text": "Hi"})],
+    )
+    assert [(r.seq, r.type) for r in batch] == [(1, "message_start"), (2, "token")]
+    assert batch[1].payload == {
+        "message_id": "m", "text": "Hi", "type": "token", "chat_id": chat.chat_id, "seq": 2, "ts": batch[1].ts,
+    }
+    assert await store.events_after(chat.chat_id, 0) == batch
+
+    # A batch that cannot be stored leaves nothing behind and uses up no seq.
+    with pytest.raises(InvalidInput):
+        await store.append_events(chat.chat_id, [("status", {"text": "ok"}), ("status", {"bad": object()})])
+    assert (await store.append_event(chat.chat_id, "status", {"text": "next"})).seq == 3
+    with pytest.raises(NotFound):
+        await store.append_event("chat_nobody", "status", {})
+
+
+async def test_cancelled_append_leaves_the_log_consistent(store: SqliteStore) -> None:
+    chat = await store.create_chat(ALICE, 31337)
+    await store.append_event(chat.chat_id, "status", {"text": "a"})
+    for _ in range(5):
+        task = asyncio.create_task(store.append_event(chat.chat_id, "status", {"text": "maybe"}))
+        await asyncio.sleep(0)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    last = await store.append_event(chat.chat_id, "status", {"text": "z"})
+    seqs = [e.seq for e in await store.events_after(chat.chat_id, 0)]
+    assert seqs == list(range(1, last.seq + 1))
+
+
+async def test_two_connections_to_one_file_keep_seq_contiguous(tmp_path: Path) -> None:
+    path = tmp_path / "shared.db"
+    async with await SqliteStore.open(path) as one, await SqliteStore.open(path) as two:
+        chat = await one.create_chat(ALICE, 31337)
+        await asyncio.gather(
+            *(s.append_events(chat.chat_id, [("token", {"text": "a"}), ("token", {"text": "b"})])
+              for _ in range(15) for s in (one, two))
+        )
+        assert [e.seq for e in await two.events_after(chat.chat_id, 0)] == list(range(1, 61))
+
+
+async def test_events_after_returns_exactly_the_later_ones(store: SqliteStore) -> None:
+    chat = await store.create_chat(ALICE, 31337)
+    for i in range(10):
+        await store.append_event(chat.chat_id, "token", {"message_id": "m", "text": str(i)})
+    later = await store.events_after(chat.chat_id, 7)
+    assert [(e.seq, e.payload["text"]) for e in later] == [(8, "7"), (9, "8"), (10, "9")]
+    assert [e.seq for e in await store.events_after(chat.chat_id, 2, limit=3)] == [3, 4, 5]
+    assert await store.events_after(chat.chat_id, 10) == []
+    assert await store.events_after("chat_nobody", 0) == []
+
+
+async def test_everything_survives_close_and_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "lunark.db"
+    expires = datetime.now(UTC) + timedelta(hours=1)
+    async with await SqliteStore.open(path) as first:
+        chat = await first.create_chat(ALICE, 31337, title="t")
+        message, _ = await first.add_message(chat.chat_id, "user", "hello", client_message_id="c1")
+        events = await first.append_events(chat.chat_id, [("status", {"text": "a"}), ("status", {"text": "b"})])
+        tx = await first.record_tx_update(
+            chat.chat_id, "call_1", {"tx_hash": TX1, "chain_id": 31337, "status": "submitted"}
+        )
+        await first.record(ALICE, "ETH", Decimal("0.25"), TX1, DAY)
+        await first.add_nonce("n1", expires)
+        await first.add_session("h1", ALICE, expires)
+    assert not await first.healthy()
+
+    async with await SqliteStore.open(path) as second:
+        assert await second.get_chat(chat.chat_id) == chat
+        assert await second.list_messages(chat.chat_id) == [message]
+        assert await second.add_message(chat.chat_id, "user", "hello", client_message_id="c1") == (message, False)
+        assert await second.events_after(chat.chat_id, 0) == events
+        assert (await second.append_event(chat.chat_id, "status", {"text": "c"})).seq == 3
+        assert await second.list_transactions(chat.chat_id) == [tx]
+        assert await second.spent(ALICE, "ETH", DAY) == Decimal("0.25")
+        assert await second.consume_nonce("n1", datetime.now(UTC))
+        assert await second.get_session("h1", datetime.now(UTC)) == ALICE
+
+    with sqlite3.connect(path) as raw:
+        assert raw.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
+        assert raw.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        raw.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION + 1,))
+    raw.close()
+    with pytest.raises(ConfigError):
+        await SqliteStore.open(path)
+
+
+async def test_memory_database(tmp_path: Path) -> None:
+    async with await SqliteStore.open(":memory:") as store:
+        chat = await store.create_chat(ALICE, 1)
+        assert (await store.append_event(chat.chat_id, "status", {})).seq == 1
+        assert await store.healthy()
+
+
+async def test_tx_updates_build_a_history(store: SqliteStore) -> None:
+    chat = await store.create_chat(ALICE, 31337)
+    for status in ("submitted", "mined"):
+        await store.record_tx_update(chat.chat_id, "call_1", {"tx_hash": TX1, "chain_id": 31337, "status": status})
+    await store.record_tx_update(chat.chat_id, "call_2", {"tx_hash": TX2, "chain_id": 31337, "status": "submitted"})
+    final = await store.record_tx_update(
+        chat.chat_id, "call_1",
+        {"tx_hash": TX1.upper().replace("0X", "0x"), "chain_id": 31337, "status": "confirmed",
+         "confirmations": 2, "block_number": 7, "ts": 123.5},
+    )
+    assert (final.tx_hash, final.call_id, final.status) == (TX1, "call_1", "confirmed")
+    assert [h["status"] for h in final.history] == ["submitted", "mined", "confirmed"]
+    assert all(isinstance(h["ts"], float) for h in final.history)
+    assert final.history[-1]["ts"] == 123.5 and final.history[-1]["block_number"] == 7
+    listed = await store.list_transactions(chat.chat_id)
+    assert [(t.tx_hash, t.status, len(t.history)) for t in listed] == [(TX1, "confirmed", 3), (TX2, "submitted", 1)]
+    assert listed[0] == final
+    assert await store.list_transactions("chat_nobody") == []
+
+    with pytest.raises(InvalidInput):
+        await store.record_tx_update(chat.chat_id, "call_3", {"tx_hash": TX2, "status": "mined"})
+    with pytest.raises(NotFound):
+        await store.record_tx_update("chat_nobody", "c", {"tx_hash": TX1, "chain_id": 1, "status": "submitted"})
+
+
+async def test_spend_ledger_counts_per_address_symbol_and_day(store: SqliteStore) -> None:
+    assert await store.spent(ALICE, "ETH", DAY) == Decimal(0)
+    await store.record(ALICE, "ETH", Decimal("0.1"), TX1, DAY)
+    await store.record(ALICE.lower(), "eth", Decimal("0.2"), TX2, DAY)
+    await store.record(ALICE, "ETH", Decimal("0.1"), TX1, DAY)  # the same transaction again
+    await store.record(ALICE, "TKN", Decimal("500"), "0x01", DAY)
+    await store.record(BOB, "ETH", Decimal("7"), "0x02", DAY)
+    await store.record(ALICE, "ETH", Decimal("3"), "0x03", DAY + timedelta(days=1))
+
+    assert await store.spent(ALICE.upper().replace("0X", "0x"), "eth", DAY) == Decimal("0.3")
+    assert await store.spent(ALICE, "TKN", DAY) == Decimal(500)
+    assert await store.spent(BOB, "ETH", DAY) == Decimal(7)
+    assert await store.spent(ALICE, "ETH", DAY + timedelta(days=1)) == Decimal(3)
+    # Decimals stay exact (no float sums).
+    for i in range(10):
+        await store.record(BOB, "TKN", Decimal("0.1"), f"0x1{i}", DAY)
+    assert await store.spent(BOB, "TKN", DAY) == Decimal("1.0")
+
+
+async def test_nonce_is_consumed_once(store: SqliteStore) -> None:
+    now = datetime.now(UTC)
+    await store.add_nonce("n1", now + timedelta(minutes=5))
+    assert await store.consume_nonce("n1", now)
+    assert not await store.consume_nonce("n1", now)
+    assert not await store.consume_nonce("never-issued", now)
+
+    await store.add_nonce("n2", now + timedelta(minutes=5))
+    results = await asyncio.gather(*(store.consume_nonce("n2", now) for _ in range(10)))
+    assert results.count(True) == 1
+
+    await store.add_nonce("old", now + timedelta(minutes=5))
+    assert not await store.consume_nonce("old", now + timedelta(minutes=6))
+    with pytest.raises(InvalidInput):
+        await store.add_nonce("n3", datetime(2030, 1, 1))  # no time zone
+
+
+async def test_sessions_expire(store: SqliteStore) -> None:
+    now = datetime.now(UTC)
+    await store.add_session("hash1", ALICE, now + timedelta(hours=1))
+    assert await store.get_session("hash1", now) == ALICE
+    assert await store.get_session("hash1", now + timedelta(hours=1)) is None
+    assert await store.get_session("unknown", now) is None
+    with pytest.raises(InvalidInput):
+        await store.add_session("hash1", BOB, now + timedelta(hours=1))
+
+
+async def test_health_and_close(tmp_path: Path) -> None:
+    store = await SqliteStore.open(tmp_path / "h.db")
+    assert await store.healthy()
+    await store.close()
+    await store.close()
+    assert not await store.healthy()
