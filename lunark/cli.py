@@ -1,0 +1,179 @@
+"""``lunark serve | demo | chat``.
+
+- ``serve``: the server, configured by ``--config`` (TOML/JSON), ``LUNARK_*`` and flags.
+- ``demo``: a complete local setup: two Anvil chains (31337 and 31338) with a test
+  token deployed and funded, the server with the offline planner, and the dApp.
+- ``chat``: the terminal client.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import shutil
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from lunark.errors import LunarkError
+
+__all__ = ["main"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lunark", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug information")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the server")
+    serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to listen on (default 8080)")
+    serve.add_argument("--rpc-url", help="RPC URL of the default network's chain node")
+    serve.add_argument("--config", type=Path, help="configuration file (TOML or JSON)")
+
+    demo = sub.add_parser("demo", help="Anvil + test token + server + dApp, all local")
+    demo.add_argument("--host", default="127.0.0.1")
+    demo.add_argument("--port", type=int, default=8080, help="server port (a free one if taken)")
+    demo.add_argument("--anvil-port", type=int, default=8545, help="Anvil port (a free one if taken)")
+    demo.add_argument("--data-dir", type=Path, default=Path(".lunark/demo"), help="wiped at every start")
+
+    chat = sub.add_parser("chat", help="terminal chat with a running server", add_help=False)
+    chat.add_argument("args", nargs=argparse.REMAINDER)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    for noisy in ("aiohttp.access", "httpx", "web3", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        if args.command == "serve":
+            return asyncio.run(_serve(args))
+        if args.command == "demo":
+            return asyncio.run(_demo(args))
+        from lunark.client.chat import main as chat_main
+
+        return chat_main(args.args)
+    except LunarkError as exc:
+        print(f"lunark: {exc.message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+async def _until_stopped() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
+async def _serve(args: argparse.Namespace) -> int:
+    from lunark.config import Settings
+    from lunark.server.app import LunarkServer
+
+    overrides: dict[str, Any] = {}
+    server_fields = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    if server_fields:
+        overrides["server"] = server_fields
+    if args.rpc_url:
+        overrides["chain"] = {"rpc_url": args.rpc_url}
+    settings = Settings.load(args.config, **overrides)  # sections deep-merge with env and file
+    async with LunarkServer(settings) as server:
+        print(f"Lunark is listening on {server.url} (sign-in domain {server.domain})", flush=True)
+        await _until_stopped()
+    return 0
+
+
+async def _demo(args: argparse.Namespace) -> int:
+    from lunark.chain.anvil import Anvil, free_port
+    from lunark.config import Settings
+    from lunark.contracts import deploy_contract
+    from lunark.server.app import LunarkServer
+
+    if args.data_dir.exists():
+        shutil.rmtree(args.data_dir)  # a fresh chain needs a fresh history
+    anvil_port = args.anvil_port if _port_free(args.host, args.anvil_port) else free_port()
+    server_port = args.port if _port_free(args.host, args.port) else free_port()
+    with Anvil.start(port=anvil_port) as anvil, Anvil.start(chain_id=31338) as anvil2:
+        tokens: dict[int, str] = {}
+        for node in (anvil, anvil2):
+            deployer = node.accounts[9]
+            token = deploy_contract(
+                node.url, "TestToken", "Lunark Test Token", "TKN", 18, private_key=deployer.private_key
+            )
+            for account in node.accounts:
+                _mint(node, token, deployer.address, account.address, 10_000 * 10**18)
+            tokens[node.chain_id] = token
+        settings = Settings.load(
+            data_dir=args.data_dir,
+            server={"host": args.host, "port": server_port},
+            chain={
+                "networks": [
+                    {"name": "anvil", "rpc_urls": [anvil.url],
+                     "tokens": [{"symbol": "TKN", "address": tokens[31337], "decimals": 18}]},
+                    {"name": "anvil-2", "chain_id": 31338, "display_name": "Anvil 2 (local)",
+                     "rpc_urls": [anvil2.url], "aliases": ["anvil2", "second"],
+                     "tokens": [{"symbol": "TKN", "address": tokens[31338], "decimals": 18}]},
+                ]
+            },
+            model={"delay": 0.02},
+        )
+        async with LunarkServer(settings) as server:
+            a0, a1 = anvil.accounts[0], anvil.accounts[1]
+            print(
+                f"""
+Lunark demo is running.
+
+  dApp:          {server.url}/
+  Anvil RPC:     {anvil.url}  (chain id 31337), second chain {anvil2.url} (31338)
+  Test token:    TKN at {tokens[31337]} (every dev account holds 10,000)
+
+  Connect a wallet: add the network "Anvil" with RPC {anvil.url} and chain id 31337 to MetaMask
+  (or any EIP-1193 wallet), import Anvil's published dev key #0 below, open the dApp, Connect, Sign in.
+
+  Dev account #0: {a0.address}
+      key {a0.private_key}  (Anvil's published dev key: never use it anywhere else)
+  Dev account #1: {a1.address}  (send it something)
+
+  Terminal chat:  .venv/bin/lunark chat --url {server.url}
+  Try: "what's my balance", "send 0.5 ETH to {a1.address}", "send 10 TKN to {a1.address}", "switch to anvil-2"
+
+Ctrl-C stops everything.""",
+                flush=True,
+            )
+            await _until_stopped()
+    return 0
+
+
+def _mint(anvil: Any, token: str, sender: str, to: str, amount: int) -> None:
+    from eth_utils.abi import function_signature_to_4byte_selector
+
+    data = "0x" + function_signature_to_4byte_selector("mint(address,uint256)").hex()
+    data += to[2:].lower().rjust(64, "0") + hex(amount)[2:].rjust(64, "0")
+    anvil.rpc("eth_sendTransaction", [{"from": sender, "to": token, "data": data}])
+
+
+def _port_free(host: str, port: int) -> bool:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+if __name__ == "__main__":
+    sys.exit(main())
