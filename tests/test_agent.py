@@ -338,7 +338,9 @@ async def test_scripted_model_drives_the_same_flow(
         replies=[
             AIMessage(
                 content="",
-                tool_calls=[{"name": "transfer", "args": {"to": bob.address, "amount": 2.5, "token": "tkn"}, "id": "call_1"}],
+                tool_calls=[
+                    {"name": "transfer", "args": {"to": bob.address, "amount": 2.5, "token": "tkn"}, "id": "call_1"}
+                ],
             ),
             "All done.",
         ]

@@ -62,7 +62,8 @@ class LunarkServer:
         self._stack = AsyncExitStack()
         self.port = settings.server.port or free_port()
         self.host = settings.server.host
-        self.domain = settings.server.domain or f"{'localhost' if self.host in ('127.0.0.1', '0.0.0.0') else self.host}:{self.port}"
+        shown_host = "localhost" if self.host in ("127.0.0.1", "0.0.0.0") else self.host
+        self.domain = settings.server.domain or f"{shown_host}:{self.port}"
         self._site: web.TCPSite | None = None
 
     @property

@@ -154,7 +154,9 @@ class Runner:
             await task
         return True
 
-    def _start(self, chat: ChatRecord, events: AsyncIterator[AgentEvent], *, inflight: tuple[str, str] | None = None) -> None:
+    def _start(
+        self, chat: ChatRecord, events: AsyncIterator[AgentEvent], *, inflight: tuple[str, str] | None = None
+    ) -> None:
         task = asyncio.create_task(self._drive(chat, events), name=f"lunark-turn-{chat.chat_id}")
         self._tasks[chat.chat_id] = task
 
