@@ -19,10 +19,11 @@ from pydantic_settings import (
     JsonConfigSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
     TomlConfigSettingsSource,
 )
 
-from lunark.errors import ConfigError
+from lunark.errors import ConfigError, UnknownNetwork
 from lunark.models.factory import ModelSettings
 from lunark.networks import NetworkConfig, NetworkRegistry
 from lunark.tools.policy import SpendingPolicy
@@ -77,7 +78,8 @@ class ApprovalSettings(_Section):
     ttl_seconds: float = Field(default=600.0, gt=0, description="Seconds before a pending approval expires (rejected).")
     rules: dict[str, Any] = Field(
         default_factory=dict,
-        description='Per tool: "always", "never" or {"above": {"ETH": "0.1"}}. Defaults: transfer and '
+        description='Per tool: "always", "never" or {"above": {"native": "0.1", "USDC": "50"}} ("native": the '
+        'network\'s own currency, sent without a token; "*": any other token). Defaults: transfer and '
         "switch_network always, get_balance never.",
     )
 
@@ -98,7 +100,6 @@ class ServerSettings(_Section):
     domain: str | None = Field(default=None, description="SIWE domain; defaults to host:port.")
     token_ttl_seconds: float = Field(default=86_400.0, gt=0)
     flush_interval_ms: float = Field(default=16.0, ge=0, description="Token coalescing interval.")
-    max_message_chars: int = Field(default=8_000, gt=0)
 
 
 class Settings(BaseSettings):
@@ -150,16 +151,27 @@ class Settings(BaseSettings):
                 f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
             )
             raise ConfigError(f"Invalid configuration: {problems}") from None
+        except SettingsError as exc:  # e.g. an environment variable that is not valid JSON
+            raise ConfigError(f"Invalid configuration: {exc}: {exc.__cause__}") from exc
+        except (ValueError, TypeError) as exc:
+            if path is None or isinstance(exc, ConfigError):
+                raise
+            # The file itself is malformed (bad TOML or JSON, or not a table at the top).
+            raise ConfigError(f"Configuration file {path} could not be read: {exc}", file=str(path)) from exc
         finally:
             _config_file.reset(token)
 
     def network_registry(self) -> NetworkRegistry:
         """Built-in networks with the configured additions and overrides."""
         registry = NetworkRegistry.default().with_overrides(self.chain.networks)
-        if self.chain.rpc_url:
+        try:  # fail at start-up, not at the first chat
             default = registry.get(self.chain.default_network)
+        except UnknownNetwork as exc:
+            raise ConfigError(
+                f"chain.default_network: {exc.message}", suggestions=exc.suggestions
+            ) from exc
+        if self.chain.rpc_url:
             registry = registry.with_overrides(
                 [NetworkConfig(chain_id=default.chain_id, rpc_urls=[self.chain.rpc_url])]
             )
-        registry.get(self.chain.default_network)  # fail at start-up, not at the first chat
         return registry
