@@ -320,7 +320,12 @@ class NetworkRegistry:
             network = Network(**fields)
         else:
             if "name" in fields:
-                fields["name"] = fields["name"].lower()
+                # Matched by name or alias, the name only found the network: an override by
+                # alias ("eth") must not rename it, or its own name stops resolving.
+                if config.name is not None and self._find(config.name.lower()) is base:
+                    del fields["name"]
+                else:
+                    fields["name"] = fields["name"].lower()
             network = replace(base, **fields)
         for token in config.tokens:
             network = network.with_token(token.build())

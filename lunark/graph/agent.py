@@ -65,7 +65,7 @@ from lunark.errors import (
 )
 from lunark.graph.approval import ALL_DECISIONS, validate_decisions
 from lunark.graph.state import AgentState
-from lunark.models.factory import bind_tools_with_fallbacks
+from lunark.models.factory import aclose_chat_model, bind_tools_with_fallbacks
 from lunark.models.planner import OfflinePlanner
 from lunark.networks import NetworkRegistry
 from lunark.tools.base import Proposal, Tool, ToolContext, needs_approval, validate_args
@@ -508,6 +508,7 @@ class Agent:
 
     async def aclose(self) -> None:
         await self.clients.close()
+        await aclose_chat_model(self._model)
 
     @classmethod
     @asynccontextmanager

@@ -17,3 +17,22 @@ __all__ = [
     "plan_tool_calls",
     "split_tokens",
 ]
+
+# The factory: chat models from settings (offline planner, OpenAI-compatible, fallbacks).
+from lunark.models.factory import (
+    MODEL_FAILURES,
+    OPENAI_BASE_URL,
+    ModelSettings,
+    aclose_chat_model,
+    bind_tools_with_fallbacks,
+    build_chat_model,
+)
+
+__all__ += [
+    "MODEL_FAILURES",
+    "OPENAI_BASE_URL",
+    "ModelSettings",
+    "aclose_chat_model",
+    "bind_tools_with_fallbacks",
+    "build_chat_model",
+]

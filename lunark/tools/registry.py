@@ -60,7 +60,12 @@ def parse_approval_rule(raw: Any) -> ApprovalRule:
     if raw in ("always", "never"):
         return raw  # type: ignore[no-any-return]
     if isinstance(raw, Mapping) and set(raw) == {"above"} and isinstance(raw["above"], Mapping):
-        return amount_above(raw["above"])
+        try:
+            return amount_above(raw["above"])
+        except InvalidOperation:
+            raise ConfigError(
+                f"Approval rule {raw!r}: every limit must be a number of whole units, e.g. \"0.1\"."
+            ) from None
     if callable(raw):
         return raw  # type: ignore[no-any-return]
     raise ConfigError(
@@ -127,10 +132,10 @@ def load_plugins(group: str = PLUGIN_GROUP) -> list[Tool]:
     for ep in entry_points(group=group):
         try:
             obj = ep.load()
+            if not isinstance(obj, Tool) and callable(obj):
+                obj = obj()  # a factory can fail too, and must name its plugin the same way
         except Exception as exc:  # a broken plugin must name itself, not crash start-up obscurely
             raise ConfigError(f"Plugin {ep.name!r} ({ep.value}) failed to load: {exc}", plugin=ep.name) from exc
-        if not isinstance(obj, Tool) and callable(obj):
-            obj = obj()
         found = [obj] if isinstance(obj, Tool) else list(obj) if isinstance(obj, Iterable) else [obj]
         for tool in found:
             if not isinstance(tool, Tool):
