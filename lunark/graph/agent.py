@@ -137,6 +137,7 @@ class Agent:
         track_timeout: float = 300.0,
         verify_timeout: float = 30.0,
         system_prompt: str = SYSTEM_PROMPT,
+        default_network: str | int = "anvil",
         bind_tools: Callable[[Sequence[dict[str, Any]]], Runnable[Any, Any]] | None = None,
     ) -> None:
         self.registry = registry
@@ -149,6 +150,7 @@ class Agent:
         self.track_timeout = track_timeout
         self.verify_timeout = verify_timeout
         self.system_prompt = system_prompt
+        self.default_chain_id = registry.get(default_network).chain_id
         schemas = self.tools.schemas()
         if bind_tools is not None:
             self._model = bind_tools(schemas)
@@ -407,7 +409,7 @@ class Agent:
             graph_input: AgentState = {
                 "messages": [HumanMessage(content=message)],
                 "user_address": user_address,
-                "chain_id": chain_id or known_chain or self.registry.get("anvil").chain_id,
+                "chain_id": chain_id or known_chain or self.default_chain_id,
             }
             async for event in self._run(thread_id, graph_input):
                 yield event
@@ -545,6 +547,7 @@ class Agent:
                 approval_ttl=settings.approvals.ttl_seconds,
                 track_timeout=settings.chain.track_timeout,
                 verify_timeout=settings.chain.verify_timeout,
+                default_network=settings.chain.default_network,
             )
             try:
                 yield agent
