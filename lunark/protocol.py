@@ -185,6 +185,9 @@ class NetworkInfo(_ServerModel):
     decimals: int = Field(ge=0, description="Native currency decimals.")
     rpc_urls: list[str] = Field(description="JSON-RPC endpoints.")
     explorer_url: str | None = Field(default=None, description="Block explorer base URL.")
+    confirmations: int | None = Field(
+        default=None, ge=1, description="Blocks until a transaction counts as confirmed (for \"mined n/N\")."
+    )
 
 
 class UnsignedTx(_ServerModel):

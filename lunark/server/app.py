@@ -41,6 +41,10 @@ logger = logging.getLogger(__name__)
 WEB_ROOT = Path(__file__).resolve().parent.parent / "web"
 """The dApp's static files, served at ``/``."""
 
+SOCKETIO_ESM = WEB_ROOT.parent.parent / "node_modules" / "socket.io-client" / "dist" / "socket.io.esm.min.js"
+"""socket.io-client's ES module build from the checkout's node_modules, served to the dApp at
+``/vendor/socket.io.esm.min.js`` (no build step, no CDN)."""
+
 MAX_BODY = 1024 * 1024
 
 
@@ -62,8 +66,12 @@ class LunarkServer:
         self._stack = AsyncExitStack()
         self.port = settings.server.port or free_port()
         self.host = settings.server.host
-        shown_host = "localhost" if self.host in ("127.0.0.1", "0.0.0.0") else self.host
-        self.domain = settings.server.domain or f"{shown_host}:{self.port}"
+        loopback = self.host in ("127.0.0.1", "0.0.0.0", "localhost")
+        self.domain = settings.server.domain or f"{'localhost' if loopback else self.host}:{self.port}"
+        # A browser on this machine may name a loopback server either way; both are this server.
+        self.domain_aliases: tuple[str, ...] = (
+            (f"127.0.0.1:{self.port}", f"localhost:{self.port}") if loopback and not settings.server.domain else ()
+        )
         self._site: web.TCPSite | None = None
 
     @property
@@ -103,6 +111,7 @@ class LunarkServer:
             self.auth = Authenticator(
                 self.store,
                 domain=self.domain,
+                aliases=self.domain_aliases,
                 session_ttl=_seconds(settings.server.token_ttl_seconds),
             )
             self.sio.register_namespace(ChatNamespace(auth=self.auth, service=self.service, hub=self.hub))
@@ -114,6 +123,8 @@ class LunarkServer:
             if WEB_ROOT.is_dir():
                 app.router.add_get("/", _index)
                 app.router.add_static("/static/", WEB_ROOT, follow_symlinks=False)
+                if SOCKETIO_ESM.is_file():
+                    app.router.add_get("/vendor/socket.io.esm.min.js", _socketio_esm)
             self._app_runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=1.0)
             await self._app_runner.setup()
             self._stack.push_async_callback(self._app_runner.cleanup)
@@ -150,6 +161,10 @@ class LunarkServer:
 
 async def _index(request: web.Request) -> web.FileResponse:
     return web.FileResponse(WEB_ROOT / "index.html")
+
+
+async def _socketio_esm(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(SOCKETIO_ESM, headers={"Content-Type": "text/javascript"})
 
 
 def _seconds(value: float) -> timedelta:

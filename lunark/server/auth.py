@@ -107,6 +107,7 @@ class Authenticator:
         store: AuthStore,
         *,
         domain: str,
+        aliases: Collection[str] = (),
         uri: str | None = None,
         nonce_ttl: timedelta = timedelta(minutes=5),
         session_ttl: timedelta = timedelta(hours=24),
@@ -119,6 +120,8 @@ class Authenticator:
             raise ConfigError("nonce_ttl and session_ttl must be positive durations.")
         self._store = store
         self._domain = domain
+        # Other names of this same server, e.g. 127.0.0.1:8080 for localhost:8080.
+        self._domains = frozenset(d.lower() for d in (domain, *aliases))
         self._uri = uri
         self._origin: tuple[str, str, int | None] | None = None
         if uri is not None:
@@ -187,7 +190,7 @@ class Authenticator:
         return to_checksum_address(address)
 
     def _check_fields(self, siwe: SiweMessage, now: datetime) -> None:
-        if siwe.domain.lower() != self._domain.lower():
+        if siwe.domain.lower() not in self._domains:
             raise Unauthorized(
                 f"The message is for domain {siwe.domain}, but this server is {self._domain}.",
                 reason="wrong_domain",

@@ -28,6 +28,7 @@ def network_info(network: Network) -> dict[str, Any]:
         "decimals": network.decimals,
         "rpc_urls": list(network.rpc_urls),
         "explorer_url": network.explorer_url,
+        "confirmations": network.confirmations,  # extension: blocks until a transaction counts as confirmed
     }
 
 

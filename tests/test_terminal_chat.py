@@ -1,0 +1,171 @@
+"""The terminal chat as a real subprocess against a real server and Anvil, typed at through a pipe."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import sys
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from wallet import native_balance
+
+from lunark.chain.anvil import Anvil, DevAccount
+from lunark.client.chat import DEV_PRIVATE_KEY
+
+ETH = 10**18
+PROMPT = "you> "
+CARD_PROMPT = "[a]pprove / [e]dit amount / [r]eject? "
+
+
+class ChatProcess:
+    """``python -m lunark.client.chat`` with stdin and stdout on pipes."""
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+        self.output = ""
+        self.pos = 0
+
+    async def expect(self, text: str, *, timeout: float = 30.0) -> str:
+        """Wait for ``text`` (after what earlier calls consumed); return the output up to and including it."""
+        assert self.proc.stdout is not None
+        try:
+            async with asyncio.timeout(timeout):
+                while (index := self.output.find(text, self.pos)) < 0:
+                    chunk = await self.proc.stdout.read(4096)
+                    if not chunk:
+                        break
+                    self.output += chunk.decode()
+        except TimeoutError:
+            pass
+        if (index := self.output.find(text, self.pos)) < 0:
+            pytest.fail(f"{text!r} never came; the chat printed:\n{self.output}\n{await self._stderr()}")
+        seen = self.output[self.pos : index + len(text)]
+        self.pos = index + len(text)
+        return seen
+
+    async def type(self, line: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(line.encode() + b"\n")
+        await self.proc.stdin.drain()
+
+    async def _stderr(self) -> str:
+        if self.proc.returncode is None or self.proc.stderr is None:
+            return ""
+        return (await self.proc.stderr.read()).decode()
+
+    async def finish(self) -> int:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.close()
+        async with asyncio.timeout(30):
+            self.output += (await self.proc.stdout.read()).decode()
+            return await self.proc.wait()
+
+
+@pytest.fixture
+async def chat(make_server: Any, anvil: Anvil, alice: DevAccount) -> AsyncIterator[ChatProcess]:
+    server = await make_server()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "lunark.client.chat",
+        "--url", f"http://localhost:{server.port}", "--key", alice.private_key,
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    process = ChatProcess(proc)
+    try:
+        yield process
+    finally:
+        print(process.output)  # the transcript, shown when a test fails
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+async def test_balance_approve_and_reject_through_the_terminal(
+    chat: ChatProcess, anvil: Anvil, alice: DevAccount, bob: DevAccount
+) -> None:
+    header = await chat.expect(PROMPT)
+    assert f"as {alice.address}" in header
+    assert re.search(r"chat \S+ on .+ \(chain 31337\)", header)
+    assert "DEV ONLY" in header  # alice is Anvil's account 0: the chat says that key is public
+    assert "[reconnected]" not in header
+
+    await chat.type("what's my balance")
+    answer = await chat.expect(PROMPT)
+    assert re.search(r"lunark> Your balance.* is [\d.,]+ ETH", answer), answer
+    assert "> get_balance(" in answer
+
+    before = native_balance(anvil, bob.address)
+    await chat.type(f"send 0.1 ETH to {bob.address}")
+    card = await chat.expect(CARD_PROMPT)
+    assert "approval needed" in card
+    assert "amount     0.1 ETH" in card
+    assert f"recipient  {bob.address}" in card
+    assert re.search(r"network    .+ \(chain 31337\)", card)
+    assert re.search(r"max fee    0\.\d+ ETH", card)
+    assert re.search(r"time left  \d+m \d\ds", card)
+    assert max(len(row) for row in card.splitlines()) <= 80
+
+    await chat.type("a")
+    flow = await chat.expect(PROMPT)
+    assert "[wallet] broadcast 0x" in flow
+    assert re.search(r"\[tx 0x\w+\.\.\.\w+\] submitted", flow)
+    assert re.search(r"\[tx 0x\w+\.\.\.\w+\] confirmed in block \d+", flow)
+    assert native_balance(anvil, bob.address) - before == ETH // 10
+
+    nonce = anvil.rpc("eth_getTransactionCount", [alice.address, "latest"])
+    await chat.type(f"send 1 ETH to {bob.address}")
+    card = await chat.expect(CARD_PROMPT)
+    assert "amount     1 ETH" in card
+    await chat.type("r")
+    await chat.expect("reason (optional): ")
+    await chat.type("changed my mind")
+    rejected = await chat.expect(PROMPT)
+    assert "rejected" in rejected and "[tx" not in rejected
+    assert native_balance(anvil, bob.address) - before == ETH // 10
+    assert anvil.rpc("eth_getTransactionCount", [alice.address, "latest"]) == nonce
+
+    await chat.type("/quit")
+    assert await chat.finish() == 0
+
+
+async def test_edit_the_amount_and_the_commands(
+    chat: ChatProcess, anvil: Anvil, alice: DevAccount, bob: DevAccount
+) -> None:
+    header = await chat.expect(PROMPT)
+    first_chat = re.search(r"chat (\S+) on", header)
+    assert first_chat
+
+    await chat.type("/help")
+    assert "/new" in await chat.expect(PROMPT)
+
+    before = native_balance(anvil, bob.address)
+    await chat.type(f"send 0.1 ETH to {bob.address}")
+    await chat.expect(CARD_PROMPT)
+    await chat.type("e")
+    await chat.expect("new amount: ")
+    await chat.type("0.05")
+    card = await chat.expect(CARD_PROMPT)
+    assert "amount     0.05 ETH" in card
+    await chat.type("a")
+    assert "confirmed" in await chat.expect(PROMPT)
+    assert native_balance(anvil, bob.address) - before == ETH // 20
+
+    await chat.type("/new")
+    second = await chat.expect(PROMPT)
+    second_chat = re.search(r"chat (\S+) on", second)
+    assert second_chat and second_chat.group(1) != first_chat.group(1)
+    await chat.type("/chats")
+    listing = await chat.expect(PROMPT)
+    assert first_chat.group(1) in listing and f"* {second_chat.group(1)}" in listing
+
+    await chat.type("/bogus")
+    assert "unknown command" in await chat.expect(PROMPT)
+    # End of input quits cleanly.
+    assert await chat.finish() == 0
+
+
+def test_the_dev_key_is_anvils_account_zero(accounts: list[DevAccount]) -> None:
+    assert accounts[0].private_key == DEV_PRIVATE_KEY
