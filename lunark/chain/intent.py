@@ -310,7 +310,7 @@ async def fetch_transaction(
     w3: AsyncWeb3[Any],
     tx_hash: str,
     *,
-    timeout: float = 10.0,  # noqa: ASYNC109
+    timeout: float = 10.0,
     poll_interval: float = 0.2,
 ) -> DecodedTx:
     """Fetch a transaction by hash, waiting up to ``timeout`` seconds for the node to see it.
@@ -349,7 +349,7 @@ async def verify_transaction_hash(
     intent: TransferIntent,
     tx_hash: str,
     *,
-    timeout: float = 10.0,  # noqa: ASYNC109
+    timeout: float = 10.0,
 ) -> DecodedTx:
     """Fetch the broadcast transaction ``tx_hash`` and check it is exactly the approved transfer.
 

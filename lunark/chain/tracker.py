@@ -154,7 +154,7 @@ async def track_transaction(
     confirmations: int | None = None,
     poll_interval: float = 0.25,
     # Not a bound on the call: how long an unmined transaction is waited for before `dropped`.
-    timeout: float = 120.0,  # noqa: ASYNC109
+    timeout: float = 120.0,
 ) -> AsyncIterator[TxUpdate]:
     """Yield a ``TxUpdate`` each time the transaction's status (or confirmation count) changes.
 

@@ -63,7 +63,9 @@ class SwitchNetwork:
             {
                 "type": "network_switch",
                 "chain_id": target.chain_id,
-                "name": target.display_name,
+                "name": target.name,
+                "display_name": target.display_name,
+                "confirmations": target.confirmations,
                 "symbol": target.symbol,
                 "decimals": target.decimals,
                 "rpc_urls": list(target.rpc_urls),

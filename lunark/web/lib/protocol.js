@@ -1,0 +1,405 @@
+// Lunark's wire protocol for JavaScript clients: the shapes of what the server emits and
+// accepts (docs/protocol.md is the contract; lunark/protocol.py validates it), small
+// constructors for decisions, and the helpers every wallet-facing client needs (the
+// EIP-4361 sign-in message, the EIP-1193 transaction, unit formatting).
+//
+// No dependencies and no DOM: it runs in browsers and in Node alike.
+//
+//   import { approve, reject, edit, buildSiweMessage, toEip1193Tx } from "./protocol.js";
+
+/** Socket.IO event names of chat events, in the order they usually occur. */
+export const EVENT_TYPES = Object.freeze([
+  "message_start", "token", "tool_call", "tool_result", "pending_approval", "approval_resolved",
+  "tx_update", "network_switch", "status", "message_end", "error",
+]);
+
+/** Events also sent to `user:{address}`, i.e. possibly for a chat the socket has not joined. */
+export const WALLET_EVENTS = Object.freeze(["pending_approval", "network_switch", "tx_update"]);
+
+/** Events a client sends; each is answered by an ack. */
+export const CLIENT_EVENTS = Object.freeze([
+  "join_chat", "send_message", "resume_decisions", "abort", "wallet_changed",
+]);
+
+/** tx_update statuses after which nothing more happens to the transaction. */
+export const FINAL_TX_STATUSES = Object.freeze(["confirmed", "failed", "replaced", "mismatch", "dropped"]);
+
+/** EIP-1193 error code of "the user rejected the request". */
+export const USER_REJECTED = 4001;
+/** EIP-1193 / MetaMask error code of "this chain is not added to the wallet". */
+export const UNRECOGNIZED_CHAIN = 4902;
+
+// -- event shapes ---------------------------------------------------------------------------
+// Every chat event carries `type`, `chat_id`, `seq` (per chat, from 1, +1 each) and `ts`
+// (Unix seconds, fractional). Unknown fields may appear and must be ignored; an absent
+// optional field and `null` mean the same.
+
+/**
+ * @typedef {object} EventBase
+ * @property {string} type      the event's type, also its Socket.IO event name
+ * @property {string} chat_id   the chat it belongs to
+ * @property {number} seq       per-chat sequence number
+ * @property {number} ts        server time, Unix seconds
+ */
+
+/**
+ * @typedef {EventBase & {type: "message_start", message_id: string, role: "user"|"assistant", content?: string}} MessageStart
+ * @typedef {EventBase & {type: "token", message_id: string, text: string}} TokenEvent
+ *   `text` is a delta; several model tokens may be coalesced into one event.
+ * @typedef {EventBase & {type: "tool_call", message_id: string, call_id: string, name: string,
+ *   args: Record<string, any>, status: "running"|"awaiting_approval"}} ToolCallEvent
+ * @typedef {EventBase & {type: "tool_result", call_id: string, status: "success"|"error"|"rejected",
+ *   result?: any, error?: ErrorBody}} ToolResultEvent
+ */
+
+/**
+ * @typedef {object} UnsignedTx  every integer is a 0x-prefixed hex quantity
+ * @property {string} chain_id
+ * @property {string} from
+ * @property {string} to
+ * @property {string} value
+ * @property {string} data
+ * @property {string} gas
+ * @property {string} max_fee_per_gas
+ * @property {string} max_priority_fee_per_gas
+ * @property {string} nonce
+ */
+
+/**
+ * @typedef {object} ActionRequest
+ * @property {string} call_id
+ * @property {string} name          tool name, e.g. "transfer", "switch_network"
+ * @property {Record<string, any>} args
+ * @property {string} description
+ * @property {string} summary       what a person reads: amount, symbol, recipient, network, fee
+ * @property {UnsignedTx|null} [tx] the transaction to sign, for transfers
+ */
+
+/**
+ * @typedef {object} ReviewConfig
+ * @property {string} action_name
+ * @property {Array<"approve"|"edit"|"reject">} allowed_decisions
+ */
+
+/**
+ * @typedef {object} ApprovalRequest
+ * @property {string} approval_id
+ * @property {string} expires_at    ISO 8601 UTC
+ * @property {ActionRequest[]} action_requests
+ * @property {ReviewConfig[]} review_configs
+ */
+
+/**
+ * @typedef {EventBase & ApprovalRequest & {type: "pending_approval"}} PendingApprovalEvent
+ * @typedef {EventBase & {type: "approval_resolved", approval_id: string, decisions: Decision[],
+ *   by: "user"|"timeout"}} ApprovalResolvedEvent
+ * @typedef {EventBase & {type: "tx_update", call_id: string, tx_hash: string, chain_id: number,
+ *   status: "submitted"|"mined"|"confirmed"|"failed"|"replaced"|"mismatch"|"dropped",
+ *   confirmations: number, block_number?: number, explorer_url?: string, reason?: string,
+ *   replaced_by?: string, gas_used?: number}} TxUpdateEvent
+ * @typedef {EventBase & {type: "network_switch", chain_id: number, name: string, symbol: string,
+ *   decimals: number, rpc_urls: string[], explorer_url?: string, display_name?: string}} NetworkSwitchEvent
+ * @typedef {EventBase & {type: "status", text: string}} StatusEvent
+ * @typedef {{output_tokens: number, ttft_ms?: number, tokens_per_s?: number}} Usage
+ * @typedef {EventBase & {type: "message_end", message_id: string,
+ *   finish_reason: "stop"|"aborted"|"error"|"awaiting_approval", usage: Usage}} MessageEndEvent
+ * @typedef {{type: "error", chat_id?: string, seq?: number, ts?: number, code: string, message: string}} ErrorEvent
+ */
+
+/**
+ * @typedef {MessageStart|TokenEvent|ToolCallEvent|ToolResultEvent|PendingApprovalEvent|
+ *   ApprovalResolvedEvent|TxUpdateEvent|NetworkSwitchEvent|StatusEvent|MessageEndEvent|ErrorEvent} ChatEvent
+ */
+
+/**
+ * @typedef {object} NetworkInfo  the network a chat is on
+ * @property {number} chain_id
+ * @property {string} name          registry key, lowercase
+ * @property {string} display_name  what a person reads
+ * @property {string} symbol
+ * @property {number} decimals
+ * @property {string[]} rpc_urls
+ * @property {string|null} [explorer_url]
+ */
+
+/**
+ * @typedef {{code: string, message: string}} ErrorBody
+ * @typedef {{chat_id: string, last_seq: number, network: NetworkInfo, pending_approval?: ApprovalRequest}} JoinChatAck
+ */
+
+// -- decisions ------------------------------------------------------------------------------
+
+/**
+ * @typedef {{type: "approve", tx_hash?: string, signed_tx?: string}} ApproveDecision
+ * @typedef {{type: "edit", edited_action: {name: string, args: Record<string, any>}}} EditDecision
+ * @typedef {{type: "reject", message?: string}} RejectDecision
+ * @typedef {ApproveDecision|EditDecision|RejectDecision} Decision
+ */
+
+/**
+ * Approve an action. With `txHash` the wallet signed and broadcast it; with `signedTx` the
+ * server verifies and broadcasts; with neither only a server-side signer may sign (dev, CLI).
+ * @param {{txHash?: string, signedTx?: string}} [opts]
+ * @returns {ApproveDecision}
+ */
+export function approve({ txHash, signedTx } = {}) {
+  /** @type {ApproveDecision} */
+  const decision = { type: "approve" };
+  if (txHash) decision.tx_hash = txHash;
+  if (signedTx) decision.signed_tx = signedTx;
+  return decision;
+}
+
+/**
+ * Reject an action; the message (optional) reaches the model.
+ * @param {string} [message]
+ * @returns {RejectDecision}
+ */
+export function reject(message) {
+  const text = typeof message === "string" ? message.trim() : "";
+  return text ? { type: "reject", message: text } : { type: "reject" };
+}
+
+/**
+ * Replace an action's arguments; the server validates and prepares them again and shows a
+ * new approval.
+ * @param {string} name  the action's own tool name
+ * @param {Record<string, any>} args
+ * @returns {EditDecision}
+ */
+export function edit(name, args) {
+  return { type: "edit", edited_action: { name, args: { ...args } } };
+}
+
+/**
+ * An edit of a transfer that keeps every argument but the amount.
+ * @param {ActionRequest} request
+ * @param {string} amount  in whole units, e.g. "0.5"
+ * @returns {EditDecision}
+ */
+export function editAmount(request, amount) {
+  return edit(request.name, { ...request.args, amount: String(amount).trim() });
+}
+
+/**
+ * The decision types the approval allows for a request.
+ * @param {ApprovalRequest} approval
+ * @param {ActionRequest} request
+ * @returns {string[]}
+ */
+export function allowedDecisions(approval, request) {
+  const config = (approval.review_configs || []).find((c) => c.action_name === request.name);
+  return config ? [...config.allowed_decisions] : ["approve", "reject"];
+}
+
+// -- wallet helpers -------------------------------------------------------------------------
+
+/**
+ * The `eth_sendTransaction` parameter for an approval's `tx`: the fields are renamed to
+ * JSON-RPC's names; values are hex quantities already and are passed on unchanged.
+ * @param {UnsignedTx} tx
+ */
+export function toEip1193Tx(tx) {
+  return {
+    from: tx.from,
+    to: tx.to,
+    value: tx.value,
+    data: tx.data,
+    gas: tx.gas,
+    maxFeePerGas: tx.max_fee_per_gas,
+    maxPriorityFeePerGas: tx.max_priority_fee_per_gas,
+    nonce: tx.nonce,
+    chainId: tx.chain_id,
+  };
+}
+
+/** A chain id as an EIP-1193 hex string ("0x7a69"). @param {number|string|bigint} chainId */
+export function toHexChainId(chainId) {
+  return "0x" + BigInt(chainId).toString(16);
+}
+
+/**
+ * `wallet_addEthereumChain`'s parameter (EIP-3085) from a `network_switch` event or a NetworkInfo.
+ * @param {NetworkSwitchEvent|NetworkInfo} network
+ */
+export function toAddEthereumChain(network) {
+  const params = {
+    chainId: toHexChainId(network.chain_id),
+    chainName: network.display_name || network.name,
+    nativeCurrency: { name: network.symbol, symbol: network.symbol, decimals: network.decimals },
+    rpcUrls: [...(network.rpc_urls || [])],
+  };
+  if (network.explorer_url) params.blockExplorerUrls = [network.explorer_url];
+  return params;
+}
+
+/**
+ * An integer amount (hex quantity, decimal string, number or bigint) in whole units, as text,
+ * without float rounding: formatUnits("0x2386f26fc10000", 18) === "0.01".
+ * @param {string|number|bigint} value
+ * @param {number} decimals
+ * @param {number} [maxFraction]  fraction digits to keep (rounded down); all by default
+ */
+export function formatUnits(value, decimals, maxFraction = decimals) {
+  let n = BigInt(value);
+  const negative = n < 0n;
+  if (negative) n = -n;
+  const base = 10n ** BigInt(decimals);
+  const whole = (n / base).toString();
+  let fraction = decimals ? (n % base).toString().padStart(decimals, "0").slice(0, maxFraction) : "";
+  fraction = fraction.replace(/0+$/, "");
+  const text = fraction ? `${whole}.${fraction}` : whole;
+  return negative ? `-${text}` : text;
+}
+
+/**
+ * The most a transaction can cost in fees (gas limit x max fee per gas), in wei.
+ * @param {UnsignedTx} tx
+ */
+export function maxFeeWei(tx) {
+  return BigInt(tx.gas) * BigInt(tx.max_fee_per_gas);
+}
+
+/** "0x1234…abcd" @param {string} hex */
+export function shortHex(hex, head = 6, tail = 4) {
+  return hex && hex.length > head + tail + 1 ? `${hex.slice(0, head)}…${hex.slice(-tail)}` : hex;
+}
+
+// -- Sign-In with Ethereum --------------------------------------------------------------------
+
+/**
+ * The EIP-4361 message exactly as lunark/server/siwe.py `SiweMessage.to_text` renders it:
+ * LF line ends, no trailing LF, the statement (recommended) on its own line between blank
+ * lines; without a statement there are two blank lines between the address and "URI:".
+ *
+ * @param {object} fields
+ * @param {string} fields.domain     e.g. location.host ("localhost:8080")
+ * @param {string} fields.address    EIP-55 checksummed, as the wallet reports it
+ * @param {string} [fields.statement] one line of ASCII, e.g. "Sign in to Lunark."
+ * @param {string} fields.uri        e.g. location.origin
+ * @param {number} fields.chainId
+ * @param {string} fields.nonce      from GET /auth/nonce
+ * @param {Date|string} [fields.issuedAt]    defaults to now
+ * @param {Date|string} [fields.expirationTime]
+ * @param {Date|string} [fields.notBefore]
+ * @param {string} [fields.requestId]
+ * @param {string[]} [fields.resources]
+ * @returns {string}
+ */
+export function buildSiweMessage({
+  domain, address, statement, uri, chainId, nonce, issuedAt = new Date(),
+  expirationTime, notBefore, requestId, resources = [],
+}) {
+  const lines = [`${domain} wants you to sign in with your Ethereum account:`, address, ""];
+  if (statement !== undefined && statement !== null) lines.push(statement);
+  lines.push(
+    "",
+    `URI: ${uri}`,
+    "Version: 1",
+    `Chain ID: ${Number(chainId)}`,
+    `Nonce: ${nonce}`,
+    `Issued At: ${siweTime(issuedAt)}`,
+  );
+  if (expirationTime) lines.push(`Expiration Time: ${siweTime(expirationTime)}`);
+  if (notBefore) lines.push(`Not Before: ${siweTime(notBefore)}`);
+  if (requestId) lines.push(`Request ID: ${requestId}`);
+  if (resources.length) lines.push("Resources:", ...resources.map((r) => `- ${r}`));
+  return lines.join("\n");
+}
+
+/** RFC 3339 UTC as siwe.py writes it: whole seconds when there is no fraction, else milliseconds. */
+function siweTime(value) {
+  if (typeof value === "string") return value;
+  return value.toISOString().replace(".000Z", "Z");
+}
+
+/** `personal_sign`'s first parameter: the UTF-8 bytes of `text` as 0x-hex. @param {string} text */
+export function utf8ToHex(text) {
+  const bytes = new TextEncoder().encode(text);
+  let hex = "0x";
+  for (const b of bytes) hex += b.toString(16).padStart(2, "0");
+  return hex;
+}
+
+// -- addresses ----------------------------------------------------------------------------------
+
+/**
+ * The EIP-55 checksummed form of an address. Wallets often report addresses in lowercase,
+ * but an EIP-4361 message must carry the checksummed one.
+ * @param {string} address  0x followed by 40 hex digits, any case
+ */
+export function toChecksumAddress(address) {
+  if (!/^0x[0-9a-fA-F]{40}$/.test(address)) throw new TypeError(`Not an address: ${address}`);
+  const lower = address.slice(2).toLowerCase();
+  const hash = keccak256Hex(new TextEncoder().encode(lower));
+  let out = "0x";
+  for (let i = 0; i < 40; i++) {
+    out += parseInt(hash[i], 16) >= 8 ? lower[i].toUpperCase() : lower[i];
+  }
+  return out;
+}
+
+// Keccak-256 (the original padding, as Ethereum uses it, not SHA3-256), on 64-bit BigInt lanes:
+// slow but small, and only ever run on a 40-byte address.
+const MASK64 = (1n << 64n) - 1n;
+const ROUND_CONSTANTS = [
+  0x0000000000000001n, 0x0000000000008082n, 0x800000000000808an, 0x8000000080008000n,
+  0x000000000000808bn, 0x0000000080000001n, 0x8000000080008081n, 0x8000000000008009n,
+  0x000000000000008an, 0x0000000000000088n, 0x0000000080008009n, 0x000000008000000an,
+  0x000000008000808bn, 0x800000000000008bn, 0x8000000000008089n, 0x8000000000008003n,
+  0x8000000000008002n, 0x8000000000000080n, 0x000000000000800an, 0x800000008000000an,
+  0x8000000080008081n, 0x8000000000008080n, 0x0000000080000001n, 0x8000000080008008n,
+];
+// ROTATIONS[x][y]
+const ROTATIONS = [
+  [0, 36, 3, 41, 18], [1, 44, 10, 45, 2], [62, 6, 43, 15, 61], [28, 55, 25, 21, 56], [27, 20, 39, 8, 14],
+];
+
+function rotl(value, bits) {
+  if (bits === 0) return value;
+  const n = BigInt(bits);
+  return ((value << n) | (value >> (64n - n))) & MASK64;
+}
+
+function keccakF(s) {
+  for (let round = 0; round < 24; round++) {
+    const c = [0, 1, 2, 3, 4].map((x) => s[x] ^ s[x + 5] ^ s[x + 10] ^ s[x + 15] ^ s[x + 20]);
+    for (let x = 0; x < 5; x++) {
+      const d = c[(x + 4) % 5] ^ rotl(c[(x + 1) % 5], 1);
+      for (let y = 0; y < 5; y++) s[x + 5 * y] ^= d;
+    }
+    const b = new Array(25);
+    for (let x = 0; x < 5; x++) {
+      for (let y = 0; y < 5; y++) b[y + 5 * ((2 * x + 3 * y) % 5)] = rotl(s[x + 5 * y], ROTATIONS[x][y]);
+    }
+    for (let x = 0; x < 5; x++) {
+      for (let y = 0; y < 5; y++) {
+        s[x + 5 * y] = b[x + 5 * y] ^ (~b[((x + 1) % 5) + 5 * y] & MASK64 & b[((x + 2) % 5) + 5 * y]);
+      }
+    }
+    s[0] ^= ROUND_CONSTANTS[round];
+  }
+}
+
+/** Keccak-256 of bytes, as 64 hex digits. @param {Uint8Array} bytes */
+export function keccak256Hex(bytes) {
+  const rate = 136;
+  const padded = new Uint8Array(Math.ceil((bytes.length + 1) / rate) * rate);
+  padded.set(bytes);
+  padded[bytes.length] ^= 0x01;
+  padded[padded.length - 1] ^= 0x80;
+  const s = new Array(25).fill(0n);
+  for (let offset = 0; offset < padded.length; offset += rate) {
+    for (let i = 0; i < rate / 8; i++) {
+      let lane = 0n;
+      for (let j = 7; j >= 0; j--) lane = (lane << 8n) | BigInt(padded[offset + i * 8 + j]);
+      s[i] ^= lane;
+    }
+    keccakF(s);
+  }
+  let hex = "";
+  for (let i = 0; i < 4; i++) {
+    for (let j = 0; j < 8; j++) hex += Number((s[i] >> BigInt(8 * j)) & 0xffn).toString(16).padStart(2, "0");
+  }
+  return hex;
+}
