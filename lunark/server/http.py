@@ -109,7 +109,13 @@ def routes(*, auth: Authenticator, service: ChatService, hub: Hub, store: Store,
         return web.json_response({"nonce": await auth.new_nonce()})
 
     async def verify(request: web.Request) -> web.Response:
-        body = await _json(request)
+        # Any failed sign-in is 401 (protocol.md), a body that is not JSON included: a client
+        # handles one outcome, and the endpoint says nothing more to someone probing it.
+        try:
+            body = await _json(request)
+        except InvalidInput as exc:
+            raise Unauthorized(f"{exc.message} Send {{\"message\": str, \"signature\": hex}}.",
+                               reason="malformed_request") from None
         message, signature = body.get("message"), body.get("signature")
         if not isinstance(message, str) or not isinstance(signature, str):
             raise Unauthorized("Send {\"message\": str, \"signature\": hex}.", reason="malformed_request")
@@ -175,18 +181,23 @@ def routes(*, auth: Authenticator, service: ChatService, hub: Hub, store: Store,
 
         async with hub.subscribe(chat.chat_id, chat.owner, after) as (missed, queue):
             last = after
-            for record in missed:
-                await write(record)
-                last = record.seq
-            while True:
-                try:
-                    record = await asyncio.wait_for(queue.get(), timeout=15.0)
-                except TimeoutError:
-                    await response.write(b": keep-alive\n\n")
-                    continue
-                if record.seq > last:
+            try:
+                for record in missed:
                     await write(record)
                     last = record.seq
+                while True:
+                    try:
+                        record = await asyncio.wait_for(queue.get(), timeout=15.0)
+                    except TimeoutError:
+                        await response.write(b": keep-alive\n\n")
+                        continue
+                    if record.seq > last:
+                        await write(record)
+                        last = record.seq
+            except ConnectionResetError:
+                # The client went away (it reconnects with Last-Event-ID): the normal end of a
+                # stream, not a failure to log, and the response is already sent.
+                return response
 
     async def healthz(request: web.Request) -> web.Response:
         report = await health()

@@ -42,19 +42,35 @@ class ChatNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         self._replays: set[asyncio.Task[None]] = set()
 
     async def trigger_event(self, event: str, *args: Any) -> Any:
-        if event in ("connect", "disconnect") or hasattr(self, f"on_{event}"):
+        if event in ("connect", "disconnect"):
+            if args and self.server.manager.is_connected(args[0], self.namespace):
+                # A client *event* under a reserved name: python-socketio would hand it to
+                # on_connect (re-authenticating the socket with whatever it carries, and never
+                # acking). The real connect and disconnect run while the socket is pre-connected
+                # or leaving, so is_connected tells them apart.
+                return error_ack("invalid_input", f"{event!r} is reserved; it is not a client event.")
             return await super().trigger_event(event, *args)
-        return error_ack("invalid_input", f"Unknown event {event!r}.")
+        if not hasattr(self, f"on_{event}"):
+            return error_ack("invalid_input", f"Unknown event {event[:64]!r}.")
+        if len(args) > 2:
+            # (sid, payload): more arguments would be a TypeError inside python-socketio, logged
+            # there and never acked. The contract is one ack per event, errors included.
+            return error_ack("invalid_input", f"{event} takes one payload object, not {len(args) - 1} arguments.")
+        return await super().trigger_event(event, *args)
 
     async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
         token = auth.get("token") if isinstance(auth, dict) else None
         try:
             address = await self.auth.authenticate(token if isinstance(token, str) else None)
         except Unauthorized as exc:
-            # python-socketio sends this data to the client as its connect_error.
-            raise socketio.exceptions.ConnectionRefusedError(
-                {"code": exc.code, "message": exc.message}
-            ) from None
+            # python-socketio sends ``error_args`` to the client as its connect_error data. Built
+            # from one argument it would be {"message": str(arg)}: a dict's repr, no code. So it is
+            # set whole: {code, message} (what Python clients receive), plus "data" with the same,
+            # which socket.io-client exposes as ``err.data`` (``err.message`` is the message).
+            refused = socketio.exceptions.ConnectionRefusedError(exc.message)
+            body = {"code": exc.code, "message": exc.message}
+            refused.error_args = {**body, "data": body}
+            raise refused from None
         await self.save_session(sid, {"address": address})
         await self.enter_room(sid, f"user:{address.lower()}")
 

@@ -28,6 +28,7 @@ __all__ = ["Runner"]
 logger = logging.getLogger(__name__)
 
 _RECENT_DECISIONS = 4096
+_UNDECIDED = object()
 
 
 class Runner:
@@ -40,7 +41,10 @@ class Runner:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._reserved: set[str] = set()
         self._inflight: dict[tuple[str, str], str] = {}
-        self._decided: dict[str, None] = {}
+        self._decided: dict[str, str] = {}
+        """Approval id -> who decided it ("user" or "timeout"), for the recent ones."""
+        self._asked: dict[str, str] = {}
+        """Chat id -> the approval its running turn announced (pending_approval sent)."""
         self._timers: dict[str, asyncio.Task[None]] = {}
 
     def running(self, chat_id: str) -> bool:
@@ -58,16 +62,22 @@ class Runner:
         self._reserved.add(chat.chat_id)  # no await between the check and this line
         try:
             pending = await self.agent.pending_approval(chat.chat_id)
+            if pending is not None:
+                # Refused before storing: a stored message would show in the chat without ever being
+                # answered, and its client_message_id would turn the retry (after the decision) into
+                # a no-op. A repeat of a message already stored is still that message.
+                for stored in await self.store.list_messages(chat.chat_id):
+                    if stored.client_message_id == client_message_id:
+                        return stored.message_id
+                raise Busy(
+                    "This chat is waiting for your decision on an approval; approve or reject it first.",
+                    approval_id=pending["approval_id"],
+                )
             record, created = await self.store.add_message(
                 chat.chat_id, "user", content, client_message_id=client_message_id
             )
             if not created:
                 return record.message_id
-            if pending is not None:
-                raise Busy(
-                    "This chat is waiting for your decision on an approval; approve or reject it first.",
-                    approval_id=pending["approval_id"],
-                )
             self._inflight[key] = record.message_id
             await self.hub.publish(
                 chat.chat_id,
@@ -88,11 +98,25 @@ class Runner:
         Errors (``already_decided``, ``no_pending_approval``, ``approval_expired``,
         ``invalid_input``) are raised before anything runs.
         """
-        if approval_id in self._decided:
-            raise AlreadyDecided(f"Approval {approval_id} was already decided.", approval_id=approval_id)
-        if self.running(chat.chat_id):
-            raise NoPendingApproval(f"This chat is not waiting for approval {approval_id}.", approval_id=approval_id)
-        self._decided[approval_id] = None  # claimed: a concurrent decision now gets already_decided
+        self._check_undecided(approval_id)
+        self._decided[approval_id] = by  # claimed: a concurrent decision now gets already_decided
+        try:
+            closing = self._tasks.get(chat.chat_id)
+            if closing is not None and self._asked.get(chat.chat_id) == approval_id:
+                # The turn that asked for this approval is still sending its last events (status,
+                # message_end). A client may decide as soon as it sees pending_approval: the decision
+                # waits for that turn to end instead of failing with no_pending_approval.
+                await asyncio.wait({closing})
+                if self._tasks.get(chat.chat_id) is closing:
+                    del self._tasks[chat.chat_id]
+            if self.running(chat.chat_id):
+                raise NoPendingApproval(
+                    f"This chat is not waiting for approval {approval_id}.", approval_id=approval_id
+                )
+        except BaseException:
+            self._decided.pop(approval_id, None)
+            raise
+        self._asked.pop(chat.chat_id, None)
         self._reserved.add(chat.chat_id)
         try:
             events = self.agent.resume(chat.chat_id, approval_id, decisions, by=by)
@@ -113,14 +137,26 @@ class Runner:
         self._start(chat, _prepend(first, events))
         self._reserved.discard(chat.chat_id)
 
+    def _check_undecided(self, approval_id: str) -> None:
+        by = self._decided.get(approval_id, _UNDECIDED)
+        if by == "timeout":
+            # The contract's code for exactly this: the approval expired and counted as rejected.
+            raise ApprovalExpired(
+                f"Approval {approval_id} expired; it counted as rejected. Ask again to retry.",
+                approval_id=approval_id,
+            )
+        if by is not _UNDECIDED:
+            raise AlreadyDecided(f"Approval {approval_id} was already decided.", approval_id=approval_id)
+
     async def expire(self, chat: ChatRecord, approval_id: str) -> None:
         """Resolve an approval whose time ran out as rejected (``by: "timeout"``)."""
         if approval_id in self._decided or self.running(chat.chat_id):
             return
         pending = await self.agent.pending_approval(chat.chat_id)
-        if pending is None or pending["approval_id"] != approval_id:
+        if pending is None or pending["approval_id"] != approval_id or approval_id in self._decided:
             return
-        self._decided[approval_id] = None
+        self._decided[approval_id] = "timeout"
+        self._asked.pop(chat.chat_id, None)
         self._reserved.add(chat.chat_id)
         try:
             events = self.agent.expire(chat.chat_id, approval_id)
@@ -172,26 +208,31 @@ class Runner:
         chat_id, owner = chat.chat_id, chat.owner
         message_id: str | None = None
         text: list[str] = []
+        ended = False
+        handling: asyncio.Future[None] | None = None
         try:
             async for event in events:
                 kind = event["type"]
                 if kind == "message_start":
-                    message_id = event["message_id"]
+                    message_id, ended = event["message_id"], False
                 elif kind == "token":
                     text.append(event["text"])
-                elif kind == "tx_update":
-                    await self.store.record_tx_update(chat_id, event["call_id"], event)
-                elif kind == "network_switch":
-                    await self.store.set_chat_network(chat_id, int(event["chain_id"]))
                 elif kind == "pending_approval":
                     self._schedule_expiry(chat, event)
-                elif kind == "message_end" and message_id is not None:
-                    await self._save_answer(chat_id, message_id, text, event["finish_reason"])
-                await self.hub.publish(chat_id, owner, event)
+                    self._asked[chat_id] = event["approval_id"]
+                elif kind == "message_end":
+                    ended = True
+                # Shielded: an abort (cancel) must not cut an event in half, e.g. logged but never
+                # emitted (a live seq gap) or counted in the saved answer but never sent.
+                handling = asyncio.ensure_future(self._handle(chat_id, owner, event, message_id, text))
+                await asyncio.shield(handling)
         except asyncio.CancelledError:
+            if handling is not None and not handling.done():
+                with suppress(Exception, asyncio.CancelledError):
+                    await handling
             with suppress(asyncio.CancelledError):
                 await events.aclose()  # type: ignore[attr-defined]
-            if message_id is not None:
+            if message_id is not None and not ended:
                 await self._save_answer(chat_id, message_id, text, "aborted")
                 await self.hub.publish(
                     chat_id,
@@ -208,6 +249,19 @@ class Runner:
                     {"type": "message_end", "message_id": message_id, "finish_reason": "error",
                      "usage": {"output_tokens": len(text), "ttft_ms": None, "tokens_per_s": None}},
                 )
+
+    async def _handle(
+        self, chat_id: str, owner: str, event: AgentEvent, message_id: str | None, text: list[str]
+    ) -> None:
+        """Record what must survive a restart, then publish the event."""
+        kind = event["type"]
+        if kind == "tx_update":
+            await self.store.record_tx_update(chat_id, event["call_id"], event)
+        elif kind == "network_switch":
+            await self.store.set_chat_network(chat_id, int(event["chain_id"]))
+        elif kind == "message_end" and message_id is not None:
+            await self._save_answer(chat_id, message_id, text, event["finish_reason"])
+        await self.hub.publish(chat_id, owner, event)
 
     async def _save_answer(self, chat_id: str, message_id: str, text: list[str], finish: str) -> None:
         await self.store.add_message(
