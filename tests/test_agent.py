@@ -377,3 +377,41 @@ async def test_unknown_token_and_bad_address_fail_closed(
     assert not of_type(events, "pending_approval")
     codes = [r["error"]["code"] for r in of_type(events, "tool_result")]
     assert codes == ["invalid_input"] * 4
+
+
+async def test_a_turn_aborted_mid_tool_leaves_no_unanswered_call(make_agent: Any, alice: DevAccount) -> None:
+    from pydantic import BaseModel
+
+    from lunark.tools.base import FunctionTool
+    from lunark.tools.registry import ToolSet, default_tools
+
+    class NoArgs(BaseModel):
+        pass
+
+    started = asyncio.Event()
+
+    async def slow(args: NoArgs, ctx: Any) -> dict[str, str]:
+        started.set()
+        await asyncio.sleep(30)
+        return {"done": "yes"}
+
+    tool = FunctionTool(name="slow_report", description="A slow report.", args_schema=NoArgs, fn=slow, approval="never")
+    model = ScriptedChatModel(
+        replies=[
+            AIMessage(content="", tool_calls=[{"name": "slow_report", "args": {}, "id": "call_slow"}]),
+            "Hello again.",
+        ]
+    )
+    agent = await make_agent(model=model, tools=ToolSet([*default_tools(), tool]))
+    turn = asyncio.create_task(collect(agent.stream("t", "make the report", user_address=alice.address)))
+    await asyncio.wait_for(started.wait(), 5)
+    turn.cancel()  # what the server's abort does
+    with pytest.raises(asyncio.CancelledError):
+        await turn
+
+    events = await collect(agent.stream("t", "hi", user_address=alice.address))
+    assert answer(events) == "Hello again."
+    seen = model.calls[-1]
+    [stopped] = [m for m in seen if isinstance(m, ToolMessage) and m.tool_call_id == "call_slow"]
+    assert json.loads(str(stopped.content))["status"] == "error"
+    assert seen.index(stopped) < len(seen) - 1, "the stopped call's result comes before the new user message"

@@ -407,7 +407,7 @@ class Agent:
                 )
             known_chain = await self.chain_id(thread_id)
             graph_input: AgentState = {
-                "messages": [HumanMessage(content=message)],
+                "messages": [*_unanswered_calls(await self.messages(thread_id)), HumanMessage(content=message)],
                 "user_address": user_address,
                 "chain_id": chain_id or known_chain or self.default_chain_id,
             }
@@ -574,6 +574,23 @@ def _emitter(ctx: ToolContext, call_id: str) -> Callable[[dict[str, Any]], None]
         ctx.emit({"call_id": call_id, **event} if event.get("type") == "tx_update" else event)
 
     return emit
+
+
+def _unanswered_calls(messages: Sequence[Any]) -> list[ToolMessage]:
+    """Results for tool calls an aborted turn left without one.
+
+    Chat APIs refuse a history where a tool call has no result, so the next turn
+    tells the model plainly that those calls were stopped.
+    """
+    answered = {m.tool_call_id for m in messages if isinstance(m, ToolMessage)}
+    stopped = LunarkError("The turn was stopped before this call finished; its outcome is unknown.")
+    return [
+        _tool_error(call["id"], call["name"], stopped)
+        for m in messages
+        if isinstance(m, AIMessage)
+        for call in m.tool_calls
+        if call["id"] and call["id"] not in answered
+    ]
 
 
 def _text_of(content: Any) -> str:
