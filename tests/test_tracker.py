@@ -90,7 +90,8 @@ async def test_native_transfer_is_submitted_mined_then_confirmed(
     w3: AsyncWeb3[Any], anvil: Anvil, network: Network, alice: DevAccount, bob: DevAccount
 ) -> None:
     tx_hash, nonce = await send(w3, alice, to=bob.address, value=ONE)
-    receipt = await w3.eth.get_transaction_receipt(tx_hash)  # type: ignore[arg-type]
+    # Anvil's automine answers the send before the block is sealed: wait, don't read at once.
+    receipt = await w3.eth.wait_for_transaction_receipt(tx_hash, timeout=STEP)  # type: ignore[arg-type]
     block = receipt["blockNumber"]
     updates = track_transaction(
         w3, network, tx_hash, sender=alice.address, nonce=nonce, confirmations=3, poll_interval=0.02

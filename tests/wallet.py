@@ -44,9 +44,3 @@ def native_balance(anvil: Anvil, address: str) -> int:
 def token_balance(anvil: Anvil, token: str, address: str) -> int:
     data = "0x" + function_signature_to_4byte_selector("balanceOf(address)").hex() + address[2:].lower().rjust(64, "0")
     return int(anvil.rpc("eth_call", [{"to": token, "data": data}, "latest"]), 16)
-
-
-def receipt(anvil: Anvil, tx_hash: str) -> dict[str, Any]:
-    result = anvil.rpc("eth_getTransactionReceipt", [tx_hash])
-    assert result is not None, f"no receipt for {tx_hash}"
-    return dict(result)
