@@ -8,11 +8,18 @@ Tokens are coalesced with a leading-edge throttle: a token is sent at once when
 the chat's last flush is more than one interval old; otherwise it is buffered
 and flushed at the end of the interval. Fast streams become a few events per
 interval; slow streams (50 tokens/s) are not delayed at all.
+
+Publishing a token never waits for a send (unless ``flush_interval`` is 0: no
+coalescing, each token its own event). A token that arrives while the chat's
+previous send is still in flight joins the buffer of the next flush, so under
+load events carry more tokens instead of the model's tokens queueing one by one
+behind the store (docs/performance.md measures the difference).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
@@ -22,6 +29,8 @@ from typing import Any
 from lunark.store.base import EventRecord, Store
 
 __all__ = ["WALLET_EVENTS", "Hub"]
+
+logger = logging.getLogger(__name__)
 
 WALLET_EVENTS = frozenset({"pending_approval", "network_switch", "tx_update"})
 """Events that concern the user's wallet: also sent to ``user:{address}``."""
@@ -39,6 +48,7 @@ class _Chat:
     last_flush: float = 0.0
     timer: asyncio.TimerHandle | None = None
     flushing: asyncio.Task[None] | None = None
+    flush_pending: bool = False  # a flush task waits for the lock; it will take what is buffered
     listeners: set[asyncio.Queue[EventRecord]] = field(default_factory=set)
 
 
@@ -75,26 +85,36 @@ class Hub:
                 await self._flush_locked(chat_id, chat)
 
     async def _token(self, chat_id: str, chat: _Chat, message_id: str, text: str) -> None:
-        async with chat.lock:
-            if chat.buffer and chat.buffer_message != message_id:
-                await self._flush_locked(chat_id, chat)
-            now = time.monotonic()
-            if not chat.buffer and now - chat.last_flush >= self.flush_interval:
-                chat.last_flush = now
+        if chat.buffer and chat.buffer_message != message_id:
+            await self.flush(chat_id)
+        if self.flush_interval <= 0:
+            async with chat.lock:
                 await self._send_locked(
                     chat_id, chat, [("token", {"type": "token", "message_id": message_id, "text": text})]
                 )
-                return
-            chat.buffer.append(text)
-            chat.buffer_message = message_id
-            if chat.timer is None:
-                delay = max(0.0, chat.last_flush + self.flush_interval - now)
-                loop = asyncio.get_running_loop()
-                chat.timer = loop.call_later(delay, self._schedule_flush, chat_id, chat)
+            return
+        chat.buffer.append(text)
+        chat.buffer_message = message_id
+        if chat.timer is not None or chat.flush_pending:
+            return  # a flush is on its way and takes this token too
+        delay = chat.last_flush + self.flush_interval - time.monotonic()
+        if delay <= 0:
+            self._schedule_flush(chat_id, chat)  # the leading edge: now
+        else:
+            chat.timer = asyncio.get_running_loop().call_later(delay, self._schedule_flush, chat_id, chat)
 
     def _schedule_flush(self, chat_id: str, chat: _Chat) -> None:
         chat.timer = None
-        chat.flushing = asyncio.ensure_future(self.flush(chat_id))
+        chat.flush_pending = True
+        chat.flushing = asyncio.ensure_future(self._flush_soon(chat_id, chat))
+
+    async def _flush_soon(self, chat_id: str, chat: _Chat) -> None:
+        try:
+            async with chat.lock:
+                chat.flush_pending = False
+                await self._flush_locked(chat_id, chat)
+        except Exception:  # nobody awaits this task: say what went wrong
+            logger.exception("sending the tokens of chat %s failed", chat_id)
 
     async def _flush_locked(self, chat_id: str, chat: _Chat) -> None:
         if chat.timer is not None:

@@ -1,0 +1,126 @@
+"""Servers under test as subprocesses: start, wait for their ready line, read their RSS, stop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import resource
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def raise_nofile() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def rss_kb(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for {pid}")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks
+
+
+class Server:
+    """One server process; ``url`` and ``pid`` once started."""
+
+    def __init__(self, name: str, argv: list[str]) -> None:
+        self.name = name
+        self.argv = argv
+        self.proc: asyncio.subprocess.Process | None = None
+        self.url = ""
+        self.pid = 0
+
+    async def start(self, timeout: float = 60.0) -> Server:
+        self.proc = await asyncio.create_subprocess_exec(
+            *self.argv,
+            cwd=ROOT,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        assert self.proc.stdout is not None
+        try:
+            line = await asyncio.wait_for(self.proc.stdout.readline(), timeout)
+            ready = json.loads(line)
+        except (TimeoutError, json.JSONDecodeError) as exc:
+            err = b""
+            if self.proc.returncode is not None and self.proc.stderr is not None:
+                err = await self.proc.stderr.read()
+            await self.stop()
+            raise RuntimeError(f"{self.name} did not start: {exc!r} {err.decode(errors='replace')[-2000:]}") from exc
+        self.url, self.pid = ready["url"], int(ready["pid"])
+        asyncio.get_running_loop().create_task(self._drain())
+        return self
+
+    async def _drain(self) -> None:
+        assert self.proc is not None and self.proc.stderr is not None
+        self.stderr_tail = b""
+        while chunk := await self.proc.stderr.read(65536):
+            self.stderr_tail = (self.stderr_tail + chunk)[-8000:]
+
+    def rss_kb(self) -> int:
+        return rss_kb(self.pid)
+
+    def cpu_seconds(self) -> float:
+        return cpu_seconds(self.pid)
+
+    async def stop(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None or proc.returncode is not None:
+            return
+        assert proc.stdin is not None
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            proc.stdin.close()
+        try:
+            await asyncio.wait_for(proc.wait(), 15)
+        except TimeoutError:
+            proc.terminate()
+            try:
+                await asyncio.wait_for(proc.wait(), 5)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+
+
+def python_server(name: str, kind: str, *args: str) -> Server:
+    return Server(name, [sys.executable, "-m", "benchmarks.serve", kind, *args])
+
+
+def node_server(name: str = "node") -> Server:
+    return Server(name, ["node", str(ROOT / "benchmarks" / "node_relay.mjs")])
+
+
+async def start_all(servers: list[Server]) -> list[Server]:
+    await asyncio.gather(*(s.start() for s in servers))
+    return servers
+
+
+async def stop_all(servers: list[Server]) -> None:
+    await asyncio.gather(*(s.stop() for s in servers), return_exceptions=True)
+
+
+def env_info() -> dict[str, Any]:
+    import platform
+
+    return {
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "kernel": platform.release(),
+    }

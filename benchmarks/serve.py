@@ -1,0 +1,187 @@
+"""A server under test, in its own process: ``python -m benchmarks.serve KIND [options]``.
+
+KIND is ``lunark`` (the real LunarkServer with ``BenchModel``) or ``sio`` (the bare
+python-socketio baselines: one event per token, or the whole message so far per
+token). It prints one JSON line, ``{"url": ..., "pid": ...}``, when it listens, and
+stops when its standard input closes. The token source runs in this process for
+every kind, as the model does in Lunark.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import secrets
+import sys
+import time
+from typing import Any
+
+
+def raise_nofile() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+async def _wait_stdin_closed() -> None:
+    loop = asyncio.get_running_loop()
+    while True:
+        line = await loop.run_in_executor(None, sys.stdin.readline)
+        if not line or line.strip() == "quit":
+            return
+
+
+def _ready(url: str) -> None:
+    print(json.dumps({"url": url, "pid": os.getpid()}), flush=True)
+
+
+async def serve_lunark(args: argparse.Namespace) -> None:
+    from benchmarks.benchmodel import BenchModel
+    from benchmarks.patches import apply
+    from lunark.config import Settings
+    from lunark.server.app import LunarkServer
+
+    apply((args.patch or "").split(",") + (["orjson"] if args.codec == "orjson" else []))
+
+    networks: list[dict[str, Any]] = [{"name": "anvil", "rpc_urls": [args.anvil or "http://127.0.0.1:1"]}]
+    server_section: dict[str, Any] = {"port": 0}
+    if args.flush_ms is not None:
+        server_section["flush_interval_ms"] = args.flush_ms
+    settings = Settings.load(
+        data_dir=args.data_dir,
+        plugins=False,
+        chain={"networks": networks, "track_timeout": 30, "verify_timeout": 10},
+        server=server_section,
+    )
+    server = LunarkServer(settings, model=BenchModel(), environ={})
+    await server.start()
+    _ready(server.url)
+    try:
+        await _wait_stdin_closed()
+    finally:
+        await server.stop()
+
+
+async def serve_sio(args: argparse.Namespace) -> None:
+    import socketio
+    from aiohttp import web
+
+    from benchmarks.benchmodel import paced_tokens
+    from benchmarks.codecs import codec
+
+    sio = socketio.AsyncServer(
+        async_mode="aiohttp",
+        cors_allowed_origins="*",
+        logger=False,
+        engineio_logger=False,
+        json=codec(args.codec or "json"),
+    )
+    app = web.Application()
+    sio.attach(app)
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def stream(room: str, chat_id: str, count: int, rate: float, whole: bool) -> None:
+        message_id = "msg_" + secrets.token_hex(10)
+        seq = 0
+        parts: list[str] = []
+        async for token in paced_tokens(count, rate):
+            seq += 1
+            if whole:
+                parts.append(token)
+                token = "".join(parts)
+            await sio.emit(
+                "token",
+                {
+                    "type": "token",
+                    "message_id": message_id,
+                    "text": token,
+                    "chat_id": chat_id,
+                    "seq": seq,
+                    "ts": time.time(),
+                },
+                to=room,
+            )
+        await sio.emit(
+            "message_end",
+            {
+                "type": "message_end",
+                "message_id": message_id,
+                "finish_reason": "stop",
+                "chat_id": chat_id,
+                "seq": seq + 1,
+                "ts": time.time(),
+            },
+            to=room,
+        )
+
+    @sio.event
+    async def start(sid: str, data: dict[str, Any]) -> dict[str, Any]:
+        room = f"chat:{data['chat_id']}"
+        await sio.enter_room(sid, room)
+        task = asyncio.create_task(
+            stream(room, data["chat_id"], int(data["n"]), float(data["rate"]), data.get("mode") == "whole")
+        )
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+        return {"ok": True}
+
+    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=1.0)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    _ready(f"http://127.0.0.1:{port}")
+    try:
+        await _wait_stdin_closed()
+    finally:
+        for task in tasks:
+            task.cancel()
+        await runner.cleanup()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.serve")
+    parser.add_argument("kind", choices=["lunark", "sio"])
+    parser.add_argument("--data-dir")
+    parser.add_argument("--anvil", help="Anvil's RPC URL (lunark)")
+    parser.add_argument("--flush-ms", type=float)
+    parser.add_argument("--codec", choices=["json", "orjson"], help="python-socketio JSON codec")
+    parser.add_argument("--patch", help="comma-separated candidate improvements (benchmarks/patches.py)")
+    parser.add_argument("--profile", help="write a cProfile (.prof) or pyinstrument (.html) profile here")
+    args = parser.parse_args()
+    raise_nofile()
+    if "uvloop" in (args.patch or "").split(","):  # the event loop is chosen before it starts
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    runner = serve_lunark if args.kind == "lunark" else serve_sio
+    if not args.profile:
+        asyncio.run(runner(args))
+    elif args.profile.endswith(".html"):
+        from pyinstrument import Profiler
+
+        profiler = Profiler(async_mode="disabled", interval=0.0005)
+        profiler.start()
+        try:
+            asyncio.run(runner(args))
+        finally:
+            profiler.stop()
+            with open(args.profile, "w") as out:
+                out.write(profiler.output_html())
+    else:
+        import cProfile
+
+        profile = cProfile.Profile()
+        profile.enable()
+        try:
+            asyncio.run(runner(args))
+        finally:
+            profile.disable()
+            profile.dump_stats(args.profile)
+
+
+if __name__ == "__main__":
+    main()
