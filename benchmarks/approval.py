@@ -21,20 +21,7 @@ from benchmarks.client import DEV_KEYS, sign_in
 from benchmarks.recorder import Recorder
 from benchmarks.seed import BOB
 from benchmarks.stats import summary
-
-
-def _fields(tx: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "type": 2,
-        "chainId": int(tx["chain_id"], 16),
-        "nonce": int(tx["nonce"], 16),
-        "to": tx["to"],
-        "value": int(tx["value"], 16),
-        "data": tx["data"],
-        "gas": int(tx["gas"], 16),
-        "maxFeePerGas": int(tx["max_fee_per_gas"], 16),
-        "maxPriorityFeePerGas": int(tx["max_priority_fee_per_gas"], 16),
-    }
+from lunark.client.wallet import sign_transaction
 
 
 async def _rpc(http: aiohttp.ClientSession, url: str, method: str, params: list[Any]) -> Any:
@@ -75,8 +62,8 @@ async def run_approval(server_url: str, anvil_url: str, reps: int, *, log: Any =
                 approval = client.last("pending_approval")
                 tx = approval["action_requests"][0]["tx"]
                 template = tx
-                raw = Account.sign_transaction(_fields(tx), key).raw_transaction
-                tx_hash = await _rpc(http, anvil_url, "eth_sendRawTransaction", ["0x" + bytes(raw).hex()])
+                raw = sign_transaction(tx, key)
+                tx_hash = await _rpc(http, anvil_url, "eth_sendRawTransaction", [raw])
                 t_sent = time.monotonic()
                 # The turn ends (message_end, awaiting_approval) right after pending_approval; a decision
                 # sent before that is refused as "not waiting", so the wallet's answer waits for it.
@@ -120,11 +107,10 @@ async def run_approval(server_url: str, anvil_url: str, reps: int, *, log: Any =
                     )
 
                 # Baseline: the same transfer, directly.
-                fields = _fields(template)
-                fields["nonce"] = await w3.eth.get_transaction_count(Account.from_key(key).address, "pending")
+                nonce = await w3.eth.get_transaction_count(Account.from_key(key).address, "pending")
                 b0 = time.monotonic()
-                signed = Account.sign_transaction(fields, key)
-                sent = await w3.eth.send_raw_transaction(signed.raw_transaction)
+                signed = sign_transaction({**template, "nonce": hex(nonce)}, key)
+                sent = await w3.eth.send_raw_transaction(signed)
                 receipt = await w3.eth.wait_for_transaction_receipt(sent, timeout=60, poll_latency=0.005)
                 b1 = time.monotonic()
                 assert receipt["status"] == 1

@@ -8,28 +8,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from eth_account import Account
 from eth_utils import function_signature_to_4byte_selector
 
 from lunark.chain.anvil import Anvil
+from lunark.client.wallet import sign_transaction
 
 
 def sign_wire_tx(tx: dict[str, Any], private_key: str, **changes: Any) -> str:
-    """Sign an approval request's ``tx`` (protocol shape, hex quantities); ``changes`` tamper with it."""
-    fields = {
-        "type": 2,
-        "chainId": int(tx["chain_id"], 16),
-        "nonce": int(tx["nonce"], 16),
-        "to": tx["to"],
-        "value": int(tx["value"], 16),
-        "data": tx["data"],
-        "gas": int(tx["gas"], 16),
-        "maxFeePerGas": int(tx["max_fee_per_gas"], 16),
-        "maxPriorityFeePerGas": int(tx["max_priority_fee_per_gas"], 16),
-    }
-    fields.update(changes)
-    signed = Account.sign_transaction(fields, private_key)
-    return "0x" + bytes(signed.raw_transaction).hex()
+    """Sign an approval request's ``tx`` as the SDK's wallet helper does; ``changes`` (wire field
+    names, e.g. ``to=``) tamper with it first, as a compromised front end would."""
+    return sign_transaction({**tx, **changes}, private_key)
 
 
 def wallet_send(anvil: Anvil, tx: dict[str, Any], private_key: str, **changes: Any) -> str:
