@@ -49,7 +49,7 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 from langgraph.config import get_stream_writer
 from langgraph.graph import END, START, StateGraph
-from langgraph.types import Command, StreamMode, interrupt
+from langgraph.types import Command, StateSnapshot, StreamMode, interrupt
 
 from lunark.chain.client import ChainClients
 from lunark.chain.signer import LocalSigner, Signer
@@ -368,10 +368,7 @@ class Agent:
 
     async def pending_approval(self, thread_id: str) -> dict[str, Any] | None:
         """The approval this chat waits for, or None."""
-        snapshot = await self.graph.aget_state(self._config(thread_id))
-        if not snapshot.interrupts:
-            return None
-        return cast(dict[str, Any], snapshot.interrupts[0].value)
+        return _pending_of(await self.graph.aget_state(self._config(thread_id)))
 
     async def chain_id(self, thread_id: str) -> int | None:
         """The chat's current network, or None for a chat that never ran."""
@@ -399,17 +396,18 @@ class Agent:
         if lock.locked():
             raise Busy("A turn is already running in this chat.")
         async with lock:
-            pending = await self.pending_approval(thread_id)
+            snapshot = await self.graph.aget_state(self._config(thread_id))
+            pending = _pending_of(snapshot)
             if pending is not None:
                 raise Busy(
                     "This chat is waiting for your decision on an approval; approve or reject it first.",
                     approval_id=pending["approval_id"],
                 )
-            known_chain = await self.chain_id(thread_id)
+            values = snapshot.values or {}
             graph_input: AgentState = {
-                "messages": [*_unanswered_calls(await self.messages(thread_id)), HumanMessage(content=message)],
+                "messages": [*_unanswered_calls(values.get("messages", [])), HumanMessage(content=message)],
                 "user_address": user_address,
-                "chain_id": chain_id or known_chain or self.default_chain_id,
+                "chain_id": chain_id or values.get("chain_id") or self.default_chain_id,
             }
             async for event in self._run(thread_id, graph_input):
                 yield event
@@ -574,6 +572,10 @@ def _emitter(ctx: ToolContext, call_id: str) -> Callable[[dict[str, Any]], None]
         ctx.emit({"call_id": call_id, **event} if event.get("type") == "tx_update" else event)
 
     return emit
+
+
+def _pending_of(snapshot: StateSnapshot) -> dict[str, Any] | None:
+    return cast(dict[str, Any], snapshot.interrupts[0].value) if snapshot.interrupts else None
 
 
 def _unanswered_calls(messages: Sequence[Any]) -> list[ToolMessage]:
