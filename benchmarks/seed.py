@@ -13,10 +13,12 @@ from __future__ import annotations
 import asyncio
 import secrets
 import sqlite3
+import string
 from pathlib import Path
 from typing import Any
 
 from benchmarks.tokens import make_token
+from lunark.ids import new_id
 
 ALICE = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"
 BOB = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
@@ -64,7 +66,7 @@ async def seed_paused(data_dir: Path, anvil_url: str, real: int, total: int, *, 
                             "message_start",
                             {
                                 "type": "message_start",
-                                "message_id": "msg_" + secrets.token_hex(10),
+                                "message_id": new_id("msg_"),
                                 "role": "user",
                                 "content": content,
                             },
@@ -85,6 +87,12 @@ async def seed_paused(data_dir: Path, anvil_url: str, real: int, total: int, *, 
     if total > real:
         clone(data_dir, ids[0], total - real)
     return ids
+
+
+def _same_shape(id_: str) -> str:
+    """A new random id with ``id_``'s prefix and length."""
+    prefix = id_[: id_.index("_") + 1]
+    return prefix + "".join(secrets.choice(string.digits + string.ascii_letters) for _ in id_[len(prefix):])
 
 
 def clone(data_dir: Path, template: str, count: int) -> None:
@@ -120,9 +128,7 @@ def clone(data_dir: Path, template: str, count: int) -> None:
         lunark_db.execute("BEGIN")
         graph_db.execute("BEGIN")
         for _ in range(count):
-            chat_id = "chat_" + secrets.token_hex(10)
-            new_a = "apr_" + secrets.token_hex(10)
-            assert len(chat_id) == len(template) and len(new_a) == len(approval_id)
+            chat_id, new_a = _same_shape(template), _same_shape(approval_id)  # the blobs keep their lengths
             new_t, new_ab = chat_id.encode(), new_a.encode()
 
             def swap(blob: Any, new_t: bytes = new_t, new_ab: bytes = new_ab) -> Any:
@@ -139,7 +145,7 @@ def clone(data_dir: Path, template: str, count: int) -> None:
             lunark_db.executemany(
                 "INSERT INTO messages (message_id, chat_id, role, content, client_message_id, finish_reason, "
                 "created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [("msg_" + secrets.token_hex(10), chat_id, *m) for m in messages],
+                [(new_id("msg_"), chat_id, *m) for m in messages],
             )
             lunark_db.executemany(
                 "INSERT INTO events (chat_id, seq, type, payload, ts) VALUES (?, ?, ?, ?, ?)",
@@ -181,7 +187,7 @@ async def seed_log(data_dir: Path, events: int, *, per_message: int = 500) -> tu
         index = 0
         while written + len(batch) < events:
             if index % per_message == 0:
-                message_id = "msg_" + secrets.token_hex(10)
+                message_id = new_id("msg_")
                 batch.append(
                     ("message_start", {"type": "message_start", "message_id": message_id, "role": "assistant"})
                 )

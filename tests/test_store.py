@@ -15,7 +15,7 @@ from eth_utils.address import to_checksum_address
 
 import lunark.store
 from lunark.chain.types import TransferIntent
-from lunark.errors import ConfigError, InvalidInput, NotFound, PolicyViolation
+from lunark.errors import ConfigError, InvalidInput, LunarkError, NotFound, PolicyViolation
 from lunark.store import SCHEMA_VERSION, SqliteStore, Store
 from lunark.tools.policy import SpendingPolicy, SpendLedger
 
@@ -58,7 +58,7 @@ async def test_satisfies_store_and_spend_ledger(store: SqliteStore) -> None:
 
 async def test_chats_crud_and_ownership(store: SqliteStore) -> None:
     first = await store.create_chat(ALICE, 31337)
-    assert re.fullmatch(r"chat_[0-9a-f]{20}", first.chat_id)
+    assert re.fullmatch(r"chat_[0-9A-Za-z]{12}", first.chat_id)
     assert first.owner == ALICE.lower()
     assert first.created_at.tzinfo is not None and first.title is None
     second = await store.create_chat(ALICE.lower(), 1, chat_id="chat_mine", title="Rent")
@@ -90,7 +90,7 @@ async def test_chats_crud_and_ownership(store: SqliteStore) -> None:
 async def test_messages_in_order_and_idempotent(store: SqliteStore) -> None:
     chat = await store.create_chat(ALICE, 31337)
     user, created = await store.add_message(chat.chat_id, "user", "send 1 ETH", client_message_id="c1")
-    assert created and re.fullmatch(r"msg_[0-9a-f]{20}", user.message_id)
+    assert created and re.fullmatch(r"msg_[0-9A-Za-z]{12}", user.message_id)
     again, created_again = await store.add_message(chat.chat_id, "user", "other text", client_message_id="c1")
     assert (again, created_again) == (user, False)
     reply, _ = await store.add_message(
@@ -162,6 +162,43 @@ async def test_batches_are_numbered_in_order_and_stamped(store: SqliteStore) -> 
     assert (await store.append_event(chat.chat_id, "status", {"text": "next"})).seq == 3
     with pytest.raises(NotFound):
         await store.append_event("chat_nobody", "status", {})
+
+
+async def test_one_refused_append_does_not_sink_the_others_committed_with_it(store: SqliteStore) -> None:
+    # Concurrent appends are committed together: one that cannot be stored is refused alone.
+    chats = [await store.create_chat(ALICE, 31337) for _ in range(3)]
+    asked = [
+        store.append_events(chat.chat_id, [("token", {"message_id": "m", "text": f"{n}.{i}"}) for i in range(3)])
+        for n in range(4) for chat in chats
+    ]
+    results = await asyncio.gather(
+        *asked[:5],
+        store.append_event("chat_nobody", "status", {"text": "lost"}),
+        store.append_events(chats[0].chat_id, [("status", {"text": "ok"}), ("status", {"bad": object()})]),
+        *asked[5:],
+        return_exceptions=True,
+    )
+    assert isinstance(results[5], NotFound) and isinstance(results[6], InvalidInput)
+    assert not [r for r in results[:5] + results[7:] if isinstance(r, BaseException)]
+    for chat in chats:
+        logged = await store.events_after(chat.chat_id, 0)
+        # Numbered in the order they were asked for, none of the refused batch's events among them.
+        assert [e.seq for e in logged] == list(range(1, 13))
+        assert [e.payload["text"] for e in logged] == [f"{n}.{i}" for n in range(4) for i in range(3)]
+
+
+async def test_close_finishes_the_appends_already_asked_for(tmp_path: Path) -> None:
+    path = tmp_path / "closing.db"
+    store = await SqliteStore.open(path)
+    chat = await store.create_chat(ALICE, 31337)
+    pending = [asyncio.ensure_future(store.append_event(chat.chat_id, "status", {"text": str(i)})) for i in range(20)]
+    await asyncio.sleep(0)
+    await store.close()
+    assert [r.seq for r in await asyncio.gather(*pending)] == list(range(1, 21))
+    with pytest.raises(LunarkError, match="closed"):
+        await store.append_event(chat.chat_id, "status", {"text": "late"})
+    async with await SqliteStore.open(path) as reopened:
+        assert await reopened.last_seq(chat.chat_id) == 20
 
 
 async def test_cancelled_append_leaves_the_log_consistent(store: SqliteStore) -> None:

@@ -30,7 +30,7 @@ class ChatRecord:
     """One chat, owned by the address that created it."""
 
     chat_id: str
-    """``"chat_"`` and 20 hex digits unless the caller chose the id."""
+    """``"chat_"`` and 12 base-62 characters (``lunark.ids``) unless the caller chose the id."""
     owner: str
     """The owner's address, lowercase ``0x`` hex."""
     chain_id: int
@@ -46,7 +46,7 @@ class MessageRecord:
     """One user or assistant message of a chat."""
 
     message_id: str
-    """Unique across chats (``"msg_"`` and 20 hex digits unless the caller chose it)."""
+    """Unique across chats (``"msg_"`` and 12 base-62 characters unless the caller chose it)."""
     chat_id: str
     """The chat it belongs to."""
     role: Role

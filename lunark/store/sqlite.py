@@ -1,12 +1,15 @@
-"""The embedded store: one SQLite file in WAL mode, reached through aiosqlite.
+"""The embedded store: one SQLite file in WAL mode, on a thread of its own.
 
-One connection serves the whole process. aiosqlite runs its statements one at
-a time on a worker thread, but an explicit transaction spans several awaits,
-and a statement from another task landing inside it would join it (and be
-rolled back with it). So every use of the connection holds one asyncio lock.
-That also serializes ``append_events`` per chat; the ``(chat_id, seq)`` primary
-key and ``BEGIN IMMEDIATE`` keep ``seq`` contiguous even when another process
-writes to the same file.
+One connection serves the whole process, owned by one worker thread. Each
+store operation is one function run on that thread, whole: a transaction never
+spans awaits, so nothing from another task can land inside it, and an operation
+costs one hop between the event loop and the thread however many statements it
+runs. The thread runs operations in the order they were asked for.
+
+Event appends are group-committed: the appends that arrive while one batch
+commits go together in the next transaction, each chat's events numbered in
+order. The ``(chat_id, seq)`` primary key and ``BEGIN IMMEDIATE`` keep ``seq``
+contiguous even when another process writes to the same file.
 
 Datetimes are stored as fixed-width UTC ISO 8601 text (``...+00:00``), so text
 order is time order; amounts as decimal text; events as compact JSON.
@@ -16,20 +19,21 @@ from __future__ import annotations
 
 import asyncio
 import json
-import secrets
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
-from contextlib import asynccontextmanager, suppress
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from functools import partial
 from pathlib import Path
 from types import TracebackType
-from typing import Any, cast
-
-import aiosqlite
+from typing import Any, TypeVar, cast
 
 from lunark.errors import ConfigError, InvalidAmount, InvalidInput, LunarkError, NotFound
+from lunark.ids import new_id
 from lunark.store.base import ChatRecord, EventRecord, MessageRecord, Role, TransactionRecord
 
 __all__ = ["SCHEMA_VERSION", "SqliteStore"]
@@ -113,10 +117,6 @@ _MESSAGE_COLUMNS = "message_id, chat_id, role, content, client_message_id, finis
 _TX_COLUMNS = "chat_id, call_id, tx_hash, chain_id, status, history, updated_at"
 
 
-def _new_id(prefix: str) -> str:
-    return prefix + secrets.token_hex(10)
-
-
 def _when(value: datetime) -> str:
     if value.tzinfo is None or value.utcoffset() is None:
         raise InvalidInput(f"{value!r} has no time zone; pass an aware datetime (e.g. in UTC).")
@@ -161,6 +161,78 @@ def _refused(exc: sqlite3.IntegrityError, chat_id: str) -> LunarkError:
     return InvalidInput(f"Already stored ({exc}).", chat_id=chat_id)
 
 
+_T = TypeVar("_T")
+
+
+def _connect(path: str, busy_timeout: float) -> sqlite3.Connection:
+    # Autocommit (isolation_level=None): a statement alone is its own transaction, and
+    # multi-statement operations say BEGIN IMMEDIATE themselves.
+    db = sqlite3.connect(path, isolation_level=None)
+    try:
+        db.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+        db.execute("PRAGMA journal_mode = WAL")
+        db.execute("PRAGMA synchronous = NORMAL")
+        db.execute("PRAGMA foreign_keys = ON")
+        db.executescript(_SCHEMA)
+        version = int(db.execute("SELECT MAX(version) FROM schema_version").fetchone()[0])
+        if version > SCHEMA_VERSION:
+            raise ConfigError(
+                f"The database {path!r} has schema version {version}, newer than this "
+                f"Lunark's {SCHEMA_VERSION}; upgrade Lunark or use another database file.",
+                version=version,
+            )
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
+@dataclass
+class _Append:
+    chat_id: str
+    events: list[tuple[str, dict[str, Any], str]]
+    """(type, the event without ``seq`` and ``ts``, its JSON without the closing brace)."""
+    done: asyncio.Future[list[EventRecord]]
+
+
+def _append_batch(db: sqlite3.Connection, batch: Sequence[_Append], ts: float) -> list[int | Exception]:
+    """Log every append of ``batch`` in one transaction; returns the seq before each append's first
+    event. One append refused (its chat is gone, say) is rolled back alone and reported in its place.
+
+    Runs on the store's thread, so it does as little in Python as it can: the events' JSON was made
+    on the event loop, and only its ``seq`` and ``ts`` are added here."""
+    stamp = f',"ts":{ts!r}}}'
+    outcomes: list[int | Exception] = []
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        for append in batch:
+            chat_id = append.chat_id
+            db.execute("SAVEPOINT append")
+            try:
+                last = int(db.execute(
+                    "SELECT COALESCE(MAX(seq), 0) FROM events WHERE chat_id = ?", (chat_id,)
+                ).fetchone()[0])
+                db.executemany(
+                    "INSERT INTO events (chat_id, seq, type, payload, ts) VALUES (?, ?, ?, ?, ?)",
+                    [(chat_id, seq, type_, f'{head},"seq":{seq}{stamp}', ts)
+                     for seq, (type_, _, head) in enumerate(append.events, last + 1)],
+                )
+            except sqlite3.IntegrityError as exc:
+                db.execute("ROLLBACK TO append")
+                outcomes.append(_refused(exc, chat_id))
+            else:
+                outcomes.append(last)
+            db.execute("RELEASE append")
+        db.execute("COMMIT")
+    except BaseException:
+        # Also on an error the loop above does not expect: a transaction left open would swallow the
+        # next operation's writes. If COMMIT already ran, ROLLBACK finds no transaction: fine.
+        with suppress(sqlite3.Error):
+            db.execute("ROLLBACK")
+        raise
+    return outcomes
+
+
 class SqliteStore:
     """``Store`` on one SQLite file (or ``":memory:"``).
 
@@ -168,10 +240,12 @@ class SqliteStore:
     >>> chat = await store.create_chat("0xAbC...", 31337)   # doctest: +SKIP
     """
 
-    def __init__(self, db: aiosqlite.Connection) -> None:
-        """Wrap an open connection; use ``SqliteStore.open`` to get one set up."""
-        self._db: aiosqlite.Connection | None = db
-        self._lock = asyncio.Lock()
+    def __init__(self, db: sqlite3.Connection, worker: ThreadPoolExecutor) -> None:
+        """Wrap a connection owned by ``worker``'s thread; use ``SqliteStore.open`` to get one."""
+        self._db: sqlite3.Connection | None = db
+        self._worker = worker
+        self._appends: list[_Append] = []
+        self._appender: asyncio.Future[None] | None = None
 
     @classmethod
     async def open(cls, path: str | Path, *, busy_timeout: float = 5.0) -> SqliteStore:
@@ -182,25 +256,13 @@ class SqliteStore:
         """
         if str(path) != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        db = await aiosqlite.connect(path, isolation_level=None)
+        worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lunark-sqlite")
         try:
-            await db.execute_fetchall(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
-            await db.execute_fetchall("PRAGMA journal_mode = WAL")
-            await db.execute_fetchall("PRAGMA synchronous = NORMAL")
-            await db.execute_fetchall("PRAGMA foreign_keys = ON")
-            await db.executescript(_SCHEMA)
-            rows = list(await db.execute_fetchall("SELECT MAX(version) FROM schema_version"))
-            version = int(rows[0][0])
-            if version > SCHEMA_VERSION:
-                raise ConfigError(
-                    f"The database {str(path)!r} has schema version {version}, newer than this "
-                    f"Lunark's {SCHEMA_VERSION}; upgrade Lunark or use another database file.",
-                    version=version,
-                )
+            db = await asyncio.get_running_loop().run_in_executor(worker, _connect, str(path), busy_timeout)
         except BaseException:
-            await db.close()
+            worker.shutdown(wait=False)
             raise
-        return cls(db)
+        return cls(db, worker)
 
     async def __aenter__(self) -> SqliteStore:
         return self
@@ -211,36 +273,27 @@ class SqliteStore:
         await self.close()
 
     async def close(self) -> None:
+        """Finish the writes already asked for, then close. Safe to call twice."""
+        if self._appender is not None:
+            with suppress(Exception):
+                await asyncio.shield(self._appender)
         db, self._db = self._db, None
         if db is not None:
-            async with self._lock:
-                await db.close()
+            # The worker runs calls in order: the close waits for every call before it.
+            await asyncio.get_running_loop().run_in_executor(self._worker, db.close)
+            self._worker.shutdown(wait=False)
 
-    @property
-    def _conn(self) -> aiosqlite.Connection:
+    async def _call(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
+        """Run ``fn`` with the connection on the store's thread: one hop, whatever ``fn`` does.
+
+        A caller cancelled while ``fn`` runs stops waiting; ``fn`` still finishes (or rolls back) whole.
+        """
         if self._db is None:
             raise LunarkError("The store is closed.")
-        return self._db
+        return await asyncio.get_running_loop().run_in_executor(self._worker, fn, self._db)
 
-    async def _fetch(self, sql: str, params: Iterable[Any] = ()) -> list[Any]:
-        async with self._lock:
-            return list(await self._conn.execute_fetchall(sql, params))
-
-    @asynccontextmanager
-    async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
-        async with self._lock:
-            db = self._conn
-            try:
-                # Inside the try: a task cancelled while BEGIN is queued must still roll back.
-                await db.execute_fetchall("BEGIN IMMEDIATE")
-                yield db
-                await db.execute_fetchall("COMMIT")
-            except BaseException:
-                # Also on cancellation: a transaction left open would swallow the next task's writes.
-                # If BEGIN never ran or COMMIT already did, ROLLBACK finds no transaction: fine.
-                with suppress(sqlite3.Error, ValueError):
-                    await db.execute_fetchall("ROLLBACK")
-                raise
+    async def _fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        return await self._call(lambda db: db.execute(sql, params).fetchall())
 
     # chats
 
@@ -248,7 +301,7 @@ class SqliteStore:
         self, owner: str, chain_id: int, *, chat_id: str | None = None, title: str | None = None
     ) -> ChatRecord:
         record = ChatRecord(
-            chat_id=chat_id or _new_id("chat_"), owner=owner.lower(), chain_id=chain_id,
+            chat_id=chat_id or new_id("chat_"), owner=owner.lower(), chain_id=chain_id,
             created_at=datetime.now(UTC), title=title,
         )
         try:
@@ -299,29 +352,31 @@ class SqliteStore:
         if role not in ("user", "assistant"):
             raise InvalidInput(f"A message's role is 'user' or 'assistant', not {role!r}.", role=role)
         record = MessageRecord(
-            message_id=message_id or _new_id("msg_"), chat_id=chat_id, role=cast(Role, role),
+            message_id=message_id or new_id("msg_"), chat_id=chat_id, role=cast(Role, role),
             content=content, client_message_id=client_message_id, finish_reason=finish_reason,
             created_at=datetime.now(UTC),
         )
-        async with self._lock:
-            db = self._conn
+
+        def insert(db: sqlite3.Connection) -> tuple[MessageRecord, bool]:
             try:
-                inserted = list(await db.execute_fetchall(
+                inserted = db.execute(
                     f"INSERT INTO messages ({_MESSAGE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?) "
                     "ON CONFLICT (chat_id, client_message_id) DO NOTHING RETURNING id",
                     (record.message_id, chat_id, role, content, client_message_id, finish_reason,
                      _when(record.created_at)),
-                ))
+                ).fetchall()
             except sqlite3.IntegrityError as exc:
                 raise _refused(exc, chat_id) from exc
             if inserted:
                 return record, True
             # The unique index refused a second copy: hand back the first one.
-            rows = list(await db.execute_fetchall(
+            row = db.execute(
                 f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE chat_id = ? AND client_message_id = ?",
                 (chat_id, client_message_id),
-            ))
-        return _message(rows[0]), False
+            ).fetchone()
+            return _message(row), False
+
+        return await self._call(insert)
 
     async def list_messages(self, chat_id: str) -> list[MessageRecord]:
         rows = await self._fetch(
@@ -334,28 +389,45 @@ class SqliteStore:
     async def append_events(
         self, chat_id: str, events: Sequence[tuple[str, dict[str, Any]]]
     ) -> list[EventRecord]:
+        """Number and log ``events``. Appends of concurrent chats share one transaction (a group
+        commit): while one commits, the next ones gather, so the log costs one thread hop and one
+        commit per batch, not per event."""
         if not events:
             return []
-        ts = time.time()
-        records: list[EventRecord] = []
-        rows: list[tuple[str, int, str, str, float]] = []
+        if self._db is None:
+            raise LunarkError("The store is closed.")
+        prepared = []
+        for type_, payload in events:
+            event = {**payload, "type": type_, "chat_id": chat_id}
+            prepared.append((type_, event, _dumps(event)[:-1]))  # refused here, before anything is logged
+        done: asyncio.Future[list[EventRecord]] = asyncio.get_running_loop().create_future()
+        self._appends.append(_Append(chat_id, prepared, done))
+        if self._appender is None:
+            self._appender = asyncio.ensure_future(self._append_pending())
+        return await done
+
+    async def _append_pending(self) -> None:
         try:
-            async with self._transaction() as db:
-                found = list(await db.execute_fetchall(
-                    "SELECT COALESCE(MAX(seq), 0) FROM events WHERE chat_id = ?", (chat_id,)
-                ))
-                seq = int(found[0][0])
-                for type_, payload in events:
-                    seq += 1
-                    full = {**payload, "type": type_, "chat_id": chat_id, "seq": seq, "ts": ts}
-                    rows.append((chat_id, seq, type_, _dumps(full), ts))
-                    records.append(EventRecord(chat_id=chat_id, seq=seq, type=type_, payload=full, ts=ts))
-                await db.executemany(
-                    "INSERT INTO events (chat_id, seq, type, payload, ts) VALUES (?, ?, ?, ?, ?)", rows
-                )
-        except sqlite3.IntegrityError as exc:
-            raise _refused(exc, chat_id) from exc
-        return records
+            while self._appends:
+                batch, self._appends = self._appends, []
+                ts = round(time.time(), 3)  # milliseconds: finer is noise on the wire
+                try:
+                    outcomes = await self._call(partial(_append_batch, batch=batch, ts=ts))
+                except Exception as exc:  # BEGIN or COMMIT failed (locked, disk full...): none was logged
+                    outcomes = [exc] * len(batch)
+                for append, outcome in zip(batch, outcomes, strict=True):
+                    if append.done.done():
+                        continue  # its caller was cancelled; the events are logged all the same
+                    if isinstance(outcome, Exception):
+                        append.done.set_exception(outcome)
+                        continue
+                    records = []
+                    for seq, (type_, event, _) in enumerate(append.events, outcome + 1):
+                        event["seq"], event["ts"] = seq, ts
+                        records.append(EventRecord(chat_id=append.chat_id, seq=seq, type=type_, payload=event, ts=ts))
+                    append.done.set_result(records)
+        finally:
+            self._appender = None
 
     async def append_event(self, chat_id: str, type: str, payload: dict[str, Any]) -> EventRecord:
         return (await self.append_events(chat_id, [(type, payload)]))[0]
