@@ -26,7 +26,8 @@ async def test_socket_reconnect_with_last_seq_gets_every_later_event_once(
     make_server: Any, alice: DevAccount
 ) -> None:
     # flush_interval 0: one event per token, so the stream is long enough to cut in the middle.
-    server = await make_server(model=ScriptedChatModel(replies=[story()]), server={"flush_interval_ms": 0})
+    model = ScriptedChatModel(replies=[story()], token_delay=0.001)  # ~2 s: still running at the reconnect
+    server = await make_server(model=model, server={"flush_interval_ms": 0})
     token = await sign_in(server, alice)
     first = SioClient(server, token)
     await first.connect()
@@ -73,7 +74,8 @@ async def test_socket_reconnect_with_last_seq_gets_every_later_event_once(
 async def test_sse_reconnect_with_last_event_id_gets_every_later_event_once(
     make_server: Any, alice: DevAccount
 ) -> None:
-    server = await make_server(model=ScriptedChatModel(replies=[story()]), server={"flush_interval_ms": 0})
+    model = ScriptedChatModel(replies=[story()], token_delay=0.001)  # ~2 s: still running at the reconnect
+    server = await make_server(model=model, server={"flush_interval_ms": 0})
     token = await sign_in(server, alice)
     auth = {"Authorization": f"Bearer {token}"}
     async with Http(server) as http, aiohttp.ClientSession() as session:

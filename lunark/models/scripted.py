@@ -11,6 +11,7 @@ Running out of replies raises ``ModelError``, so a test cannot pass by accident.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -40,6 +41,8 @@ class ScriptedChatModel(BaseChatModel):
     _index: int = PrivateAttr(default=0)
     calls: list[list[BaseMessage]] = Field(default_factory=list)
     """The messages of every call, for assertions."""
+    token_delay: float = Field(default=0.0, ge=0)
+    """Seconds between streamed chunks, for a stream that must still be running a moment later."""
 
     @property
     def _llm_type(self) -> str:
@@ -82,6 +85,9 @@ class ScriptedChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
         for chunk in _chunks(self._next(messages)):
+            # A model streamed over the network waits for each chunk; so does this one, for a moment,
+            # or a long reply would run start to end without the event loop serving anyone else.
+            await asyncio.sleep(self.token_delay)
             if run_manager is not None and isinstance(chunk.message.content, str) and chunk.message.content:
                 await run_manager.on_llm_new_token(chunk.message.content, chunk=chunk)
             yield chunk

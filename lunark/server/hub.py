@@ -9,11 +9,16 @@ the chat's last flush is more than one interval old; otherwise it is buffered
 and flushed at the end of the interval. Fast streams become a few events per
 interval; slow streams (50 tokens/s) are not delayed at all.
 
-Publishing a token never waits for a send (unless ``flush_interval`` is 0: no
-coalescing, each token its own event). A token that arrives while the chat's
-previous send is still in flight joins the buffer of the next flush, so under
-load events carry more tokens instead of the model's tokens queueing one by one
-behind the store (docs/performance.md measures the difference).
+Publishing a token never waits: ``publish_token`` is synchronous. It buffers
+the token and, at most one at a time per chat, schedules the flush that logs and
+sends the buffer. A token that arrives while the chat's previous send is still
+in flight joins the next flush, so under load events carry more tokens instead
+of the model's tokens queueing one by one behind the store (docs/performance.md
+measures the difference). With ``flush_interval`` 0 nothing is merged: each
+token stays its own event, and only the sending is batched.
+
+Any other event first flushes the buffer under the chat's lock, so events leave
+in the order they were published.
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
+from itertools import groupby
+from operator import itemgetter
 from typing import Any
 
 from lunark.store.base import EventRecord, Store
@@ -43,8 +50,8 @@ Emit = Callable[[str, dict[str, Any], list[str]], Awaitable[None]]
 class _Chat:
     owner: str
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    buffer: list[str] = field(default_factory=list)
-    buffer_message: str | None = None
+    buffer: list[tuple[str, str]] = field(default_factory=list)
+    """Tokens not sent yet: (message_id, text), in order."""
     last_flush: float = 0.0
     timer: asyncio.TimerHandle | None = None
     flushing: asyncio.Task[None] | None = None
@@ -69,32 +76,18 @@ class Hub:
 
     async def publish(self, chat_id: str, owner: str, event: dict[str, Any]) -> None:
         """Send one event of a chat (without ``seq``); tokens may be coalesced."""
-        chat = self._chat(chat_id, owner)
         if event["type"] == "token":
-            await self._token(chat_id, chat, event["message_id"], event["text"])
+            self.publish_token(chat_id, owner, event["message_id"], event["text"])
             return
+        chat = self._chat(chat_id, owner)
         async with chat.lock:
             await self._flush_locked(chat_id, chat)
             await self._send_locked(chat_id, chat, [(event["type"], event)])
 
-    async def flush(self, chat_id: str) -> None:
-        """Send any buffered tokens now."""
-        chat = self._chats.get(chat_id)
-        if chat is not None:
-            async with chat.lock:
-                await self._flush_locked(chat_id, chat)
-
-    async def _token(self, chat_id: str, chat: _Chat, message_id: str, text: str) -> None:
-        if chat.buffer and chat.buffer_message != message_id:
-            await self.flush(chat_id)
-        if self.flush_interval <= 0:
-            async with chat.lock:
-                await self._send_locked(
-                    chat_id, chat, [("token", {"type": "token", "message_id": message_id, "text": text})]
-                )
-            return
-        chat.buffer.append(text)
-        chat.buffer_message = message_id
+    def publish_token(self, chat_id: str, owner: str, message_id: str, text: str) -> None:
+        """Buffer one token of a chat's message; it is logged and sent soon, in order, without waiting."""
+        chat = self._chat(chat_id, owner)
+        chat.buffer.append((message_id, text))
         if chat.timer is not None or chat.flush_pending:
             return  # a flush is on its way and takes this token too
         delay = chat.last_flush + self.flush_interval - time.monotonic()
@@ -102,6 +95,13 @@ class Hub:
             self._schedule_flush(chat_id, chat)  # the leading edge: now
         else:
             chat.timer = asyncio.get_running_loop().call_later(delay, self._schedule_flush, chat_id, chat)
+
+    async def flush(self, chat_id: str) -> None:
+        """Send any buffered tokens now."""
+        chat = self._chats.get(chat_id)
+        if chat is not None:
+            async with chat.lock:
+                await self._flush_locked(chat_id, chat)
 
     def _schedule_flush(self, chat_id: str, chat: _Chat) -> None:
         chat.timer = None
@@ -122,11 +122,17 @@ class Hub:
             chat.timer = None
         if not chat.buffer:
             return
-        text, message_id = "".join(chat.buffer), chat.buffer_message
-        chat.buffer.clear()
-        chat.buffer_message = None
+        tokens, chat.buffer = chat.buffer, []
         chat.last_flush = time.monotonic()
-        await self._send_locked(chat_id, chat, [("token", {"type": "token", "message_id": message_id, "text": text})])
+        events: list[tuple[str, dict[str, Any]]] = []
+        if self.flush_interval > 0:
+            # One event per run of the same message's tokens (a new message starts a new event).
+            for message_id, run in groupby(tokens, key=itemgetter(0)):
+                text = "".join(part for _, part in run)
+                events.append(("token", {"type": "token", "message_id": message_id, "text": text}))
+        else:
+            events = [("token", {"type": "token", "message_id": m, "text": t}) for m, t in tokens]
+        await self._send_locked(chat_id, chat, events)
 
     async def _send_locked(self, chat_id: str, chat: _Chat, events: list[tuple[str, dict[str, Any]]]) -> None:
         records = await self.store.append_events(chat_id, events)

@@ -216,7 +216,10 @@ class Runner:
                 if kind == "message_start":
                     message_id, ended = event["message_id"], False
                 elif kind == "token":
+                    # The hot path: synchronous, so an abort cannot cut it in half, and no task per token.
                     text.append(event["text"])
+                    self.hub.publish_token(chat_id, owner, event["message_id"], event["text"])
+                    continue
                 elif kind == "pending_approval":
                     self._schedule_expiry(chat, event)
                     self._asked[chat_id] = event["approval_id"]
