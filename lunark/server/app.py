@@ -26,6 +26,7 @@ from lunark.config import Settings
 from lunark.errors import LunarkError
 from lunark.graph.agent import Agent
 from lunark.server.auth import Authenticator
+from lunark.server.fanout import FanoutManager, JsonPacket
 from lunark.server.http import errors_middleware, routes
 from lunark.server.hub import Hub
 from lunark.server.namespace import ChatNamespace
@@ -95,6 +96,8 @@ class LunarkServer:
                 max_http_buffer_size=MAX_BODY,
                 logger=False,
                 engineio_logger=False,
+                client_manager=FanoutManager(),
+                serializer=JsonPacket,
             )
 
             async def emit(event: str, data: dict[str, Any], rooms: list[str]) -> None:
