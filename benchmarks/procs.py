@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import resource
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -39,9 +40,11 @@ def cpu_seconds(pid: int) -> float:
 class Server:
     """One server process; ``url`` and ``pid`` once started."""
 
-    def __init__(self, name: str, argv: list[str]) -> None:
+    def __init__(self, name: str, argv: list[str], *, cwd: Path = ROOT, env: dict[str, str] | None = None) -> None:
         self.name = name
         self.argv = argv
+        self.cwd = cwd
+        self.env = env
         self.proc: asyncio.subprocess.Process | None = None
         self.url = ""
         self.pid = 0
@@ -49,7 +52,8 @@ class Server:
     async def start(self, timeout: float = 60.0) -> Server:
         self.proc = await asyncio.create_subprocess_exec(
             *self.argv,
-            cwd=ROOT,
+            cwd=self.cwd,
+            env=self.env,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
@@ -100,6 +104,16 @@ class Server:
 
 def python_server(name: str, kind: str, *args: str) -> Server:
     return Server(name, [sys.executable, "-m", "benchmarks.serve", kind, *args])
+
+
+def revision_server(name: str, rev: str, into: Path, kind: str, *args: str) -> Server:
+    """A server run from the code of git revision ``rev`` (its ``lunark`` and ``benchmarks``, this
+    environment's packages), for a before/after in the same run: ``python -m benchmarks --rev REV``."""
+    into.mkdir(parents=True, exist_ok=True)
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev], check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+    env = {**os.environ, "PYTHONPATH": str(into)}
+    return Server(name, [sys.executable, "-m", "benchmarks.serve", kind, *args], cwd=into, env=env)
 
 
 def node_server(name: str = "node") -> Server:

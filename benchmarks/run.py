@@ -2,7 +2,8 @@
 
     python -m benchmarks                 # everything, ~5 minutes on 2 cores
     python -m benchmarks --quick         # smoke run, ~1 minute
-    python -m benchmarks --only relay --ab sync-tokens    # A/B: the hub before its improvement
+    python -m benchmarks --only relay --rev 9239c9d       # before/after: Lunark as of a commit, same run
+    python -m benchmarks --only relay --ab uvloop         # A/B: a candidate patch, same run
 
 Writes benchmarks/results/results.json, benchmarks/results/*.png and the summary
 tables of docs/performance.md (between its ``bench:begin``/``bench:end`` markers).
@@ -30,7 +31,16 @@ from benchmarks import relay as relay_mod
 from benchmarks import replay as replay_mod
 from benchmarks import seed as seed_mod
 from benchmarks.client import sign_in
-from benchmarks.procs import ROOT, env_info, node_server, python_server, raise_nofile, start_all, stop_all
+from benchmarks.procs import (
+    ROOT,
+    env_info,
+    node_server,
+    python_server,
+    raise_nofile,
+    revision_server,
+    start_all,
+    stop_all,
+)
 from benchmarks.relay import Cell, Target
 
 RESULTS = ROOT / "benchmarks" / "results"
@@ -92,6 +102,10 @@ async def bench_relay(p: dict[str, Any], tmp: Path, args: argparse.Namespace) ->
     for i, patch in enumerate(args.ab or []):
         servers["lunark+" + patch] = python_server(
             "lunark+" + patch, "lunark", "--data-dir", str(tmp / f"relay-ab{i}"), "--patch", patch
+        )
+    for i, rev in enumerate(args.rev or []):
+        servers["lunark+" + rev] = revision_server(
+            "lunark+" + rev, rev, tmp / f"rev{i}", "lunark", "--data-dir", str(tmp / f"relay-rev{i}")
         )
     if args.targets:
         servers = {k: v for k, v in servers.items() if k in args.targets.split(",") or k.startswith("lunark+")}
@@ -267,6 +281,12 @@ def main(argv: list[str] | None = None) -> int:
         action="append",
         help="also run Lunark with this patch (comma-separated names) as "
         "another relay target, for an A/B in the same run; may be repeated",
+    )
+    parser.add_argument(
+        "--rev",
+        action="append",
+        help="also run Lunark as of this git revision as another relay target (before/after in the same "
+        "run); may be repeated",
     )
     parser.add_argument("--cells", help="relay cells instead of the plan's, e.g. 200:100:50,2000:10:0 (M:C:rate)")
     parser.add_argument("--targets", help="relay targets to run (default lunark,sio,sio-whole,node)")
