@@ -3,14 +3,15 @@ is measured against the code as it is, in the same run (``python -m benchmarks -
 A change already made is measured against the commit before it with ``--rev REV`` instead.
 
 - ``orjson``: python-socketio's JSON codec swapped for orjson (same as ``--codec orjson``).
-- ``uvloop``: the server's event loop is uvloop's (set by ``serve.py`` before the loop starts).
+- ``asyncio-loop``: the server runs on the standard asyncio loop instead of uvloop (set by
+  ``serve.py`` before the loop starts), to measure what uvloop brings.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-PATCHES = ("orjson", "uvloop")
+PATCHES = ("orjson", "asyncio-loop")
 
 
 def orjson_codec() -> None:
@@ -30,7 +31,7 @@ def orjson_codec() -> None:
 def apply(names: list[str]) -> None:
     known = {
         "orjson": orjson_codec,
-        "uvloop": lambda: None,
+        "asyncio-loop": lambda: None,
     }
     for name in filter(None, names):
         if name not in known:

@@ -3,7 +3,7 @@
     python -m benchmarks                 # everything, ~5 minutes on 2 cores
     python -m benchmarks --quick         # smoke run, ~1 minute
     python -m benchmarks --only relay --rev 9239c9d       # before/after: Lunark as of a commit, same run
-    python -m benchmarks --only relay --ab uvloop         # A/B: a candidate patch, same run
+    python -m benchmarks --only relay --ab asyncio-loop   # A/B: a variant (patches.py), same run
 
 Writes benchmarks/results/results.json, benchmarks/results/*.png and the summary
 tables of docs/performance.md (between its ``bench:begin``/``bench:end`` markers).

@@ -153,7 +153,8 @@ def main() -> None:
     parser.add_argument("--profile", help="write a cProfile (.prof) or pyinstrument (.html) profile here")
     args = parser.parse_args()
     raise_nofile()
-    if "uvloop" in (args.patch or "").split(","):  # the event loop is chosen before it starts
+    if "asyncio-loop" not in (args.patch or "").split(","):
+        # Every Python server runs on uvloop, as ``lunark serve`` does: the baselines get the same loop.
         import uvloop
 
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
