@@ -35,7 +35,7 @@ import json
 import logging
 import os
 import time
-import uuid
+from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
 from contextlib import aclosing, asynccontextmanager
 from dataclasses import replace
@@ -43,7 +43,16 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage, SystemMessage, ToolMessage
+from langchain_core.messages import (
+    AIMessage,
+    AIMessageChunk,
+    BaseMessage,
+    HumanMessage,
+    SystemMessage,
+    ToolMessage,
+    message_chunk_to_message,
+)
+from langchain_core.messages.ai import add_ai_message_chunks
 from langchain_core.runnables import Runnable, RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
@@ -65,6 +74,7 @@ from lunark.errors import (
 )
 from lunark.graph.approval import ALL_DECISIONS, validate_decisions
 from lunark.graph.state import AgentState
+from lunark.ids import new_id
 from lunark.models.factory import aclose_chat_model, bind_tools_with_fallbacks
 from lunark.models.planner import OfflinePlanner
 from lunark.networks import NetworkRegistry
@@ -76,7 +86,64 @@ __all__ = ["SYSTEM_PROMPT", "Agent", "AgentEvent"]
 
 logger = logging.getLogger(__name__)
 
-_STREAM_MODES: list[StreamMode] = ["messages", "custom", "updates"]
+_STREAM_MODES: list[StreamMode] = ["custom", "updates"]
+"""No ``"messages"`` mode: the agent node hands its model's text deltas to ``_run`` through a
+``_Turn`` instead, which costs far less per token than LangChain's token callbacks feeding
+LangGraph's stream (see ``_Turn``)."""
+
+_TURN_KEY = "__lunark_turn"
+"""Where the run's ``configurable`` carries its ``_Turn`` to the agent node (``__`` keys stay
+out of checkpoint and tracing metadata)."""
+
+
+class _Turn:
+    """One turn's events, in order: the agent node's tokens and the graph's stream parts.
+
+    Tokens skip LangGraph's stream: the agent node calls ``token`` (a deque append, plus one
+    wake-up when ``_run`` sleeps). The graph's stream is read by ``pump``, a task that hands
+    ``_run`` one part at a time and reads the next only once ``_run`` waits again, so the
+    graph advances no faster than the turn is consumed, as when ``_run`` iterated it itself.
+
+    Order: ``_run`` yields the queued tokens before the next part. A part comes from the step
+    that wrote it or from that step's end, LangGraph yields all of a step's parts before it
+    starts the next step, and the agent node runs alone in its step and writes no parts; so
+    every token queued when a part arrives was streamed before that part was written.
+    """
+
+    __slots__ = ("_taken", "_waiter", "part", "tokens")
+
+    def __init__(self) -> None:
+        self.tokens: deque[str] = deque()
+        self.part: Any = None
+        self._taken: asyncio.Future[None] | None = None
+        self._waiter: asyncio.Future[None] | None = None
+
+    def token(self, text: str) -> None:
+        self.tokens.append(text)
+        if self._waiter is not None:
+            self.wake()
+
+    def wake(self, _: object = None) -> None:
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def wait(self) -> None:
+        """Let the pump go on past the part ``_run`` took, then sleep until there is more."""
+        taken, self._taken = self._taken, None
+        if taken is not None and not taken.done():
+            taken.set_result(None)
+        self._waiter = asyncio.get_running_loop().create_future()
+        await self._waiter
+
+    async def pump(self, parts: AsyncGenerator[Any]) -> None:
+        async with aclosing(parts):  # an abort must finalize the graph run, not leave it to the GC
+            async for part in parts:
+                self.part = part
+                self._taken = asyncio.get_running_loop().create_future()
+                self.wake()
+                await self._taken
+
 
 AgentEvent = dict[str, Any]
 """A protocol chat event without ``chat_id``/``seq``/``ts`` (the server's hub adds them)."""
@@ -191,7 +258,7 @@ class Agent:
             verify_timeout=self.verify_timeout,
         )
 
-    async def _agent_node(self, state: AgentState) -> dict[str, Any]:
+    async def _agent_node(self, state: AgentState, config: RunnableConfig) -> dict[str, Any]:
         network = self.registry.get(state["chain_id"])
         prompt = self.system_prompt.format(
             user_address=state["user_address"],
@@ -199,8 +266,20 @@ class Agent:
             chain_id=network.chain_id,
             symbol=network.symbol,
         )
+        turn: _Turn | None = config.get("configurable", {}).get(_TURN_KEY)
+        chunks: list[Any] = []
         try:
-            response = await self._model.ainvoke([SystemMessage(prompt), *state["messages"]])
+            # Streamed here rather than ainvoke'd under LangGraph's "messages" mode: the config
+            # carries the node's callbacks, so tracing (and the "messages" mode of anyone who
+            # streams the graph directly) still sees the chat model run and its tokens.
+            async for chunk in self._model.astream([SystemMessage(prompt), *state["messages"]], config):
+                chunks.append(chunk)
+                if isinstance(chunk, AIMessageChunk):
+                    content = chunk.content
+                    text = content if isinstance(content, str) else _text_of(content)
+                    if text and turn is not None:
+                        turn.token(text)
+            response = _message_of(chunks)
         except LunarkError:
             raise
         except Exception as exc:  # the model boundary: any provider failure is a model_error
@@ -274,7 +353,7 @@ class Agent:
             return None
         expires = datetime.now(UTC) + timedelta(seconds=self.approval_ttl)
         return {
-            "approval_id": "apr_" + uuid.uuid4().hex[:20],
+            "approval_id": new_id("apr_"),
             "expires_at": expires.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
             "action_requests": [
                 {
@@ -409,8 +488,9 @@ class Agent:
                 "user_address": user_address,
                 "chain_id": chain_id or values.get("chain_id") or self.default_chain_id,
             }
-            async for event in self._run(thread_id, graph_input):
-                yield event
+            async with aclosing(self._run(thread_id, graph_input)) as events:  # an abort closes the run now
+                async for event in events:
+                    yield event
 
     async def resume(
         self,
@@ -443,41 +523,48 @@ class Agent:
                 )
             checked = validate_decisions(pending, decisions)
             resume: Command[Any] = Command(resume={"decisions": checked, "by": by})
-            async for event in self._run(thread_id, resume):
-                yield event
+            async with aclosing(self._run(thread_id, resume)) as events:
+                async for event in events:
+                    yield event
 
     async def expire(self, thread_id: str, approval_id: str) -> AsyncIterator[AgentEvent]:
         """Resolve an expired approval as rejected (``by: "timeout"``): fail closed."""
         pending = await self.pending_approval(thread_id)
         count = len(pending["action_requests"]) if pending else 0
         rejects = [{"type": "reject", "message": "The approval expired."}] * count
-        async for event in self.resume(thread_id, approval_id, rejects, by="timeout"):
-            yield event
+        resumed = cast("AsyncGenerator[AgentEvent]", self.resume(thread_id, approval_id, rejects, by="timeout"))
+        async with aclosing(resumed) as events:
+            async for event in events:
+                yield event
 
-    async def _run(self, thread_id: str, graph_input: AgentState | Command[Any]) -> AsyncIterator[AgentEvent]:
-        message_id = "msg_" + uuid.uuid4().hex[:20]
+    async def _run(self, thread_id: str, graph_input: AgentState | Command[Any]) -> AsyncGenerator[AgentEvent]:
+        message_id = new_id("msg_")
         started = time.monotonic()
         first_token: float | None = None
         output_tokens = 0
         yield {"type": "message_start", "message_id": message_id, "role": "assistant"}
         finish = "stop"
+        turn = _Turn()
+        config = self._config(thread_id)
+        config["configurable"][_TURN_KEY] = turn
+        parts: AsyncGenerator[Any] = self.graph.astream(  # type: ignore[assignment]
+            graph_input, config, stream_mode=_STREAM_MODES
+        )
+        pump = asyncio.create_task(turn.pump(parts))
+        pump.add_done_callback(turn.wake)
         try:
-            parts: AsyncGenerator[Any] = self.graph.astream(  # type: ignore[assignment]
-                graph_input, self._config(thread_id), stream_mode=_STREAM_MODES
-            )
-            async with aclosing(parts):  # an abort must finalize the graph run, not leave it to the GC
-                async for mode, payload in parts:
-                    if mode == "messages":
-                        chunk, meta = payload
-                        if meta.get("langgraph_node") != "agent" or not isinstance(chunk, AIMessageChunk):
-                            continue
-                        text = chunk.content if isinstance(chunk.content, str) else _text_of(chunk.content)
-                        if text:
-                            if first_token is None:
-                                first_token = time.monotonic()
-                            output_tokens += 1
-                            yield {"type": "token", "message_id": message_id, "text": text}
-                    elif mode == "custom":
+            while True:
+                tokens = turn.tokens
+                while tokens:
+                    text = tokens.popleft()
+                    if first_token is None:
+                        first_token = time.monotonic()
+                    output_tokens += 1
+                    yield {"type": "token", "message_id": message_id, "text": text}
+                if turn.part is not None:
+                    mode, payload = turn.part
+                    turn.part = None
+                    if mode == "custom":
                         event = dict(payload)
                         if event.get("type") in ("tool_call",):
                             event["message_id"] = message_id
@@ -487,6 +574,11 @@ class Agent:
                         for item in payload["__interrupt__"]:
                             yield {"type": "pending_approval", **item.value}
                             yield {"type": "status", "text": "waiting for your approval"}
+                elif pump.done():
+                    pump.result()  # the graph's error, if it failed
+                    break
+                else:
+                    await turn.wait()
         except LunarkError as exc:
             finish = "error"
             yield {"type": "error", **exc.to_dict()}
@@ -494,6 +586,12 @@ class Agent:
             logger.exception("turn failed in thread %s", thread_id)
             finish = "error"
             yield {"type": "error", "code": "internal", "message": f"Internal error: {type(exc).__name__}"}
+        finally:
+            if not pump.done():  # an abort: the pump closes the graph's stream on its way out
+                pump.cancel()
+                await asyncio.wait([pump])
+            if not pump.cancelled():
+                pump.exception()  # retrieved: reported above, or by the abort's own exception
         elapsed = time.monotonic() - (first_token or started)
         yield {
             "type": "message_end",
@@ -593,6 +691,19 @@ def _unanswered_calls(messages: Sequence[Any]) -> list[ToolMessage]:
         for call in m.tool_calls
         if call["id"] and call["id"] not in answered
     ]
+
+
+def _message_of(chunks: Sequence[Any]) -> BaseMessage:
+    """The message a model's stream adds up to: what ``ainvoke`` returns for the same stream."""
+    if not chunks:
+        raise ModelError("The model returned an empty stream.", error_type="EmptyStream")
+    pieces = [chunk for chunk in chunks if isinstance(chunk, AIMessageChunk)]
+    if len(pieces) == len(chunks):  # a chat model's stream: merged at once, as BaseChatModel does
+        return message_chunk_to_message(add_ai_message_chunks(pieces[0], *pieces[1:]))
+    total = chunks[0]  # a runnable that does not stream yields its whole output once
+    for chunk in chunks[1:]:
+        total = total + chunk
+    return message_chunk_to_message(total)
 
 
 def _text_of(content: Any) -> str:
