@@ -171,7 +171,7 @@ async def test_rejection_moves_nothing_and_is_explained(
 async def test_busy_while_a_turn_runs_and_client_message_id_is_idempotent(
     make_server: Any, alice: DevAccount
 ) -> None:
-    model = ScriptedChatModel(replies=[long_reply(1500), "Second answer."])
+    model = ScriptedChatModel(replies=[long_reply(1500), "Second answer."], token_delay=0.002)  # ~3 s: still running
     server = await make_server(model=model, server={"flush_interval_ms": 0})
     token = await sign_in(server, alice)
     async with SioClient(server, token) as sio, Http(server) as http:
@@ -245,7 +245,7 @@ async def test_a_message_while_an_approval_waits_is_busy_and_not_stored(
 
 
 async def test_abort_stops_the_stream_promptly_and_the_chat_goes_on(make_server: Any, alice: DevAccount) -> None:
-    model = ScriptedChatModel(replies=[long_reply(2000), "Short answer."])
+    model = ScriptedChatModel(replies=[long_reply(2000), "Short answer."], token_delay=0.001)
     server = await make_server(model=model, server={"flush_interval_ms": 0})
     token = await sign_in(server, alice)
     async with SioClient(server, token) as sio, Http(server) as http:
