@@ -5,13 +5,14 @@ A change already made is measured against the commit before it with ``--rev REV`
 - ``orjson``: python-socketio's JSON codec swapped for orjson (same as ``--codec orjson``).
 - ``asyncio-loop``: the server runs on the standard asyncio loop instead of uvloop (set by
   ``serve.py`` before the loop starts), to measure what uvloop brings.
+- ``no-gc-freeze``: the server does not ``gc.freeze()`` its start-up objects as ``lunark serve`` does.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-PATCHES = ("orjson", "asyncio-loop")
+PATCHES = ("orjson", "asyncio-loop", "no-gc-freeze")
 
 
 def orjson_codec() -> None:
@@ -32,6 +33,7 @@ def apply(names: list[str]) -> None:
     known = {
         "orjson": orjson_codec,
         "asyncio-loop": lambda: None,
+        "no-gc-freeze": lambda: None,
     }
     for name in filter(None, names):
         if name not in known:

@@ -58,6 +58,10 @@ async def serve_lunark(args: argparse.Namespace) -> None:
     )
     server = LunarkServer(settings, model=BenchModel(), environ={})
     await server.start()
+    if "no-gc-freeze" not in (args.patch or "").split(","):
+        from lunark.cli import _freeze_startup_objects
+
+        _freeze_startup_objects()  # as lunark serve does
     _ready(server.url)
     try:
         await _wait_stdin_closed()

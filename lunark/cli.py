@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import shutil
 import signal
@@ -89,6 +90,14 @@ def _run(main: Coroutine[Any, Any, int], loop: str) -> int:
     return asyncio.run(main)
 
 
+def _freeze_startup_objects() -> None:
+    """Keep the objects of start-up (modules, classes, the web3 and LangChain machinery: about
+    200,000) out of every later full garbage collection, which otherwise walks them all while
+    tokens wait (docs/performance.md)."""
+    gc.collect()
+    gc.freeze()
+
+
 def _loop_name() -> str:
     return "uvloop" if type(asyncio.get_running_loop()).__module__.startswith("uvloop") else "asyncio"
 
@@ -113,6 +122,7 @@ async def _serve(args: argparse.Namespace) -> int:
         overrides["chain"] = {"rpc_url": args.rpc_url}
     settings = Settings.load(args.config, **overrides)  # sections deep-merge with env and file
     async with LunarkServer(settings) as server:
+        _freeze_startup_objects()
         print(
             f"Lunark is listening on {server.url} (sign-in domain {server.domain}, event loop {_loop_name()})",
             flush=True,
@@ -156,6 +166,7 @@ async def _demo(args: argparse.Namespace) -> int:
             model={"delay": 0.02},
         )
         async with LunarkServer(settings) as server:
+            _freeze_startup_objects()
             a0, a1 = anvil.accounts[0], anvil.accounts[1]
             print(
                 f"""
