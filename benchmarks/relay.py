@@ -183,7 +183,7 @@ async def run_relay(
         for rep in range(reps):
             order = names[rep % len(names) :] + names[: rep % len(names)]
             for name in order:
-                if skip is not None and skip(name, cell):
+                if skip is not None and skip(name, cell, rep):
                     continue
                 result = await targets[name].run(cell)
                 runs[name].append(result)
