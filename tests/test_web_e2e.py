@@ -11,7 +11,6 @@ the run with what to install, it never skips.
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -19,9 +18,6 @@ from typing import Any
 
 import aiohttp
 import pytest
-from langchain_core.callbacks import AsyncCallbackManagerForLLMRun
-from langchain_core.messages import BaseMessage
-from langchain_core.outputs import ChatGenerationChunk
 from playwright.async_api import Browser, Page, async_playwright, expect
 from wallet import native_balance, token_balance
 from web_wallet import BrowserWallet
@@ -38,23 +34,6 @@ SCREENSHOTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "scree
 ETH = 10**18
 DESKTOP = {"width": 1280, "height": 860}
 PHONE = {"width": 375, "height": 740}
-
-
-class SlowScriptedModel(ScriptedChatModel):
-    """A scripted model that streams like a real one: ``delay`` seconds between words."""
-
-    delay: float = 0.05
-
-    async def _astream(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: AsyncCallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> AsyncIterator[ChatGenerationChunk]:
-        async for chunk in super()._astream(messages, stop, run_manager, **kwargs):
-            yield chunk
-            await asyncio.sleep(self.delay)
 
 
 # -- fixtures ---------------------------------------------------------------------------------
@@ -320,7 +299,7 @@ async def test_reload_and_a_dropped_connection_mid_stream_restore_the_conversati
     make_server: Any, page: Page, wallet: BrowserWallet
 ) -> None:
     reply = " ".join(f"word{i}" for i in range(90))  # 90 words at 50 ms: about 4.5 s of streaming
-    server = await make_server(model=SlowScriptedModel(replies=[reply], delay=0.05))
+    server = await make_server(model=ScriptedChatModel(replies=[reply], token_delay=0.05))
     await open_app(page, server, wallet)
     await ask(page, "tell me a long story")
     streaming = page.locator(".message.assistant.streaming .body")
@@ -350,7 +329,7 @@ async def test_scrolling_follows_only_near_the_bottom_and_stop_aborts(
     make_server: Any, page: Page, wallet: BrowserWallet
 ) -> None:
     reply = "\n".join(f"line {i}" for i in range(300))  # tall, and slow enough to stop halfway
-    server = await make_server(model=SlowScriptedModel(replies=[reply], delay=0.02))
+    server = await make_server(model=ScriptedChatModel(replies=[reply], token_delay=0.02))
     await open_app(page, server, wallet)
     await ask(page, "a long list please")
     log = page.locator("#log")
