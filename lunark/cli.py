@@ -76,8 +76,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(main: Coroutine[Any, Any, int], loop: str) -> int:
-    """Run the server on uvloop (libuv: about 15% less CPU per relayed token, docs/performance.md)
-    when it is installed, unless ``--loop asyncio`` says otherwise."""
+    """Run the server on uvloop (libuv; docs/performance.md measures what it brings) when it is
+    installed, unless ``--loop asyncio`` says otherwise."""
     if loop != "asyncio":
         try:
             import uvloop

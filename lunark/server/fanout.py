@@ -48,7 +48,7 @@ class FanoutManager(socketio.AsyncManager):  # type: ignore[misc]
         encoded = self.server.packet_class(packet.EVENT, namespace=namespace, data=[event, *args]).encode()
         frames = [eio_packet.Packet(eio_packet.MESSAGE, part) for part in
                   (encoded if isinstance(encoded, list) else [encoded])]
-        for sid, eio_sid in list(self.get_participants(namespace, to or room)):
+        for sid, eio_sid in self.get_participants(namespace, to or room):  # a copy of the room
             if sid not in skip:
                 for frame in frames:
                     await self.server.eio.send_packet(eio_sid, frame)

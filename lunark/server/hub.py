@@ -96,13 +96,6 @@ class Hub:
         else:
             chat.timer = asyncio.get_running_loop().call_later(delay, self._schedule_flush, chat_id, chat)
 
-    async def flush(self, chat_id: str) -> None:
-        """Send any buffered tokens now."""
-        chat = self._chats.get(chat_id)
-        if chat is not None:
-            async with chat.lock:
-                await self._flush_locked(chat_id, chat)
-
     def _schedule_flush(self, chat_id: str, chat: _Chat) -> None:
         chat.timer = None
         chat.flush_pending = True
@@ -124,14 +117,10 @@ class Hub:
             return
         tokens, chat.buffer = chat.buffer, []
         chat.last_flush = time.monotonic()
-        events: list[tuple[str, dict[str, Any]]] = []
         if self.flush_interval > 0:
             # One event per run of the same message's tokens (a new message starts a new event).
-            for message_id, run in groupby(tokens, key=itemgetter(0)):
-                text = "".join(part for _, part in run)
-                events.append(("token", {"type": "token", "message_id": message_id, "text": text}))
-        else:
-            events = [("token", {"type": "token", "message_id": m, "text": t}) for m, t in tokens]
+            tokens = [(m, "".join(text for _, text in run)) for m, run in groupby(tokens, key=itemgetter(0))]
+        events = [("token", {"type": "token", "message_id": m, "text": text}) for m, text in tokens]
         await self._send_locked(chat_id, chat, events)
 
     async def _send_locked(self, chat_id: str, chat: _Chat, events: list[tuple[str, dict[str, Any]]]) -> None:
