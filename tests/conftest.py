@@ -69,6 +69,24 @@ def world2() -> Iterator[World]:
         yield _deploy_world(anvil)
 
 
+@pytest.fixture(autouse=True)
+def _shared_chains_left_as_found(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fail the test that changed a session chain without undoing it.
+
+    A test that sends a transaction must run inside ``anvil``/``anvil2`` (and stop whatever it
+    started before they revert); otherwise the change leaks into every later test, which then
+    fails far from the cause, in an order-dependent way."""
+    worlds = [request.getfixturevalue(name) for name in ("world", "world2") if name in request.fixturenames]
+    before = [(w, w.anvil.rpc("eth_blockNumber")) for w in worlds]
+    yield
+    for w, block in before:
+        now = w.anvil.rpc("eth_blockNumber")
+        assert now == block, (
+            f"chain {w.anvil.chain_id} moved from block {int(block, 16)} to {int(now, 16)} and was "
+            "not reverted: use the `anvil`/`anvil2` fixtures for tests that send transactions"
+        )
+
+
 @pytest.fixture
 def anvil(world: World) -> Iterator[Anvil]:
     """The main Anvil (31337), with everything a test does undone afterwards."""
@@ -200,8 +218,12 @@ def server_settings(data_dir: Any, world: World, world2: World | None = None, **
 
 
 @pytest.fixture
-async def make_server(tmp_path: Any, world: World, world2: World) -> Any:
-    """Start real Lunark servers on free ports: ``await make_server(signer={"local": "anvil"}, model=...)``."""
+async def make_server(tmp_path: Any, world: World, world2: World, anvil: Anvil, anvil2: Anvil) -> Any:
+    """Start real Lunark servers on free ports: ``await make_server(signer={"local": "anvil"}, model=...)``.
+
+    It depends on the isolated ``anvil`` and ``anvil2`` so that its servers stop before the chains
+    are reverted: a transaction a server is still broadcasting or tracking must not land on the
+    shared chain after the revert and leak into the next test."""
     from lunark.server.app import LunarkServer
 
     servers: list[LunarkServer] = []

@@ -204,8 +204,11 @@ class Anvil:
         try:
             yield self
         finally:
-            self.set_automine(True)
             self.revert(snap)
+            # Transactions still in the pool (sent with automine off) would otherwise be mined
+            # into the reverted chain by the next block.
+            self.rpc("anvil_dropAllTransactions")
+            self.set_automine(True)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
