@@ -628,7 +628,11 @@ class Agent:
         toolset = ToolSet(tools, settings.approvals.rules)
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         async with AsyncSqliteSaver.from_conn_string(str(settings.data_dir / "checkpoints.sqlite")) as saver:
-            await saver.setup()
+            await saver.setup()  # WAL journal
+            # As the event store does: a commit survives the process dying (the WAL is in the OS's
+            # hands), and only an OS crash or power cut can lose the last ones; one fsync per commit,
+            # several per LangGraph step, was most of a resume's wall time.
+            await saver.conn.execute("PRAGMA synchronous = NORMAL")
             agent = cls(
                 model=model or OfflinePlanner(),
                 bind_tools=None if model is not None else (
