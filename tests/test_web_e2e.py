@@ -295,6 +295,53 @@ async def test_network_switch_reaches_the_wallet_and_a_wallet_switch_reaches_the
     assert (await chat_detail(server, page))["network"]["chain_id"] == 31337
 
 
+@pytest.mark.parametrize(("known", "refused", "note"), [
+    pytest.param({31337, 31338}, "reject_switch", "Your wallet did not switch to Anvil 2 (local): you rejected the "
+                 "request in your wallet.", id="switch-refused"),
+    pytest.param({31337}, "reject_add_chain", "Your wallet did not add Anvil 2 (local): you rejected the request in "
+                 "your wallet.", id="add-refused"),
+])
+async def test_a_wallet_that_refuses_the_network_switch_stays_put_and_the_page_says_so(
+    make_server: Any, page: Page, alice: DevAccount, anvil: Anvil, anvil2: Anvil, known: set[int], refused: str,
+    note: str,
+) -> None:
+    server = await make_server()
+    wallet = BrowserWallet(alice, {31337: anvil, 31338: anvil2}, known=known)
+    setattr(wallet, refused, True)  # the user clicks Cancel in the wallet: 4001
+    await open_app(page, server, wallet)
+
+    await ask(page, "switch to anvil-2")
+    await page.locator(".approval[data-status=pending] button.approve").click()
+    # The approval moved the chat (the server does not wait for the wallet); the page says both.
+    await expect(page.locator("#network")).to_have_text("Anvil 2 (local)")
+    await expect(page.locator(".notice.error")).to_have_text(
+        f"{note} It is still on Anvil (local) (chain 31337). This chat is on Anvil 2 (local): balances are read "
+        "there, and approving a transfer will ask your wallet to switch again.")
+    await expect(page.locator("#wallet-chain")).to_have_text("Wallet on Anvil (local) — switch")
+    await screenshot(page, f"11-wallet-refused-{refused.removeprefix('reject_').replace('_', '-')}")
+    assert wallet.chain_id == 31337 and wallet.known == known and wallet.sent == []
+    assert await page.evaluate("window.ethereum.request({method: 'eth_chainId'})") == "0x7a69"
+    assert wallet.params_of("wallet_switchEthereumChain") == [[{"chainId": "0x7a6a"}]]
+    assert len(wallet.params_of("wallet_addEthereumChain")) == (refused == "reject_add_chain")
+    assert (await chat_detail(server, page))["network"]["chain_id"] == 31338
+
+    # The chat goes on, and the note stays where it happened, above what follows.
+    await ask(page, "what's my balance")
+    await expect(last_answer(page)).to_contain_text("10,000 ETH")
+    balance = page.locator(".tool[data-status=success]").last
+    await expect(balance.locator(".tool-name")).to_have_text("Balance")
+    await expect(balance.locator(".tool-body")).to_contain_text('"network": "anvil-2"')  # the chat's, not the wallet's
+    await expect(page.locator("#log > :last-child")).to_have_class(re.compile(r"\bassistant\b"))
+
+    # The header's button asks again; this time the user agrees.
+    setattr(wallet, refused, False)
+    await page.click("#wallet-chain")
+    await wallet.wait_for_chain(31338)
+    await expect(page.locator("#wallet-chain")).to_be_hidden()
+    await expect(page.locator("#network")).to_have_text("Anvil 2 (local)")
+    await expect(page.locator(".notice.error")).to_have_count(1)
+
+
 async def test_reload_and_a_dropped_connection_mid_stream_restore_the_conversation(
     make_server: Any, page: Page, wallet: BrowserWallet
 ) -> None:

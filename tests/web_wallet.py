@@ -12,6 +12,8 @@ does, until ``wallet_addEthereumChain`` adds it.
     await wallet.install(page)
     ...
     wallet.reject_transactions = True      # the user clicks "Reject" in the wallet: error 4001
+    wallet.reject_switch = True            # ... "Cancel" on "Allow this site to switch the network?"
+    wallet.reject_add_chain = True         # ... "Cancel" on "Allow this site to add a network?"
 """
 
 from __future__ import annotations
@@ -104,6 +106,10 @@ class BrowserWallet:
         """Chains added to the wallet; switching to another one answers 4902."""
         self.reject_transactions = False
         """When true, ``eth_sendTransaction`` fails with 4001 as if the user clicked Reject."""
+        self.reject_switch = False
+        """When true, switching to a known chain fails with 4001 (an unknown one still answers 4902)."""
+        self.reject_add_chain = False
+        """When true, ``wallet_addEthereumChain`` fails with 4001: the chain is not added, nor switched to."""
         self.calls: list[tuple[str, Any]] = []
         """Every request that reached Python, in order: (method, params)."""
         self.sent: list[str] = []
@@ -187,10 +193,14 @@ class BrowserWallet:
         chain_id = int(params[0]["chainId"], 16)
         if chain_id not in self.known or chain_id not in self.chains:
             raise WalletError(UNRECOGNIZED_CHAIN, f"Unrecognized chain ID {hex(chain_id)}. Try adding the chain first.")
+        if self.reject_switch:
+            raise WalletError(USER_REJECTED, "User rejected the request.")
         return await self._set_chain(chain_id)
 
     async def _wallet_addEthereumChain(self, params: list[dict[str, Any]]) -> dict[str, str]:
         chain_id = int(params[0]["chainId"], 16)
+        if self.reject_add_chain:
+            raise WalletError(USER_REJECTED, "User rejected the request.")
         anvil = self.chains.get(chain_id)
         if anvil is None or anvil.url not in params[0].get("rpcUrls", []):
             raise WalletError(-32602, f"Cannot reach chain {hex(chain_id)} at {params[0].get('rpcUrls')}.")

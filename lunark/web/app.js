@@ -191,12 +191,42 @@ async function switchWallet(network) {
   try {
     await app.provider.request({ method: "wallet_switchEthereumChain", params: [{ chainId }] });
   } catch (err) {
-    if (err && err.code === P.UNRECOGNIZED_CHAIN) {
+    if (!err || err.code !== P.UNRECOGNIZED_CHAIN) throw err;
+    try {
       await app.provider.request({ method: "wallet_addEthereumChain", params: [P.toAddEthereumChain(network)] });
-    } else {
-      throw err;
+    } catch (addErr) {
+      // Keep the wallet's code (4001 stays a rejection) and remember which question it refused.
+      throw Object.assign(new Error(describeError(addErr)), { code: addErr && addErr.code, adding: true });
     }
   }
+}
+
+/** A network's name for people when the page has seen it, else its chain id. */
+function networkName(chainId) {
+  const known = app.state.networks[chainId];
+  return known ? known.display_name || known.name : `chain ${chainId}`;
+}
+
+/** The name and the chain id, for sentences that must not be ambiguous. */
+function networkLabel(chainId) {
+  return app.state.networks[chainId] ? `${networkName(chainId)} (chain ${chainId})` : `chain ${chainId}`;
+}
+
+/**
+ * What the page says when the wallet did not move to `network`. The chat's network changes on
+ * approval whatever the wallet does, so say where each one is rather than let them drift apart.
+ */
+function walletRefusal(err, network) {
+  const name = network.display_name || network.name || `chain ${network.chain_id}`;
+  const asked = err && err.adding ? `did not add ${name}` : `did not switch to ${name}`;
+  const why = err && err.code === P.USER_REJECTED
+    ? "you rejected the request in your wallet."
+    : describeError(err).replace(/([^.!?])$/, "$1.");
+  const parts = [`Your wallet ${asked}: ${why}`, `It is still on ${networkLabel(app.walletChainId)}.`];
+  if (app.state.network && app.state.network.chain_id === network.chain_id) {
+    parts.push(`This chat is on ${name}: balances are read there, and approving a transfer will ask your wallet to switch again.`);
+  }
+  return parts.join(" ");
 }
 
 // -- chats --------------------------------------------------------------------------------------
@@ -295,7 +325,7 @@ async function followNetworkSwitch(event) {
   try {
     await switchWallet(event);
   } catch (err) {
-    addNote(`Your wallet is still on chain ${app.walletChainId}: ${describeError(err)}`);
+    addNote(walletRefusal(err, event));
   }
 }
 
@@ -426,7 +456,10 @@ function renderChrome() {
   el.network.textContent = network ? network.display_name || network.name : `Chain ${app.walletChainId}`;
   const mismatch = signedIn && network && app.walletChainId && app.walletChainId !== network.chain_id;
   show(el.walletChain, Boolean(mismatch));
-  if (mismatch) el.walletChain.textContent = `Wallet on chain ${app.walletChainId} — switch`;
+  if (mismatch) {
+    el.walletChain.textContent = `Wallet on ${networkName(app.walletChainId)} — switch`;
+    el.walletChain.title = `Your wallet is on ${networkLabel(app.walletChainId)}; this chat is on ${networkLabel(network.chain_id)}. Ask the wallet to switch.`;
+  }
 
   const hasChat = signedIn && (s.items.length > 0);
   show(el.welcome, !hasChat);
@@ -456,12 +489,16 @@ function markChat(chatId) {
 
 function addNote(text) {
   const id = `note-${newId()}`;
-  const node = h("div", { class: "notice error", role: "alert" }, text);
+  const node = h("div", { class: "notice error", role: "alert", "data-note": id }, text);
   el.log.append(node);
   nodes.set(`extra:${id}`, { node, data: null, extra: true });
   show(el.log, true);
   show(el.welcome, false);
   if (nearBottom()) scrollToBottom();
+}
+
+function isNote(node) {
+  return node.nodeType === Node.ELEMENT_NODE && node.hasAttribute("data-note");
 }
 
 function renderTimeline() {
@@ -481,7 +518,9 @@ function renderTimeline() {
       UPDATE[item.kind](entry.node, data);
       entry.data = data;
     }
-    const expected = previous ? previous.nextSibling : el.log.firstChild;
+    // A page note (addNote) stays where it was added: later items go after it, not above it.
+    let expected = previous ? previous.nextSibling : el.log.firstChild;
+    while (expected && expected !== entry.node && isNote(expected)) expected = expected.nextSibling;
     if (expected !== entry.node) el.log.insertBefore(entry.node, expected);
     previous = entry.node;
   }
@@ -776,7 +815,8 @@ el.menu.addEventListener("click", () => {
   el.menu.setAttribute("aria-expanded", String(open));
 });
 el.walletChain.addEventListener("click", () => {
-  if (app.state.network) switchWallet(app.state.network).catch((err) => addNote(describeError(err)));
+  const network = app.state.network;
+  if (network) switchWallet(network).catch((err) => addNote(walletRefusal(err, network)));
 });
 el.composer.addEventListener("submit", (e) => {
   e.preventDefault();
