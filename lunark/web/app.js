@@ -201,10 +201,10 @@ async function switchWallet(network) {
   }
 }
 
-/** A network's name for people when the page has seen it, else its chain id. */
-function networkName(chainId) {
+/** A network's name for people when the page has seen it, else `unknown` (its chain id). */
+function networkName(chainId, unknown = `chain ${chainId}`) {
   const known = app.state.networks[chainId];
-  return known ? known.display_name || known.name : `chain ${chainId}`;
+  return known ? known.display_name || known.name : unknown;
 }
 
 /** The name and the chain id, for sentences that must not be ambiguous. */
@@ -698,10 +698,6 @@ function createApproval(approval) {
 function approvalFacts(request, network, networks) {
   const facts = [];
   let symbol = "";
-  const networkName = (chainId) => {
-    const known = networks[chainId];
-    return known ? known.display_name || known.name : `Chain ${chainId}`;
-  };
   if (request.name === "transfer") {
     const token = request.args.token;
     symbol = token ? (String(token).startsWith("0x") ? P.shortHex(String(token)) : String(token).toUpperCase()) : (network ? network.symbol : "");
@@ -714,10 +710,10 @@ function approvalFacts(request, network, networks) {
     const chainId = Number(BigInt(request.tx.chain_id));
     const decimals = networks[chainId] ? networks[chainId].decimals : 18;
     const feeSymbol = networks[chainId] ? networks[chainId].symbol : "ETH";
-    facts.push(["Network", networkName(chainId), "network"]);
+    facts.push(["Network", networkName(chainId, `Chain ${chainId}`), "network"]);
     facts.push(["Estimated fee", `at most ${P.formatUnits(P.maxFeeWei(request.tx), decimals, 8)} ${feeSymbol}`, "fee"]);
   } else if (network && request.name !== "switch_network") {
-    facts.push(["Network", networkName(network.chain_id), "network"]);
+    facts.push(["Network", networkName(network.chain_id, `Chain ${network.chain_id}`), "network"]);
   }
   const list = h("dl", { class: "facts" }, ...facts.flatMap(([term, value, cls]) => [h("dt", {}, term), h("dd", { class: cls }, value)]));
   const row = h("div", { class: "request", "data-call-id": request.call_id }, list, h("p", { class: "summary" }, request.summary));
