@@ -76,6 +76,10 @@ class PolicySettings(_Section):
 
 class ApprovalSettings(_Section):
     ttl_seconds: float = Field(default=600.0, gt=0, description="Seconds before a pending approval expires (rejected).")
+    fee_factor: Decimal = Field(
+        default=Decimal(2), ge=1, le=100,
+        description="A wallet's transaction may cap its network fee at most this many times the fee the card showed.",
+    )
     rules: dict[str, Any] = Field(
         default_factory=dict,
         description='Per tool: "always", "never" or {"above": {"native": "0.1", "USDC": "50"}} ("native": the '

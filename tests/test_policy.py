@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
 
-from lunark.chain.types import TransferIntent
+from lunark.chain.types import PreparedTx, TransferIntent, prepared_to_state
+from lunark.chain.validation import parse_amount
 from lunark.errors import ConfigError, PolicyViolation
-from lunark.tools.base import needs_approval
+from lunark.tools.base import Proposal, needs_approval
 from lunark.tools.policy import InMemorySpendLedger, SpendingPolicy, utc_today
 from lunark.tools.registry import ToolSet, amount_above, default_tools, parse_approval_rule
 from lunark.tools.transfer import Transfer, TransferArgs
@@ -21,13 +22,17 @@ MALLORY = "0x90F79bf6EB2c4f870365E785982E1f101E93b906"
 TKN = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
 
 
-def eth(amount: str, to: str = BOB) -> TransferIntent:
-    raw = int(Decimal(amount).scaleb(18))
-    return TransferIntent(chain_id=31337, sender=ALICE, recipient=to, amount=raw, symbol="ETH", decimals=18)  # type: ignore[arg-type]
+NOW = datetime.now(UTC)
+LATER = NOW + timedelta(minutes=10)
+
+
+def eth(amount: str, to: str = BOB, sender: str = ALICE) -> TransferIntent:
+    raw = parse_amount(amount, 18)
+    return TransferIntent(chain_id=31337, sender=sender, recipient=to, amount=raw, symbol="ETH", decimals=18)  # type: ignore[arg-type]
 
 
 def tkn(amount: str, symbol: str = "TKN", decimals: int = 18, to: str = BOB) -> TransferIntent:
-    raw = int(Decimal(amount).scaleb(decimals))
+    raw = parse_amount(amount, decimals)
     return TransferIntent(
         chain_id=31337, sender=ALICE, recipient=to, amount=raw, symbol=symbol, decimals=decimals, token=TKN  # type: ignore[arg-type]
     )
@@ -71,36 +76,54 @@ async def test_star_cap_covers_tokens_not_named(ledger: InMemorySpendLedger) -> 
         await policy.check(eth("2.5"), ledger)
 
 
-async def test_daily_cap_counts_what_the_ledger_recorded(ledger: InMemorySpendLedger) -> None:
+async def test_daily_cap_counts_committed_and_reserved_amounts(ledger: InMemorySpendLedger) -> None:
     policy = SpendingPolicy.build(daily_cap={"ETH": "1.5"})
-    today = utc_today()
-    await policy.check(eth("1.5"), ledger)
-    await ledger.record(ALICE, "ETH", Decimal(1), "0xaa", today)
-    await ledger.record(ALICE.lower(), "eth", Decimal(1), "0xAA", today)  # the same tx counts once
-    assert await ledger.spent(ALICE, "ETH", today) == 1
+    await policy.check(eth("1.5"), ledger)  # a plain check reserves nothing
+    await policy.check(eth("1"), ledger, reservation="apr_1/c1", expires_at=LATER)
+    await policy.check(eth("1"), ledger, reservation="apr_1/c1", expires_at=LATER)  # the same action counts once
+    assert await ledger.counted(ALICE, "ETH", 18, utc_today(), now=NOW) == 10**18
+    await ledger.commit("apr_1/c1", "0xaa")
     await policy.check(eth("0.5"), ledger)
     with pytest.raises(PolicyViolation) as caught:
-        await policy.check(eth("0.6"), ledger)
+        await policy.check(eth("0.6"), ledger, reservation="apr_2/c1", expires_at=LATER)
     error = caught.value
     assert error.details["rule"] == "daily_cap"
     assert error.details["spent"] == "1" and error.details["limit"] == "1.5"
-    assert "(1 already sent today, 0.5 left)" in error.message
-    # Yesterday's spending and other senders do not count.
-    await policy.check(eth("0.6"), ledger, day=today + timedelta(days=1))
-    await ledger.record(BOB, "ETH", Decimal(100), "0xbb", today)
-    assert await ledger.spent(ALICE, "ETH", today) == 1
+    assert "(1 already sent or waiting for approval today, 0.5 left)" in error.message
+    # Other senders do not count; a released reservation no longer does.
+    await policy.check(eth("0.5", sender=BOB), ledger, reservation="apr_3/c1", expires_at=LATER)
+    await policy.check(eth("0.5"), ledger, reservation="apr_4/c1", expires_at=LATER)
+    with pytest.raises(PolicyViolation):
+        await policy.check(eth("0.1"), ledger, reservation="apr_5/c1", expires_at=LATER)
+    await ledger.release("apr_4/c1")
+    await policy.check(eth("0.1"), ledger, reservation="apr_5/c1", expires_at=LATER)
 
 
-async def test_daily_cap_with_transfers_pending_in_the_same_turn(ledger: InMemorySpendLedger) -> None:
-    policy = SpendingPolicy.build(daily_cap={"ETH": "1.5", "*": "100"})
-    day = date(2025, 1, 1)
-    await policy.check(eth("1"), ledger, day=day)
-    with pytest.raises(PolicyViolation) as caught:
-        await policy.check(eth("1"), ledger, also_pending=Decimal(1), day=day)
-    assert "(0 already sent today, 0.5 left)" in caught.value.message
-    await policy.check(eth("0.5"), ledger, also_pending=Decimal(1), day=day)
-    with pytest.raises(PolicyViolation, match="0 left"):
-        await policy.check(tkn("1"), ledger, also_pending=Decimal(150), day=day)
+async def test_a_lapsed_reservation_frees_the_cap_and_is_taken_again_at_execution(
+    ledger: InMemorySpendLedger,
+) -> None:
+    policy = SpendingPolicy.build(daily_cap={"ETH": "3"})
+    soon = NOW + timedelta(seconds=1)
+    await policy.check(eth("2"), ledger, reservation="apr_1/c1", expires_at=soon, now=NOW)
+    with pytest.raises(PolicyViolation):  # two 2 ETH approvals can never both wait under a 3 ETH cap
+        await policy.check(eth("2"), ledger, reservation="apr_2/c1", expires_at=LATER, now=NOW)
+    after = soon + timedelta(seconds=1)
+    await policy.check(eth("2"), ledger, reservation="apr_2/c1", expires_at=LATER, now=after)
+    with pytest.raises(PolicyViolation):  # the first lapsed: executing it must fit under the cap again
+        await policy.check(eth("2"), ledger, reservation="apr_1/c1", executing=True, now=after)
+    await policy.check(eth("2"), ledger, reservation="apr_2/c1", executing=True, now=after)
+
+
+async def test_caps_compare_base_units_without_rounding(ledger: InMemorySpendLedger) -> None:
+    # 30 significant digits: a 28-digit Decimal context would round this onto the cap.
+    cap = "1000000000000.000000000000000000"
+    policy = SpendingPolicy.build(per_tx_cap={"TKN": cap}, daily_cap={"TKN": cap})
+    await policy.check(tkn(cap), ledger)
+    with pytest.raises(PolicyViolation, match="per-transaction"):
+        await policy.check(tkn("1000000000000.000000000000000001"), ledger)
+    await policy.check(tkn("1000000000000"), ledger, reservation="apr_1/c1", expires_at=LATER)
+    with pytest.raises(PolicyViolation, match="daily limit"):
+        await policy.check(tkn("0.000000000000000001"), ledger, reservation="apr_2/c1", expires_at=LATER)
 
 
 async def test_deny_list_wins_over_allow_list(ledger: InMemorySpendLedger) -> None:
@@ -138,40 +161,51 @@ def args(amount: object, token: str | None = None) -> TransferArgs:
     return TransferArgs.model_validate({"to": BOB, "amount": amount, "token": token})
 
 
+def resolved(amount: str, token: str | None = None, symbol: str = "ETH", decimals: int = 18) -> Proposal:
+    """What the transfer tool resolved a call to: the network's currency, or a known token contract."""
+    intent = TransferIntent(
+        chain_id=31337, sender=ALICE, recipient=BOB, amount=parse_amount(amount, decimals),  # type: ignore[arg-type]
+        symbol=symbol, decimals=decimals, token=token,  # type: ignore[arg-type]
+    )
+    prepared = PreparedTx(intent=intent, nonce=0, gas=21000, max_fee_per_gas=1, max_priority_fee_per_gas=1)
+    return Proposal(summary="", data={"prepared": prepared_to_state(prepared)})
+
+
 @pytest.mark.parametrize(
-    ("amount", "token", "asks"),
+    ("proposal", "asks"),
     [
-        ("0.1", None, False),  # native, at the limit
-        ("0.1000001", None, True),
-        (0.05, None, False),  # a float from the model
-        ("50", "usdc", False),  # symbols in any case
-        ("50.01", "USDC", True),
-        ("1", "TKN", False),  # "*" covers tokens not named
-        ("1.5", "tkn", True),
+        (resolved("0.1"), False),  # native, at the limit
+        (resolved("0.100000000000000001"), True),  # one wei over: base units, no rounding
+        (resolved("50", TKN, "USDC", 6), False),
+        (resolved("50.000001", TKN, "USDC", 6), True),
+        (resolved("1", TKN, "TKN"), False),  # "*" covers tokens not named
+        (resolved("1.5", TKN, "TKN"), True),
     ],
 )
-def test_amount_above_rule(amount: object, token: str | None, asks: bool) -> None:
+def test_amount_above_judges_the_resolved_transfer(proposal: Proposal, asks: bool) -> None:
     rule = amount_above({"native": "0.1", "USDC": Decimal(50), "*": 1})
-    assert rule(args(amount, token)) is asks
+    assert rule.needs(proposal) is asks
 
 
-def test_amount_above_fails_closed() -> None:
-    rule = amount_above({"native": "0.1", "USDC": "50"})
-    assert rule(args("0.01", "DAI")) is True, "a token without a limit needs approval"
-    assert rule(args("0.01", "ETH")) is True, "the native symbol spelled out is not 'native'"
-    for nonsense in ("lots", "NaN", "", "1e"):
-        assert rule(args(nonsense)) is True, nonsense
-    assert rule(args("Infinity")) is True
+def test_amount_above_reads_no_model_words() -> None:
+    # The finding: token="ETH" from the model fell under "*" and 50 ETH ran without approval. What
+    # counts is what the call resolved to: the network's currency, whatever the model called it.
+    rule = amount_above({"native": "0.1", "*": "100"})
+    assert needs_approval(Transfer(), args("50", "ETH"), rule, resolved("50")) is True
+    strict = amount_above({"native": "0.1", "USDC": "50"})
+    assert strict.needs(resolved("0.01", TKN, "DAI")) is True, "a token without a limit needs approval"
+    assert strict.needs(Proposal(summary="no transfer")) is True, "nothing resolved: fail closed"
+    assert needs_approval(Transfer(), args("0.01"), strict, None) is True
 
 
 def test_needs_approval_with_the_transfer_tool() -> None:
     transfer = Transfer()
     assert needs_approval(transfer, args("0.01")) is True, "transfer always asks by default"
     rule = parse_approval_rule({"above": {"native": "0.1"}})
-    assert needs_approval(transfer, args("0.01"), rule) is False
-    assert needs_approval(transfer, args("0.2"), rule) is True
+    assert needs_approval(transfer, args("0.01"), rule, resolved("0.01")) is False
+    assert needs_approval(transfer, args("0.2"), rule, resolved("0.2")) is True
     tools = ToolSet(default_tools(), {"transfer": {"above": {"native": "0.1"}}, "get_balance": "always"})
-    assert needs_approval(transfer, args("0.01"), tools.rule("transfer")) is False
+    assert needs_approval(transfer, args("0.01"), tools.rule("transfer"), resolved("0.01")) is False
     assert tools.rule("get_balance") == "always"
     assert tools.rule("switch_network") == "always"
 

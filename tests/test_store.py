@@ -7,7 +7,6 @@ import re
 import sqlite3
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -15,8 +14,10 @@ from eth_utils.address import to_checksum_address
 
 import lunark.store
 from lunark.chain.types import TransferIntent
+from lunark.chain.validation import parse_amount
 from lunark.errors import ConfigError, InvalidInput, LunarkError, NotFound, PolicyViolation
 from lunark.store import SCHEMA_VERSION, SqliteStore, Store
+from lunark.store.base import SpendEntry
 from lunark.tools.policy import SpendingPolicy, SpendLedger
 
 ALICE = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"
@@ -24,6 +25,15 @@ BOB = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
 TX1 = "0x" + "ab" * 32
 TX2 = "0x" + "cd" * 32
 DAY = date(2025, 1, 2)
+NOW = datetime(2025, 1, 2, 12, tzinfo=UTC)
+
+
+def entry(
+    entry_id: str, amount: str, *, address: str = ALICE, symbol: str = "ETH", decimals: int = 18, day: date = DAY,
+    expires_at: datetime | None = None,
+) -> SpendEntry:
+    return SpendEntry(entry_id=entry_id, address=address, symbol=symbol, decimals=decimals,
+                      amount=parse_amount(amount, decimals), day=day, expires_at=expires_at)
 
 
 @pytest.fixture
@@ -48,10 +58,10 @@ async def test_satisfies_store_and_spend_ledger(store: SqliteStore) -> None:
         chain_id=31337, sender=to_checksum_address(ALICE), recipient=to_checksum_address(BOB), amount=10**18,
         symbol="ETH", decimals=18,
     )
-    await policy.check(intent, ledger, day=DAY)
-    await ledger.record(ALICE, "ETH", Decimal(1), TX1, DAY)
+    later = datetime.now(UTC) + timedelta(minutes=5)
+    await policy.check(intent, ledger, reservation="apr_1/c1", expires_at=later)
     with pytest.raises(PolicyViolation) as caught:
-        await policy.check(intent, ledger, day=DAY)
+        await policy.check(intent, ledger, reservation="apr_2/c1", expires_at=later)
     assert caught.value.rule == "daily_cap"
     assert caught.value.details["spent"] == "1"
 
@@ -246,7 +256,8 @@ async def test_everything_survives_close_and_reopen(tmp_path: Path) -> None:
         tx = await first.record_tx_update(
             chat.chat_id, "call_1", {"tx_hash": TX1, "chain_id": 31337, "status": "submitted"}
         )
-        await first.record(ALICE, "ETH", Decimal("0.25"), TX1, DAY)
+        await first.reserve(entry("apr_1/c1", "0.25"), None, now=NOW)
+        await first.commit("apr_1/c1", TX1)
         await first.add_nonce("n1", expires)
         await first.add_session("h1", ALICE, expires)
     assert not await first.healthy()
@@ -258,7 +269,7 @@ async def test_everything_survives_close_and_reopen(tmp_path: Path) -> None:
         assert await second.events_after(chat.chat_id, 0) == events
         assert (await second.append_event(chat.chat_id, "status", {"text": "c"})).seq == 3
         assert await second.list_transactions(chat.chat_id) == [tx]
-        assert await second.spent(ALICE, "ETH", DAY) == Decimal("0.25")
+        assert await second.counted(ALICE, "ETH", 18, DAY, now=NOW) == 25 * 10**16
         assert await second.consume_nonce("n1", datetime.now(UTC))
         assert await second.get_session("h1", datetime.now(UTC)) == ALICE
 
@@ -303,23 +314,35 @@ async def test_tx_updates_build_a_history(store: SqliteStore) -> None:
         await store.record_tx_update("chat_nobody", "c", {"tx_hash": TX1, "chain_id": 1, "status": "submitted"})
 
 
-async def test_spend_ledger_counts_per_address_symbol_and_day(store: SqliteStore) -> None:
-    assert await store.spent(ALICE, "ETH", DAY) == Decimal(0)
-    await store.record(ALICE, "ETH", Decimal("0.1"), TX1, DAY)
-    await store.record(ALICE.lower(), "eth", Decimal("0.2"), TX2, DAY)
-    await store.record(ALICE, "ETH", Decimal("0.1"), TX1, DAY)  # the same transaction again
-    await store.record(ALICE, "TKN", Decimal("500"), "0x01", DAY)
-    await store.record(BOB, "ETH", Decimal("7"), "0x02", DAY)
-    await store.record(ALICE, "ETH", Decimal("3"), "0x03", DAY + timedelta(days=1))
-
-    assert await store.spent(ALICE.upper().replace("0X", "0x"), "eth", DAY) == Decimal("0.3")
-    assert await store.spent(ALICE, "TKN", DAY) == Decimal(500)
-    assert await store.spent(BOB, "ETH", DAY) == Decimal(7)
-    assert await store.spent(ALICE, "ETH", DAY + timedelta(days=1)) == Decimal(3)
-    # Decimals stay exact (no float sums).
-    for i in range(10):
-        await store.record(BOB, "TKN", Decimal("0.1"), f"0x1{i}", DAY)
-    assert await store.spent(BOB, "TKN", DAY) == Decimal("1.0")
+async def test_spend_ledger_counts_per_address_symbol_and_day_in_base_units(store: SqliteStore) -> None:
+    assert await store.counted(ALICE, "ETH", 18, DAY, now=NOW) == 0
+    assert await store.reserve(entry("a/1", "0.1"), None, now=NOW) is None
+    assert await store.reserve(entry("a/2", "0.2", address=ALICE.lower(), symbol="eth"), None, now=NOW) is None
+    assert await store.reserve(entry("a/1", "0.1"), None, now=NOW) is None  # the same action again
+    await store.reserve(entry("a/3", "500", symbol="TKN"), None, now=NOW)
+    await store.reserve(entry("a/4", "7", address=BOB), None, now=NOW)
+    await store.reserve(entry("a/5", "3", day=DAY + timedelta(days=1)), None, now=NOW)
+    assert await store.counted(ALICE, "eth", 18, DAY, now=NOW) == 3 * 10**17
+    assert await store.counted(ALICE, "TKN", 18, DAY, now=NOW) == 500 * 10**18
+    assert await store.counted(BOB, "ETH", 18, DAY, now=NOW) == 7 * 10**18
+    assert await store.counted(ALICE, "ETH", 18, DAY + timedelta(days=1), now=NOW) == 3 * 10**18
+    # A cap refuses atomically, and says what was counted; released and lapsed entries stop counting.
+    assert await store.reserve(entry("a/6", "0.8"), 10**18, now=NOW) == 3 * 10**17
+    await store.release("a/2")
+    assert await store.reserve(entry("a/6", "0.8"), 10**18, now=NOW) is None
+    lapsing = entry("a/7", "1", day=DAY, expires_at=NOW + timedelta(seconds=1))
+    assert await store.reserve(lapsing, None, now=NOW) is None
+    later = NOW + timedelta(seconds=2)
+    assert await store.counted(ALICE, "ETH", 18, DAY, now=later) == 9 * 10**17
+    # Held at execution: taken again under the cap, then without expiry.
+    assert await store.hold(lapsing, 10**18, now=later) == 9 * 10**17
+    await store.release("a/6")
+    assert await store.hold(lapsing, 2 * 10**18, now=later) is None
+    assert await store.counted(ALICE, "ETH", 18, DAY, now=later + timedelta(days=1)) == 11 * 10**17
+    # Mixed decimals of one symbol add up exactly, rounded up (a cap fails closed).
+    await store.reserve(entry("a/8", "0.000001", symbol="TUSD", decimals=6), None, now=NOW)
+    await store.reserve(entry("a/9", "0.0000015", symbol="TUSD", decimals=18), None, now=NOW)
+    assert await store.counted(ALICE, "TUSD", 6, DAY, now=NOW) == 3
 
 
 async def test_nonce_is_consumed_once(store: SqliteStore) -> None:

@@ -36,6 +36,7 @@ from lunark.errors import ChainError, IntentMismatch, InvalidInput
 __all__ = [
     "DecodedTx",
     "decode_signed_transaction",
+    "describe_mismatch",
     "diff_intent",
     "fetch_transaction",
     "verify_signed_transaction",
@@ -155,10 +156,15 @@ def _describe(intent: TransferIntent, field: str, change: dict[str, Any]) -> str
     return f"{field} is {actual}, approved {expected}"
 
 
+def describe_mismatch(intent: TransferIntent, tx: DecodedTx, diff: dict[str, dict[str, Any]]) -> str:
+    """The differences of ``diff_intent`` in words a person reads, ``"; "``-separated."""
+    return "; ".join(_describe(intent, field, change) for field, change in diff.items())
+
+
 def _mismatch(
     intent: TransferIntent, tx: DecodedTx, diff: dict[str, dict[str, Any]]
 ) -> IntentMismatch:
-    details = "; ".join(_describe(intent, field, change) for field, change in diff.items())
+    details = describe_mismatch(intent, tx, diff)
     return IntentMismatch(
         f"Transaction {tx.tx_hash} does not match the approved transfer: {details}. "
         "It must not be treated as the approved transfer.",

@@ -13,6 +13,7 @@ from typing import Any
 
 from eth_typing import ChecksumAddress, HexStr
 from eth_utils.abi import function_signature_to_4byte_selector
+from eth_utils.address import to_checksum_address
 from web3.types import Nonce, TxParams, Wei
 
 __all__ = [
@@ -23,6 +24,8 @@ __all__ = [
     "TxStatus",
     "TxUpdate",
     "encode_erc20_transfer",
+    "prepared_from_state",
+    "prepared_to_state",
     "to_units",
 ]
 
@@ -236,3 +239,40 @@ class TxUpdate:
             if value is not None:
                 out[key] = value
         return out
+
+
+def prepared_to_state(prepared: PreparedTx) -> dict[str, Any]:
+    """A prepared transaction as plain JSON for the checkpoint."""
+    intent = prepared.intent
+    return {
+        "chain_id": intent.chain_id,
+        "sender": intent.sender,
+        "recipient": intent.recipient,
+        "amount": str(intent.amount),
+        "symbol": intent.symbol,
+        "decimals": intent.decimals,
+        "token": intent.token,
+        "nonce": prepared.nonce,
+        "gas": prepared.gas,
+        "max_fee_per_gas": str(prepared.max_fee_per_gas),
+        "max_priority_fee_per_gas": str(prepared.max_priority_fee_per_gas),
+    }
+
+
+def prepared_from_state(raw: dict[str, Any]) -> PreparedTx:
+    intent = TransferIntent(
+        chain_id=int(raw["chain_id"]),
+        sender=to_checksum_address(raw["sender"]),
+        recipient=to_checksum_address(raw["recipient"]),
+        amount=int(raw["amount"]),
+        symbol=str(raw["symbol"]),
+        decimals=int(raw["decimals"]),
+        token=to_checksum_address(raw["token"]) if raw.get("token") else None,
+    )
+    return PreparedTx(
+        intent=intent,
+        nonce=int(raw["nonce"]),
+        gas=int(raw["gas"]),
+        max_fee_per_gas=int(raw["max_fee_per_gas"]),
+        max_priority_fee_per_gas=int(raw["max_priority_fee_per_gas"]),
+    )

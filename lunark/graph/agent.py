@@ -37,9 +37,10 @@ import os
 import time
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
-from contextlib import aclosing, asynccontextmanager
+from contextlib import AsyncExitStack, aclosing, asynccontextmanager
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any, cast
 
 from langchain_core.language_models import BaseChatModel
@@ -59,9 +60,11 @@ from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 from langgraph.config import get_stream_writer
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import Command, StateSnapshot, StreamMode, interrupt
+from pydantic import ValidationError
 
 from lunark.chain.client import ChainClients
 from lunark.chain.signer import LocalSigner, Signer
+from lunark.chain.types import prepared_from_state
 from lunark.config import Settings
 from lunark.errors import (
     AlreadyDecided,
@@ -72,15 +75,19 @@ from lunark.errors import (
     ModelError,
     NoPendingApproval,
 )
-from lunark.graph.approval import ALL_DECISIONS, validate_decisions
+from lunark.graph.approval import ALL_DECISIONS, ApproveDecision, validate_decisions
 from lunark.graph.state import AgentState
 from lunark.ids import new_id
 from lunark.models.factory import aclose_chat_model, bind_tools_with_fallbacks
 from lunark.models.planner import OfflinePlanner
 from lunark.networks import NetworkRegistry
+from lunark.settlement import Settlements
+from lunark.store.base import ApprovalRecord, SettlementRecord, Store
+from lunark.store.sqlite import SqliteStore
 from lunark.tools.base import Proposal, Tool, ToolContext, needs_approval, validate_args
-from lunark.tools.policy import InMemorySpendLedger, SpendingPolicy, SpendLedger
+from lunark.tools.policy import SpendingPolicy
 from lunark.tools.registry import ToolSet, default_tools, load_plugins
+from lunark.tools.transfer import settlement_result
 
 __all__ = ["SYSTEM_PROMPT", "Agent", "AgentEvent"]
 
@@ -198,7 +205,7 @@ class Agent:
         clients: ChainClients | None = None,
         tools: ToolSet | None = None,
         policy: SpendingPolicy | None = None,
-        ledger: SpendLedger | None = None,
+        store: Store | None = None,
         signer: Signer | None = None,
         approval_ttl: float = 600.0,
         track_timeout: float = 300.0,
@@ -206,13 +213,17 @@ class Agent:
         system_prompt: str = SYSTEM_PROMPT,
         default_network: str | int = "anvil",
         bind_tools: Callable[[Sequence[dict[str, Any]]], Runnable[Any, Any]] | None = None,
+        fee_factor: Decimal = Decimal(2),
     ) -> None:
         self.registry = registry
         self.clients = clients or ChainClients(registry)
         self.tools = tools or ToolSet(default_tools())
         self.policy = policy or SpendingPolicy()
-        self.ledger: SpendLedger = ledger or InMemorySpendLedger()
+        self._store = store
+        self._own_store = False
         self.signer = signer
+        self.fee_factor = fee_factor
+        self._settlements: Settlements | None = None
         self.approval_ttl = approval_ttl
         self.track_timeout = track_timeout
         self.verify_timeout = verify_timeout
@@ -243,7 +254,29 @@ class Agent:
         builder.add_conditional_edges("execute", self._after_prepare, ["approve", "agent"])
         return builder
 
-    def _context(self, state: AgentState) -> ToolContext:
+    async def ready(self) -> Store:
+        """The store of approvals, settlements and spend (an in-memory one unless given)."""
+        if self._store is None:
+            self._store = await SqliteStore.open(":memory:")
+            self._own_store = True
+        if self._settlements is None:
+            self._settlements = Settlements(
+                self._store, self.clients, self.registry, signer=self.signer, track_timeout=self.track_timeout,
+                verify_timeout=self.verify_timeout, fee_factor=self.fee_factor,
+            )
+        return self._store
+
+    @property
+    def store(self) -> Store:
+        assert self._store is not None, "await agent.ready() first"
+        return self._store
+
+    @property
+    def settlements(self) -> Settlements:
+        assert self._settlements is not None, "await agent.ready() first"
+        return self._settlements
+
+    def _context(self, state: AgentState, config: RunnableConfig) -> ToolContext:
         writer = get_stream_writer()
         return ToolContext(
             user_address=state["user_address"],
@@ -251,11 +284,13 @@ class Agent:
             registry=self.registry,
             clients=self.clients,
             policy=self.policy,
-            ledger=self.ledger,
+            ledger=self.store,
             signer=self.signer,
             emit=writer,
             track_timeout=self.track_timeout,
             verify_timeout=self.verify_timeout,
+            chat_id=str(config.get("configurable", {}).get("thread_id", "")),
+            settlements=self.settlements,
         )
 
     async def _agent_node(self, state: AgentState, config: RunnableConfig) -> dict[str, Any]:
@@ -295,17 +330,19 @@ class Agent:
     def _after_prepare(state: AgentState) -> str:
         return "approve" if state.get("approval") else "agent"
 
-    async def _prepare_node(self, state: AgentState) -> dict[str, Any]:
+    async def _prepare_node(self, state: AgentState, config: RunnableConfig) -> dict[str, Any]:
         last = state["messages"][-1]
         assert isinstance(last, AIMessage)
-        ctx = self._context(state)
+        ctx = self._context(state, config)
+        ctx.approval_id = new_id("apr_")
+        ctx.expires_at = datetime.now(UTC) + timedelta(seconds=self.approval_ttl)
         messages, proposals = await self._prepare_calls(
             ctx, [(c["id"] or "", c["name"], c["args"]) for c in last.tool_calls]
         )
         return {
             "messages": messages,
             "proposals": proposals,
-            "approval": self._approval(proposals),
+            "approval": self._approval(proposals, ctx),
             "decisions": None,
             "chain_id": ctx.chain_id,
         }
@@ -315,13 +352,26 @@ class Agent:
     ) -> tuple[list[ToolMessage], list[dict[str, Any]]]:
         messages: list[ToolMessage] = []
         proposals: list[dict[str, Any]] = []
+        switching: str | None = None
         for call_id, name, raw_args in calls:
             emit = _emitter(ctx, call_id)
+            if switching is not None:
+                # Never prepared on the network the user is leaving: once the switch is approved the
+                # agent plans this call again there.
+                deferred = {"status": "deferred", "action": name, "args": dict(raw_args), "message": (
+                    f"Not prepared: it follows the switch to {switching}. Once the switch is approved, "
+                    "call it again to prepare it on the new network.")}
+                emit({"type": "tool_call", "call_id": call_id, "name": name, "args": dict(raw_args),
+                      "status": "running"})
+                emit({"type": "tool_result", "call_id": call_id, "status": "rejected", "result": deferred})
+                messages.append(_tool_ok(call_id, name, deferred, ok=False))
+                continue
+            call_ctx = replace(ctx, emit=emit, call_id=call_id)
             try:
                 tool = self.tools.get(name)
                 args = validate_args(tool, raw_args)
-                proposal = await tool.prepare(args, ctx)
-                if needs_approval(tool, args, self.tools.rule(name)):
+                proposal = await tool.prepare(args, call_ctx)
+                if needs_approval(tool, args, self.tools.rule(name), proposal):
                     emit({"type": "tool_call", "call_id": call_id, "name": name, "args": dict(raw_args),
                           "status": "awaiting_approval"})
                     proposals.append({
@@ -329,11 +379,14 @@ class Agent:
                         "name": name,
                         "args": args.model_dump(mode="json", exclude_none=True),
                         "proposal": proposal.to_state(),
+                        "approval_id": ctx.approval_id,
+                        "expires_at": _iso(ctx.expires_at),
                     })
+                    if name == "switch_network":
+                        switching = proposal.summary.split(" to ", 1)[-1].split(" (", 1)[0]
                     continue
                 emit({"type": "tool_call", "call_id": call_id, "name": name, "args": dict(raw_args),
                       "status": "running"})
-                call_ctx = replace(ctx, emit=emit)
                 result = await tool.execute(args, call_ctx, proposal, None)
                 ctx.chain_id = call_ctx.chain_id
                 ok = _succeeded(result)
@@ -341,6 +394,8 @@ class Agent:
                       "result": result})
                 messages.append(_tool_ok(call_id, name, result, ok=ok))
             except LunarkError as exc:
+                if call_ctx.action_id is not None:
+                    await self.store.release(call_ctx.action_id)
                 emit({"type": "tool_call", "call_id": call_id, "name": name, "args": dict(raw_args),
                       "status": "running"})
                 emit({"type": "tool_result", "call_id": call_id, "status": "error", "result": None,
@@ -348,13 +403,12 @@ class Agent:
                 messages.append(_tool_error(call_id, name, exc))
         return messages, proposals
 
-    def _approval(self, proposals: list[dict[str, Any]]) -> dict[str, Any] | None:
+    def _approval(self, proposals: list[dict[str, Any]], ctx: ToolContext) -> dict[str, Any] | None:
         if not proposals:
             return None
-        expires = datetime.now(UTC) + timedelta(seconds=self.approval_ttl)
         return {
-            "approval_id": new_id("apr_"),
-            "expires_at": expires.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "approval_id": ctx.approval_id,
+            "expires_at": _iso(ctx.expires_at),
             "action_requests": [
                 {
                     "call_id": p["call_id"],
@@ -392,8 +446,8 @@ class Agent:
         )
         return {"decisions": decisions, "approval": None, "resolved": [approval["approval_id"]]}
 
-    async def _execute_node(self, state: AgentState) -> dict[str, Any]:
-        ctx = self._context(state)
+    async def _execute_node(self, state: AgentState, config: RunnableConfig) -> dict[str, Any]:
+        ctx = self._context(state, config)
         proposals = state.get("proposals") or []
         decisions = state.get("decisions") or []
         messages: list[ToolMessage] = []
@@ -401,7 +455,11 @@ class Agent:
         for item, decision in zip(proposals, decisions, strict=True):
             call_id, name = item["call_id"], item["name"]
             emit = _emitter(ctx, call_id)
+            call_ctx = replace(ctx, emit=emit, call_id=call_id, approval_id=item.get("approval_id"),
+                               expires_at=_parse_time(item.get("expires_at")))
             kind = decision["type"]
+            if kind in ("reject", "edit") and call_ctx.action_id is not None:
+                await self.store.release(call_ctx.action_id)  # nothing of it goes out
             if kind == "reject":
                 result = {"status": "rejected", "action": name, "args": item["args"],
                           "message": decision.get("message")}
@@ -416,7 +474,6 @@ class Agent:
                 args = validate_args(tool, item["args"])
                 emit({"type": "tool_call", "call_id": call_id, "name": name, "args": item["args"],
                       "status": "running"})
-                call_ctx = replace(ctx, emit=emit)
                 result = await tool.execute(args, call_ctx, Proposal.from_state(item["proposal"]), decision)
                 ctx.chain_id = call_ctx.chain_id  # switch_network moves the chat
                 ok = _succeeded(result)
@@ -424,14 +481,20 @@ class Agent:
                       "result": result})
                 messages.append(_tool_ok(call_id, name, result, ok=ok))
             except LunarkError as exc:
+                if call_ctx.action_id is not None and call_ctx.settlements is not None and (
+                    await self.store.get_settlement(call_ctx.action_id) is None
+                ):
+                    await self.store.release(call_ctx.action_id)  # refused before anything was written ahead
                 emit({"type": "tool_result", "call_id": call_id, "status": "error", "result": None,
                       "error": exc.to_dict()})
                 messages.append(_tool_error(call_id, name, exc))
+        ctx.approval_id = new_id("apr_")
+        ctx.expires_at = datetime.now(UTC) + timedelta(seconds=self.approval_ttl)
         reprepared, proposals_again = await self._prepare_calls(ctx, edits)
         return {
             "messages": messages + reprepared,
             "proposals": proposals_again,
-            "approval": self._approval(proposals_again),
+            "approval": self._approval(proposals_again, ctx),
             "decisions": None,
             "chain_id": ctx.chain_id,
         }
@@ -446,8 +509,23 @@ class Agent:
         return {"configurable": {"thread_id": thread_id}, "recursion_limit": 50}
 
     async def pending_approval(self, thread_id: str) -> dict[str, Any] | None:
-        """The approval this chat waits for, or None."""
-        return _pending_of(await self.graph.aget_state(self._config(thread_id)))
+        """The approval this chat waits for, or None (also once it was decided, before it is applied)."""
+        pending = _pending_of(await self.graph.aget_state(self._config(thread_id)))
+        if pending is not None and self._store is not None:
+            record = await self._store.get_approval(pending["approval_id"])
+            if record is not None and record.state != "pending":
+                return None
+        return pending
+
+    async def unfinished(self, thread_id: str) -> tuple[str, str | None] | None:
+        """Where a chat's graph stopped, if not at its end: ``("paused", approval_id)`` at an
+        interrupt, ``("interrupted", None)`` mid-run (a crash after a decision was applied)."""
+        snapshot = await self.graph.aget_state(self._config(thread_id))
+        if snapshot.interrupts:
+            return "paused", str(snapshot.interrupts[0].value.get("approval_id"))
+        if snapshot.next:
+            return "interrupted", None
+        return None
 
     async def chain_id(self, thread_id: str) -> int | None:
         """The chat's current network, or None for a chat that never ran."""
@@ -471,6 +549,7 @@ class Agent:
 
         Raises ``Busy`` while the chat waits for a decision on an earlier approval.
         """
+        await self.ready()
         lock = self._lock(thread_id)
         if lock.locked():
             raise Busy("A turn is already running in this chat.")
@@ -483,8 +562,9 @@ class Agent:
                     approval_id=pending["approval_id"],
                 )
             values = snapshot.values or {}
+            settled = {r.call_id: r for r in await self.store.settlements(chat_id=thread_id)}
             graph_input: AgentState = {
-                "messages": [*_unanswered_calls(values.get("messages", [])), HumanMessage(content=message)],
+                "messages": [*_unanswered_calls(values.get("messages", []), settled), HumanMessage(content=message)],
                 "user_address": user_address,
                 "chain_id": chain_id or values.get("chain_id") or self.default_chain_id,
             }
@@ -499,33 +579,64 @@ class Agent:
         decisions: Sequence[Any],
         *,
         by: str = "user",
+        claimed: bool = False,
     ) -> AsyncIterator[AgentEvent]:
         """Apply the user's decisions to the pending approval, exactly once, and continue the turn.
 
-        Raises ``NoPendingApproval``, ``AlreadyDecided``, ``ApprovalExpired`` or
-        ``InvalidDecision`` before anything runs.
+        The decision is claimed in the store before the graph resumes, so no crash can apply it
+        twice or offer the approval again. ``claimed`` resumes with a decision claimed earlier (the
+        server's recovery after a restart). Raises ``NoPendingApproval``, ``AlreadyDecided``,
+        ``ApprovalExpired`` or ``InvalidDecision`` before anything runs.
         """
+        store = await self.ready()
         lock = self._lock(thread_id)
         async with lock:
-            pending = await self.pending_approval(thread_id)
+            pending = _pending_of(await self.graph.aget_state(self._config(thread_id)))
+            record = await store.get_approval(approval_id)
             if pending is None or pending["approval_id"] != approval_id:
                 snapshot = await self.graph.aget_state(self._config(thread_id))
                 resolved = (snapshot.values or {}).get("resolved", [])
-                if approval_id in resolved:
+                if approval_id in resolved or (record is not None and record.state != "pending"):
+                    if record is not None and record.state == "expired":
+                        raise ApprovalExpired(f"Approval {approval_id} expired; it counted as rejected.",
+                                              approval_id=approval_id)
                     raise AlreadyDecided(f"Approval {approval_id} was already decided.", approval_id=approval_id)
                 raise NoPendingApproval(
                     f"This chat is not waiting for approval {approval_id}.", approval_id=approval_id
                 )
-            if by == "user" and _expired(pending):
+            lapsed = _expired(pending) or (record is not None and record.state == "expired")
+            if by == "user" and not claimed and lapsed:
+                late = await self._late_evidence(thread_id, pending, decisions)
                 raise ApprovalExpired(
-                    f"Approval {approval_id} expired at {pending['expires_at']}; it counts as rejected.",
+                    f"Approval {approval_id} expired at {pending['expires_at']}; it counts as rejected."
+                    + (" The transaction your wallet sent is recorded and followed in this chat." if late else ""),
                     approval_id=approval_id,
                 )
             checked = validate_decisions(pending, decisions)
+            if record is not None and not claimed:
+                claim = await store.claim_approval(approval_id, checked, by)
+                if claim is None:
+                    again = await store.get_approval(approval_id)
+                    if again is not None and again.by == "timeout":
+                        raise ApprovalExpired(f"Approval {approval_id} expired; it counted as rejected.",
+                                              approval_id=approval_id)
+                    raise AlreadyDecided(f"Approval {approval_id} was already decided.", approval_id=approval_id)
             resume: Command[Any] = Command(resume={"decisions": checked, "by": by})
             async with aclosing(self._run(thread_id, resume)) as events:
                 async for event in events:
+                    if event["type"] == "message_end" and record is not None:
+                        # Applied (the turn that resumed it ran): recovery leaves it alone from now on.
+                        # Before message_end, so a client that sees the turn end sees the chat free.
+                        await store.finish_approval(approval_id)
                     yield event
+
+    async def carry_on(self, thread_id: str) -> AsyncIterator[AgentEvent]:
+        """Run a turn that a restart interrupted after its decision was applied, from its checkpoint
+        (the execute step finds its settlements already written and waits for their outcome)."""
+        await self.ready()
+        async with self._lock(thread_id), aclosing(self._run(thread_id, None)) as events:
+            async for event in events:
+                yield event
 
     async def expire(self, thread_id: str, approval_id: str) -> AsyncIterator[AgentEvent]:
         """Resolve an expired approval as rejected (``by: "timeout"``): fail closed."""
@@ -537,7 +648,45 @@ class Agent:
             async for event in events:
                 yield event
 
-    async def _run(self, thread_id: str, graph_input: AgentState | Command[Any]) -> AsyncGenerator[AgentEvent]:
+    async def _late_evidence(self, thread_id: str, pending: Mapping[str, Any], decisions: Sequence[Any]) -> bool:
+        """A wallet's hash that arrives after expiry is still checked and followed: funds that moved
+        are never hidden. Signed bytes that arrive late are never broadcast. True if any was taken."""
+        record = await self.store.get_approval(pending["approval_id"])
+        if record is None or not isinstance(decisions, Sequence):
+            return False
+        taken = False
+        for item, decision in zip(record.proposals, decisions, strict=False):
+            tx_hash = decision.get("tx_hash") if isinstance(decision, Mapping) else None
+            prepared = item.get("proposal", {}).get("data", {}).get("prepared")
+            if decision.get("type") != "approve" or not isinstance(tx_hash, str) or not prepared:
+                continue
+            try:
+                decision_ok = ApproveDecision(type="approve", tx_hash=tx_hash).model_dump(exclude_none=True)
+            except ValidationError:
+                continue
+            settlement = await self.settlements.open(
+                approval_id=record.approval_id, call_id=item["call_id"], chat_id=thread_id,
+                prepared=prepared_from_state(prepared), prepared_state=prepared, decision=decision_ok,
+                expires_at=record.expires_at, late=True,
+            )
+            self.settlements.start(settlement.settlement_id)
+            taken = True
+        return taken
+
+    async def _record_pending(self, thread_id: str, approval: dict[str, Any]) -> None:
+        """Durable before visible: the approval, with what each action executes, is stored before
+        its event is sent (the graph's own checkpoint is committed by then too)."""
+        snapshot = await self.graph.aget_state(self._config(thread_id))
+        values = snapshot.values or {}
+        await self.store.put_approval(ApprovalRecord(
+            approval_id=approval["approval_id"], chat_id=thread_id, owner=str(values.get("user_address", "")),
+            state="pending", request=approval, proposals=list(values.get("proposals") or []),
+            expires_at=_parse_time(approval["expires_at"]) or datetime.now(UTC), decisions=None, by=None,
+        ))
+
+    async def _run(
+        self, thread_id: str, graph_input: AgentState | Command[Any] | None
+    ) -> AsyncGenerator[AgentEvent]:
         message_id = new_id("msg_")
         started = time.monotonic()
         first_token: float | None = None
@@ -552,6 +701,7 @@ class Agent:
         )
         pump = asyncio.create_task(turn.pump(parts))
         pump.add_done_callback(turn.wake)
+        paused: list[dict[str, Any]] = []
         try:
             while True:
                 tokens = turn.tokens
@@ -570,15 +720,19 @@ class Agent:
                             event["message_id"] = message_id
                         yield event
                     elif mode == "updates" and "__interrupt__" in payload:
-                        finish = "awaiting_approval"
-                        for item in payload["__interrupt__"]:
-                            yield {"type": "pending_approval", **item.value}
-                            yield {"type": "status", "text": "waiting for your approval"}
+                        # Held until the run is over: LangGraph writes the interrupt to the checkpoint
+                        # in the background, and only the end of the run awaits it.
+                        paused.extend(item.value for item in payload["__interrupt__"])
                 elif pump.done():
                     pump.result()  # the graph's error, if it failed
                     break
                 else:
                     await turn.wait()
+            for approval in paused:
+                await self._record_pending(thread_id, approval)
+                finish = "awaiting_approval"
+                yield {"type": "pending_approval", **approval}
+                yield {"type": "status", "text": "waiting for your approval"}
         except LunarkError as exc:
             finish = "error"
             yield {"type": "error", **exc.to_dict()}
@@ -605,8 +759,12 @@ class Agent:
         }
 
     async def aclose(self) -> None:
+        if self._settlements is not None:
+            await self._settlements.aclose()
         await self.clients.close()
         await aclose_chat_model(self._model)
+        if self._own_store and self._store is not None:
+            await self._store.close()
 
     @classmethod
     @asynccontextmanager
@@ -617,17 +775,24 @@ class Agent:
         model: BaseChatModel | None = None,
         extra_tools: Sequence[Tool] = (),
         environ: Mapping[str, str] | None = None,
-        ledger: SpendLedger | None = None,
+        store: Store | None = None,
     ) -> AsyncIterator[Agent]:
-        """An agent built from ``settings``: SQLite checkpoints under ``data_dir``, the configured
-        model (``model`` overrides it, e.g. a scripted one in tests), tools and plugins, policy, signer.
+        """An agent built from ``settings``: SQLite checkpoints and store under ``data_dir`` (``store``
+        overrides the latter), the configured model (``model`` overrides it, e.g. a scripted one in
+        tests), tools and plugins, policy, signer.
         """
         env = os.environ if environ is None else environ
         registry = settings.network_registry()
         tools = [*default_tools(), *(load_plugins() if settings.plugins else []), *extra_tools]
         toolset = ToolSet(tools, settings.approvals.rules)
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        async with AsyncSqliteSaver.from_conn_string(str(settings.data_dir / "checkpoints.sqlite")) as saver:
+        async with AsyncExitStack() as stack:
+            if store is None:
+                store = await SqliteStore.open(settings.data_dir / "lunark.sqlite")
+                stack.push_async_callback(store.close)
+            saver = await stack.enter_async_context(
+                AsyncSqliteSaver.from_conn_string(str(settings.data_dir / "checkpoints.sqlite"))
+            )
             await saver.setup()  # WAL journal
             # As the event store does: a commit survives the process dying (the WAL is in the OS's
             # hands), and only an OS crash or power cut can lose the last ones. One fsync per commit,
@@ -642,13 +807,15 @@ class Agent:
                 checkpointer=saver,
                 tools=toolset,
                 policy=settings.policy.build(),
-                ledger=ledger,
+                store=store,
                 signer=_local_signer(settings, env),
                 approval_ttl=settings.approvals.ttl_seconds,
                 track_timeout=settings.chain.track_timeout,
                 verify_timeout=settings.chain.verify_timeout,
                 default_network=settings.chain.default_network,
+                fee_factor=settings.approvals.fee_factor,
             )
+            await agent.ready()
             try:
                 yield agent
             finally:
@@ -680,21 +847,29 @@ def _pending_of(snapshot: StateSnapshot) -> dict[str, Any] | None:
     return cast(dict[str, Any], snapshot.interrupts[0].value) if snapshot.interrupts else None
 
 
-def _unanswered_calls(messages: Sequence[Any]) -> list[ToolMessage]:
-    """Results for tool calls an aborted turn left without one.
+def _unanswered_calls(messages: Sequence[Any], settled: Mapping[str, SettlementRecord]) -> list[ToolMessage]:
+    """Results for tool calls an aborted (or crashed) turn left without one.
 
     Chat APIs refuse a history where a tool call has no result, so the next turn
-    tells the model plainly that those calls were stopped.
+    tells the model what became of them: a transfer's settlement outcome when it has one
+    (the settlement went on without the turn), else plainly that the call was stopped.
     """
     answered = {m.tool_call_id for m in messages if isinstance(m, ToolMessage)}
     stopped = LunarkError("The turn was stopped before this call finished; its outcome is unknown.")
-    return [
-        _tool_error(call["id"], call["name"], stopped)
-        for m in messages
-        if isinstance(m, AIMessage)
-        for call in m.tool_calls
-        if call["id"] and call["id"] not in answered
-    ]
+    out: list[ToolMessage] = []
+    for m in messages:
+        if not isinstance(m, AIMessage):
+            continue
+        for call in m.tool_calls:
+            if not call["id"] or call["id"] in answered:
+                continue
+            record = settled.get(call["id"])
+            if record is None:
+                out.append(_tool_error(call["id"], call["name"], stopped))
+                continue
+            result = settlement_result(record, {})
+            out.append(_tool_ok(call["id"], call["name"], result, ok=_succeeded(result)))
+    return out
 
 
 def _message_of(chunks: Sequence[Any]) -> BaseMessage:
@@ -714,6 +889,15 @@ def _text_of(content: Any) -> str:
     if isinstance(content, list):
         return "".join(part.get("text", "") for part in content if isinstance(part, dict))
     return ""
+
+
+def _iso(when: datetime | None) -> str:
+    assert when is not None
+    return when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _parse_time(text: Any) -> datetime | None:
+    return datetime.fromisoformat(str(text).replace("Z", "+00:00")) if text else None
 
 
 def _expired(approval: Mapping[str, Any]) -> bool:

@@ -23,7 +23,7 @@ from langchain_core.language_models import BaseChatModel
 
 from lunark.chain.anvil import free_port
 from lunark.config import Settings
-from lunark.errors import LunarkError
+from lunark.errors import LunarkError, NotFound
 from lunark.graph.agent import Agent
 from lunark.server.auth import Authenticator
 from lunark.server.fanout import FanoutManager, JsonPacket
@@ -32,6 +32,7 @@ from lunark.server.hub import Hub
 from lunark.server.namespace import ChatNamespace
 from lunark.server.runner import Runner
 from lunark.server.service import ChatService
+from lunark.store.base import SettlementRecord
 from lunark.store.sqlite import SqliteStore
 from lunark.tools.base import Tool
 
@@ -88,7 +89,7 @@ class LunarkServer:
             self._stack.push_async_callback(self.store.close)
             self.agent = await self._stack.enter_async_context(
                 Agent.open(settings, model=self._model, extra_tools=self._extra_tools, environ=self._environ,
-                           ledger=self.store)
+                           store=self.store)
             )
             self.sio = socketio.AsyncServer(
                 async_mode="aiohttp",
@@ -107,6 +108,7 @@ class LunarkServer:
             self._stack.push_async_callback(self.hub.aclose)
             self.runner = Runner(self.agent, self.hub, self.store)
             self._stack.push_async_callback(self.runner.aclose)
+            self.agent.settlements.sink = self._settled
             self.service = ChatService(
                 store=self.store, runner=self.runner, agent=self.agent, registry=self.agent.registry,
                 default_network=settings.chain.default_network,
@@ -133,10 +135,20 @@ class LunarkServer:
             self._stack.push_async_callback(self._app_runner.cleanup)
             self._site = web.TCPSite(self._app_runner, self.host, self.port)
             await self._site.start()
+            await self.runner.recover()
         except BaseException:
             await self._stack.aclose()
             raise
         logger.info("Lunark listening on %s", self.url)
+
+    async def _settled(self, record: SettlementRecord, event: dict[str, Any]) -> None:
+        """A settlement moved (already stored): the chat's transaction list and its clients see it."""
+        try:
+            await self.store.record_tx_update(record.chat_id, record.call_id, event)
+        except NotFound:
+            logger.warning("settlement %s belongs to no chat here", record.settlement_id)
+            return
+        await self.hub.publish(record.chat_id, record.owner, event)
 
     async def health(self) -> dict[str, Any]:
         database = await self.store.healthy()

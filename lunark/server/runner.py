@@ -47,6 +47,32 @@ class Runner:
         """Chat id -> the approval its running turn announced (pending_approval sent)."""
         self._timers: dict[str, asyncio.Task[None]] = {}
 
+    async def recover(self) -> None:
+        """After a restart: carry every unfinished settlement on, apply every decision that was
+        claimed but not applied (never offering its approval again), and time the pending ones."""
+        await self.agent.settlements.resume_all()
+        for record in await self.store.approvals(["decided", "pending"]):
+            chat = await self.store.get_chat(record.chat_id)
+            if chat is None:
+                continue
+            where = await self.agent.unfinished(chat.chat_id)
+            if record.state == "pending":
+                if where == ("paused", record.approval_id):
+                    self._schedule_expiry(chat, record.request)
+                continue
+            self._decided[record.approval_id] = record.by or "user"
+            if where == ("paused", record.approval_id):
+                events = self.agent.resume(
+                    chat.chat_id, record.approval_id, record.decisions or [], by=record.by or "user", claimed=True
+                )
+            elif where == ("interrupted", None):
+                events = self.agent.carry_on(chat.chat_id)
+            else:
+                await self.store.finish_approval(record.approval_id)
+                continue
+            logger.info("resuming chat %s after a restart (approval %s)", chat.chat_id, record.approval_id)
+            self._start(chat, events)
+
     def running(self, chat_id: str) -> bool:
         return chat_id in self._reserved or chat_id in self._tasks
 

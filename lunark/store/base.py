@@ -10,14 +10,16 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from decimal import Decimal
 from typing import Any, Literal, Protocol, runtime_checkable
 
 __all__ = [
+    "ApprovalRecord",
     "ChatRecord",
     "EventRecord",
     "MessageRecord",
     "Role",
+    "SettlementRecord",
+    "SpendEntry",
     "Store",
     "TransactionRecord",
 ]
@@ -95,6 +97,98 @@ class TransactionRecord:
     """Every update in the order it was recorded, each with its ``status`` and ``ts``."""
     updated_at: datetime
     """When the latest update was recorded (UTC)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ApprovalRecord:
+    """A pending approval as the user was shown it, and what became of it.
+
+    Written before its ``pending_approval`` event is sent; a decision is claimed here, in the
+    database, before it is applied, so no crash can offer it again or lose it.
+    """
+
+    approval_id: str
+    """``"apr_"`` and 12 base-62 characters."""
+    chat_id: str
+    """The chat (graph thread) that asked."""
+    owner: str
+    """The signed-in address whose wallet pays, lowercase ``0x`` hex."""
+    state: str
+    """``pending``, ``decided`` (claimed, being applied), ``done`` (applied) or ``expired``."""
+    request: dict[str, Any]
+    """The ``pending_approval`` payload (action requests, review configs, ``expires_at``)."""
+    proposals: list[dict[str, Any]]
+    """What each action executes (the prepared transaction), in the order of the requests."""
+    expires_at: datetime
+    """When an undecided approval counts as rejected (UTC)."""
+    decisions: list[dict[str, Any]] | None
+    """The claimed decisions, once decided."""
+    by: str | None
+    """``user`` or ``timeout``, once decided."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SettlementRecord:
+    """One approved state-changing action, from the decision to its final outcome on chain.
+
+    Written before anything is signed or broadcast; every transition is appended to ``history``
+    with its time and evidence. The chat, the transaction list and the spend ledger follow it.
+    """
+
+    settlement_id: str
+    """``"{approval_id}/{call_id}"``."""
+    approval_id: str
+    call_id: str
+    chat_id: str
+    owner: str
+    """The sender, lowercase ``0x`` hex."""
+    chain_id: int
+    state: str
+    """``approved``, ``broadcasting``, ``submitted``, ``mined``, ``confirmed``, ``failed``, ``replaced``,
+    ``dropped``, ``mismatch`` or ``expired`` (see ``lunark.settlement``)."""
+    prepared: dict[str, Any]
+    """The prepared transaction the user approved (``lunark.tools.transfer.prepared_to_state``)."""
+    decision: dict[str, Any]
+    """The approving decision: with ``tx_hash``, ``signed_tx``, or neither (local signer)."""
+    expires_at: datetime
+    """The approval's expiry: a signed transaction is never broadcast after it."""
+    tx_hash: str | None
+    """The transaction now carrying the action (a speed-up moves it), lowercase."""
+    nonce: int | None
+    raw_tx: str | None
+    """Signed bytes (``0x`` hex), stored before the broadcast so a restart can finish it."""
+    first_block: int | None
+    """The chain's height before the broadcast: where a search for a replacement starts."""
+    late: bool
+    """Evidence that arrived after the approval expired (recorded, never broadcast by us)."""
+    history: list[dict[str, Any]]
+    """Every transition: ``{"state", "ts", **evidence}``."""
+    updated_at: datetime
+
+    @property
+    def final(self) -> bool:
+        return self.state in FINAL_STATES
+
+
+FINAL_STATES = frozenset({"confirmed", "failed", "replaced", "dropped", "mismatch", "expired"})
+"""Settlement states nothing moves on from."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SpendEntry:
+    """An amount counted against daily caps: reserved when asked, committed at broadcast."""
+
+    entry_id: str
+    """``"{approval_id}/{call_id}"``: the action it counts."""
+    address: str
+    symbol: str
+    decimals: int
+    amount: int
+    """Base units (wei, or the token's smallest unit): never rounded."""
+    day: date
+    """The UTC day it counts on."""
+    expires_at: datetime | None
+    """A reservation lapses then (the approval expired); None once held for execution."""
 
 
 @runtime_checkable
@@ -185,12 +279,83 @@ class Store(Protocol):
         """The chat's transactions in the order they were first recorded."""
         ...
 
-    async def spent(self, address: str, symbol: str, day: date) -> Decimal:
-        """Whole units of ``symbol`` that ``address`` sent on ``day`` (UTC)."""
+    # the spend ledger (lunark.tools.policy.SpendLedger)
+
+    async def counted(self, address: str, symbol: str, decimals: int, day: date, *, now: datetime) -> int:
+        """What counts against ``address``'s daily cap of ``symbol`` on ``day``, in units of
+        ``decimals``: committed spends and live reservations (rounded up, never down)."""
         ...
 
-    async def record(self, address: str, symbol: str, amount: Decimal, tx_hash: str, day: date) -> None:
-        """Count a sent amount once per ``tx_hash`` (recording it again replaces it)."""
+    async def reserve(self, entry: SpendEntry, cap: int | None, *, now: datetime) -> int | None:
+        """Reserve ``entry`` unless what is counted plus it exceeds ``cap`` (same units); atomic.
+
+        ``None`` when reserved (also when ``entry_id`` is already reserved or committed), else the
+        counted total that refused it. A lapsed or released entry is reserved anew.
+        """
+        ...
+
+    async def hold(self, entry: SpendEntry, cap: int | None, *, now: datetime) -> int | None:
+        """At execution: keep ``entry``'s live reservation without expiry, or reserve it again
+        under ``cap`` if it lapsed; ``None`` when held, else the counted total that refused it."""
+        ...
+
+    async def commit(self, entry_id: str, tx_hash: str) -> None:
+        """The amount went out in ``tx_hash``: it counts for good."""
+        ...
+
+    async def release(self, entry_id: str) -> None:
+        """Nothing went out (rejected, expired, mismatched, failed): it no longer counts."""
+        ...
+
+    # approvals and settlements (lunark.settlement)
+
+    async def put_approval(self, record: ApprovalRecord) -> None:
+        """Remember a pending approval (again: no change)."""
+        ...
+
+    async def get_approval(self, approval_id: str) -> ApprovalRecord | None:
+        ...
+
+    async def claim_approval(
+        self, approval_id: str, decisions: Sequence[Mapping[str, Any]], by: str
+    ) -> ApprovalRecord | None:
+        """Atomically move a ``pending`` approval to ``decided`` with ``decisions``; ``None``
+        when it is not pending (decided already, by anyone, or unknown)."""
+        ...
+
+    async def finish_approval(self, approval_id: str) -> None:
+        """The decision was applied (the turn it resumed ran)."""
+        ...
+
+    async def approvals(self, states: Sequence[str]) -> list[ApprovalRecord]:
+        """Approvals in these states, oldest first (recovery at start-up)."""
+        ...
+
+    async def open_settlement(self, record: SettlementRecord) -> SettlementRecord:
+        """Write a settlement ahead of any signing; if it exists, return the stored one."""
+        ...
+
+    async def get_settlement(self, settlement_id: str) -> SettlementRecord | None:
+        ...
+
+    async def advance_settlement(
+        self, settlement_id: str, state: str, evidence: Mapping[str, Any], **fields: Any
+    ) -> SettlementRecord:
+        """Move to ``state`` (appending ``evidence`` to the history) and set ``fields``
+        (``tx_hash``, ``nonce``, ``raw_tx``, ``first_block``). A final settlement stays as it is."""
+        ...
+
+    async def bind_hash(self, settlement_id: str, tx_hash: str) -> str:
+        """Bind ``tx_hash`` to the settlement; returns the settlement it is bound to (another one's
+        id means the hash already settled something else)."""
+        ...
+
+    async def nonce_settling(self, chain_id: int, owner: str, nonce: int, settlement_id: str) -> str | None:
+        """Another live or successful settlement using ``(owner, nonce)`` on ``chain_id``, if any."""
+        ...
+
+    async def settlements(self, *, chat_id: str | None = None, unfinished: bool = False) -> list[SettlementRecord]:
+        """Settlements of a chat (or all), oldest first; only those not final with ``unfinished``."""
         ...
 
     async def add_nonce(self, nonce: str, expires_at: datetime) -> None:

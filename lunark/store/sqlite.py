@@ -26,19 +26,28 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from decimal import Decimal
 from functools import partial
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar, cast
 
-from lunark.errors import ConfigError, InvalidAmount, InvalidInput, LunarkError, NotFound
+from lunark.errors import ConfigError, InvalidInput, LunarkError, NotFound
 from lunark.ids import new_id
-from lunark.store.base import ChatRecord, EventRecord, MessageRecord, Role, TransactionRecord
+from lunark.store.base import (
+    FINAL_STATES,
+    ApprovalRecord,
+    ChatRecord,
+    EventRecord,
+    MessageRecord,
+    Role,
+    SettlementRecord,
+    SpendEntry,
+    TransactionRecord,
+)
 
 __all__ = ["SCHEMA_VERSION", "SqliteStore"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 """The schema this code writes; a database with a newer one is refused."""
 
 _SCHEMA = """
@@ -112,6 +121,72 @@ CREATE TABLE IF NOT EXISTS sessions (
 COMMIT;
 """
 
+_MIGRATIONS: dict[int, str] = {
+    # 2: the money path as durable records: approvals, settlements, and the spend ledger in base
+    # units with reservations (the v1 `spend` table of whole-unit decimals is no longer read).
+    2: """
+CREATE TABLE IF NOT EXISTS approvals (
+    approval_id TEXT PRIMARY KEY,
+    chat_id     TEXT NOT NULL,
+    owner       TEXT NOT NULL,
+    state       TEXT NOT NULL CHECK (state IN ('pending', 'decided', 'done', 'expired')),
+    request     TEXT NOT NULL,
+    proposals   TEXT NOT NULL,
+    expires_at  TEXT NOT NULL,
+    decisions   TEXT,
+    by          TEXT,
+    updated_at  TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS approvals_by_state ON approvals (state);
+
+CREATE TABLE IF NOT EXISTS settlements (
+    settlement_id TEXT PRIMARY KEY,
+    approval_id   TEXT NOT NULL,
+    call_id       TEXT NOT NULL,
+    chat_id       TEXT NOT NULL,
+    owner         TEXT NOT NULL,
+    chain_id      INTEGER NOT NULL,
+    state         TEXT NOT NULL,
+    final         INTEGER NOT NULL DEFAULT 0,
+    prepared      TEXT NOT NULL,
+    decision      TEXT NOT NULL,
+    expires_at    TEXT NOT NULL,
+    tx_hash       TEXT,
+    nonce         INTEGER,
+    raw_tx        TEXT,
+    first_block   INTEGER,
+    late          INTEGER NOT NULL DEFAULT 0,
+    history       TEXT NOT NULL,
+    created_at    TEXT NOT NULL,
+    updated_at    TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS settlements_by_chat ON settlements (chat_id, created_at);
+CREATE INDEX IF NOT EXISTS settlements_unfinished ON settlements (final);
+CREATE INDEX IF NOT EXISTS settlements_by_nonce ON settlements (chain_id, owner, nonce);
+
+-- Every hash that ever carried a settlement (a speed-up adds one): a hash settles one approval.
+CREATE TABLE IF NOT EXISTS settlement_hashes (
+    tx_hash       TEXT PRIMARY KEY,
+    settlement_id TEXT NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS ledger (
+    entry_id   TEXT PRIMARY KEY,
+    address    TEXT NOT NULL,
+    symbol     TEXT NOT NULL,
+    decimals   INTEGER NOT NULL,
+    amount     TEXT NOT NULL,
+    day        TEXT NOT NULL,
+    state      TEXT NOT NULL CHECK (state IN ('reserved', 'committed', 'released')),
+    expires_at TEXT,
+    tx_hash    TEXT,
+    updated_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS ledger_by_day ON ledger (address, symbol, day);
+""",
+}
+"""Schema changes after version 1, by the version they make; each runs once, in its own transaction."""
+
 _CHAT_COLUMNS = "chat_id, owner, chain_id, title, created_at"
 _MESSAGE_COLUMNS = "message_id, chat_id, role, content, client_message_id, finish_reason, created_at"
 _TX_COLUMNS = "chat_id, call_id, tx_hash, chain_id, status, history, updated_at"
@@ -161,6 +236,85 @@ def _refused(exc: sqlite3.IntegrityError, chat_id: str) -> LunarkError:
     return InvalidInput(f"Already stored ({exc}).", chat_id=chat_id)
 
 
+_APPROVAL_COLUMNS = "approval_id, chat_id, owner, state, request, proposals, expires_at, decisions, by"
+_SETTLEMENT_COLUMNS = (
+    "settlement_id, approval_id, call_id, chat_id, owner, chain_id, state, final, prepared, decision, expires_at, "
+    "tx_hash, nonce, raw_tx, first_block, late, history, updated_at"
+)
+
+
+def _approval(row: Any) -> ApprovalRecord:
+    return ApprovalRecord(
+        approval_id=row[0], chat_id=row[1], owner=row[2], state=row[3], request=json.loads(row[4]),
+        proposals=json.loads(row[5]), expires_at=datetime.fromisoformat(row[6]),
+        decisions=None if row[7] is None else json.loads(row[7]), by=row[8],
+    )
+
+
+def _settlement(row: Any) -> SettlementRecord:
+    return SettlementRecord(
+        settlement_id=row[0], approval_id=row[1], call_id=row[2], chat_id=row[3], owner=row[4], chain_id=row[5],
+        state=row[6], prepared=json.loads(row[8]), decision=json.loads(row[9]),
+        expires_at=datetime.fromisoformat(row[10]), tx_hash=row[11], nonce=row[12], raw_tx=row[13],
+        first_block=row[14], late=bool(row[15]), history=json.loads(row[16]),
+        updated_at=datetime.fromisoformat(row[17]),
+    )
+
+
+def _in_units(amount: int, decimals: int, to: int) -> int:
+    """``amount`` of a ``decimals`` token in units of ``to`` decimals, rounded up (a cap fails closed)."""
+    if decimals <= to:
+        return int(amount * 10 ** (to - decimals))
+    return int(-(-amount // 10 ** (decimals - to)))
+
+
+def _counted(
+    db: sqlite3.Connection, *, address: str, symbol: str, decimals: int, day: date, now: str,
+    skip: str | None = None,
+) -> int:
+    rows = db.execute(
+        "SELECT amount, decimals FROM ledger WHERE address = ? AND symbol = ? AND day = ? AND entry_id IS NOT ? "
+        "AND (state = 'committed' OR (state = 'reserved' AND (expires_at IS NULL OR expires_at > ?)))",
+        (address.lower(), symbol.upper(), day.isoformat(), skip, now),
+    ).fetchall()
+    return sum(_in_units(int(amount), places, decimals) for amount, places in rows)
+
+
+def _reserve(db: sqlite3.Connection, *, entry: SpendEntry, cap: int | None, now: str, hold: bool) -> int | None:
+    """One transaction: count, compare with ``cap``, reserve. See ``Store.reserve`` and ``Store.hold``."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        row = db.execute("SELECT state, expires_at FROM ledger WHERE entry_id = ?", (entry.entry_id,)).fetchone()
+        live = row is not None and (
+            row[0] == "committed" or (row[0] == "reserved" and (row[1] is None or row[1] > now))
+        )
+        if not live and cap is not None:
+            counted = _counted(db, address=entry.address, symbol=entry.symbol, decimals=entry.decimals,
+                               day=entry.day, now=now, skip=entry.entry_id)
+            if counted + entry.amount > cap:
+                db.execute("ROLLBACK")
+                return counted
+        expires = None if hold or entry.expires_at is None else _when(entry.expires_at)
+        if row is None:
+            db.execute(
+                "INSERT INTO ledger (entry_id, address, symbol, decimals, amount, day, state, expires_at, updated_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, 'reserved', ?, ?)",
+                (entry.entry_id, entry.address.lower(), entry.symbol.upper(), entry.decimals, str(entry.amount),
+                 entry.day.isoformat(), expires, _now()),
+            )
+        elif row[0] != "committed":
+            db.execute(
+                "UPDATE ledger SET state = 'reserved', expires_at = ?, updated_at = ? WHERE entry_id = ?",
+                (expires, _now(), entry.entry_id),
+            )
+        db.execute("COMMIT")
+    except BaseException:
+        with suppress(sqlite3.Error):
+            db.execute("ROLLBACK")
+        raise
+    return None
+
+
 _T = TypeVar("_T")
 
 
@@ -175,6 +329,11 @@ def _connect(path: str, busy_timeout: float) -> sqlite3.Connection:
         db.execute("PRAGMA foreign_keys = ON")
         db.executescript(_SCHEMA)
         version = int(db.execute("SELECT MAX(version) FROM schema_version").fetchone()[0])
+        for target in sorted(v for v in _MIGRATIONS if v > version):
+            db.executescript(
+                f"BEGIN IMMEDIATE;{_MIGRATIONS[target]}UPDATE schema_version SET version = {target};COMMIT;"
+            )
+            version = target
         if version > SCHEMA_VERSION:
             raise ConfigError(
                 f"The database {path!r} has schema version {version}, newer than this "
@@ -481,24 +640,145 @@ class SqliteStore:
         )
         return [_tx_record(row) for row in rows]
 
-    # the spend ledger (lunark.tools.policy.SpendLedger)
+    # the spend ledger (lunark.tools.policy.SpendLedger), in base units
 
-    async def spent(self, address: str, symbol: str, day: date) -> Decimal:
-        rows = await self._fetch(
-            "SELECT amount FROM spend WHERE address = ? AND symbol = ? AND day = ?",
-            (address.lower(), symbol.upper(), day.isoformat()),
-        )
-        return sum((Decimal(row[0]) for row in rows), Decimal(0))
+    async def counted(self, address: str, symbol: str, decimals: int, day: date, *, now: datetime) -> int:
+        return await self._call(partial(_counted, address=address, symbol=symbol, decimals=decimals, day=day,
+                                        now=_when(now)))
 
-    async def record(self, address: str, symbol: str, amount: Decimal, tx_hash: str, day: date) -> None:
-        if not amount.is_finite() or amount < 0:
-            raise InvalidAmount(f"A spent amount is a finite number >= 0, not {amount}.", value=str(amount))
+    async def reserve(self, entry: SpendEntry, cap: int | None, *, now: datetime) -> int | None:
+        return await self._call(partial(_reserve, entry=entry, cap=cap, now=_when(now), hold=False))
+
+    async def hold(self, entry: SpendEntry, cap: int | None, *, now: datetime) -> int | None:
+        return await self._call(partial(_reserve, entry=entry, cap=cap, now=_when(now), hold=True))
+
+    async def commit(self, entry_id: str, tx_hash: str) -> None:
         await self._fetch(
-            "INSERT INTO spend (tx_hash, address, symbol, day, amount) VALUES (?, ?, ?, ?, ?) "
-            "ON CONFLICT (tx_hash) DO UPDATE SET address = excluded.address, symbol = excluded.symbol, "
-            "day = excluded.day, amount = excluded.amount",
-            (tx_hash.lower(), address.lower(), symbol.upper(), day.isoformat(), str(amount)),
+            "UPDATE ledger SET state = 'committed', expires_at = NULL, tx_hash = ?, updated_at = ? "
+            "WHERE entry_id = ?", (tx_hash.lower(), _now(), entry_id),
         )
+
+    async def release(self, entry_id: str) -> None:
+        await self._fetch(
+            "UPDATE ledger SET state = 'released', updated_at = ? WHERE entry_id = ?", (_now(), entry_id)
+        )
+
+    # approvals
+
+    async def put_approval(self, record: ApprovalRecord) -> None:
+        await self._fetch(
+            "INSERT INTO approvals (approval_id, chat_id, owner, state, request, proposals, expires_at, "
+            "decisions, by, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            (record.approval_id, record.chat_id, record.owner.lower(), record.state, _dumps(record.request),
+             _dumps(record.proposals), _when(record.expires_at),
+             None if record.decisions is None else _dumps(record.decisions), record.by, _now()),
+        )
+
+    async def get_approval(self, approval_id: str) -> ApprovalRecord | None:
+        rows = await self._fetch(f"SELECT {_APPROVAL_COLUMNS} FROM approvals WHERE approval_id = ?", (approval_id,))
+        return _approval(rows[0]) if rows else None
+
+    async def claim_approval(
+        self, approval_id: str, decisions: Sequence[Mapping[str, Any]], by: str
+    ) -> ApprovalRecord | None:
+        rows = await self._fetch(
+            "UPDATE approvals SET state = 'decided', decisions = ?, by = ?, updated_at = ? "
+            f"WHERE approval_id = ? AND state = 'pending' RETURNING {_APPROVAL_COLUMNS}",
+            (_dumps(list(decisions)), by, _now(), approval_id),
+        )
+        return _approval(rows[0]) if rows else None
+
+    async def finish_approval(self, approval_id: str) -> None:
+        await self._fetch(
+            "UPDATE approvals SET state = CASE WHEN by = 'timeout' THEN 'expired' ELSE 'done' END, "
+            "updated_at = ? WHERE approval_id = ? AND state = 'decided'", (_now(), approval_id),
+        )
+
+    async def approvals(self, states: Sequence[str]) -> list[ApprovalRecord]:
+        marks = ", ".join("?" for _ in states)
+        rows = await self._fetch(
+            f"SELECT {_APPROVAL_COLUMNS} FROM approvals WHERE state IN ({marks}) ORDER BY updated_at", tuple(states)
+        )
+        return [_approval(row) for row in rows]
+
+    # settlements
+
+    async def open_settlement(self, record: SettlementRecord) -> SettlementRecord:
+        def insert(db: sqlite3.Connection) -> SettlementRecord:
+            db.execute(
+                f"INSERT INTO settlements ({_SETTLEMENT_COLUMNS}, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                (record.settlement_id, record.approval_id, record.call_id, record.chat_id, record.owner.lower(),
+                 record.chain_id, record.state, int(record.final), _dumps(record.prepared),
+                 _dumps(record.decision), _when(record.expires_at), record.tx_hash, record.nonce, record.raw_tx,
+                 record.first_block, int(record.late), _dumps(record.history), _now(), _now()),
+            )
+            return _settlement(db.execute(
+                f"SELECT {_SETTLEMENT_COLUMNS} FROM settlements WHERE settlement_id = ?", (record.settlement_id,)
+            ).fetchone())
+
+        return await self._call(insert)
+
+    async def get_settlement(self, settlement_id: str) -> SettlementRecord | None:
+        rows = await self._fetch(
+            f"SELECT {_SETTLEMENT_COLUMNS} FROM settlements WHERE settlement_id = ?", (settlement_id,)
+        )
+        return _settlement(rows[0]) if rows else None
+
+    async def advance_settlement(
+        self, settlement_id: str, state: str, evidence: Mapping[str, Any], **fields: Any
+    ) -> SettlementRecord:
+        unknown = set(fields) - {"tx_hash", "nonce", "raw_tx", "first_block"}
+        if unknown:
+            raise InvalidInput(f"A settlement has no fields {sorted(unknown)}.")
+        entry = _dumps({"state": state, "ts": round(time.time(), 3), **evidence})
+        sets = "".join(f", {name} = ?" for name in fields)
+
+        def advance(db: sqlite3.Connection) -> SettlementRecord:
+            row = db.execute(
+                f"UPDATE settlements SET state = ?, final = ?, history = json_insert(history, '$[#]', json(?)), "
+                f"updated_at = ?{sets} WHERE settlement_id = ? AND final = 0 RETURNING {_SETTLEMENT_COLUMNS}",
+                (state, int(state in FINAL_STATES), entry, _now(), *fields.values(), settlement_id),
+            ).fetchone()
+            if row is None:
+                row = db.execute(
+                    f"SELECT {_SETTLEMENT_COLUMNS} FROM settlements WHERE settlement_id = ?", (settlement_id,)
+                ).fetchone()
+                if row is None:
+                    raise NotFound(f"No settlement {settlement_id!r}.", settlement_id=settlement_id)
+            return _settlement(row)
+
+        return await self._call(advance)
+
+    async def bind_hash(self, settlement_id: str, tx_hash: str) -> str:
+        rows = await self._fetch(
+            "INSERT INTO settlement_hashes (tx_hash, settlement_id) VALUES (?, ?) "
+            "ON CONFLICT (tx_hash) DO UPDATE SET tx_hash = excluded.tx_hash RETURNING settlement_id",
+            (tx_hash.lower(), settlement_id),
+        )
+        return str(rows[0][0])
+
+    async def nonce_settling(self, chain_id: int, owner: str, nonce: int, settlement_id: str) -> str | None:
+        rows = await self._fetch(
+            "SELECT settlement_id FROM settlements WHERE chain_id = ? AND owner = ? AND nonce = ? "
+            "AND settlement_id != ? AND state NOT IN ('mismatch', 'expired', 'dropped', 'replaced', 'failed') "
+            "LIMIT 1",
+            (chain_id, owner.lower(), nonce, settlement_id),
+        )
+        return str(rows[0][0]) if rows else None
+
+    async def settlements(self, *, chat_id: str | None = None, unfinished: bool = False) -> list[SettlementRecord]:
+        where, params = [], []
+        if chat_id is not None:
+            where.append("chat_id = ?")
+            params.append(chat_id)
+        if unfinished:
+            where.append("final = 0")
+        clause = f" WHERE {' AND '.join(where)}" if where else ""
+        rows = await self._fetch(
+            f"SELECT {_SETTLEMENT_COLUMNS} FROM settlements{clause} ORDER BY created_at, rowid", tuple(params)
+        )
+        return [_settlement(row) for row in rows]
 
     # sign-in
 

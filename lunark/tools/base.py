@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ValidationError
@@ -25,9 +24,12 @@ from pydantic import BaseModel, ValidationError
 from lunark.errors import InvalidInput
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from lunark.chain.client import ChainClients
     from lunark.chain.signer import Signer
     from lunark.networks import Network, NetworkRegistry
+    from lunark.settlement import Settlements
     from lunark.tools.policy import SpendingPolicy, SpendLedger
 
 __all__ = [
@@ -35,6 +37,7 @@ __all__ = [
     "Decision",
     "FunctionTool",
     "Proposal",
+    "ResolvedRule",
     "Tool",
     "ToolContext",
     "needs_approval",
@@ -45,8 +48,19 @@ JSON = Any
 Decision = Mapping[str, Any]
 """One decision as the protocol spells it: ``{"type": "approve" | "edit" | "reject", ...}``."""
 
-ApprovalRule = Literal["always", "never"] | Callable[[BaseModel], bool]
-"""When a call needs the user's approval: always, never, or a predicate on the validated args."""
+
+
+@runtime_checkable
+class ResolvedRule(Protocol):
+    """An approval rule judged on what a call resolved to (its ``Proposal``), never on the model's
+    raw arguments: e.g. a transfer's token contract and amount in base units."""
+
+    def needs(self, proposal: Proposal) -> bool: ...
+
+
+ApprovalRule = Literal["always", "never"] | Callable[[BaseModel], bool] | ResolvedRule
+"""When a call needs the user's approval: always, never, a predicate on the validated args, or a
+``ResolvedRule`` that reads what the call resolved to (e.g. the exact transfer)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -95,8 +109,22 @@ class ToolContext:
     """Seconds to wait for a transaction before calling it dropped."""
     verify_timeout: float = 30.0
     """Seconds to wait for a wallet-broadcast transaction to become visible."""
-    turn_spend: dict[str, Decimal] = field(default_factory=dict)
-    """Amounts proposed so far in this turn, per symbol, so daily caps see them together."""
+    chat_id: str = ""
+    """The chat (graph thread) the call belongs to."""
+    approval_id: str | None = None
+    """The approval this call is (or would be) part of; with ``call_id`` it names the action's
+    spend reservation and settlement."""
+    call_id: str | None = None
+    """The tool call being prepared or executed."""
+    expires_at: datetime | None = None
+    """When the approval expires; a spend reservation lapses then."""
+    settlements: Settlements | None = None
+    """Owns every approved transaction from decision to final outcome (``lunark.settlement``)."""
+
+    @property
+    def action_id(self) -> str | None:
+        """``"{approval_id}/{call_id}"``: the action's key in the ledger and the settlements."""
+        return f"{self.approval_id}/{self.call_id}" if self.approval_id and self.call_id else None
 
     @property
     def network(self) -> Network:
@@ -137,13 +165,17 @@ def validate_args(tool: Tool, raw: Mapping[str, Any]) -> BaseModel:
         raise InvalidInput(f"Invalid arguments for {tool.name}: {problems}", tool=tool.name) from None
 
 
-def needs_approval(tool: Tool, args: BaseModel, rule: ApprovalRule | None = None) -> bool:
+def needs_approval(
+    tool: Tool, args: BaseModel, rule: ApprovalRule | None = None, proposal: Proposal | None = None
+) -> bool:
     """Whether this call waits for the user (``rule`` overrides the tool's own)."""
     rule = tool.approval if rule is None else rule
     if rule == "always":
         return True
     if rule == "never":
         return False
+    if isinstance(rule, ResolvedRule):
+        return True if proposal is None else rule.needs(proposal)  # nothing resolved: fail closed
     return bool(rule(args))
 
 

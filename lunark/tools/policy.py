@@ -1,31 +1,34 @@
 """The spending policy: deterministic rules outside the model.
 
-Checked in the transfer tool before the user is asked anything. Nothing a model
-or a message says can lift it: it is built from configuration at start-up and
-the tools only read it.
+Checked in the transfer tool before the user is asked anything, and again when an approved
+transfer executes. Nothing a model or a message says can lift it: it is built from
+configuration at start-up and the tools only read it.
 
-Caps are per token symbol in whole units (``{"ETH": "1", "TKN": "500"}``);
-``"*"`` caps any token not named. Daily caps count what was sent since 00:00
-UTC through the ``SpendLedger``. The deny list wins over the allow list.
+Caps are per token symbol in whole units (``{"ETH": "1", "TKN": "500"}``); ``"*"`` caps any
+token not named. They are compared in the token's base units, as integers: nothing is rounded
+in the user's favour. Daily caps count, per address across all of its chats, what was sent since
+00:00 UTC and what waits for approval: an amount is reserved in the ``SpendLedger`` when the
+approval is asked, held when it executes, committed at broadcast and released on reject,
+expiry, mismatch or failure. The deny list wins over the allow list.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
-from decimal import Decimal
+from decimal import Context, Decimal
 from typing import Protocol
 
 from eth_typing import ChecksumAddress
 from eth_utils.address import to_checksum_address
 
-from lunark.chain.types import TransferIntent
+from lunark.chain.types import TransferIntent, to_units
 from lunark.errors import PolicyViolation
+from lunark.store.base import SpendEntry
 
-__all__ = ["InMemorySpendLedger", "SpendLedger", "SpendingPolicy", "utc_today"]
+__all__ = ["InMemorySpendLedger", "SpendLedger", "SpendingPolicy", "cap_units", "utc_today"]
 
 
 def utc_today() -> date:
@@ -33,31 +36,78 @@ def utc_today() -> date:
 
 
 class SpendLedger(Protocol):
-    """Where sent amounts are counted for daily caps."""
+    """Where amounts are counted for daily caps, in base units (``lunark.store.Store`` is one)."""
 
-    async def spent(self, address: str, symbol: str, day: date) -> Decimal:
-        """Whole units of ``symbol`` that ``address`` sent on ``day`` (UTC)."""
-        ...
+    async def counted(self, address: str, symbol: str, decimals: int, day: date, *, now: datetime) -> int: ...
 
-    async def record(self, address: str, symbol: str, amount: Decimal, tx_hash: str, day: date) -> None:
-        """Count a sent amount once per ``tx_hash``."""
-        ...
+    async def reserve(self, entry: SpendEntry, cap: int | None, *, now: datetime) -> int | None: ...
+
+    async def hold(self, entry: SpendEntry, cap: int | None, *, now: datetime) -> int | None: ...
+
+    async def commit(self, entry_id: str, tx_hash: str) -> None: ...
+
+    async def release(self, entry_id: str) -> None: ...
+
+
+def _in_units(amount: int, decimals: int, to: int) -> int:
+    if decimals <= to:
+        return int(amount * 10 ** (to - decimals))
+    return int(-(-amount // 10 ** (decimals - to)))  # rounded up: a cap fails closed
 
 
 class InMemorySpendLedger:
-    """A ledger for one process (tests, terminal use)."""
+    """A ledger for one process (tests, terminal use); the same rules as the store's."""
 
     def __init__(self) -> None:
-        self._rows: dict[tuple[str, str, date], dict[str, Decimal]] = defaultdict(dict)
+        self._entries: dict[str, tuple[SpendEntry, str]] = {}
         self._lock = asyncio.Lock()
 
-    async def spent(self, address: str, symbol: str, day: date) -> Decimal:
-        rows = self._rows.get((address.lower(), symbol.upper(), day), {})
-        return sum(rows.values(), Decimal(0))
+    def _live(self, entry: SpendEntry, state: str, now: datetime) -> bool:
+        return state == "committed" or (
+            state == "reserved" and (entry.expires_at is None or entry.expires_at > now)
+        )
 
-    async def record(self, address: str, symbol: str, amount: Decimal, tx_hash: str, day: date) -> None:
+    async def counted(self, address: str, symbol: str, decimals: int, day: date, *, now: datetime) -> int:
+        return self._count(address, symbol, decimals, day, now, skip=None)
+
+    def _count(self, address: str, symbol: str, decimals: int, day: date, now: datetime, skip: str | None) -> int:
+        return sum(
+            _in_units(entry.amount, entry.decimals, decimals)
+            for entry_id, (entry, state) in self._entries.items()
+            if entry_id != skip and entry.address.lower() == address.lower()
+            and entry.symbol.upper() == symbol.upper() and entry.day == day and self._live(entry, state, now)
+        )
+
+    async def _reserve(self, entry: SpendEntry, cap: int | None, now: datetime, hold: bool) -> int | None:
         async with self._lock:
-            self._rows[(address.lower(), symbol.upper(), day)][tx_hash.lower()] = amount
+            known = self._entries.get(entry.entry_id)
+            if known is not None and known[1] == "committed":
+                return None
+            if (known is None or not self._live(*known, now)) and cap is not None:
+                counted = self._count(entry.address, entry.symbol, entry.decimals, entry.day, now, entry.entry_id)
+                if counted + entry.amount > cap:
+                    return counted
+            self._entries[entry.entry_id] = (replace(entry, expires_at=None) if hold else entry, "reserved")
+            return None
+
+    async def reserve(self, entry: SpendEntry, cap: int | None, *, now: datetime) -> int | None:
+        return await self._reserve(entry, cap, now, hold=False)
+
+    async def hold(self, entry: SpendEntry, cap: int | None, *, now: datetime) -> int | None:
+        return await self._reserve(entry, cap, now, hold=True)
+
+    async def commit(self, entry_id: str, tx_hash: str) -> None:
+        if entry_id in self._entries:
+            self._entries[entry_id] = (replace(self._entries[entry_id][0], expires_at=None), "committed")
+
+    async def release(self, entry_id: str) -> None:
+        if entry_id in self._entries:
+            self._entries[entry_id] = (self._entries[entry_id][0], "released")
+
+
+def cap_units(cap: Decimal, decimals: int) -> int:
+    """A cap in whole units as base units of a ``decimals`` token, exactly (a finer cap rounds down)."""
+    return int(cap.scaleb(decimals, context=Context(prec=200)))
 
 
 def _caps(raw: Mapping[str, Decimal | str | int]) -> dict[str, Decimal]:
@@ -101,13 +151,17 @@ class SpendingPolicy:
         intent: TransferIntent,
         ledger: SpendLedger,
         *,
-        also_pending: Decimal = Decimal(0),
-        day: date | None = None,
+        reservation: str | None = None,
+        expires_at: datetime | None = None,
+        executing: bool = False,
+        now: datetime | None = None,
     ) -> None:
         """Raise ``PolicyViolation`` if ``intent`` breaks a rule.
 
-        ``also_pending`` counts transfers of the same symbol proposed earlier in
-        the same turn, so two transfers cannot each slip under the daily cap.
+        With ``reservation`` (the action's id) the amount is also reserved against the daily cap,
+        atomically, until ``expires_at``; with ``executing`` the reservation is held for the
+        execution (and taken again under the cap if it lapsed). Without one, the daily cap is only
+        compared with what is counted now.
         """
         recipient = intent.recipient
         if recipient in self.deny:
@@ -121,34 +175,47 @@ class SpendingPolicy:
                 rule="allow_list",
                 recipient=recipient,
             )
-        amount = intent.human_amount
-        symbol = intent.symbol
+        symbol, decimals, amount = intent.symbol, intent.decimals, intent.amount
         per_tx = self._cap(self.per_tx_cap, symbol)
-        if per_tx is not None and amount > per_tx:
+        if per_tx is not None and amount > cap_units(per_tx, decimals):
             raise PolicyViolation(
-                f"{_fmt(amount)} {symbol} is over the per-transaction limit of {_fmt(per_tx)} {symbol}.",
+                f"{_fmt(intent.human_amount)} {symbol} is over the per-transaction limit of {_fmt(per_tx)} {symbol}.",
                 rule="per_tx_cap",
                 limit=_fmt(per_tx),
-                amount=_fmt(amount),
+                amount=_fmt(intent.human_amount),
                 symbol=symbol,
             )
         daily = self._cap(self.daily_cap, symbol)
-        if daily is not None:
-            spent = await ledger.spent(intent.sender, symbol, day or utc_today())
-            total = spent + also_pending + amount
-            if total > daily:
-                left = max(daily - spent - also_pending, Decimal(0))
-                raise PolicyViolation(
-                    f"{_fmt(amount)} {symbol} would exceed the daily limit of {_fmt(daily)} {symbol} "
-                    f"({_fmt(spent)} already sent today, {_fmt(left)} left).",
-                    rule="daily_cap",
-                    limit=_fmt(daily),
-                    spent=_fmt(spent),
-                    amount=_fmt(amount),
-                    symbol=symbol,
-                )
+        cap = None if daily is None else cap_units(daily, decimals)
+        now = now or datetime.now(UTC)
+        day = now.date()
+        if reservation is not None:
+            entry = SpendEntry(
+                entry_id=reservation, address=intent.sender, symbol=symbol, decimals=decimals, amount=amount,
+                day=day, expires_at=expires_at,
+            )
+            take = ledger.hold if executing else ledger.reserve
+            counted = await take(entry, cap, now=now)
+        elif cap is not None:
+            counted = await ledger.counted(intent.sender, symbol, decimals, day, now=now)
+            counted = counted if counted + amount > cap else None
+        else:
+            counted = None
+        if counted is not None and daily is not None:
+            spent = to_units(counted, decimals)
+            left = max(daily - spent, Decimal(0))
+            raise PolicyViolation(
+                f"{_fmt(intent.human_amount)} {symbol} would exceed the daily limit of {_fmt(daily)} {symbol} "
+                f"({_fmt(spent)} already sent or waiting for approval today, {_fmt(left)} left).",
+                rule="daily_cap",
+                limit=_fmt(daily),
+                spent=_fmt(spent),
+                amount=_fmt(intent.human_amount),
+                symbol=symbol,
+            )
 
 
 def _fmt(value: Decimal) -> str:
-    text = format(value.normalize(), "f")
-    return text
+    if not value:
+        return "0"
+    return format(value.normalize(Context(prec=200)), "f")

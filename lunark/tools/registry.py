@@ -10,20 +10,22 @@ returns one or a list::
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from importlib.metadata import entry_points
 from typing import Any
 
-from pydantic import BaseModel
-
 from lunark.errors import ConfigError, InvalidInput
 from lunark.tools.balance import GetBalance
-from lunark.tools.base import ApprovalRule, Tool
+from lunark.tools.base import ApprovalRule, Proposal, Tool
 from lunark.tools.network import SwitchNetwork
+from lunark.tools.policy import cap_units
 from lunark.tools.transfer import Transfer
 
-__all__ = ["PLUGIN_GROUP", "ToolSet", "amount_above", "default_tools", "load_plugins", "parse_approval_rule"]
+__all__ = [
+    "PLUGIN_GROUP", "AmountAbove", "ToolSet", "amount_above", "default_tools", "load_plugins", "parse_approval_rule",
+]
 
 PLUGIN_GROUP = "lunark.tools"
 
@@ -33,26 +35,35 @@ def default_tools() -> list[Tool]:
     return [GetBalance(), Transfer(), SwitchNetwork()]
 
 
-def amount_above(limits: Mapping[str, Decimal | str | int]) -> Callable[[BaseModel], bool]:
-    """A rule: approval needed when ``args.amount`` is above the limit for ``args.token``.
+@dataclass(frozen=True, slots=True)
+class AmountAbove:
+    """A rule: approval needed when a transfer's resolved amount is above the limit for its asset.
 
-    Keys are token symbols; ``"native"`` is the network's currency; ``"*"`` any other.
-    A token with no limit, or an amount that is not a number, needs approval (fail closed).
+    Judged on the prepared transfer, never on the model's words: ``"native"`` is the network's
+    currency however the model named it (``"ETH"``, or nothing), a symbol is a token the network
+    knows, ``"*"`` any other; amounts compare in base units. A token with no limit, or a call that
+    resolved to no transfer, needs approval (fail closed).
     """
-    table = {k.upper(): Decimal(str(v)) for k, v in limits.items()}
 
-    def rule(args: BaseModel) -> bool:
-        token = getattr(args, "token", None)
-        key = str(token).upper() if token else "NATIVE"
-        limit = table.get(key, table.get("*"))
+    limits: Mapping[str, Decimal]
+
+    def needs(self, proposal: Proposal) -> bool:
+        prepared = proposal.data.get("prepared")
+        if not isinstance(prepared, Mapping):
+            return True
+        key = "NATIVE" if not prepared.get("token") else str(prepared.get("symbol", "")).upper()
+        limit = self.limits.get(key, self.limits.get("*"))
         if limit is None:
             return True
         try:
-            return Decimal(str(getattr(args, "amount", ""))) > limit
-        except InvalidOperation:
+            return int(prepared["amount"]) > cap_units(limit, int(prepared["decimals"]))
+        except (KeyError, TypeError, ValueError):
             return True
 
-    return rule
+
+def amount_above(limits: Mapping[str, Decimal | str | int]) -> AmountAbove:
+    """``AmountAbove`` from ``{symbol or "native" or "*": whole units}``."""
+    return AmountAbove({k.upper(): Decimal(str(v)) for k, v in limits.items()})
 
 
 def parse_approval_rule(raw: Any) -> ApprovalRule:

@@ -11,25 +11,20 @@ signs. Then the transaction is tracked to confirmation, every step emitted.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, cast
 
-from eth_typing import ChecksumAddress, HexStr
-from eth_utils.address import to_checksum_address
-from eth_utils.crypto import keccak
-from hexbytes import HexBytes
+from eth_typing import ChecksumAddress
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from web3.exceptions import TransactionNotFound
 
-from lunark.chain.client import ChainClient
-from lunark.chain.intent import verify_signed_transaction, verify_transaction_hash
-from lunark.chain.tracker import track_transaction
-from lunark.chain.types import PreparedTx, TransferIntent, TxStatus, TxUpdate, to_units
-from lunark.errors import ChainError, IntentMismatch, SignerError
+from lunark.chain.types import prepared_from_state, prepared_to_state, to_units
+from lunark.errors import SignerError
+from lunark.settlement import outcome_message
+from lunark.store.base import SettlementRecord
 from lunark.tools.base import ApprovalRule, Decision, Proposal, ToolContext
-from lunark.tools.policy import utc_today
 
-__all__ = ["Transfer", "TransferArgs", "prepared_from_state", "prepared_to_state"]
+__all__ = ["Transfer", "TransferArgs", "prepared_from_state", "prepared_to_state", "settlement_result"]
 
 
 class TransferArgs(BaseModel):
@@ -57,43 +52,6 @@ class TransferArgs(BaseModel):
         if isinstance(value, int | float) and not isinstance(value, bool):
             return repr(value)
         return value
-
-
-def prepared_to_state(prepared: PreparedTx) -> dict[str, Any]:
-    """A prepared transaction as plain JSON for the checkpoint."""
-    intent = prepared.intent
-    return {
-        "chain_id": intent.chain_id,
-        "sender": intent.sender,
-        "recipient": intent.recipient,
-        "amount": str(intent.amount),
-        "symbol": intent.symbol,
-        "decimals": intent.decimals,
-        "token": intent.token,
-        "nonce": prepared.nonce,
-        "gas": prepared.gas,
-        "max_fee_per_gas": str(prepared.max_fee_per_gas),
-        "max_priority_fee_per_gas": str(prepared.max_priority_fee_per_gas),
-    }
-
-
-def prepared_from_state(raw: dict[str, Any]) -> PreparedTx:
-    intent = TransferIntent(
-        chain_id=int(raw["chain_id"]),
-        sender=to_checksum_address(raw["sender"]),
-        recipient=to_checksum_address(raw["recipient"]),
-        amount=int(raw["amount"]),
-        symbol=str(raw["symbol"]),
-        decimals=int(raw["decimals"]),
-        token=to_checksum_address(raw["token"]) if raw.get("token") else None,
-    )
-    return PreparedTx(
-        intent=intent,
-        nonce=int(raw["nonce"]),
-        gas=int(raw["gas"]),
-        max_fee_per_gas=int(raw["max_fee_per_gas"]),
-        max_priority_fee_per_gas=int(raw["max_priority_fee_per_gas"]),
-    )
 
 
 def _short(address: str) -> str:
@@ -125,10 +83,15 @@ class Transfer:
             # claim any symbol. Fail closed.
             token = network.token(str(a.token)).address
         intent = await client.build_intent(ctx.user_address, a.to, a.amount, token)
-        key = intent.symbol.upper()
-        await ctx.policy.check(intent, ctx.ledger, also_pending=ctx.turn_spend.get(key, Decimal(0)))
-        prepared = await client.prepare(intent)
-        ctx.turn_spend[key] = ctx.turn_spend.get(key, Decimal(0)) + intent.human_amount
+        # Checked, and the amount reserved against the daily cap across all of the user's chats,
+        # before anyone is asked; the reservation lapses with the approval.
+        await ctx.policy.check(intent, ctx.ledger, reservation=ctx.action_id, expires_at=ctx.expires_at)
+        try:
+            prepared = await client.prepare(intent)
+        except BaseException:
+            if ctx.action_id is not None:
+                await ctx.ledger.release(ctx.action_id)
+            raise
         fee = _amount_text(to_units(prepared.max_fee, network.decimals))
         return Proposal(
             summary=(
@@ -153,10 +116,14 @@ class Transfer:
     async def execute(
         self, args: BaseModel, ctx: ToolContext, proposal: Proposal, decision: Decision | None
     ) -> dict[str, Any]:
+        """Hand the approved transfer to the settlement service and wait for its final outcome.
+
+        The service writes the settlement ahead of any signing, checks the wallet's transaction
+        against what was approved, broadcasts and tracks it; this call only waits (an abort
+        stops the waiting, never the settlement)."""
         prepared = prepared_from_state(proposal.data["prepared"])
         intent = prepared.intent
         network = ctx.registry.get(intent.chain_id)
-        client = ctx.clients.get(network)
         base = {
             "amount": proposal.data["amount"],
             "symbol": intent.symbol,
@@ -164,60 +131,29 @@ class Transfer:
             "network": network.display_name,
             "chain_id": network.chain_id,
         }
-        decision = decision or {}
-        try:
-            if decision.get("tx_hash"):
-                tx_hash = str(decision["tx_hash"])
-                decoded = await verify_transaction_hash(
-                    client.w3, intent, tx_hash, timeout=ctx.verify_timeout
-                )
-            else:
-                if decision.get("signed_tx"):
-                    raw = HexBytes(str(decision["signed_tx"]))
-                else:
-                    if ctx.signer is None:
-                        raise SignerError(
-                            "No local signer is configured here: approve with the wallet's "
-                            "tx_hash or signed_tx.",
-                        )
-                    raw = HexBytes(await ctx.signer.sign_transaction(prepared))
-                decoded = verify_signed_transaction(intent, raw)
-                tx_hash = await _broadcast(client, raw)
-        except IntentMismatch as exc:
-            update = TxUpdate(
-                tx_hash=exc.tx_hash or str(decision.get("tx_hash") or ""),
-                chain_id=network.chain_id,
-                status=TxStatus.MISMATCH,
-                reason=exc.message,
-                explorer_url=network.explorer_tx_url(exc.tx_hash) if exc.tx_hash else None,
-            )
-            ctx.emit({"type": "tx_update", **update.to_dict()})
-            return {**base, **update.to_dict(), "status": "mismatch", "differences": exc.differences}
-
-        await ctx.ledger.record(intent.sender, intent.symbol, intent.human_amount, tx_hash, utc_today())
-        last: TxUpdate | None = None
-        async for update in track_transaction(
-            client.w3, network, tx_hash, sender=intent.sender, nonce=decoded.nonce,
-            timeout=ctx.track_timeout,
-        ):
-            ctx.emit({"type": "tx_update", **update.to_dict()})
-            last = update
-        assert last is not None  # the tracker always yields at least `submitted`
-        return {**base, **last.to_dict()}
+        decision = dict(decision or {})
+        if ctx.settlements is None or ctx.action_id is None or ctx.approval_id is None or ctx.call_id is None:
+            raise SignerError("This agent has no settlement service; it cannot execute transfers.")
+        if not decision.get("tx_hash"):
+            # Checked again before we sign or broadcast anything: a reservation that lapsed is taken
+            # anew under the cap. (A wallet that broadcast itself has already moved the funds: the
+            # settlement records and counts it instead.)
+            await ctx.policy.check(intent, ctx.ledger, reservation=ctx.action_id, executing=True)
+        record = await ctx.settlements.open(
+            approval_id=ctx.approval_id, call_id=ctx.call_id, chat_id=ctx.chat_id, prepared=prepared,
+            prepared_state=proposal.data["prepared"], decision=decision,
+            expires_at=ctx.expires_at or datetime.now(UTC),
+        )
+        final = await ctx.settlements.settle(record.settlement_id, forward=ctx.emit)
+        return settlement_result(final, base)
 
 
-async def _broadcast(client: ChainClient, raw: HexBytes) -> str:
-    """Send a signed transaction; sending one the node already has is not an error.
-
-    The tools step re-runs after a crash, and re-signing the same prepared
-    transaction yields the same bytes, hence the same hash.
-    """
-    tx_hash = "0x" + keccak(raw).hex()
-    try:
-        return await client.send_raw_transaction(raw)
-    except ChainError as send_error:
-        try:
-            await client.w3.eth.get_transaction(HexStr(tx_hash))
-        except TransactionNotFound:
-            raise send_error from None
-        return tx_hash
+def settlement_result(record: SettlementRecord, base: dict[str, Any]) -> dict[str, Any]:
+    """The tool result of a settled transfer: its outcome as the chat saw it, and in plain words."""
+    last = record.history[-1] if record.history else {}
+    evidence = {k: v for k, v in last.items() if k not in ("state", "ts", "status", "type", "call_id")}
+    status = "dropped" if record.state == "expired" else record.state
+    out = {**base, **evidence, "status": status, "message": outcome_message(record, last)}
+    if record.tx_hash:
+        out["tx_hash"] = record.tx_hash
+    return out

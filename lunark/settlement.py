@@ -1,0 +1,430 @@
+"""Settlement: every approved transfer as one durable state machine, from decision to final outcome.
+
+```
+approved -> broadcasting -> submitted -> mined -> confirmed
+   |             |              |          |
+   v             v              v          v
+mismatch      dropped     replaced / dropped   failed (status 0)
+(expired: a signed transaction that arrived, or would have gone out, after the approval expired)
+```
+
+- Write ahead: the record exists (``approved``, with the decision) before anything is signed, and
+  the signed bytes are stored (``broadcasting``) before they are sent. A process that dies at any
+  instant leaves a record that says what may have happened; ``Settlements.resume_all`` finds out
+  at the next start and carries every unfinished settlement to a final state.
+- Binding: a wallet's transaction settles only its own approval: ``lunark.chain.intent`` checks it
+  field by field against the prepared transaction, and the store checks that its hash settled no
+  other approval and its nonce carries no other live settlement. A signed transaction failing any
+  check is never broadcast.
+- The service, not the turn, owns tracking: an aborted turn or a restart never stops it. Each
+  transition is stored first and only then emitted as the chat's ``tx_update`` (durable before
+  visible).
+- Spending: the amount reserved when the approval was asked is held at execution, committed at
+  broadcast and released when nothing went out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from eth_typing import HexStr
+from eth_utils.crypto import keccak
+from hexbytes import HexBytes
+from web3.exceptions import TransactionNotFound, Web3Exception
+
+from lunark.chain.client import ChainClient, ChainClients
+from lunark.chain.intent import DecodedTx, decode_signed_transaction, describe_mismatch, diff_intent, fetch_transaction
+from lunark.chain.signer import Signer
+from lunark.chain.tracker import track_transaction
+from lunark.chain.types import PreparedTx, TxStatus, TxUpdate, prepared_from_state, to_units
+from lunark.errors import ChainError, IntentMismatch, LunarkError, RpcUnavailable, SignerError
+from lunark.networks import Network, NetworkRegistry
+from lunark.store.base import SettlementRecord, Store
+
+__all__ = ["Settlements", "outcome_message"]
+
+logger = logging.getLogger(__name__)
+
+Sink = Callable[[SettlementRecord, dict[str, Any]], Awaitable[None]]
+"""Where a settlement's ``tx_update`` events go (the server: the chat's log and rooms)."""
+
+_RETRY_AFTER_RPC_ERROR = 2.0
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def settlement_id(approval_id: str, call_id: str) -> str:
+    return f"{approval_id}/{call_id}"
+
+
+class Settlements:
+    """Owns every settlement of one process: drives each to a final state, exactly once."""
+
+    def __init__(
+        self,
+        store: Store,
+        clients: ChainClients,
+        registry: NetworkRegistry,
+        *,
+        signer: Signer | None = None,
+        track_timeout: float = 300.0,
+        verify_timeout: float = 30.0,
+        fee_factor: Decimal = Decimal(2),
+        poll_interval: float = 0.25,
+    ) -> None:
+        self.store = store
+        self.clients = clients
+        self.registry = registry
+        self.signer = signer
+        self.track_timeout = track_timeout
+        self.verify_timeout = verify_timeout
+        self.fee_factor = fee_factor
+        self.poll_interval = poll_interval
+        self.sink: Sink | None = None
+        """Set by the server: every transition is published there. Without one, a waiting
+        ``settle`` call forwards the events to its caller instead (library use)."""
+        self._drivers: dict[str, asyncio.Task[SettlementRecord]] = {}
+        self._listeners: dict[str, list[Callable[[dict[str, Any]], None]]] = {}
+
+    # -- entry points ------------------------------------------------------------------------
+
+    async def open(
+        self,
+        *,
+        approval_id: str,
+        call_id: str,
+        chat_id: str,
+        prepared: PreparedTx,
+        prepared_state: Mapping[str, Any],
+        decision: Mapping[str, Any],
+        expires_at: datetime,
+        late: bool = False,
+    ) -> SettlementRecord:
+        """The settlement of one approved action, written ahead of any signing (idempotent).
+
+        ``late``: evidence (a wallet's hash) that arrived after the approval expired; it is
+        verified and followed like any other, so funds that moved are shown and counted."""
+        intent = prepared.intent
+        record = SettlementRecord(
+            settlement_id=settlement_id(approval_id, call_id), approval_id=approval_id, call_id=call_id,
+            chat_id=chat_id, owner=intent.sender.lower(), chain_id=intent.chain_id, state="approved",
+            prepared=dict(prepared_state), decision=dict(decision), expires_at=expires_at, tx_hash=None,
+            nonce=None, raw_tx=None, first_block=None, late=late,
+            history=[{"state": "approved", "ts": round(_now().timestamp(), 3)}], updated_at=_now(),
+        )
+        return await self.store.open_settlement(record)
+
+    async def settle(
+        self, settlement_id: str, *, forward: Callable[[dict[str, Any]], None] | None = None
+    ) -> SettlementRecord:
+        """Wait for the settlement's final state, starting its driver if none runs.
+
+        ``forward`` receives its ``tx_update`` events when no sink publishes them. Cancelling the
+        caller (an aborted turn) never stops the driver.
+        """
+        if forward is not None and self.sink is None:
+            self._listeners.setdefault(settlement_id, []).append(forward)
+        try:
+            return await asyncio.shield(self._driver(settlement_id))
+        finally:
+            if forward is not None and forward in self._listeners.get(settlement_id, []):
+                self._listeners[settlement_id].remove(forward)
+                if not self._listeners[settlement_id]:
+                    del self._listeners[settlement_id]
+
+    def start(self, settlement_id: str) -> None:
+        """Drive a settlement in the background (its events go to the sink)."""
+        self._driver(settlement_id)
+
+    async def resume_all(self) -> int:
+        """Start a driver for every settlement that is not final (after a restart); returns how many."""
+        unfinished = await self.store.settlements(unfinished=True)
+        for record in unfinished:
+            self._driver(record.settlement_id)
+        return len(unfinished)
+
+    async def aclose(self) -> None:
+        """Stop the drivers; the records stay as they are, and the next start resumes them."""
+        drivers = list(self._drivers.values())
+        for task in drivers:
+            task.cancel()
+        for task in drivers:
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+            except Exception:
+                logger.exception("settlement driver failed while stopping")
+
+    # -- the state machine ---------------------------------------------------------------------
+
+    def _driver(self, sid: str) -> asyncio.Task[SettlementRecord]:
+        task = self._drivers.get(sid)
+        if task is None:
+            task = asyncio.create_task(self._drive(sid), name=f"lunark-settle-{sid}")
+            self._drivers[sid] = task
+            task.add_done_callback(lambda done: self._drivers.pop(sid, None) if self._drivers.get(sid) is done
+                                   else None)
+        return task
+
+    async def _drive(self, sid: str) -> SettlementRecord:
+        record = await self.store.get_settlement(sid)
+        if record is None:
+            raise LunarkError(f"No settlement {sid!r}.", settlement_id=sid)
+        prepared = prepared_from_state(record.prepared)
+        network = self.registry.get(record.chain_id)
+        client = self.clients.get(network)
+        while not record.final:
+            try:
+                if record.state == "approved":
+                    record = await self._bind(record, prepared, client, network)
+                elif record.state == "broadcasting":
+                    record = await self._broadcast(record, client, network)
+                else:
+                    record = await self._track(record, prepared, client, network)
+            except (RpcUnavailable, OSError, TimeoutError, Web3Exception) as exc:
+                # The node is away: the record still says where we are; look again shortly.
+                logger.warning("settlement %s waits for the node: %s", sid, exc)
+                await asyncio.sleep(_RETRY_AFTER_RPC_ERROR)
+        return record
+
+    async def _advance(
+        self, record: SettlementRecord, state: str, network: Network, *, event: Mapping[str, Any] | None = None,
+        **fields: Any,
+    ) -> SettlementRecord:
+        """Store the transition, then (durable before visible) emit it as a ``tx_update``."""
+        evidence = {k: v for k, v in (event or {}).items() if k not in ("status",)}
+        record = await self.store.advance_settlement(record.settlement_id, state, evidence, **fields)
+        if event is not None:
+            update = {"type": "tx_update", "call_id": record.call_id, **event}
+            if record.late:
+                update["late"] = True
+            await self._emit(record, update)
+        if record.final:
+            await self._settle_spend(record)
+        return record
+
+    async def _emit(self, record: SettlementRecord, event: dict[str, Any]) -> None:
+        if self.sink is not None:
+            await self.sink(record, event)
+            return
+        for listener in list(self._listeners.get(record.settlement_id, ())):
+            listener(event)
+
+    async def _settle_spend(self, record: SettlementRecord) -> None:
+        if record.state in ("confirmed",) and record.tx_hash:
+            await self.store.commit(record.settlement_id, record.tx_hash)
+        elif record.state != "confirmed":
+            await self.store.release(record.settlement_id)
+
+    def _mismatch_event(self, record: SettlementRecord, network: Network, tx_hash: str | None,
+                        reason: str, differences: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        event: dict[str, Any] = {"tx_hash": tx_hash or "", "chain_id": network.chain_id, "status": "mismatch",
+                                 "confirmations": 0, "reason": reason}
+        if differences:
+            event["differences"] = dict(differences)
+        if tx_hash:
+            event["explorer_url"] = network.explorer_tx_url(tx_hash)
+        return event
+
+    async def _refuse(self, record: SettlementRecord, network: Network, tx_hash: str | None, reason: str,
+                      differences: Mapping[str, Any] | None = None) -> SettlementRecord:
+        return await self._advance(record, "mismatch", network,
+                                   event=self._mismatch_event(record, network, tx_hash, reason, differences))
+
+    async def _check_binding(self, record: SettlementRecord, tx: DecodedTx, network: Network) -> str | None:
+        """Why ``tx`` cannot settle this approval (store-level checks), or None."""
+        bound = await self.store.bind_hash(record.settlement_id, tx.tx_hash)
+        if bound != record.settlement_id:
+            return (f"transaction {tx.tx_hash} already settled another approval; one transaction settles "
+                    "one approval")
+        other = await self.store.nonce_settling(record.chain_id, record.owner, tx.nonce, record.settlement_id)
+        if other is not None:
+            return f"nonce {tx.nonce} already carries another approved transfer"
+        return None
+
+    async def _bind(
+        self, record: SettlementRecord, prepared: PreparedTx, client: ChainClient, network: Network
+    ) -> SettlementRecord:
+        decision = record.decision
+        if decision.get("tx_hash"):
+            tx_hash = str(decision["tx_hash"]).lower()
+            try:
+                tx = await fetch_transaction(client.w3, tx_hash, timeout=self.verify_timeout)
+            except ChainError as exc:
+                return await self._refuse(record, network, tx_hash, exc.message)
+            return await self._accept(record, prepared, tx, network, broadcast=None)
+        if decision.get("signed_tx"):
+            raw = str(decision["signed_tx"])
+        else:
+            if self.signer is None:
+                return await self._refuse(
+                    record, network, None,
+                    "no local signer is configured here: approve with the wallet's tx_hash or signed_tx")
+            try:
+                raw = "0x" + bytes(await self.signer.sign_transaction(prepared)).hex()
+            except SignerError as exc:
+                return await self._refuse(record, network, None, exc.message)
+        try:
+            tx = decode_signed_transaction(raw)
+        except LunarkError as exc:
+            return await self._refuse(record, network, None, exc.message)
+        return await self._accept(record, prepared, tx, network, broadcast=raw)
+
+    async def _accept(
+        self, record: SettlementRecord, prepared: PreparedTx, tx: DecodedTx, network: Network, *,
+        broadcast: str | None,
+    ) -> SettlementRecord:
+        """Check ``tx`` binds to the approval; then (signed bytes) write ahead and broadcast, or
+        (a wallet's broadcast) follow it."""
+        try:
+            verify_binding(prepared, tx, fee_factor=self.fee_factor)
+        except IntentMismatch as exc:
+            return await self._refuse(record, network, tx.tx_hash, exc.message, exc.differences)
+        why = await self._check_binding(record, tx, network)
+        if why is not None:
+            return await self._refuse(record, network, tx.tx_hash, f"Transaction {tx.tx_hash} was refused: {why}.")
+        client = self.clients.get(network)
+        first_block = int(await client.w3.eth.block_number)
+        if broadcast is None:
+            await self.store.commit(record.settlement_id, tx.tx_hash)
+            return await self._advance(
+                record, "submitted", network, event=self._submitted(tx.tx_hash, network),
+                tx_hash=tx.tx_hash, nonce=tx.nonce, first_block=max(first_block - 256, 0),
+            )
+        if _now() >= record.expires_at:
+            return await self._advance(
+                record, "expired", network,
+                event={**self._submitted(tx.tx_hash, network), "status": "dropped",
+                       "reason": "the approval expired before the transaction went out; it was not sent"},
+            )
+        return await self._advance(
+            record, "broadcasting", network, tx_hash=tx.tx_hash, nonce=tx.nonce, raw_tx=broadcast,
+            first_block=first_block,
+        )
+
+    def _submitted(self, tx_hash: str, network: Network) -> dict[str, Any]:
+        return TxUpdate(tx_hash=tx_hash, chain_id=network.chain_id, status=TxStatus.SUBMITTED,
+                        explorer_url=network.explorer_tx_url(tx_hash)).to_dict()
+
+    async def _broadcast(self, record: SettlementRecord, client: ChainClient, network: Network) -> SettlementRecord:
+        assert record.raw_tx is not None and record.tx_hash is not None
+        raw = HexBytes(record.raw_tx)
+        tx_hash = "0x" + keccak(raw).hex()
+        if not await _known(client, tx_hash):
+            if _now() >= record.expires_at:
+                # Written ahead but never sent (the process stopped in between), and too late now.
+                return await self._advance(
+                    record, "dropped", network,
+                    event={**self._submitted(tx_hash, network), "status": "dropped",
+                           "reason": "the server stopped before broadcasting and the approval has since expired; "
+                                     "nothing was sent"},
+                )
+            try:
+                await client.send_raw_transaction(raw)
+            except ChainError as exc:
+                if not await _known(client, tx_hash):
+                    return await self._advance(
+                        record, "dropped", network,
+                        event={**self._submitted(tx_hash, network), "status": "dropped",
+                               "reason": "the node refused the transaction: "
+                                         f"{exc.details.get('node_message') or exc.message}"},
+                    )
+        await self.store.commit(record.settlement_id, tx_hash)
+        return await self._advance(record, "submitted", network, event=self._submitted(tx_hash, network))
+
+    async def _track(
+        self, record: SettlementRecord, prepared: PreparedTx, client: ChainClient, network: Network
+    ) -> SettlementRecord:
+        assert record.tx_hash is not None and record.nonce is not None
+        updates = track_transaction(
+            client.w3, network, record.tx_hash, sender=record.owner, nonce=record.nonce,
+            timeout=self.track_timeout, poll_interval=self.poll_interval,
+        )
+        async for update in updates:
+            event = update.to_dict()
+            if update.status is TxStatus.SUBMITTED and record.state == "submitted":
+                continue  # the tracker starts with it; it was emitted when the transaction went out
+            fields: dict[str, Any] = {}
+            if update.tx_hash.lower() != record.tx_hash:
+                await self.store.bind_hash(record.settlement_id, update.tx_hash)
+                fields["tx_hash"] = update.tx_hash.lower()
+            record = await self._advance(record, str(update.status), network, event=event, **fields)
+            if record.final:
+                break
+        return record
+
+
+def verify_binding(prepared: PreparedTx, tx: DecodedTx, *, fee_factor: Decimal) -> None:
+    """``tx`` does exactly what was approved: the intent's fields, a type the server understands,
+    the prepared nonce or a later one, and a fee cap near what the card showed."""
+    diff = diff_intent(prepared.intent, tx)
+    words: list[str] = []
+    if tx.type not in (0, 1, 2):
+        diff["type"] = {"expected": "0, 1 or 2", "actual": tx.type}
+        words.append(f"it is a type-{tx.type} transaction"
+                     + (" (EIP-7702), which can hand control of your account to a contract" if tx.type == 4 else "")
+                     + "; only plain transfers (types 0, 1 and 2) are accepted")
+    if tx.nonce < prepared.nonce:
+        diff["nonce"] = {"expected": prepared.nonce, "actual": tx.nonce}
+        words.append(f"its nonce is {tx.nonce}, below the prepared {prepared.nonce}")
+    allowed = int(Decimal(prepared.max_fee) * fee_factor)
+    fee = tx.gas * (tx.max_fee_per_gas or 0)
+    if fee > allowed:
+        decimals = prepared.intent.decimals if prepared.intent.is_native else 18
+        diff["max_fee"] = {"expected": str(allowed), "actual": str(fee)}
+        words.append(f"its network fee could reach {format(to_units(fee, decimals).normalize(), 'f')}, "
+                     f"the card allowed at most {format(to_units(allowed, decimals).normalize(), 'f')}")
+    if diff:
+        base = describe_mismatch(prepared.intent, tx, {k: v for k, v in diff.items()
+                                                       if k not in ("type", "nonce", "max_fee")})
+        details = "; ".join([*([base] if base else []), *words])
+        raise IntentMismatch(
+            f"Transaction {tx.tx_hash} does not match what you approved: {details}.",
+            differences=diff, tx_hash=tx.tx_hash,
+        )
+
+
+async def _known(client: ChainClient, tx_hash: str) -> bool:
+    try:
+        await client.w3.eth.get_transaction(HexStr(tx_hash))
+    except TransactionNotFound:
+        return False
+    return True
+
+
+def outcome_message(record: SettlementRecord, last: Mapping[str, Any] | None = None) -> str:
+    """What happened, in plain words, for the model and the chat."""
+    prepared = prepared_from_state(record.prepared)
+    intent = prepared.intent
+    amount = format(to_units(intent.amount, intent.decimals).normalize(), "f")
+    what = f"{amount} {intent.symbol} to {intent.recipient}"
+    evidence = last or (record.history[-1] if record.history else {})
+    reason = str(evidence.get("reason") or "").rstrip(".")
+    tx = f" (transaction {record.tx_hash})" if record.tx_hash else ""
+    state = record.state
+    if state == "confirmed":
+        block = evidence.get("block_number")
+        return f"Sent {what}{tx}; confirmed" + (f" in block {block}." if block is not None else ".")
+    if state == "mined":
+        return f"Sent {what}{tx}; mined, waiting for confirmations."
+    if state in ("submitted", "broadcasting", "approved"):
+        return f"The transfer of {what}{tx} is on its way; not confirmed yet."
+    if state == "failed":
+        return f"The transfer of {what} failed on chain{tx}: {reason or 'reverted'}. Nothing was sent; only the fee."
+    if state == "replaced":
+        return f"The transfer of {what} did not go through{tx}: {reason or 'another transaction took its nonce'}."
+    if state == "dropped":
+        return f"The transfer of {what} was not sent{tx}: {reason or 'it was dropped'}."
+    if state == "expired":
+        return f"The transfer of {what} was not sent: {reason or 'the approval expired'}."
+    if state == "mismatch":
+        return f"The transaction from your wallet was not accepted as the transfer of {what}: {reason}."
+    return f"The transfer of {what} is {state}{tx}."
