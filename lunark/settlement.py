@@ -284,6 +284,10 @@ class Settlements:
     ) -> SettlementRecord:
         """Check ``tx`` binds to the approval; then (signed bytes) write ahead and broadcast, or
         (a wallet's broadcast) follow it."""
+        bound = await self.store.hash_settling(tx.tx_hash)
+        if bound is not None and bound != record.settlement_id:
+            return await self._refuse(record, network, tx.tx_hash, (
+                f"Transaction {tx.tx_hash} already settled another approval; one transaction settles one approval."))
         try:
             verify_binding(prepared, tx, fee_factor=self.fee_factor)
         except IntentMismatch as exc:

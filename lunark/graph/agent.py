@@ -606,7 +606,7 @@ class Agent:
                 )
             lapsed = _expired(pending) or (record is not None and record.state == "expired")
             if by == "user" and not claimed and lapsed:
-                late = await self._late_evidence(thread_id, pending, decisions)
+                late = await self.record_late(thread_id, approval_id, decisions)
                 raise ApprovalExpired(
                     f"Approval {approval_id} expired at {pending['expires_at']}; it counts as rejected."
                     + (" The transaction your wallet sent is recorded and followed in this chat." if late else ""),
@@ -648,25 +648,27 @@ class Agent:
             async for event in events:
                 yield event
 
-    async def _late_evidence(self, thread_id: str, pending: Mapping[str, Any], decisions: Sequence[Any]) -> bool:
-        """A wallet's hash that arrives after expiry is still checked and followed: funds that moved
-        are never hidden. Signed bytes that arrive late are never broadcast. True if any was taken."""
-        record = await self.store.get_approval(pending["approval_id"])
-        if record is None or not isinstance(decisions, Sequence):
+    async def record_late(self, thread_id: str, approval_id: str, decisions: Sequence[Any]) -> bool:
+        """A wallet's hash that arrives after the approval expired is still checked and followed:
+        funds that moved are never hidden, and count. Signed bytes that arrive late are never
+        broadcast. True if any hash was taken."""
+        await self.ready()
+        record = await self.store.get_approval(approval_id)
+        if record is None or record.chat_id != thread_id or not isinstance(decisions, Sequence):
             return False
         taken = False
         for item, decision in zip(record.proposals, decisions, strict=False):
             tx_hash = decision.get("tx_hash") if isinstance(decision, Mapping) else None
             prepared = item.get("proposal", {}).get("data", {}).get("prepared")
-            if decision.get("type") != "approve" or not isinstance(tx_hash, str) or not prepared:
+            if not isinstance(tx_hash, str) or not prepared or decision.get("type") != "approve":
                 continue
             try:
-                decision_ok = ApproveDecision(type="approve", tx_hash=tx_hash).model_dump(exclude_none=True)
+                checked = ApproveDecision(type="approve", tx_hash=tx_hash).model_dump(exclude_none=True)
             except ValidationError:
                 continue
             settlement = await self.settlements.open(
                 approval_id=record.approval_id, call_id=item["call_id"], chat_id=thread_id,
-                prepared=prepared_from_state(prepared), prepared_state=prepared, decision=decision_ok,
+                prepared=prepared_from_state(prepared), prepared_state=prepared, decision=checked,
                 expires_at=record.expires_at, late=True,
             )
             self.settlements.start(settlement.settlement_id)

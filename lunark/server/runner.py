@@ -124,7 +124,13 @@ class Runner:
         Errors (``already_decided``, ``no_pending_approval``, ``approval_expired``,
         ``invalid_input``) are raised before anything runs.
         """
-        self._check_undecided(approval_id)
+        try:
+            self._check_undecided(approval_id)
+        except ApprovalExpired as exc:
+            if await self.agent.record_late(chat.chat_id, approval_id, decisions):
+                exc.message += " The transaction your wallet sent is recorded and followed in this chat."
+                exc.args = (exc.message,)
+            raise
         self._decided[approval_id] = by  # claimed: a concurrent decision now gets already_decided
         try:
             closing = self._tasks.get(chat.chat_id)

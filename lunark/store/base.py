@@ -350,6 +350,10 @@ class Store(Protocol):
         id means the hash already settled something else)."""
         ...
 
+    async def hash_settling(self, tx_hash: str) -> str | None:
+        """The settlement ``tx_hash`` is bound to, if any."""
+        ...
+
     async def nonce_settling(self, chain_id: int, owner: str, nonce: int, settlement_id: str) -> str | None:
         """Another live or successful settlement using ``(owner, nonce)`` on ``chain_id``, if any."""
         ...

@@ -758,6 +758,10 @@ class SqliteStore:
         )
         return str(rows[0][0])
 
+    async def hash_settling(self, tx_hash: str) -> str | None:
+        rows = await self._fetch("SELECT settlement_id FROM settlement_hashes WHERE tx_hash = ?", (tx_hash.lower(),))
+        return str(rows[0][0]) if rows else None
+
     async def nonce_settling(self, chain_id: int, owner: str, nonce: int, settlement_id: str) -> str | None:
         rows = await self._fetch(
             "SELECT settlement_id FROM settlements WHERE chain_id = ? AND owner = ? AND nonce = ? "

@@ -1,0 +1,193 @@
+"""Settlement over a real server, real Socket.IO clients and a real Anvil: each approval binds exactly
+one transaction, the chat tells the truth about it, and caps hold across chats.
+
+Each test is one finding of the settlement issue: it failed before the settlement service existed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from conftest import sign_in
+from server_harness import Http, SioClient, assert_error
+from test_server_approvals import ask_transfer
+from wallet import native_balance, sign_wire_tx, wallet_send
+
+from lunark.chain.anvil import Anvil, DevAccount
+
+ETH = 10**18
+
+
+def decide(chat_id: str, pending: dict[str, Any], *decisions: dict[str, Any]) -> dict[str, Any]:
+    return {"chat_id": chat_id, "approval_id": pending["approval_id"], "decisions": list(decisions)}
+
+
+async def final_update(sio: SioClient, chat_id: str, call_id: str, *, after: int = 0, timeout: float = 20) -> dict[str, Any]:
+    return await sio.wait_until(
+        lambda e: e["type"] == "tx_update" and e.get("chat_id") == chat_id and e.get("call_id") == call_id
+        and e["status"] not in ("submitted", "mined"),
+        after=after, timeout=timeout, what=f"a final tx_update of {call_id}",
+    )
+
+
+async def test_a_hash_settles_only_its_own_approval(
+    make_server: Any, anvil: Anvil, alice: DevAccount, bob: DevAccount
+) -> None:
+    # Finding 3: the hash of a first, confirmed transfer was accepted for a second, identical one.
+    server = await make_server()
+    token = await sign_in(server, alice)
+    async with SioClient(server, token) as sio:
+        chat_id = (await sio.call("join_chat", {}))["chat_id"]
+        first = await ask_transfer(sio, chat_id, f"send 0.5 ETH to {bob.address}", "a1")
+        tx_hash = wallet_send(anvil, first["action_requests"][0]["tx"], alice.private_key)
+        assert await sio.call("resume_decisions", decide(chat_id, first, {"type": "approve", "tx_hash": tx_hash})) \
+            == {"ok": True}
+        done = await final_update(sio, chat_id, first["action_requests"][0]["call_id"])
+        assert done["status"] == "confirmed"
+        await sio.wait_event("message_end", chat_id=chat_id, after=sio.events.index(done))
+        bob_before = native_balance(anvil, bob.address)
+
+        second = await ask_transfer(sio, chat_id, f"send 0.5 ETH to {bob.address}", "a2")
+        mark = sio.mark()
+        await sio.call("resume_decisions", decide(chat_id, second, {"type": "approve", "tx_hash": tx_hash}))
+        refused = await final_update(sio, chat_id, second["action_requests"][0]["call_id"], after=mark)
+        assert refused["status"] == "mismatch", refused
+        assert "already settled another approval" in refused["reason"]
+        result = await sio.wait_event("tool_result", chat_id=chat_id, after=mark)
+        assert result["status"] == "error" and result["result"]["status"] == "mismatch"
+        end = await sio.wait_event("message_end", chat_id=chat_id, after=mark)
+        answer = "".join(e["text"] for e in sio.of("token", chat_id=chat_id, after=mark))
+        assert end["finish_reason"] == "stop" and "Sent" not in answer and "{" not in answer, answer
+        assert native_balance(anvil, bob.address) == bob_before, "nothing moved for the second approval"
+
+
+async def test_a_signed_transaction_that_pays_a_huge_fee_or_reuses_a_nonce_is_never_broadcast(
+    make_server: Any, anvil: Anvil, alice: DevAccount, bob: DevAccount
+) -> None:
+    # Finding 4: a signed_tx paying ~26,000x the approved maximum fee was broadcast.
+    server = await make_server()
+    token = await sign_in(server, alice)
+    async with SioClient(server, token) as sio:
+        chat_id = (await sio.call("join_chat", {}))["chat_id"]
+        pending = await ask_transfer(sio, chat_id, f"send 1.5 ETH to {bob.address}")
+        tx = pending["action_requests"][0]["tx"]
+        greedy = hex(int(tx["max_fee_per_gas"], 16) * 26_000)
+        signed = sign_wire_tx(tx, alice.private_key, max_fee_per_gas=greedy, max_priority_fee_per_gas=greedy)
+        alice_before = native_balance(anvil, alice.address)
+        nonce_before = anvil.rpc("eth_getTransactionCount", [alice.address, "pending"])
+        mark = sio.mark()
+        await sio.call("resume_decisions", decide(chat_id, pending, {"type": "approve", "signed_tx": signed}))
+        refused = await final_update(sio, chat_id, pending["action_requests"][0]["call_id"], after=mark)
+        assert refused["status"] == "mismatch" and "network fee could reach" in refused["reason"], refused
+        await sio.wait_event("message_end", chat_id=chat_id, after=mark)
+        await asyncio.sleep(0.3)
+        assert anvil.rpc("eth_getTransactionCount", [alice.address, "pending"]) == nonce_before, "never broadcast"
+        assert native_balance(anvil, alice.address) == alice_before
+
+        # A nonce below the prepared one cannot settle it either.
+        pending = await ask_transfer(sio, chat_id, f"send 1 ETH to {bob.address}", "n2")
+        tx = pending["action_requests"][0]["tx"]
+        if int(tx["nonce"], 16) > 0:
+            low = sign_wire_tx(tx, alice.private_key, nonce=hex(int(tx["nonce"], 16) - 1))
+            mark = sio.mark()
+            await sio.call("resume_decisions", decide(chat_id, pending, {"type": "approve", "signed_tx": low}))
+            refused = await final_update(sio, chat_id, pending["action_requests"][0]["call_id"], after=mark)
+            assert refused["status"] == "mismatch" and "nonce" in refused["reason"]
+
+
+async def test_the_daily_cap_holds_across_chats_with_approvals_waiting(
+    make_server: Any, anvil: Anvil, alice: DevAccount, bob: DevAccount
+) -> None:
+    # Finding 5: with a 3 ETH daily cap, two 2 ETH approvals pending in two chats both executed.
+    server = await make_server(signer={"local": "anvil"}, policy={"daily_cap": {"ETH": "3"}})
+    token = await sign_in(server, alice)
+    bob_before = native_balance(anvil, bob.address)
+    async with SioClient(server, token) as sio:
+        one = (await sio.call("join_chat", {}))["chat_id"]
+        two = (await sio.call("join_chat", {}))["chat_id"]
+        first = await ask_transfer(sio, one, f"send 2 ETH to {bob.address}", "c1")
+        mark = sio.mark()
+        await sio.call("send_message", {"chat_id": two, "content": f"send 2 ETH to {bob.address}",
+                                        "client_message_id": "c2"})
+        end = await sio.wait_event("message_end", chat_id=two, after=mark)
+        assert end["finish_reason"] == "stop", "the second transfer is refused before anyone is asked"
+        [result] = sio.of("tool_result", chat_id=two, after=mark)
+        assert result["error"]["code"] == "policy_violation" and "daily limit" in result["error"]["message"]
+        assert "waiting for approval" in result["error"]["message"]
+
+        mark = sio.mark()
+        await sio.call("resume_decisions", decide(one, first, {"type": "approve"}))
+        assert (await final_update(sio, one, first["action_requests"][0]["call_id"], after=mark))["status"] \
+            == "confirmed"
+    assert native_balance(anvil, bob.address) - bob_before == 2 * ETH
+
+
+async def test_a_rejected_approval_frees_its_reservation(
+    make_server: Any, anvil: Anvil, alice: DevAccount, bob: DevAccount
+) -> None:
+    server = await make_server(signer={"local": "anvil"}, policy={"daily_cap": {"ETH": "3"}})
+    token = await sign_in(server, alice)
+    async with SioClient(server, token) as sio:
+        chat_id = (await sio.call("join_chat", {}))["chat_id"]
+        first = await ask_transfer(sio, chat_id, f"send 2 ETH to {bob.address}", "r1")
+        mark = sio.mark()
+        await sio.call("resume_decisions", decide(chat_id, first, {"type": "reject"}))
+        await sio.wait_event("message_end", chat_id=chat_id, after=mark)
+        again = await ask_transfer(sio, chat_id, f"send 2 ETH to {bob.address}", "r2")
+        assert again["approval_id"] != first["approval_id"]
+
+
+async def test_abort_after_broadcast_stops_the_answer_not_the_tracking(
+    make_server: Any, anvil: Anvil, alice: DevAccount, bob: DevAccount
+) -> None:
+    # Finding 2: the transaction confirmed on chain while the chat stayed at submitted.
+    server = await make_server(signer={"local": "anvil"})
+    token = await sign_in(server, alice)
+    bob_before = native_balance(anvil, bob.address)
+    async with SioClient(server, token) as sio, Http(server) as http:
+        chat_id = (await sio.call("join_chat", {}))["chat_id"]
+        pending = await ask_transfer(sio, chat_id, f"send 0.25 ETH to {bob.address}")
+        call_id = pending["action_requests"][0]["call_id"]
+        anvil.set_automine(False)
+        mark = sio.mark()
+        await sio.call("resume_decisions", decide(chat_id, pending, {"type": "approve"}))
+        await sio.wait_event("tx_update", chat_id=chat_id, after=mark, status="submitted")
+        assert await sio.call("abort", {"chat_id": chat_id}) == {"ok": True}
+        await sio.wait_event("message_end", chat_id=chat_id, after=mark, finish_reason="aborted")
+        anvil.mine(1)
+        confirmed = await final_update(sio, chat_id, call_id, after=mark)
+        assert confirmed["status"] == "confirmed"
+        _, detail = await http.get(f"/api/chats/{chat_id}", token)
+        assert [t["status"] for t in detail["transactions"]] == ["confirmed"]
+    assert native_balance(anvil, bob.address) - bob_before == ETH // 4
+
+
+async def test_a_wallet_hash_after_expiry_is_recorded_and_followed(
+    make_server: Any, anvil: Anvil, alice: DevAccount, bob: DevAccount
+) -> None:
+    # Finding 8: the wallet broadcast while its popup stayed open; the approval expired meanwhile,
+    # the chat said rejected, and nothing tracked or counted the transaction.
+    server = await make_server(approvals={"ttl_seconds": 1}, policy={"daily_cap": {"ETH": "1"}})
+    token = await sign_in(server, alice)
+    bob_before = native_balance(anvil, bob.address)
+    async with SioClient(server, token) as sio:
+        chat_id = (await sio.call("join_chat", {}))["chat_id"]
+        pending = await ask_transfer(sio, chat_id, f"send 0.75 ETH to {bob.address}")
+        call_id = pending["action_requests"][0]["call_id"]
+        tx_hash = wallet_send(anvil, pending["action_requests"][0]["tx"], alice.private_key)
+        await sio.wait_event("approval_resolved", chat_id=chat_id, by="timeout", timeout=5)
+        mark = sio.mark()
+        error = assert_error(await sio.call("resume_decisions", decide(
+            chat_id, pending, {"type": "approve", "tx_hash": tx_hash})), "approval_expired")
+        assert "recorded" in error["message"]
+        followed = await final_update(sio, chat_id, call_id, after=mark)
+        assert followed["status"] == "confirmed" and followed["tx_hash"] == tx_hash and followed.get("late") is True
+        # The ledger counts it: the cap has only 0.25 ETH left.
+        mark = sio.mark()
+        await sio.call("send_message", {"chat_id": chat_id, "content": f"send 0.5 ETH to {bob.address}",
+                                        "client_message_id": "after"})
+        await sio.wait_event("message_end", chat_id=chat_id, after=mark)
+        [refused] = sio.of("tool_result", chat_id=chat_id, after=mark)
+        assert refused["error"]["code"] == "policy_violation" and "0.25 left" in refused["error"]["message"]
+    assert native_balance(anvil, bob.address) - bob_before == 3 * ETH // 4
