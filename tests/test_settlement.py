@@ -191,3 +191,49 @@ async def test_a_wallet_hash_after_expiry_is_recorded_and_followed(
         [refused] = sio.of("tool_result", chat_id=chat_id, after=mark)
         assert refused["error"]["code"] == "policy_violation" and "0.25 left" in refused["error"]["message"]
     assert native_balance(anvil, bob.address) - bob_before == 3 * ETH // 4
+
+
+async def test_a_transfer_after_a_network_switch_is_prepared_on_the_new_network(
+    make_server: Any, anvil: Anvil, anvil2: Anvil, alice: DevAccount, bob: DevAccount
+) -> None:
+    # Finding 7: "send 1 ETH to 0x… on anvil-2" asked for the switch and, in the same approval, a
+    # transfer prepared on the old network; approving both sent on the network the user left.
+    server = await make_server(signer={"local": "anvil"})
+    token = await sign_in(server, alice)
+    before_1, before_2 = native_balance(anvil, bob.address), native_balance(anvil2, bob.address)
+    async with SioClient(server, token) as sio:
+        chat_id = (await sio.call("join_chat", {}))["chat_id"]
+        switch = await ask_transfer(sio, chat_id, f"send 1 ETH to {bob.address} on anvil-2")
+        assert [r["name"] for r in switch["action_requests"]] == ["switch_network"], "nothing prepared on anvil"
+        mark = sio.mark()
+        await sio.call("resume_decisions", decide(chat_id, switch, {"type": "approve"}))
+        transfer = await sio.wait_event("pending_approval", chat_id=chat_id, after=mark)
+        [request] = transfer["action_requests"]
+        assert request["name"] == "transfer" and int(request["tx"]["chain_id"], 16) == 31338
+        assert "Anvil 2" in request["summary"]
+        await sio.wait_event("message_end", chat_id=chat_id, after=mark, finish_reason="awaiting_approval")
+        mark = sio.mark()
+        await sio.call("resume_decisions", decide(chat_id, transfer, {"type": "approve"}))
+        done = await final_update(sio, chat_id, request["call_id"], after=mark)
+        assert done["status"] == "confirmed" and done["chain_id"] == 31338
+    assert native_balance(anvil, bob.address) == before_1
+    assert native_balance(anvil2, bob.address) - before_2 == ETH
+
+
+async def test_a_mismatch_is_told_in_plain_words(
+    make_server: Any, anvil: Anvil, alice: DevAccount, bob: DevAccount, carol: DevAccount
+) -> None:
+    # Finding 10: the model's answer to a mismatch was raw JSON.
+    server = await make_server()
+    token = await sign_in(server, alice)
+    async with SioClient(server, token) as sio:
+        chat_id = (await sio.call("join_chat", {}))["chat_id"]
+        pending = await ask_transfer(sio, chat_id, f"send 1 ETH to {bob.address}")
+        tx = pending["action_requests"][0]["tx"]
+        tampered = sign_wire_tx(tx, alice.private_key, to=carol.address, value=hex(2 * ETH))
+        mark = sio.mark()
+        await sio.call("resume_decisions", decide(chat_id, pending, {"type": "approve", "signed_tx": tampered}))
+        await sio.wait_event("message_end", chat_id=chat_id, after=mark)
+        answer = "".join(e["text"] for e in sio.of("token", chat_id=chat_id, after=mark))
+        assert "{" not in answer and "does not match" in answer, answer
+        assert "2 ETH" in answer and carol.address in answer, answer

@@ -235,10 +235,32 @@ def _respond(
         return plan.text, list(plan.calls)
     if isinstance(last, ToolMessage):
         calls, results = _last_turn(messages)
+        again = _after_switch(calls, results)
+        if again:
+            return "", again
         return compose_answer(calls, results), []
     if isinstance(last, AIMessage):
         return "Anything else? " + _help_text(specs), []
     return _help_text(specs), []
+
+
+def _after_switch(calls: Sequence[ToolCall], results: Sequence[ToolMessage]) -> list[ToolCall]:
+    """Calls the agent deferred behind a network switch, asked again once the switch went through,
+    so they are prepared on the new network (never on the one the user left)."""
+    by_id = {r.tool_call_id: r for r in results}
+    switched = any(
+        call["name"] == SWITCH and (r := by_id.get(call.get("id") or "")) is not None and r.status != "error"
+        and isinstance(data := _loads(r.text), dict) and "chain_id" in data and data.get("status") != "rejected"
+        for call in calls
+    )
+    if not switched:
+        return []
+    deferred = [
+        call for call in calls
+        if (r := by_id.get(call.get("id") or "")) is not None
+        and isinstance(data := _loads(r.text), dict) and data.get("status") == "deferred"
+    ]
+    return [tool_call(name=call["name"], args=dict(call["args"]), id="call_" + uuid4().hex[:24]) for call in deferred]
 
 
 def _last_turn(messages: Sequence[BaseMessage]) -> tuple[list[ToolCall], list[ToolMessage]]:
@@ -699,6 +721,8 @@ def _describe_result(name: str, args: Mapping[str, Any], message: ToolMessage) -
             return f"{name} said: “{text}”." if text else f"{name} returned nothing."
         return f"{name} returned {json.dumps(data)}."
     status = data.get("status")
+    if status == "deferred":
+        return f"I did not prepare the {name.replace('_', ' ')} yet: it waits for the network switch."
     if status == "rejected":
         return _rejected(name, args, data, _text_or_none(data.get("message") or data.get("reason")))
     if (
