@@ -93,7 +93,8 @@ async def server(tmp_path: Path, world: World, anvil: Anvil) -> AsyncIterator[Se
 
 async def final_status(sio: SioClient, chat_id: str, call_id: str) -> dict[str, Any]:
     return await sio.wait_until(
-        lambda e: e["type"] == "tx_update" and e.get("call_id") == call_id and e["status"] not in ("submitted", "mined"),
+        lambda e: e["type"] == "tx_update" and e.get("call_id") == call_id
+        and e["status"] not in ("submitted", "mined"),
         timeout=40, what="the transfer's final tx_update",
     )
 

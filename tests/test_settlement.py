@@ -23,7 +23,9 @@ def decide(chat_id: str, pending: dict[str, Any], *decisions: dict[str, Any]) ->
     return {"chat_id": chat_id, "approval_id": pending["approval_id"], "decisions": list(decisions)}
 
 
-async def final_update(sio: SioClient, chat_id: str, call_id: str, *, after: int = 0, timeout: float = 20) -> dict[str, Any]:
+async def final_update(
+    sio: SioClient, chat_id: str, call_id: str, *, after: int = 0, timeout: float = 20
+) -> dict[str, Any]:
     return await sio.wait_until(
         lambda e: e["type"] == "tx_update" and e.get("chat_id") == chat_id and e.get("call_id") == call_id
         and e["status"] not in ("submitted", "mined"),
