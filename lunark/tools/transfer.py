@@ -169,7 +169,7 @@ class Transfer:
             if decision.get("tx_hash"):
                 tx_hash = str(decision["tx_hash"])
                 decoded = await verify_transaction_hash(
-                    client.w3, intent, tx_hash, timeout=ctx.verify_timeout
+                    client.w3, prepared, tx_hash, timeout=ctx.verify_timeout, network=network
                 )
             else:
                 if decision.get("signed_tx"):
@@ -181,7 +181,7 @@ class Transfer:
                             "tx_hash or signed_tx.",
                         )
                     raw = HexBytes(await ctx.signer.sign_transaction(prepared))
-                decoded = verify_signed_transaction(intent, raw)
+                decoded = verify_signed_transaction(prepared, raw, network=network)
                 tx_hash = await _broadcast(client, raw)
         except IntentMismatch as exc:
             update = TxUpdate(
