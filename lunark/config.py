@@ -48,7 +48,9 @@ class ChainSettings(_Section):
     default_network: str = Field(default="anvil", description="Network of a new chat (name, alias or chain id).")
     rpc_url: str | None = Field(default=None, description="RPC URL of the default network (overrides its built-in).")
     networks: list[NetworkConfig] = Field(default_factory=list, description="Networks to add or override.")
-    track_timeout: float = Field(default=300.0, gt=0, description="Seconds before an unmined transaction is dropped.")
+    track_timeout: float = Field(
+        default=300.0, gt=0, description="Seconds the node may not have a transaction before it is reported dropped."
+    )
     verify_timeout: float = Field(
         default=30.0, gt=0, description="Seconds to wait for a wallet-broadcast transaction to be visible."
     )

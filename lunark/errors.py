@@ -213,7 +213,9 @@ class TransactionFailed(ChainError):
 class IntentMismatch(ChainError):
     """A signed or broadcast transaction differs from what the user approved.
 
-    ``differences`` maps each differing field to ``{"expected", "actual"}``.
+    ``differences`` maps each differing field to ``{"expected", "actual"}`` (plus
+    ``allowed`` for a bound) and its ``text`` in words; the message starts with a
+    one-line summary of them all.
     """
 
     def __init__(

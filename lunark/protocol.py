@@ -410,6 +410,14 @@ class TxUpdate(_ChatEvent):
     replaced_by: str | None = Field(
         default=None, pattern=_HASH, description="Extension: for replaced, the hash that took the nonce."
     )
+    replaces: str | None = Field(
+        default=None,
+        pattern=_HASH,
+        description=(
+            "Extension: for a speed-up (same nonce, same transfer, another fee), the hash it replaced; "
+            "tx_hash is then the new hash, followed from here on."
+        ),
+    )
     gas_used: int | None = Field(default=None, ge=0, description="Extension: from the receipt, once mined.")
 
 

@@ -38,7 +38,7 @@ from hexbytes import HexBytes
 from web3.exceptions import TransactionNotFound, Web3Exception
 
 from lunark.chain.client import ChainClient, ChainClients
-from lunark.chain.intent import DecodedTx, decode_signed_transaction, describe_mismatch, diff_intent, fetch_transaction
+from lunark.chain.intent import DecodedTx, check_transaction, decode_signed_transaction, fetch_transaction
 from lunark.chain.signer import Signer
 from lunark.chain.tracker import track_transaction
 from lunark.chain.types import PreparedTx, TxStatus, TxUpdate, prepared_from_state, to_units
@@ -289,7 +289,7 @@ class Settlements:
             return await self._refuse(record, network, tx.tx_hash, (
                 f"Transaction {tx.tx_hash} already settled another approval; one transaction settles one approval."))
         try:
-            verify_binding(prepared, tx, fee_factor=self.fee_factor)
+            check_transaction(prepared, tx, fee_factor=self.fee_factor, network=network)
         except IntentMismatch as exc:
             return await self._refuse(record, network, tx.tx_hash, exc.message, exc.differences)
         why = await self._check_binding(record, tx, network)
@@ -349,8 +349,8 @@ class Settlements:
     ) -> SettlementRecord:
         assert record.tx_hash is not None and record.nonce is not None
         updates = track_transaction(
-            client.w3, network, record.tx_hash, sender=record.owner, nonce=record.nonce,
-            timeout=self.track_timeout, poll_interval=self.poll_interval,
+            client.w3, network, record.tx_hash, sender=record.owner, nonce=record.nonce, intent=prepared.intent,
+            first_block=record.first_block, timeout=self.track_timeout, poll_interval=self.poll_interval,
         )
         async for update in updates:
             event = update.to_dict()
@@ -364,36 +364,6 @@ class Settlements:
             if record.final:
                 break
         return record
-
-
-def verify_binding(prepared: PreparedTx, tx: DecodedTx, *, fee_factor: Decimal) -> None:
-    """``tx`` does exactly what was approved: the intent's fields, a type the server understands,
-    the prepared nonce or a later one, and a fee cap near what the card showed."""
-    diff = diff_intent(prepared.intent, tx)
-    words: list[str] = []
-    if tx.type not in (0, 1, 2):
-        diff["type"] = {"expected": "0, 1 or 2", "actual": tx.type}
-        words.append(f"it is a type-{tx.type} transaction"
-                     + (" (EIP-7702), which can hand control of your account to a contract" if tx.type == 4 else "")
-                     + "; only plain transfers (types 0, 1 and 2) are accepted")
-    if tx.nonce < prepared.nonce:
-        diff["nonce"] = {"expected": prepared.nonce, "actual": tx.nonce}
-        words.append(f"its nonce is {tx.nonce}, below the prepared {prepared.nonce}")
-    allowed = int(Decimal(prepared.max_fee) * fee_factor)
-    fee = tx.gas * (tx.max_fee_per_gas or 0)
-    if fee > allowed:
-        decimals = prepared.intent.decimals if prepared.intent.is_native else 18
-        diff["max_fee"] = {"expected": str(allowed), "actual": str(fee)}
-        words.append(f"its network fee could reach {format(to_units(fee, decimals).normalize(), 'f')}, "
-                     f"the card allowed at most {format(to_units(allowed, decimals).normalize(), 'f')}")
-    if diff:
-        base = describe_mismatch(prepared.intent, tx, {k: v for k, v in diff.items()
-                                                       if k not in ("type", "nonce", "max_fee")})
-        details = "; ".join([*([base] if base else []), *words])
-        raise IntentMismatch(
-            f"Transaction {tx.tx_hash} does not match what you approved: {details}.",
-            differences=diff, tx_hash=tx.tx_hash,
-        )
 
 
 async def _known(client: ChainClient, tx_hash: str) -> bool:

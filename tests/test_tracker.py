@@ -1,4 +1,4 @@
-"""The tracker against a real Anvil: confirmations, reverts, replacements, drops, reorgs."""
+"""The tracker against a real Anvil: confirmations, reverts, speed-ups, replacements, drops, reorgs, resumes."""
 
 from __future__ import annotations
 
@@ -12,8 +12,13 @@ from eth_utils import function_signature_to_4byte_selector
 from web3 import AsyncHTTPProvider, AsyncWeb3
 
 from lunark.chain.anvil import Anvil, DevAccount, free_port
-from lunark.chain.tracker import track_transaction
-from lunark.chain.types import TxStatus, TxUpdate, encode_erc20_transfer
+from lunark.chain.tracker import (
+    MAX_REPLACEMENT_SCAN_BLOCKS,
+    _find_mined_at_nonce,
+    _Poller,
+    track_transaction,
+)
+from lunark.chain.types import TransferIntent, TxStatus, TxUpdate, encode_erc20_transfer
 from lunark.errors import InvalidInput, RpcUnavailable
 from lunark.networks import ANVIL_CHAIN_ID, Network, NetworkRegistry
 
@@ -175,6 +180,22 @@ async def test_erc20_transfer_beyond_balance_is_failed(
     assert updates[-1].reason
 
 
+def native_intent(sender: DevAccount, recipient: DevAccount, amount: int = ONE) -> TransferIntent:
+    return TransferIntent(
+        chain_id=ANVIL_CHAIN_ID,
+        sender=sender.address,
+        recipient=recipient.address,
+        amount=amount,
+        symbol="ETH",
+        decimals=18,
+    )
+
+
+async def collect(updates: AsyncIterator[TxUpdate]) -> list[TxUpdate]:
+    async with asyncio.timeout(STEP):
+        return [u async for u in updates]
+
+
 async def test_same_nonce_replacement_is_replaced(
     w3: AsyncWeb3[Any],
     no_pending: Anvil,
@@ -197,27 +218,202 @@ async def test_same_nonce_replacement_is_replaced(
 
     assert replaced.status == TxStatus.REPLACED
     assert replaced.replaced_by == tx_b
-    assert replaced.reason == f"nonce {nonce} was used by another transaction"
+    assert replaced.reason == (
+        f"Another transaction with the same nonce ({nonce}) was mined instead; "
+        "it sends 0 ETH to 0x3C44…93BC."
+    )
     await assert_finished(updates)
 
 
-async def test_never_mined_is_dropped_after_timeout(
+async def test_speed_up_is_followed_to_confirmed_on_the_new_hash(
+    w3: AsyncWeb3[Any], no_pending: Anvil, network: Network, alice: DevAccount, bob: DevAccount
+) -> None:
+    tx_a, nonce = await send(w3, alice, to=bob.address, value=ONE, max_fee=10 * GWEI, tip=GWEI)
+    updates = track_transaction(
+        w3, network, tx_a, sender=alice.address, nonce=nonce, intent=native_intent(alice, bob),
+        poll_interval=0.02, timeout=10,
+    )
+    assert (await step(updates)).tx_hash == tx_a
+
+    # The wallet's "speed up": the same transfer at the same nonce, paying more.
+    tx_b, _ = await send(w3, alice, to=bob.address, value=ONE, nonce=nonce, max_fee=20 * GWEI, tip=3 * GWEI)
+    sped_up = await step(updates)
+    assert (sped_up.status, sped_up.tx_hash, sped_up.replaces) == (TxStatus.SUBMITTED, tx_b, tx_a)
+    assert sped_up.to_dict()["replaces"] == tx_a
+
+    no_pending.mine()
+    rest = await collect(updates)
+
+    assert [(u.status, u.tx_hash, u.replaces) for u in rest] == [
+        (TxStatus.MINED, tx_b, tx_a),
+        (TxStatus.CONFIRMED, tx_b, tx_a),
+    ]
+    assert await w3.eth.get_balance(bob.address) == 10_000 * ONE + ONE  # it paid, once
+
+
+async def test_speed_up_mined_while_no_one_tracked_is_found_when_tracking_resumes(
+    w3: AsyncWeb3[Any], no_pending: Anvil, network: Network, alice: DevAccount, bob: DevAccount
+) -> None:
+    first_block = await w3.eth.get_block_number()  # what a settlement persists before broadcasting
+    tx_a, nonce = await send(w3, alice, to=bob.address, value=ONE, max_fee=10 * GWEI, tip=GWEI)
+    tx_b, _ = await send(w3, alice, to=bob.address, value=ONE, nonce=nonce, max_fee=20 * GWEI, tip=3 * GWEI)
+    no_pending.mine()
+    no_pending.mine(MAX_REPLACEMENT_SCAN_BLOCKS + 50)  # the process was down a long time
+
+    updates = await collect(
+        track_transaction(
+            w3, network, tx_a, sender=alice.address, nonce=nonce, intent=native_intent(alice, bob),
+            first_block=first_block, poll_interval=0.02, timeout=10,
+        )
+    )
+
+    assert [(u.status, u.tx_hash, u.replaces) for u in updates] == [
+        (TxStatus.SUBMITTED, tx_a, None),
+        (TxStatus.SUBMITTED, tx_b, tx_a),
+        (TxStatus.MINED, tx_b, tx_a),
+        (TxStatus.CONFIRMED, tx_b, tx_a),
+    ]
+    assert updates[-1].confirmations == MAX_REPLACEMENT_SCAN_BLOCKS + 51
+
+
+async def test_a_cancel_ends_replaced_saying_what_it_did(
+    w3: AsyncWeb3[Any], no_pending: Anvil, network: Network, alice: DevAccount, bob: DevAccount
+) -> None:
+    tx_a, nonce = await send(w3, alice, to=bob.address, value=ONE, max_fee=10 * GWEI, tip=GWEI)
+    updates = track_transaction(
+        w3, network, tx_a, sender=alice.address, nonce=nonce, intent=native_intent(alice, bob),
+        poll_interval=0.02, timeout=10,
+    )
+    assert (await step(updates)).status == TxStatus.SUBMITTED
+    # The wallet's "cancel": nothing to yourself at the same nonce.
+    tx_c, _ = await send(w3, alice, to=alice.address, value=0, nonce=nonce, max_fee=20 * GWEI, tip=3 * GWEI)
+
+    no_pending.mine()
+    replaced = await step(updates)
+
+    assert (replaced.status, replaced.tx_hash, replaced.replaced_by) == (TxStatus.REPLACED, tx_a, tx_c)
+    assert replaced.reason == (
+        f"Another transaction with the same nonce ({nonce}) was mined instead; it cancels: sends 0 ETH "
+        "to yourself. The approved transfer was not made."
+    )
+    await assert_finished(updates)
+
+
+async def test_same_transfer_carrying_a_delegation_is_not_a_speed_up(
+    w3: AsyncWeb3[Any], world: Any, no_pending: Anvil, network: Network, alice: DevAccount, bob: DevAccount
+) -> None:
+    tx_a, nonce = await send(w3, alice, to=bob.address, value=ONE, max_fee=10 * GWEI, tip=GWEI)
+    authorization = Account.sign_authorization(
+        {"chainId": ANVIL_CHAIN_ID, "address": world.reverter, "nonce": nonce + 1}, alice.private_key
+    )
+    signed = Account.sign_transaction(
+        {
+            "type": 4, "chainId": ANVIL_CHAIN_ID, "nonce": nonce, "to": bob.address, "value": ONE,
+            "gas": 100_000, "maxFeePerGas": 20 * GWEI, "maxPriorityFeePerGas": 3 * GWEI,
+            "authorizationList": [authorization],
+        },
+        alice.private_key,
+    )
+    tx_d = (await w3.eth.send_raw_transaction(signed.raw_transaction)).to_0x_hex()
+    no_pending.mine()
+
+    updates = await collect(
+        track_transaction(
+            w3, network, tx_a, sender=alice.address, nonce=nonce, intent=native_intent(alice, bob),
+            poll_interval=0.02, timeout=10,
+        )
+    )
+
+    assert [u.status for u in updates] == [TxStatus.SUBMITTED, TxStatus.REPLACED]
+    assert updates[-1].replaced_by == tx_d
+    assert updates[-1].reason is not None
+    assert "it delegates an account to 0x" in updates[-1].reason
+    assert "(EIP-7702) and sends 1 ETH to 0x7099…79C8" in updates[-1].reason
+
+
+async def test_the_block_scan_finds_the_replacement_where_past_state_is_unavailable(
+    w3: AsyncWeb3[Any], no_pending: Anvil, alice: DevAccount, bob: DevAccount
+) -> None:
+    first_block = await w3.eth.get_block_number()
+    _, nonce = await send(w3, alice, to=bob.address, value=ONE)
+    tx_b, _ = await send(w3, alice, to=bob.address, value=2 * ONE, nonce=nonce, max_fee=20 * GWEI)
+    no_pending.mine()
+    no_pending.mine(5)
+    poller = _Poller(w3, tx_b, silence_limit=5)
+
+    for bisect in (True, False):
+        ok, found = await _find_mined_at_nonce(poller, alice.address, nonce, first_block, bisect=bisect)
+        assert ok and found is not None
+        assert (found.tx_hash, found.value, found.nonce) == (tx_b, 2 * ONE, nonce)
+    ok, none = await _find_mined_at_nonce(poller, alice.address, nonce + 1, first_block)
+    assert (ok, none) == (True, None)
+
+
+async def test_pending_in_the_pool_past_the_timeout_is_not_dropped(
+    w3: AsyncWeb3[Any], no_pending: Anvil, network: Network, alice: DevAccount, bob: DevAccount
+) -> None:
+    tx_hash, nonce = await send(w3, alice, to=bob.address, value=ONE, max_fee=GWEI, tip=GWEI)
+    seen: list[TxUpdate] = []
+
+    async def follow() -> None:
+        async for u in track_transaction(
+            w3, network, tx_hash, sender=alice.address, nonce=nonce, poll_interval=0.02, timeout=0.2
+        ):
+            seen.append(u)
+
+    following = asyncio.create_task(follow())
+    try:
+        await asyncio.sleep(1.0)  # five timeouts with the transaction waiting in the pool
+        assert [u.status for u in seen] == [TxStatus.SUBMITTED]
+
+        no_pending.mine()  # a block at last
+        async with asyncio.timeout(STEP):
+            await following
+    finally:
+        following.cancel()
+    assert [u.status for u in seen] == [TxStatus.SUBMITTED, TxStatus.MINED, TxStatus.CONFIRMED]
+
+
+async def test_dropped_from_the_pool_is_dropped_after_the_timeout(
     w3: AsyncWeb3[Any], no_pending: Anvil, network: Network, alice: DevAccount, bob: DevAccount
 ) -> None:
     tx_hash, nonce = await send(w3, alice, to=bob.address, value=ONE)
-    loop = asyncio.get_running_loop()
-    started = loop.time()
+    no_pending.rpc("anvil_dropTransaction", [tx_hash])
 
-    updates = [
-        u
-        async for u in track_transaction(
+    updates = await collect(
+        track_transaction(
             w3, network, tx_hash, sender=alice.address, nonce=nonce, poll_interval=0.05, timeout=0.5
         )
-    ]
+    )
 
     assert [u.status for u in updates] == [TxStatus.SUBMITTED, TxStatus.DROPPED]
-    assert updates[-1].reason and "0.5s" in updates[-1].reason
-    assert 0.5 <= loop.time() - started < 3
+    assert updates[-1].reason == (
+        f"the node has not had it for 0.5s and nonce {nonce} is still unused: "
+        "it is not in the mempool and was not mined"
+    )
+
+
+async def test_tracking_again_an_already_confirmed_transaction_ends_confirmed(
+    w3: AsyncWeb3[Any], anvil: Anvil, network: Network, alice: DevAccount, bob: DevAccount
+) -> None:
+    first_block = await w3.eth.get_block_number()
+    tx_hash, nonce = await send(w3, alice, to=bob.address, value=ONE)
+    receipt = await w3.eth.wait_for_transaction_receipt(tx_hash, timeout=STEP)  # type: ignore[arg-type]
+    anvil.mine(4)  # confirmed while the process was down
+
+    updates = await collect(
+        track_transaction(
+            w3, network, tx_hash, sender=alice.address, nonce=nonce, intent=native_intent(alice, bob),
+            first_block=first_block, confirmations=3, poll_interval=0.02,
+        )
+    )
+
+    assert [(u.status, u.confirmations) for u in updates] == [
+        (TxStatus.SUBMITTED, 0),
+        (TxStatus.MINED, 5),
+        (TxStatus.CONFIRMED, 5),
+    ]
+    assert updates[-1].block_number == receipt["blockNumber"]
 
 
 async def test_reorged_out_goes_back_to_submitted_then_confirms(

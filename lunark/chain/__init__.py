@@ -6,8 +6,11 @@
 from lunark.chain.client import ChainClient, ChainClients
 from lunark.chain.intent import (
     DecodedTx,
+    check_transaction,
     decode_signed_transaction,
+    describe_transaction,
     diff_intent,
+    diff_prepared,
     fetch_transaction,
     verify_signed_transaction,
     verify_transaction_hash,
@@ -39,8 +42,11 @@ __all__ = [
     "TransferIntent",
     "TxStatus",
     "TxUpdate",
+    "check_transaction",
     "decode_signed_transaction",
+    "describe_transaction",
     "diff_intent",
+    "diff_prepared",
     "encode_erc20_transfer",
     "fetch_transaction",
     "format_amount",

@@ -224,6 +224,10 @@ class TxUpdate:
     """Why it failed, was replaced, dropped or mismatched."""
     replaced_by: str | None = None
     """For ``replaced``: the hash of the transaction that took the nonce, when known."""
+    replaces: str | None = None
+    """For a speed-up (same nonce, same transfer, another fee): the hash this one replaced.
+
+    The tracker then follows this hash; every later update carries it too."""
     gas_used: int | None = None
     """From the receipt, once mined."""
 
@@ -234,7 +238,9 @@ class TxUpdate:
             "status": str(self.status),
             "confirmations": self.confirmations,
         }
-        for key in ("block_number", "explorer_url", "reason", "replaced_by", "gas_used"):
+        for key in (
+            "block_number", "explorer_url", "reason", "replaced_by", "replaces", "gas_used"
+        ):
             value = getattr(self, key)
             if value is not None:
                 out[key] = value

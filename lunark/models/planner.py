@@ -725,6 +725,8 @@ def _describe_result(name: str, args: Mapping[str, Any], message: ToolMessage) -
         return f"I did not prepare the {name.replace('_', ' ')} yet: it waits for the network switch."
     if status == "rejected":
         return _rejected(name, args, data, _text_or_none(data.get("message") or data.get("reason")))
+    if status in _TX_STATUSES and not data.get("error"):
+        return _transfer_result(args, data)  # a settled transfer, whatever its outcome
     if (
         status == "error"
         or (data.get("error") and "tx_hash" not in data)

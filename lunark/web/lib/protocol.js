@@ -96,7 +96,7 @@ export const UNRECOGNIZED_CHAIN = 4902;
  * @typedef {EventBase & {type: "tx_update", call_id: string, tx_hash: string, chain_id: number,
  *   status: "submitted"|"mined"|"confirmed"|"failed"|"replaced"|"mismatch"|"dropped",
  *   confirmations: number, block_number?: number, explorer_url?: string, reason?: string,
- *   replaced_by?: string, gas_used?: number}} TxUpdateEvent
+ *   replaced_by?: string, replaces?: string, gas_used?: number}} TxUpdateEvent
  * @typedef {EventBase & {type: "network_switch", chain_id: number, name: string, symbol: string,
  *   decimals: number, rpc_urls: string[], explorer_url?: string, display_name?: string}} NetworkSwitchEvent
  * @typedef {EventBase & {type: "status", text: string}} StatusEvent
