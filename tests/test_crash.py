@@ -58,17 +58,21 @@ class Server:
             }]},
         }))
         self.served: Served | None = None
+        self.starts = 0
 
     async def start(self) -> Served:
-        proc = await asyncio.create_subprocess_exec(
-            *LUNARK, "serve", "--port", str(self.port), "--config", str(self.config),
-            env={**os.environ, "LUNARK_PLUGINS": "false"},
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
-        )
+        log = self.config.with_name(f"serve-{self.starts}.log")
+        self.starts += 1
+        with log.open("wb") as err:
+            proc = await asyncio.create_subprocess_exec(
+                *LUNARK, "serve", "--port", str(self.port), "--config", str(self.config),
+                env={**os.environ, "LUNARK_PLUGINS": "false"},
+                stdout=asyncio.subprocess.PIPE, stderr=err,
+            )
         assert proc.stdout is not None
         line = (await asyncio.wait_for(proc.stdout.readline(), 60)).decode()
         found = re.search(r"listening on (http://\S+)", line)
-        assert found, line
+        assert found, f"lunark serve did not start: {line!r}\n{log.read_text()[-3000:]}"
         self.served = Served(url=found.group(1), domain=f"localhost:{self.port}", proc=proc)
         return self.served
 

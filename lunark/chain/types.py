@@ -26,6 +26,7 @@ __all__ = [
     "encode_erc20_transfer",
     "prepared_from_state",
     "prepared_to_state",
+    "rescale_up",
     "to_units",
 ]
 
@@ -35,6 +36,14 @@ ERC20_TRANSFER_SELECTOR = function_signature_to_4byte_selector("transfer(address
 def to_units(raw: int, decimals: int) -> Decimal:
     """``raw`` smallest units as an exact Decimal amount of whole tokens."""
     return Decimal(raw).scaleb(-decimals)
+
+
+def rescale_up(amount: int, decimals: int, to: int) -> int:
+    """``amount`` of a ``decimals`` token in units of ``to`` decimals, exactly or rounded up (so a
+    sum checked against a cap fails closed)."""
+    if decimals <= to:
+        return int(amount * 10 ** (to - decimals))
+    return int(-(-amount // 10 ** (decimals - to)))
 
 
 def encode_erc20_transfer(recipient: str, amount: int) -> HexStr:

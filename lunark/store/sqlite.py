@@ -31,6 +31,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar, cast
 
+from lunark.chain.types import rescale_up
 from lunark.errors import ConfigError, InvalidInput, LunarkError, NotFound
 from lunark.ids import new_id
 from lunark.store.base import (
@@ -261,13 +262,6 @@ def _settlement(row: Any) -> SettlementRecord:
     )
 
 
-def _in_units(amount: int, decimals: int, to: int) -> int:
-    """``amount`` of a ``decimals`` token in units of ``to`` decimals, rounded up (a cap fails closed)."""
-    if decimals <= to:
-        return int(amount * 10 ** (to - decimals))
-    return int(-(-amount // 10 ** (decimals - to)))
-
-
 def _counted(
     db: sqlite3.Connection, *, address: str, symbol: str, decimals: int, day: date, now: str,
     skip: str | None = None,
@@ -277,7 +271,7 @@ def _counted(
         "AND (state = 'committed' OR (state = 'reserved' AND (expires_at IS NULL OR expires_at > ?)))",
         (address.lower(), symbol.upper(), day.isoformat(), skip, now),
     ).fetchall()
-    return sum(_in_units(int(amount), places, decimals) for amount, places in rows)
+    return sum(rescale_up(int(amount), places, decimals) for amount, places in rows)
 
 
 def _reserve(db: sqlite3.Connection, *, entry: SpendEntry, cap: int | None, now: str, hold: bool) -> int | None:

@@ -24,7 +24,7 @@ from typing import Protocol
 from eth_typing import ChecksumAddress
 from eth_utils.address import to_checksum_address
 
-from lunark.chain.types import TransferIntent, to_units
+from lunark.chain.types import TransferIntent, rescale_up, to_units
 from lunark.errors import PolicyViolation
 from lunark.store.base import SpendEntry
 
@@ -49,12 +49,6 @@ class SpendLedger(Protocol):
     async def release(self, entry_id: str) -> None: ...
 
 
-def _in_units(amount: int, decimals: int, to: int) -> int:
-    if decimals <= to:
-        return int(amount * 10 ** (to - decimals))
-    return int(-(-amount // 10 ** (decimals - to)))  # rounded up: a cap fails closed
-
-
 class InMemorySpendLedger:
     """A ledger for one process (tests, terminal use); the same rules as the store's."""
 
@@ -72,7 +66,7 @@ class InMemorySpendLedger:
 
     def _count(self, address: str, symbol: str, decimals: int, day: date, now: datetime, skip: str | None) -> int:
         return sum(
-            _in_units(entry.amount, entry.decimals, decimals)
+            rescale_up(entry.amount, entry.decimals, decimals)
             for entry_id, (entry, state) in self._entries.items()
             if entry_id != skip and entry.address.lower() == address.lower()
             and entry.symbol.upper() == symbol.upper() and entry.day == day and self._live(entry, state, now)
