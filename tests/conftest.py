@@ -7,6 +7,7 @@ that is reverted afterwards. A missing Anvil fails the run: it never skips.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -40,13 +41,20 @@ def _deploy_world(anvil: Anvil) -> World:
     token = deploy_contract(anvil.url, "TestToken", "Test Token", "TKN", 18, private_key=deployer.private_key)
     usd = deploy_contract(anvil.url, "TestToken", "Test USD", "TUSD", 6, private_key=deployer.private_key)
     reverter = deploy_contract(anvil.url, "Reverter", private_key=deployer.private_key)
+    sent = []
     for account in anvil.accounts:
-        _mint(anvil, token, deployer, account.address, INITIAL_TOKENS)
-        _mint(anvil, usd, deployer, account.address, 1_000_000 * 10**6)
+        sent.append(_mint(anvil, token, deployer, account.address, INITIAL_TOKENS))
+        sent.append(_mint(anvil, usd, deployer, account.address, 1_000_000 * 10**6))
+    # Automine answers a send before its block is sealed: without this wait the last mints' blocks
+    # could land during the first test, which then fails `_shared_chains_left_as_found`.
+    deadline = time.monotonic() + 10
+    while not all(anvil.rpc("eth_getTransactionReceipt", [h]) for h in sent):
+        assert time.monotonic() < deadline, "the session's mint transactions were never mined"
+        time.sleep(0.01)
     return World(anvil=anvil, token=token, usd=usd, reverter=reverter)
 
 
-def _mint(anvil: Anvil, token: str, deployer: DevAccount, to: str, amount: int) -> None:
+def _mint(anvil: Anvil, token: str, deployer: DevAccount, to: str, amount: int) -> str:
     # mint(address,uint256) has the same argument layout as transfer(address,uint256).
     from eth_utils import function_signature_to_4byte_selector
 
@@ -54,7 +62,7 @@ def _mint(anvil: Anvil, token: str, deployer: DevAccount, to: str, amount: int) 
 
     data = "0x" + function_signature_to_4byte_selector("mint(address,uint256)").hex()
     data += encode_erc20_transfer(to, amount)[10:]
-    anvil.rpc("eth_sendTransaction", [{"from": deployer.address, "to": token, "data": data}])
+    return str(anvil.rpc("eth_sendTransaction", [{"from": deployer.address, "to": token, "data": data}]))
 
 
 @pytest.fixture(scope="session")
