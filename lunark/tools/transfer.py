@@ -1,12 +1,12 @@
 """``transfer``: send native currency or a known ERC-20 token, only with the user's approval.
 
-Prepare validates (checksum address, amount > 0, token known on this network),
-applies the spending policy, builds the unsigned EIP-1559 transaction and
-simulates it, so a transfer that would fail is refused before anyone is asked.
-Execute takes the user's decision: a wallet-broadcast ``tx_hash`` or a
-``signed_tx`` is checked against the approved intent (any difference is a
-``mismatch``, never success); with no signature only a configured local signer
-signs. Then the transaction is tracked to confirmation, every step emitted.
+Prepare validates (checksum address, amount > 0, token known on this network), applies the
+spending policy (reserving the amount against daily caps until the approval expires), builds
+the unsigned EIP-1559 transaction and simulates it, so a transfer that would fail is refused
+before anyone is asked. Execute hands the approved transfer to the settlement service
+(``lunark.settlement``), which writes it ahead, binds the wallet's transaction to it (any
+difference is a ``mismatch``, never success), broadcasts and tracks it; execute only waits
+for the final outcome.
 """
 
 from __future__ import annotations
