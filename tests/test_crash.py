@@ -3,8 +3,8 @@
 Every run must end with exactly the on-chain transfer the user approved (never none after a
 decision, never two), the chat showing it confirmed, and the approval never offered again.
 
-The suite runs each crash point once; ``LUNARK_CRASH_RUNS=N ./dev crash`` (docs/troubleshooting.md
-names it) sweeps every point N times.
+The suite runs each crash point once; ``LUNARK_CRASH_RUNS=N .venv/bin/pytest tests/test_crash.py``
+(docs/troubleshooting.md names it) sweeps every point N times.
 """
 
 from __future__ import annotations
