@@ -38,13 +38,20 @@ from hexbytes import HexBytes
 from web3.exceptions import TransactionNotFound, Web3Exception
 
 from lunark.chain.client import ChainClient, ChainClients
-from lunark.chain.intent import DecodedTx, check_transaction, decode_signed_transaction, fetch_transaction
+from lunark.chain.intent import (
+    DecodedTx,
+    check_transaction,
+    decode_signed_transaction,
+    describe_transaction,
+    erc20_transfer_of,
+    fetch_transaction,
+)
 from lunark.chain.signer import Signer
 from lunark.chain.tracker import track_transaction
 from lunark.chain.types import PreparedTx, TxStatus, TxUpdate, prepared_from_state, to_units
-from lunark.errors import ChainError, IntentMismatch, LunarkError, RpcUnavailable, SignerError
+from lunark.errors import ChainError, IntentMismatch, LunarkError, RpcUnavailable, SignerError, UnknownToken
 from lunark.networks import Network, NetworkRegistry
-from lunark.store.base import SettlementRecord, Store
+from lunark.store.base import SettlementRecord, SpendEntry, Store
 
 __all__ = ["Settlements", "outcome_message"]
 
@@ -91,6 +98,7 @@ class Settlements:
         """Set by the server: every transition is published there. Without one, a waiting
         ``settle`` call forwards the events to its caller instead (library use)."""
         self._drivers: dict[str, asyncio.Task[SettlementRecord]] = {}
+        self._followers: dict[str, asyncio.Task[None]] = {}
         self._listeners: dict[str, list[Callable[[dict[str, Any]], None]]] = {}
 
     # -- entry points ------------------------------------------------------------------------
@@ -117,7 +125,7 @@ class Settlements:
             chat_id=chat_id, owner=intent.sender.lower(), chain_id=intent.chain_id, state="approved",
             prepared=dict(prepared_state), decision=dict(decision), expires_at=expires_at, tx_hash=None,
             nonce=None, raw_tx=None, first_block=None, late=late,
-            history=[{"state": "approved", "ts": round(_now().timestamp(), 3)}], updated_at=_now(),
+            history=[{"state": "approved", "ts": round(_now().timestamp(), 3)}], updated_at=_now(), done=False,
         )
         return await self.store.open_settlement(record)
 
@@ -152,7 +160,7 @@ class Settlements:
 
     async def aclose(self) -> None:
         """Stop the drivers; the records stay as they are, and the next start resumes them."""
-        drivers = list(self._drivers.values())
+        drivers: list[asyncio.Task[Any]] = [*self._drivers.values(), *self._followers.values()]
         for task in drivers:
             task.cancel()
         for task in drivers:
@@ -193,15 +201,77 @@ class Settlements:
                 # The node is away: the record still says where we are; look again shortly.
                 logger.warning("settlement %s waits for the node: %s", sid, exc)
                 await asyncio.sleep(_RETRY_AFTER_RPC_ERROR)
+        if not record.done and sid not in self._followers:
+            follower = asyncio.create_task(self._follow(record, client, network), name=f"lunark-follow-{sid}")
+            self._followers[sid] = follower
+            follower.add_done_callback(lambda _: self._followers.pop(sid, None))
         return record
+
+    async def _follow(self, record: SettlementRecord, client: ChainClient, network: Network) -> None:
+        """Follow what the wallet sent instead of the approved transaction, to its end: the chat
+        says what it did on chain, and the spend ledger counts what it moved."""
+        assert record.tx_hash is not None
+        reason = str((record.history[-1] if record.history else {}).get("reason") or "")
+        while not record.done:
+            try:
+                tx = await fetch_transaction(client.w3, record.tx_hash, timeout=self.verify_timeout)
+                async for update in track_transaction(
+                    client.w3, network, record.tx_hash, sender=record.owner, nonce=tx.nonce,
+                    first_block=record.first_block, timeout=self.track_timeout, poll_interval=self.poll_interval,
+                ):
+                    if update.status is TxStatus.SUBMITTED:
+                        continue
+                    onchain = str(update.status)
+                    if update.status is TxStatus.CONFIRMED:
+                        await self._count_sent(record, tx, network)
+                        said = f"it was confirmed on chain: it {describe_transaction(tx, network=network)}"
+                    elif update.status is TxStatus.MINED:
+                        said = f"it was mined: it {describe_transaction(tx, network=network)}"
+                    else:
+                        said = f"on chain it ended {onchain}" + (f" ({update.reason})" if update.reason else "")
+                    event = {**update.to_dict(), "status": "mismatch", "onchain": onchain,
+                             "reason": f"{reason.rstrip('.')}. Not the approved transfer, but {said}."}
+                    record = await self.store.advance_settlement(
+                        record.settlement_id, "mismatch", {k: v for k, v in event.items() if k != "status"},
+                        done=update.status.is_final,
+                    )
+                    await self._emit(record, {"type": "tx_update", "call_id": record.call_id, **event})
+                    if record.done:
+                        break
+            except ChainError as exc:  # the node no longer knows it: nothing moved
+                record = await self.store.advance_settlement(
+                    record.settlement_id, "mismatch", {"onchain": "dropped", "reason": exc.message}, done=True)
+            except (RpcUnavailable, OSError, TimeoutError, Web3Exception) as exc:
+                logger.warning("settlement %s waits for the node: %s", record.settlement_id, exc)
+                await asyncio.sleep(_RETRY_AFTER_RPC_ERROR)
+
+    async def _count_sent(self, record: SettlementRecord, tx: DecodedTx, network: Network) -> None:
+        """What a mismatched transaction from the user's account moved counts against daily caps."""
+        today = _now().date()
+        moved: list[tuple[str, str, int, int]] = []
+        if tx.value:
+            moved.append(("native", network.symbol, network.decimals, tx.value))
+        transfer = erc20_transfer_of(tx.data)
+        if transfer is not None and tx.to is not None:
+            try:
+                token = network.token(tx.to)
+            except UnknownToken:
+                token = None
+            if token is not None:
+                moved.append((token.address, token.symbol, token.decimals, transfer[1]))
+        for asset, symbol, decimals, amount in moved:
+            entry = SpendEntry(entry_id=f"{record.settlement_id}#sent:{asset}", address=record.owner, symbol=symbol,
+                               decimals=decimals, amount=amount, day=today, expires_at=None)
+            await self.store.reserve(entry, None, now=_now())
+            await self.store.commit(entry.entry_id, tx.tx_hash)
 
     async def _advance(
         self, record: SettlementRecord, state: str, network: Network, *, event: Mapping[str, Any] | None = None,
-        **fields: Any,
+        done: bool | None = None, **fields: Any,
     ) -> SettlementRecord:
         """Store the transition, then (durable before visible) emit it as a ``tx_update``."""
         evidence = {k: v for k, v in (event or {}).items() if k not in ("status",)}
-        record = await self.store.advance_settlement(record.settlement_id, state, evidence, **fields)
+        record = await self.store.advance_settlement(record.settlement_id, state, evidence, done=done, **fields)
         if event is not None:
             update = {"type": "tx_update", "call_id": record.call_id, **event}
             if record.late:
@@ -235,9 +305,15 @@ class Settlements:
         return event
 
     async def _refuse(self, record: SettlementRecord, network: Network, tx_hash: str | None, reason: str,
-                      differences: Mapping[str, Any] | None = None) -> SettlementRecord:
-        return await self._advance(record, "mismatch", network,
-                                   event=self._mismatch_event(record, network, tx_hash, reason, differences))
+                      differences: Mapping[str, Any] | None = None, *, follow: bool = False) -> SettlementRecord:
+        """End as ``mismatch``; with ``follow``, ``tx_hash`` (sent from the user's account by the
+        wallet) is bound to this settlement and followed until it ends."""
+        fields: dict[str, Any] = {}
+        if follow and tx_hash:
+            fields = {"tx_hash": tx_hash}
+            await self.store.bind_hash(record.settlement_id, tx_hash)
+        return await self._advance(record, "mismatch", network, done=not follow,
+                                   event=self._mismatch_event(record, network, tx_hash, reason, differences), **fields)
 
     async def _check_binding(self, record: SettlementRecord, tx: DecodedTx, network: Network) -> str | None:
         """Why ``tx`` cannot settle this approval (store-level checks), or None."""
@@ -291,7 +367,10 @@ class Settlements:
         try:
             check_transaction(prepared, tx, fee_factor=self.fee_factor, network=network)
         except IntentMismatch as exc:
-            return await self._refuse(record, network, tx.tx_hash, exc.message, exc.differences)
+            # A wallet that broadcast something else from the user's account moved funds all the same:
+            # follow it, so the chat and the ledger show what happened. Signed bytes are never sent.
+            mine = broadcast is None and tx.sender.lower() == record.owner
+            return await self._refuse(record, network, tx.tx_hash, exc.message, exc.differences, follow=mine)
         why = await self._check_binding(record, tx, network)
         if why is not None:
             return await self._refuse(record, network, tx.tx_hash, f"Transaction {tx.tx_hash} was refused: {why}.")

@@ -239,3 +239,86 @@ async def test_a_mismatch_is_told_in_plain_words(
         answer = "".join(e["text"] for e in sio.of("token", chat_id=chat_id, after=mark))
         assert "{" not in answer and "does not match" in answer, answer
         assert "2 ETH" in answer and carol.address in answer, answer
+
+
+async def test_what_a_wallet_sent_instead_of_the_approval_is_shown_and_counted(
+    make_server: Any, anvil: Anvil, alice: DevAccount, bob: DevAccount, carol: DevAccount
+) -> None:
+    # Finding 8, second half: a tx_hash found to be a mismatch was refused, and whatever the wallet
+    # did send from the user's account was neither followed nor counted.
+    server = await make_server(policy={"daily_cap": {"ETH": "3"}})
+    token = await sign_in(server, alice)
+    async with SioClient(server, token) as sio:
+        chat_id = (await sio.call("join_chat", {}))["chat_id"]
+        pending = await ask_transfer(sio, chat_id, f"send 1 ETH to {bob.address}")
+        call_id = pending["action_requests"][0]["call_id"]
+        tx_hash = wallet_send(anvil, pending["action_requests"][0]["tx"], alice.private_key,
+                              to=carol.address, value=hex(2 * ETH))
+        mark = sio.mark()
+        await sio.call("resume_decisions", decide(chat_id, pending, {"type": "approve", "tx_hash": tx_hash}))
+        refused = await final_update(sio, chat_id, call_id, after=mark)
+        assert refused["status"] == "mismatch" and refused["tx_hash"] == tx_hash
+        shown = await sio.wait_until(
+            lambda e: e["type"] == "tx_update" and e.get("call_id") == call_id and e.get("onchain") == "confirmed",
+            after=mark, what="the mismatched transaction followed to confirmed")
+        assert shown["status"] == "mismatch", "what the wallet did is never reported as the approval's success"
+        assert "confirmed on chain" in shown["reason"] and "2 ETH" in shown["reason"], shown["reason"]
+        await sio.wait_event("message_end", chat_id=chat_id, after=mark)
+        # The 2 ETH that moved count against the 3 ETH cap.
+        mark = sio.mark()
+        await sio.call("send_message", {"chat_id": chat_id, "content": f"send 1.5 ETH to {bob.address}",
+                                        "client_message_id": "after"})
+        await sio.wait_event("message_end", chat_id=chat_id, after=mark)
+        [result] = sio.of("tool_result", chat_id=chat_id, after=mark)
+        assert result["error"]["code"] == "policy_violation", result
+
+
+async def test_a_wallet_speed_up_settles_under_its_new_hash(
+    make_server: Any, anvil: Anvil, alice: DevAccount, bob: DevAccount
+) -> None:
+    # Finding 9: a speed-up (same nonce, higher fee, same transfer) was reported as replaced.
+    server = await make_server()
+    token = await sign_in(server, alice)
+    bob_before = native_balance(anvil, bob.address)
+    async with SioClient(server, token) as sio, Http(server) as http:
+        chat_id = (await sio.call("join_chat", {}))["chat_id"]
+        pending = await ask_transfer(sio, chat_id, f"send 0.5 ETH to {bob.address}")
+        call_id = pending["action_requests"][0]["call_id"]
+        tx = pending["action_requests"][0]["tx"]
+        anvil.set_automine(False)
+        first = wallet_send(anvil, tx, alice.private_key)
+        mark = sio.mark()
+        await sio.call("resume_decisions", decide(chat_id, pending, {"type": "approve", "tx_hash": first}))
+        await sio.wait_event("tx_update", chat_id=chat_id, after=mark, status="submitted")
+        fee = hex(int(tx["max_fee_per_gas"], 16) * 3 // 2)
+        faster = wallet_send(anvil, tx, alice.private_key, max_fee_per_gas=fee, max_priority_fee_per_gas=fee)
+        anvil.mine(1)
+        done = await final_update(sio, chat_id, call_id, after=mark)
+        assert done["status"] == "confirmed" and done["tx_hash"] == faster and done.get("replaces") == first, done
+        answer_end = await sio.wait_event("message_end", chat_id=chat_id, after=mark)
+        assert answer_end["finish_reason"] == "stop"
+        _, detail = await http.get(f"/api/chats/{chat_id}", token)
+        assert detail["transactions"][-1]["status"] == "confirmed"
+    assert native_balance(anvil, bob.address) - bob_before == ETH // 2
+
+
+async def test_an_eip7702_transaction_is_refused_before_broadcast(
+    make_server: Any, world: Any, anvil: Anvil, alice: DevAccount, bob: DevAccount
+) -> None:
+    # Finding 4: a type-4 transaction delegating the user's account to another contract was broadcast.
+    from test_intent import sign_set_code
+
+    server = await make_server()
+    token = await sign_in(server, alice)
+    async with SioClient(server, token) as sio:
+        chat_id = (await sio.call("join_chat", {}))["chat_id"]
+        pending = await ask_transfer(sio, chat_id, f"send 1 ETH to {bob.address}")
+        tx = pending["action_requests"][0]["tx"]
+        raw = sign_set_code(alice, delegate_to=world.reverter, nonce=int(tx["nonce"], 16), to=bob.address, value=ETH)
+        nonce_before = anvil.rpc("eth_getTransactionCount", [alice.address, "pending"])
+        mark = sio.mark()
+        await sio.call("resume_decisions", decide(chat_id, pending, {"type": "approve", "signed_tx": "0x" + raw.hex()}))
+        refused = await final_update(sio, chat_id, pending["action_requests"][0]["call_id"], after=mark)
+        assert refused["status"] == "mismatch" and "7702" in refused["reason"], refused
+        await sio.wait_event("message_end", chat_id=chat_id, after=mark)
+        assert anvil.rpc("eth_getTransactionCount", [alice.address, "pending"]) == nonce_before, "never broadcast"

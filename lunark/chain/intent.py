@@ -52,6 +52,7 @@ __all__ = [
     "describe_transaction",
     "diff_intent",
     "diff_prepared",
+    "erc20_transfer_of",
     "fetch_transaction",
     "verify_signed_transaction",
     "verify_transaction_hash",
@@ -197,6 +198,11 @@ def describe_transaction(
 
 
 # -- comparing ---------------------------------------------------------------------------------
+
+
+def erc20_transfer_of(data: str) -> tuple[ChecksumAddress, int] | None:
+    """``(recipient, amount)`` if calldata ``data`` is exactly a ``transfer(address,uint256)`` call."""
+    return _decode_erc20_transfer(data)
 
 
 def _decode_erc20_transfer(data: str) -> tuple[ChecksumAddress, int] | None:

@@ -164,9 +164,14 @@ class SettlementRecord:
     history: list[dict[str, Any]]
     """Every transition: ``{"state", "ts", **evidence}``."""
     updated_at: datetime
+    done: bool = False
+    """Nothing is left to follow: the outcome is final, and so is whatever the wallet sent instead
+    of the approved transaction (a mismatched transaction from the user's account is followed
+    until it is mined or dropped, so funds that moved are shown and counted)."""
 
     @property
     def final(self) -> bool:
+        """The approval's outcome is known (the record may still follow evidence: see ``done``)."""
         return self.state in FINAL_STATES
 
 
@@ -339,10 +344,12 @@ class Store(Protocol):
         ...
 
     async def advance_settlement(
-        self, settlement_id: str, state: str, evidence: Mapping[str, Any], **fields: Any
+        self, settlement_id: str, state: str, evidence: Mapping[str, Any], *, done: bool | None = None,
+        **fields: Any,
     ) -> SettlementRecord:
         """Move to ``state`` (appending ``evidence`` to the history) and set ``fields``
-        (``tx_hash``, ``nonce``, ``raw_tx``, ``first_block``). A final settlement stays as it is."""
+        (``tx_hash``, ``nonce``, ``raw_tx``, ``first_block``). ``done`` defaults to whether
+        ``state`` is final. A settlement that is done stays as it is."""
         ...
 
     async def bind_hash(self, settlement_id: str, tx_hash: str) -> str:
@@ -359,7 +366,7 @@ class Store(Protocol):
         ...
 
     async def settlements(self, *, chat_id: str | None = None, unfinished: bool = False) -> list[SettlementRecord]:
-        """Settlements of a chat (or all), oldest first; only those not final with ``unfinished``."""
+        """Settlements of a chat (or all), oldest first; only those not done with ``unfinished``."""
         ...
 
     async def add_nonce(self, nonce: str, expires_at: datetime) -> None:

@@ -148,7 +148,7 @@ CREATE TABLE IF NOT EXISTS settlements (
     owner         TEXT NOT NULL,
     chain_id      INTEGER NOT NULL,
     state         TEXT NOT NULL,
-    final         INTEGER NOT NULL DEFAULT 0,
+    done          INTEGER NOT NULL DEFAULT 0,
     prepared      TEXT NOT NULL,
     decision      TEXT NOT NULL,
     expires_at    TEXT NOT NULL,
@@ -162,7 +162,7 @@ CREATE TABLE IF NOT EXISTS settlements (
     updated_at    TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS settlements_by_chat ON settlements (chat_id, created_at);
-CREATE INDEX IF NOT EXISTS settlements_unfinished ON settlements (final);
+CREATE INDEX IF NOT EXISTS settlements_unfinished ON settlements (done);
 CREATE INDEX IF NOT EXISTS settlements_by_nonce ON settlements (chain_id, owner, nonce);
 
 -- Every hash that ever carried a settlement (a speed-up adds one): a hash settles one approval.
@@ -239,7 +239,7 @@ def _refused(exc: sqlite3.IntegrityError, chat_id: str) -> LunarkError:
 
 _APPROVAL_COLUMNS = "approval_id, chat_id, owner, state, request, proposals, expires_at, decisions, by"
 _SETTLEMENT_COLUMNS = (
-    "settlement_id, approval_id, call_id, chat_id, owner, chain_id, state, final, prepared, decision, expires_at, "
+    "settlement_id, approval_id, call_id, chat_id, owner, chain_id, state, done, prepared, decision, expires_at, "
     "tx_hash, nonce, raw_tx, first_block, late, history, updated_at"
 )
 
@@ -258,7 +258,7 @@ def _settlement(row: Any) -> SettlementRecord:
         state=row[6], prepared=json.loads(row[8]), decision=json.loads(row[9]),
         expires_at=datetime.fromisoformat(row[10]), tx_hash=row[11], nonce=row[12], raw_tx=row[13],
         first_block=row[14], late=bool(row[15]), history=json.loads(row[16]),
-        updated_at=datetime.fromisoformat(row[17]),
+        updated_at=datetime.fromisoformat(row[17]), done=bool(row[7]),
     )
 
 
@@ -703,7 +703,7 @@ class SqliteStore:
                 f"INSERT INTO settlements ({_SETTLEMENT_COLUMNS}, created_at) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
                 (record.settlement_id, record.approval_id, record.call_id, record.chat_id, record.owner.lower(),
-                 record.chain_id, record.state, int(record.final), _dumps(record.prepared),
+                 record.chain_id, record.state, int(record.done), _dumps(record.prepared),
                  _dumps(record.decision), _when(record.expires_at), record.tx_hash, record.nonce, record.raw_tx,
                  record.first_block, int(record.late), _dumps(record.history), _now(), _now()),
             )
@@ -720,7 +720,8 @@ class SqliteStore:
         return _settlement(rows[0]) if rows else None
 
     async def advance_settlement(
-        self, settlement_id: str, state: str, evidence: Mapping[str, Any], **fields: Any
+        self, settlement_id: str, state: str, evidence: Mapping[str, Any], *, done: bool | None = None,
+        **fields: Any,
     ) -> SettlementRecord:
         unknown = set(fields) - {"tx_hash", "nonce", "raw_tx", "first_block"}
         if unknown:
@@ -730,9 +731,10 @@ class SqliteStore:
 
         def advance(db: sqlite3.Connection) -> SettlementRecord:
             row = db.execute(
-                f"UPDATE settlements SET state = ?, final = ?, history = json_insert(history, '$[#]', json(?)), "
-                f"updated_at = ?{sets} WHERE settlement_id = ? AND final = 0 RETURNING {_SETTLEMENT_COLUMNS}",
-                (state, int(state in FINAL_STATES), entry, _now(), *fields.values(), settlement_id),
+                f"UPDATE settlements SET state = ?, done = ?, history = json_insert(history, '$[#]', json(?)), "
+                f"updated_at = ?{sets} WHERE settlement_id = ? AND done = 0 RETURNING {_SETTLEMENT_COLUMNS}",
+                (state, int(state in FINAL_STATES if done is None else done), entry, _now(), *fields.values(),
+                 settlement_id),
             ).fetchone()
             if row is None:
                 row = db.execute(
@@ -771,7 +773,7 @@ class SqliteStore:
             where.append("chat_id = ?")
             params.append(chat_id)
         if unfinished:
-            where.append("final = 0")
+            where.append("done = 0")
         clause = f" WHERE {' AND '.join(where)}" if where else ""
         rows = await self._fetch(
             f"SELECT {_SETTLEMENT_COLUMNS} FROM settlements{clause} ORDER BY created_at, rowid", tuple(params)
