@@ -400,7 +400,10 @@ class TxUpdate(_ChatEvent):
 
     type: Literal["tx_update"] = Field("tx_update", description=_TYPE)
     call_id: str = Field(description="The tool call that made it.")
-    tx_hash: str = Field(pattern=_HASH, description="The transaction's hash.")
+    tx_hash: str | None = Field(
+        default=None, pattern=_HASH,
+        description="The transaction's hash; absent only for a mismatch where nothing was signed.",
+    )
     chain_id: int = Field(gt=0, description="Its chain.")
     status: TxStatus = Field(description="Where it is now.")
     confirmations: int = Field(ge=0, description="Blocks including and after the mining one (0 until mined).")
@@ -419,6 +422,20 @@ class TxUpdate(_ChatEvent):
         ),
     )
     gas_used: int | None = Field(default=None, ge=0, description="Extension: from the receipt, once mined.")
+    onchain: TxStatus | None = Field(
+        default=None,
+        description=(
+            "Extension: for a mismatch whose transaction the wallet sent from the user's account anyway, "
+            "where that transaction is on chain (it is followed to its end and what it moved is counted)."
+        ),
+    )
+    late: bool | None = Field(
+        default=None,
+        description="Extension: the wallet's hash arrived after the approval expired; recorded and followed.",
+    )
+    differences: dict[str, Any] | None = Field(
+        default=None, description="Extension: for a mismatch, each differing field: expected, actual, text."
+    )
 
 
 class NetworkSwitch(_ChatEvent):

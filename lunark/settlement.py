@@ -296,8 +296,10 @@ class Settlements:
 
     def _mismatch_event(self, record: SettlementRecord, network: Network, tx_hash: str | None,
                         reason: str, differences: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        event: dict[str, Any] = {"tx_hash": tx_hash or "", "chain_id": network.chain_id, "status": "mismatch",
-                                 "confirmations": 0, "reason": reason}
+        event: dict[str, Any] = {"chain_id": network.chain_id, "status": "mismatch", "confirmations": 0,
+                                 "reason": reason}
+        if tx_hash:
+            event["tx_hash"] = tx_hash
         if differences:
             event["differences"] = dict(differences)
         if tx_hash:

@@ -15,8 +15,17 @@ from test_server_approvals import ask_transfer
 from wallet import native_balance, sign_wire_tx, wallet_send
 
 from lunark.chain.anvil import Anvil, DevAccount
+from lunark.protocol import parse_event
 
 ETH = 10**18
+
+
+def assert_wire(sio: SioClient) -> None:
+    """Every chat event the client received is valid under the protocol's models (the SDK drops,
+    and then resyncs over, an event it cannot parse)."""
+    for event in sio.events:
+        if "seq" in event:
+            parse_event({k: v for k, v in event.items() if not k.startswith("_")})
 
 
 def decide(chat_id: str, pending: dict[str, Any], *decisions: dict[str, Any]) -> dict[str, Any]:
@@ -62,6 +71,7 @@ async def test_a_hash_settles_only_its_own_approval(
         answer = "".join(e["text"] for e in sio.of("token", chat_id=chat_id, after=mark))
         assert end["finish_reason"] == "stop" and "Sent" not in answer and "{" not in answer, answer
         assert native_balance(anvil, bob.address) == bob_before, "nothing moved for the second approval"
+        assert_wire(sio)
 
 
 async def test_a_signed_transaction_that_pays_a_huge_fee_or_reuses_a_nonce_is_never_broadcast(
@@ -85,6 +95,7 @@ async def test_a_signed_transaction_that_pays_a_huge_fee_or_reuses_a_nonce_is_ne
         await sio.wait_event("message_end", chat_id=chat_id, after=mark)
         await asyncio.sleep(0.3)
         assert anvil.rpc("eth_getTransactionCount", [alice.address, "pending"]) == nonce_before, "never broadcast"
+        assert_wire(sio)
         assert native_balance(anvil, alice.address) == alice_before
 
         # A nonce below the prepared one cannot settle it either.
@@ -239,6 +250,7 @@ async def test_a_mismatch_is_told_in_plain_words(
         answer = "".join(e["text"] for e in sio.of("token", chat_id=chat_id, after=mark))
         assert "{" not in answer and "does not match" in answer, answer
         assert "2 ETH" in answer and carol.address in answer, answer
+        assert_wire(sio)
 
 
 async def test_what_a_wallet_sent_instead_of_the_approval_is_shown_and_counted(
@@ -271,6 +283,7 @@ async def test_what_a_wallet_sent_instead_of_the_approval_is_shown_and_counted(
         await sio.wait_event("message_end", chat_id=chat_id, after=mark)
         [result] = sio.of("tool_result", chat_id=chat_id, after=mark)
         assert result["error"]["code"] == "policy_violation", result
+        assert_wire(sio)
 
 
 async def test_a_wallet_speed_up_settles_under_its_new_hash(
@@ -299,6 +312,7 @@ async def test_a_wallet_speed_up_settles_under_its_new_hash(
         assert answer_end["finish_reason"] == "stop"
         _, detail = await http.get(f"/api/chats/{chat_id}", token)
         assert detail["transactions"][-1]["status"] == "confirmed"
+        assert_wire(sio)
     assert native_balance(anvil, bob.address) - bob_before == ETH // 2
 
 
@@ -322,3 +336,60 @@ async def test_an_eip7702_transaction_is_refused_before_broadcast(
         assert refused["status"] == "mismatch" and "7702" in refused["reason"], refused
         await sio.wait_event("message_end", chat_id=chat_id, after=mark)
         assert anvil.rpc("eth_getTransactionCount", [alice.address, "pending"]) == nonce_before, "never broadcast"
+        assert_wire(sio)
+
+
+async def test_approving_with_no_signature_where_only_the_wallet_signs_is_refused_in_words(
+    make_server: Any, anvil: Anvil, alice: DevAccount, bob: DevAccount
+) -> None:
+    server = await make_server()  # no local signer
+    token = await sign_in(server, alice)
+    bob_before = native_balance(anvil, bob.address)
+    async with SioClient(server, token) as sio, Http(server) as http:
+        chat_id = (await sio.call("join_chat", {}))["chat_id"]
+        pending = await ask_transfer(sio, chat_id, f"send 1 ETH to {bob.address}")
+        mark = sio.mark()
+        assert await sio.call("resume_decisions", decide(chat_id, pending, {"type": "approve"})) == {"ok": True}
+        refused = await final_update(sio, chat_id, pending["action_requests"][0]["call_id"], after=mark)
+        assert refused["status"] == "mismatch" and "tx_hash" not in refused and "no local signer" in refused["reason"]
+        end = await sio.wait_event("message_end", chat_id=chat_id, after=mark)
+        assert end["finish_reason"] == "stop"
+        assert_wire(sio)
+        _, detail = await http.get(f"/api/chats/{chat_id}", token)
+        assert detail["transactions"] == [] and "pending_approval" not in detail
+    assert native_balance(anvil, bob.address) == bob_before
+
+
+async def test_approval_rules_judge_the_resolved_transfer_not_the_models_words(
+    make_server: Any, anvil: Anvil, alice: DevAccount, bob: DevAccount
+) -> None:
+    # Finding 6: with above = {native = "0.1", "*" = "100"}, transfer(amount="50", token="ETH") fell
+    # under "*" and ran without approval.
+    from langchain_core.messages import AIMessage
+
+    from lunark.models.scripted import ScriptedChatModel
+
+    model = ScriptedChatModel(replies=[
+        AIMessage(content="", tool_calls=[
+            {"name": "transfer", "args": {"to": bob.address, "amount": "50", "token": "ETH"}, "id": "big"}]),
+        "Okay, not sent.",
+        AIMessage(content="", tool_calls=[
+            {"name": "transfer", "args": {"to": bob.address, "amount": "0.05", "token": "eth"}, "id": "small"}]),
+        "Sent.",
+    ])
+    server = await make_server(model=model, signer={"local": "anvil"},
+                               approvals={"rules": {"transfer": {"above": {"native": "0.1", "*": "100"}}}})
+    token = await sign_in(server, alice)
+    bob_before = native_balance(anvil, bob.address)
+    async with SioClient(server, token) as sio:
+        chat_id = (await sio.call("join_chat", {}))["chat_id"]
+        pending = await ask_transfer(sio, chat_id, "send 50 ETH")
+        assert pending["action_requests"][0]["call_id"] == "big", "50 ETH waits for the user"
+        mark = sio.mark()
+        await sio.call("resume_decisions", decide(chat_id, pending, {"type": "reject"}))
+        await sio.wait_event("message_end", chat_id=chat_id, after=mark)
+        mark = sio.mark()
+        await sio.call("send_message", {"chat_id": chat_id, "content": "send 0.05 ETH", "client_message_id": "s"})
+        done = await final_update(sio, chat_id, "small", after=mark)
+        assert done["status"] == "confirmed" and not sio.of("pending_approval", after=mark)
+    assert native_balance(anvil, bob.address) - bob_before == 5 * 10**16

@@ -144,7 +144,8 @@ class LunarkServer:
     async def _settled(self, record: SettlementRecord, event: dict[str, Any]) -> None:
         """A settlement moved (already stored): the chat's transaction list and its clients see it."""
         try:
-            await self.store.record_tx_update(record.chat_id, record.call_id, event)
+            if event.get("tx_hash"):  # the chat's transaction list; a refusal with nothing signed has no row
+                await self.store.record_tx_update(record.chat_id, record.call_id, event)
         except NotFound:
             logger.warning("settlement %s belongs to no chat here", record.settlement_id)
             return
