@@ -411,7 +411,9 @@ class TerminalChat:
 
     def render_tx(self, event: TxUpdate) -> None:
         status = str(event.status.value)
-        head = f"  [tx {_short(event.tx_hash)}] {status}"
+        head = f"  [tx {_short(event.tx_hash) if event.tx_hash else 'not signed'}] {status}"
+        if event.onchain is not None:
+            head += f" (on chain: {event.onchain.value})"
         if status == "mined":
             head += f" in block {event.block_number}, {event.confirmations} confirmation(s)"
         elif status == "confirmed":
