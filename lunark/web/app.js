@@ -627,7 +627,7 @@ const TX_TEXT = {
   confirmed: (tx) => `Confirmed in block ${tx.blockNumber} (${tx.confirmations} confirmation${tx.confirmations === 1 ? "" : "s"})`,
   failed: (tx) => `Failed${tx.reason ? `: ${tx.reason}` : ""}`,
   replaced: (tx) => `Replaced${tx.replacedBy ? ` by ${P.shortHex(tx.replacedBy)}` : ""}`,
-  mismatch: (tx) => `Mismatch — the signed transaction differs from the approved one${tx.reason ? `: ${tx.reason}` : ""}`,
+  mismatch: (tx) => `Mismatch — not the approved transaction${tx.onchain ? ` (on chain: ${tx.onchain})` : ""}${tx.reason ? `: ${tx.reason}` : ""}`,
   dropped: (tx) => `Dropped${tx.reason ? `: ${tx.reason}` : ""}`,
 };
 
@@ -641,14 +641,15 @@ function renderTx(container, tx, network) {
   container.className = `tx tx-${tx.status}`;
   container.dataset.status = tx.status;
   const text = (TX_TEXT[tx.status] || (() => tx.status))(tx);
-  const parts = [h("span", { class: "tx-status" }, text), " · ", h("span", { class: "mono", title: tx.txHash }, P.shortHex(tx.txHash, 10, 8))];
+  const parts = [h("span", { class: "tx-status" }, text)];
+  if (tx.txHash) parts.push(" · ", h("span", { class: "mono", title: tx.txHash }, P.shortHex(tx.txHash, 10, 8)));
   const url = safeUrl(tx.explorerUrl) || explorerTxUrl(network, tx);
   if (url) parts.push(" · ", h("a", { href: url, target: "_blank", rel: "noopener noreferrer" }, "View on explorer"));
   container.replaceChildren(...parts);
 }
 
 function explorerTxUrl(network, tx) {
-  const base = network && network.chain_id === tx.chainId ? safeUrl(network.explorer_url) : null;
+  const base = tx.txHash && network && network.chain_id === tx.chainId ? safeUrl(network.explorer_url) : null;
   return base ? `${base.replace(/\/+$/, "")}/tx/${tx.txHash}` : null;
 }
 

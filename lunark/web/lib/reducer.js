@@ -256,6 +256,7 @@ const HANDLERS = {
       explorerUrl: e.explorer_url ?? (current && current.txHash === e.tx_hash ? current.explorerUrl : null),
       reason: e.reason ?? null,
       replacedBy: e.replaced_by ?? null,
+      onchain: e.onchain ?? null,
       history: [...(current ? current.history : []), e.status],
     };
     return setIn(state, "txs", e.call_id, tx);
