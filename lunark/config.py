@@ -78,6 +78,13 @@ class PolicySettings(_Section):
 
 class ApprovalSettings(_Section):
     ttl_seconds: float = Field(default=600.0, gt=0, description="Seconds before a pending approval expires (rejected).")
+    on_new_message: Literal["supersede", "busy"] = Field(
+        default="supersede",
+        description=(
+            "A message sent while an approval waits: 'supersede' rejects the approval as superseded and runs the "
+            "message; 'busy' refuses the message until the approval is decided."
+        ),
+    )
     fee_factor: Decimal = Field(
         default=Decimal(2), ge=1, le=100,
         description="A wallet's transaction may cap its network fee at most this many times the fee the card showed.",

@@ -392,7 +392,9 @@ class ApprovalResolved(_ChatEvent):
     type: Literal["approval_resolved"] = Field("approval_resolved", description=_TYPE)
     approval_id: str = Field(description="The approval.")
     decisions: list[Decision] = Field(description="The decisions applied, in order.")
-    by: Literal["user", "timeout"] = Field(description="Who decided: the user, or expiry.")
+    by: Literal["user", "timeout", "superseded"] = Field(
+        description="Who decided: the user, expiry, or a new message from the user (rejected as superseded)."
+    )
 
 
 class TxUpdate(_ChatEvent):

@@ -180,6 +180,23 @@ async def test_reject_moves_nothing(server: Any, anvil: Anvil, alice: DevAccount
     assert anvil.rpc("eth_getTransactionCount", [alice.address, "latest"]) == nonce
 
 
+async def test_a_new_message_sets_a_waiting_approval_aside(
+    server: Any, anvil: Anvil, alice: DevAccount, bob: DevAccount
+) -> None:
+    before = native_balance(anvil, bob.address)
+    async with client_for(local_url(server), alice) as client:
+        session = await client.join()
+        await session.turn(f"send 1 ETH to {bob.address}")
+        waiting = session.pending_approval
+        assert waiting is not None
+        events = await session.turn("what's my balance")
+    [resolved] = [e for e in events if isinstance(e, ApprovalResolved)]
+    assert resolved.approval_id == waiting.approval_id and resolved.by == "superseded"
+    assert "balance" in text_of(events).lower()
+    assert session.pending_approval is None
+    assert native_balance(anvil, bob.address) == before
+
+
 async def test_edit_asks_again_with_the_new_amount(
     server: Any, anvil: Anvil, alice: DevAccount, bob: DevAccount
 ) -> None:
@@ -204,8 +221,9 @@ async def test_edit_asks_again_with_the_new_amount(
 
 
 async def test_error_acks_raise_the_matching_exceptions(
-    server: Any, anvil: Anvil, alice: DevAccount, bob: DevAccount
+    make_server: Any, anvil: Anvil, alice: DevAccount, bob: DevAccount
 ) -> None:
+    server = await make_server(approvals={"on_new_message": "busy"})
     async with client_for(local_url(server), alice) as client, client_for(local_url(server), bob) as other:
         session = await client.join()
         await session.turn(f"send 0.1 ETH to {bob.address}")

@@ -214,10 +214,10 @@ async def test_busy_while_a_turn_runs_and_client_message_id_is_idempotent(
         assert_contiguous(sio.seqs(chat_id))
 
 
-async def test_a_message_while_an_approval_waits_is_busy_and_not_stored(
+async def test_a_message_while_an_approval_waits_is_busy_and_not_stored_when_so_configured(
     make_server: Any, anvil: Anvil, alice: DevAccount, bob: DevAccount
 ) -> None:
-    server = await make_server(signer={"local": "anvil"})
+    server = await make_server(signer={"local": "anvil"}, approvals={"on_new_message": "busy"})
     token = await sign_in(server, alice)
     async with SioClient(server, token) as sio, Http(server) as http:
         chat_id = (await sio.call("join_chat", {}))["chat_id"]
@@ -242,6 +242,51 @@ async def test_a_message_while_an_approval_waits_is_busy_and_not_stored(
         assert start["message_id"] == ack["message_id"] and start["content"] == "hello"
         end = await sio.wait_event("message_end", chat_id=chat_id, after=mark)
         assert end["finish_reason"] == "stop"
+
+
+async def test_a_message_while_an_approval_waits_supersedes_it(
+    make_server: Any, anvil: Anvil, alice: DevAccount, bob: DevAccount
+) -> None:
+    server = await make_server(signer={"local": "anvil"})
+    token = await sign_in(server, alice)
+    bob_before = native_balance(anvil, bob.address)
+    async with SioClient(server, token) as sio, Http(server) as http:
+        chat_id = (await sio.call("join_chat", {}))["chat_id"]
+        await sio.call("send_message", {"chat_id": chat_id, "content": f"send 1 ETH to {bob.address}",
+                                        "client_message_id": "s1"})
+        pending = await sio.wait_event("pending_approval", chat_id=chat_id)
+        await sio.wait_event("message_end", chat_id=chat_id)
+        mark = sio.mark()
+        ack = await sio.call("send_message", {"chat_id": chat_id, "content": "what's my balance",
+                                              "client_message_id": "s2"})
+        assert "message_id" in ack, ack
+        resolved = await sio.wait_event("approval_resolved", chat_id=chat_id, after=mark)
+        assert resolved["approval_id"] == pending["approval_id"] and resolved["by"] == "superseded"
+        [rejected] = [e for e in sio.of("tool_result", chat_id=chat_id, after=mark) if e["status"] == "rejected"]
+        assert "new message" in rejected["result"]["message"]
+        start = await sio.wait_event("message_start", chat_id=chat_id, after=mark, role="user")
+        assert sio.events.index(start) > sio.events.index(resolved), "the rejection comes first, then the message"
+        end = await sio.wait_until(
+            lambda e: e["type"] == "message_end" and sio.events.index(e) > sio.events.index(start),
+            what="the new message's answer",
+        )
+        assert end["finish_reason"] == "stop"
+        answer = "".join(e["text"] for e in sio.events[sio.events.index(start):] if e["type"] == "token")
+        assert "balance" in answer.lower(), answer
+        # The approval is gone for good: deciding it now answers already_decided.
+        late = {"chat_id": chat_id, "approval_id": pending["approval_id"], "decisions": [{"type": "approve"}]}
+        assert_error(await sio.call("resume_decisions", late), "already_decided")
+        # Over HTTP too.
+        await sio.call("send_message", {"chat_id": chat_id, "content": f"send 1 ETH to {bob.address}",
+                                        "client_message_id": "s3"})
+        again = await sio.wait_event("pending_approval", chat_id=chat_id, after=sio.events.index(end))
+        await sio.wait_until(lambda e: e["type"] == "message_end" and e.get("finish_reason") == "awaiting_approval"
+                             and sio.events.index(e) > sio.events.index(again), what="the turn that asked")
+        status, body = await http.post(f"/api/chats/{chat_id}/messages", token,
+                                       json={"content": "never mind", "client_message_id": "s4"})
+        assert status in (200, 201, 202), body
+        await sio.wait_event("approval_resolved", chat_id=chat_id, approval_id=again["approval_id"], by="superseded")
+    assert native_balance(anvil, bob.address) == bob_before
 
 
 async def test_abort_stops_the_stream_promptly_and_the_chat_goes_on(make_server: Any, alice: DevAccount) -> None:

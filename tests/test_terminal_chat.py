@@ -127,6 +127,15 @@ async def test_balance_approve_and_reject_through_the_terminal(
     assert native_balance(anvil, bob.address) - before == ETH // 10
     assert anvil.rpc("eth_getTransactionCount", [alice.address, "latest"]) == nonce
 
+    # A new message typed at the card sets the approval aside and runs.
+    await chat.type(f"send 2 ETH to {bob.address}")
+    await chat.expect(CARD_PROMPT)
+    await chat.type("what's my balance")
+    aside = await chat.expect(PROMPT)
+    assert "[set aside for your new message: nothing was sent]" in aside, aside
+    assert re.search(r"Your balance.* is [\d.,]+ ETH", aside), aside
+    assert native_balance(anvil, bob.address) - before == ETH // 10
+
     await chat.type("/quit")
     assert await chat.finish() == 0
 

@@ -425,3 +425,20 @@ async def test_model_output_cannot_inject_markup(make_server: Any, page: Page, w
     assert await page.evaluate("window.__pwned") is None
     await screenshot(page, "10-markdown")
 
+
+async def test_a_new_message_sets_the_waiting_approval_aside(
+    make_server: Any, page: Page, wallet: BrowserWallet, anvil: Anvil, bob: DevAccount
+) -> None:
+    server = await make_server()
+    await open_app(page, server, wallet)
+    before = native_balance(anvil, bob.address)
+    await ask(page, f"send 1 ETH to {bob.address}")
+    await expect(page.locator(".approval[data-status=pending]")).to_be_visible()
+    await expect(page.locator("#input")).to_be_enabled()
+    await ask(page, "what's my balance")
+    aside = page.locator(".approval .outcome").last
+    await expect(aside).to_have_text("Set aside — you sent a new message instead; nothing was done.")
+    await expect(page.locator(".approval[data-status=pending]")).to_have_count(0)
+    await expect(last_answer(page)).to_contain_text("balance")
+    await screenshot(page, "approval-set-aside")
+    assert native_balance(anvil, bob.address) == before

@@ -185,6 +185,8 @@ class TerminalChat:
         self._in_turn = False
         self._down = False
         self._own_messages: set[str] = set()
+        self._queued: str | None = None
+        """A message typed at an approval's prompt, sent once the current turn is over."""
 
     # -- output -------------------------------------------------------------------------------
 
@@ -333,12 +335,20 @@ class TerminalChat:
             return
         self._own_messages.add(message_id)
         await self.follow(message_id)
+        await self._send_queued()
+
+    async def _send_queued(self) -> None:
+        """A message typed at an approval's prompt: sent now, it sets the approval aside."""
+        text, self._queued = self._queued, None
+        if text is not None:
+            await self.turn(text)
 
     async def resolve_pending(self) -> None:
         assert self.session is not None
         approval = self.session.pending_approval
         if approval is not None and await self.decide(approval) == "sent":
             await self.follow(None)
+        await self._send_queued()
 
     async def follow(self, message_id: str | None) -> None:
         """Render events until the turn ends, deciding approvals on the way."""
@@ -382,6 +392,8 @@ class TerminalChat:
         elif isinstance(event, ApprovalResolved):
             if event.by == "timeout":
                 self.line("  [the approval expired: nothing was sent]")
+            elif event.by == "superseded":
+                self.line("  [set aside for your new message: nothing was sent]")
         elif isinstance(event, NetworkSwitch):
             self.line(f"  [network] now on {event.display_name or event.name} (chain {event.chain_id})")
         elif isinstance(event, MessageEnd):
@@ -463,8 +475,9 @@ class TerminalChat:
                 return list(config.allowed_decisions)
         return ["approve", "reject"]
 
-    async def decide(self, approval: ApprovalRequest) -> Literal["sent", "eof", "failed"]:
-        """Ask for one decision per action, then send them."""
+    async def decide(self, approval: ApprovalRequest) -> Literal["sent", "eof", "failed", "message"]:
+        """Ask for one decision per action, then send them. Anything typed that is not an answer is a
+        new message: it is queued, and sending it sets the approval aside (``"message"``)."""
         assert self.session is not None
         decisions: list[dict[str, Any]] = []
         for index, request in enumerate(approval.action_requests):
@@ -495,8 +508,12 @@ class TerminalChat:
                     decision = {"type": "reject"}
                     if reason and reason.strip():
                         decision["message"] = reason.strip()
+                elif len(answer.split()) > 1:
+                    self._queued = answer.strip()
+                    return "message"
                 else:
-                    self.line("  please answer " + ", ".join(o[1] for o in options))
+                    self.line("  please answer " + ", ".join(o[1] for o in options)
+                              + ", or type a new message to set this aside")
                 if decision is not None:
                     decisions.append(decision)
                     break

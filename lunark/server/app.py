@@ -106,7 +106,8 @@ class LunarkServer:
 
             self.hub = Hub(self.store, emit, flush_interval=settings.server.flush_interval_ms / 1000)
             self._stack.push_async_callback(self.hub.aclose)
-            self.runner = Runner(self.agent, self.hub, self.store)
+            self.runner = Runner(self.agent, self.hub, self.store,
+                                 supersede=settings.approvals.on_new_message == "supersede")
             self._stack.push_async_callback(self.runner.aclose)
             self.agent.settlements.sink = self._settled
             self.service = ChatService(

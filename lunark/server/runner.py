@@ -34,10 +34,12 @@ _UNDECIDED = object()
 class Runner:
     """One agent turn at a time per chat; decisions applied once; approvals that expire, fail closed."""
 
-    def __init__(self, agent: Agent, hub: Hub, store: Store) -> None:
+    def __init__(self, agent: Agent, hub: Hub, store: Store, *, supersede: bool = True) -> None:
         self.agent = agent
         self.hub = hub
         self.store = store
+        self.supersede = supersede
+        """A message sent while an approval waits rejects it as superseded (else: ``busy``)."""
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._reserved: set[str] = set()
         self._inflight: dict[tuple[str, str], str] = {}
@@ -88,6 +90,9 @@ class Runner:
         self._reserved.add(chat.chat_id)  # no await between the check and this line
         try:
             pending = await self.agent.pending_approval(chat.chat_id)
+            if pending is not None and self.supersede and not await self._stored(chat, client_message_id):
+                await self._supersede(chat, pending)
+                pending = await self.agent.pending_approval(chat.chat_id)
             if pending is not None:
                 # Refused before storing: a stored message would show in the chat without ever being
                 # answered, and its client_message_id would turn the retry (after the decision) into
@@ -117,6 +122,24 @@ class Runner:
             return record.message_id
         finally:
             self._reserved.discard(chat.chat_id)
+
+    async def _stored(self, chat: ChatRecord, client_message_id: str) -> bool:
+        return any(m.client_message_id == client_message_id for m in await self.store.list_messages(chat.chat_id))
+
+    async def _supersede(self, chat: ChatRecord, pending: dict[str, Any]) -> None:
+        """Reject the waiting approval because the user moved on; its turn ends before the new one starts."""
+        reason = "Set aside: you sent a new message instead of deciding."
+        rejects = [{"type": "reject", "message": reason}] * len(pending["action_requests"])
+        self._reserved.discard(chat.chat_id)  # resume reserves the chat for the rejecting turn itself
+        try:
+            await self.resume(chat, pending["approval_id"], rejects, by="superseded")
+        except (AlreadyDecided, NoPendingApproval, ApprovalExpired):
+            pass  # decided meanwhile by someone else: the new message goes on all the same
+        finally:
+            task = self._tasks.get(chat.chat_id)
+            if task is not None:
+                await asyncio.wait({task})
+            self._reserved.add(chat.chat_id)
 
     async def resume(self, chat: ChatRecord, approval_id: str, decisions: Sequence[Any], *, by: str = "user") -> None:
         """Apply decisions to the pending approval exactly once; the turn continues in the background.

@@ -764,6 +764,7 @@ function updateApproval(node, approval, ui, network, txs) {
 
 function outcomeText(approval) {
   if (approval.status === "expired") return "Expired — nothing was done.";
+  if (approval.by === "superseded") return "Set aside — you sent a new message instead; nothing was done.";
   const decisions = approval.decisions || [];
   const [first] = decisions;
   if (!first) return "Decided.";

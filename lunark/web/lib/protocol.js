@@ -92,7 +92,7 @@ export const UNRECOGNIZED_CHAIN = 4902;
 /**
  * @typedef {EventBase & ApprovalRequest & {type: "pending_approval"}} PendingApprovalEvent
  * @typedef {EventBase & {type: "approval_resolved", approval_id: string, decisions: Decision[],
- *   by: "user"|"timeout"}} ApprovalResolvedEvent
+ *   by: "user"|"timeout"|"superseded"}} ApprovalResolvedEvent
  * @typedef {EventBase & {type: "tx_update", call_id: string, tx_hash: string, chain_id: number,
  *   status: "submitted"|"mined"|"confirmed"|"failed"|"replaced"|"mismatch"|"dropped",
  *   confirmations: number, block_number?: number, explorer_url?: string, reason?: string,

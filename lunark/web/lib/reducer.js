@@ -49,7 +49,7 @@
 
 /**
  * @typedef {ApprovalRequest & {status: "pending"|"resolved"|"expired", decisions: object[]|null,
- *   by: "user"|"timeout"|null, seq: number|null}} Approval
+ *   by: "user"|"timeout"|"superseded"|null, seq: number|null}} Approval
  */
 
 /**
