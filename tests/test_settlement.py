@@ -393,3 +393,24 @@ async def test_approval_rules_judge_the_resolved_transfer_not_the_models_words(
         done = await final_update(sio, chat_id, "small", after=mark)
         assert done["status"] == "confirmed" and not sio.of("pending_approval", after=mark)
     assert native_balance(anvil, bob.address) - bob_before == 5 * 10**16
+
+
+async def test_a_wallet_hash_after_a_reject_is_recorded_and_followed(
+    make_server: Any, anvil: Anvil, alice: DevAccount, bob: DevAccount
+) -> None:
+    # The user clicked reject in the card while the wallet's popup, still open, sent the transfer.
+    server = await make_server()
+    token = await sign_in(server, alice)
+    async with SioClient(server, token) as sio:
+        chat_id = (await sio.call("join_chat", {}))["chat_id"]
+        pending = await ask_transfer(sio, chat_id, f"send 0.5 ETH to {bob.address}")
+        mark = sio.mark()
+        await sio.call("resume_decisions", decide(chat_id, pending, {"type": "reject"}))
+        await sio.wait_event("message_end", chat_id=chat_id, after=mark)
+        tx_hash = wallet_send(anvil, pending["action_requests"][0]["tx"], alice.private_key)
+        error = assert_error(await sio.call("resume_decisions", decide(
+            chat_id, pending, {"type": "approve", "tx_hash": tx_hash})), "already_decided")
+        assert "recorded" in error["message"]
+        followed = await final_update(sio, chat_id, pending["action_requests"][0]["call_id"], after=mark)
+        assert followed["status"] == "confirmed" and followed["tx_hash"] == tx_hash and followed.get("late") is True
+        assert_wire(sio)

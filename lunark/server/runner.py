@@ -145,15 +145,20 @@ class Runner:
         """Apply decisions to the pending approval exactly once; the turn continues in the background.
 
         Errors (``already_decided``, ``no_pending_approval``, ``approval_expired``,
-        ``invalid_input``) are raised before anything runs.
+        ``invalid_input``) are raised before anything runs. A wallet's hash that comes after the
+        approval was decided otherwise (expired, rejected, set aside) is still recorded and
+        followed: funds that moved are never hidden.
         """
         try:
-            self._check_undecided(approval_id)
-        except ApprovalExpired as exc:
-            if await self.agent.record_late(chat.chat_id, approval_id, decisions):
+            await self._resume(chat, approval_id, decisions, by=by)
+        except (AlreadyDecided, ApprovalExpired) as exc:
+            if by == "user" and await self.agent.record_late(chat.chat_id, approval_id, decisions):
                 exc.message += " The transaction your wallet sent is recorded and followed in this chat."
                 exc.args = (exc.message,)
             raise
+
+    async def _resume(self, chat: ChatRecord, approval_id: str, decisions: Sequence[Any], *, by: str) -> None:
+        self._check_undecided(approval_id)
         self._decided[approval_id] = by  # claimed: a concurrent decision now gets already_decided
         try:
             closing = self._tasks.get(chat.chat_id)
