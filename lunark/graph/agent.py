@@ -562,9 +562,14 @@ class Agent:
                     approval_id=pending["approval_id"],
                 )
             values = snapshot.values or {}
-            settled = {r.call_id: r for r in await self.store.settlements(chat_id=thread_id)}
+            history = values.get("messages", [])
+            # Only a turn cut short (abort, crash) leaves calls unanswered: only then ask the store.
+            settled = (
+                {r.call_id: r for r in await self.store.settlements(chat_id=thread_id)}
+                if _has_unanswered(history) else {}
+            )
             graph_input: AgentState = {
-                "messages": [*_unanswered_calls(values.get("messages", []), settled), HumanMessage(content=message)],
+                "messages": [*_unanswered_calls(history, settled), HumanMessage(content=message)],
                 "user_address": user_address,
                 "chain_id": chain_id or values.get("chain_id") or self.default_chain_id,
             }
@@ -847,6 +852,14 @@ def _emitter(ctx: ToolContext, call_id: str) -> Callable[[dict[str, Any]], None]
 
 def _pending_of(snapshot: StateSnapshot) -> dict[str, Any] | None:
     return cast(dict[str, Any], snapshot.interrupts[0].value) if snapshot.interrupts else None
+
+
+def _has_unanswered(messages: Sequence[Any]) -> bool:
+    answered = {m.tool_call_id for m in messages if isinstance(m, ToolMessage)}
+    return any(
+        call["id"] and call["id"] not in answered
+        for m in messages if isinstance(m, AIMessage) for call in m.tool_calls
+    )
 
 
 def _unanswered_calls(messages: Sequence[Any], settled: Mapping[str, SettlementRecord]) -> list[ToolMessage]:
