@@ -335,9 +335,15 @@ class Settlements:
         if decision.get("tx_hash"):
             tx_hash = str(decision["tx_hash"]).lower()
             try:
-                tx = await fetch_transaction(client.w3, tx_hash, timeout=self.verify_timeout)
+                # The approval is bound to this hash: a node that has not seen it yet is waited for (a
+                # wallet may broadcast elsewhere first), as long as an unmined transaction would be.
+                tx = await fetch_transaction(client.w3, tx_hash, timeout=max(self.verify_timeout, self.track_timeout))
             except ChainError as exc:
-                return await self._refuse(record, network, tx_hash, exc.message)
+                return await self._advance(
+                    record, "dropped", network,
+                    event={**self._submitted(tx_hash, network), "status": "dropped",
+                           "reason": f"the wallet's transaction was never seen on the network ({exc.message})"},
+                )
             return await self._accept(record, prepared, tx, network, broadcast=None)
         if decision.get("signed_tx"):
             raw = str(decision["signed_tx"])

@@ -414,3 +414,22 @@ async def test_a_wallet_hash_after_a_reject_is_recorded_and_followed(
         followed = await final_update(sio, chat_id, pending["action_requests"][0]["call_id"], after=mark)
         assert followed["status"] == "confirmed" and followed["tx_hash"] == tx_hash and followed.get("late") is True
         assert_wire(sio)
+
+
+async def test_a_hash_the_network_never_sees_ends_dropped_and_moves_nothing(
+    make_server: Any, anvil: Anvil, alice: DevAccount, bob: DevAccount
+) -> None:
+    server = await make_server(chain={"track_timeout": 2, "verify_timeout": 1})
+    token = await sign_in(server, alice)
+    async with SioClient(server, token) as sio:
+        chat_id = (await sio.call("join_chat", {}))["chat_id"]
+        pending = await ask_transfer(sio, chat_id, f"send 0.5 ETH to {bob.address}")
+        mark = sio.mark()
+        ghost = "0x" + "ab" * 32
+        await sio.call("resume_decisions", decide(chat_id, pending, {"type": "approve", "tx_hash": ghost}))
+        dropped = await final_update(sio, chat_id, pending["action_requests"][0]["call_id"], after=mark)
+        assert dropped["status"] == "dropped" and "never seen" in dropped["reason"], dropped
+        await sio.wait_event("message_end", chat_id=chat_id, after=mark)
+        answer = "".join(e["text"] for e in sio.of("token", chat_id=chat_id, after=mark))
+        assert "dropped" in answer and "nothing was sent" in answer, answer
+        assert_wire(sio)

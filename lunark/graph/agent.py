@@ -618,6 +618,11 @@ class Agent:
                     approval_id=approval_id,
                 )
             checked = validate_decisions(pending, decisions)
+            if record is None and not claimed:
+                # Paused before its approval was stored (a crash in between, or an older version):
+                # store it now, so this decision is claimed durably like any other.
+                await self._record_pending(thread_id, pending)
+                record = await store.get_approval(approval_id)
             if record is not None and not claimed:
                 claim = await store.claim_approval(approval_id, checked, by)
                 if claim is None:
