@@ -1,75 +1,29 @@
-"""The terminal chat as a real subprocess against a real server and Anvil, typed at through a pipe."""
+"""The terminal chat as a real subprocess (the installed ``lunark chat``) against a real server and Anvil,
+typed at through a pipe."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import re
-import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from chat_process import CARD_PROMPT, LUNARK, PROMPT, ChatProcess
 from wallet import native_balance
 
 from lunark.chain.anvil import Anvil, DevAccount
 from lunark.client.chat import DEV_PRIVATE_KEY
 
 ETH = 10**18
-PROMPT = "you> "
-CARD_PROMPT = "[a]pprove / [e]dit amount / [r]eject? "
-
-
-class ChatProcess:
-    """``python -m lunark.client.chat`` with stdin and stdout on pipes."""
-
-    def __init__(self, proc: asyncio.subprocess.Process) -> None:
-        self.proc = proc
-        self.output = ""
-        self.pos = 0
-
-    async def expect(self, text: str, *, timeout: float = 30.0) -> str:
-        """Wait for ``text`` (after what earlier calls consumed); return the output up to and including it."""
-        assert self.proc.stdout is not None
-        try:
-            async with asyncio.timeout(timeout):
-                while (index := self.output.find(text, self.pos)) < 0:
-                    chunk = await self.proc.stdout.read(4096)
-                    if not chunk:
-                        break
-                    self.output += chunk.decode()
-        except TimeoutError:
-            pass
-        if (index := self.output.find(text, self.pos)) < 0:
-            pytest.fail(f"{text!r} never came; the chat printed:\n{self.output}\n{await self._stderr()}")
-        seen = self.output[self.pos : index + len(text)]
-        self.pos = index + len(text)
-        return seen
-
-    async def type(self, line: str) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(line.encode() + b"\n")
-        await self.proc.stdin.drain()
-
-    async def _stderr(self) -> str:
-        if self.proc.returncode is None or self.proc.stderr is None:
-            return ""
-        return (await self.proc.stderr.read()).decode()
-
-    async def finish(self) -> int:
-        assert self.proc.stdin is not None and self.proc.stdout is not None
-        self.proc.stdin.close()
-        async with asyncio.timeout(30):
-            self.output += (await self.proc.stdout.read()).decode()
-            return await self.proc.wait()
 
 
 @pytest.fixture
 async def chat(make_server: Any, anvil: Anvil, alice: DevAccount) -> AsyncIterator[ChatProcess]:
     server = await make_server()
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "lunark.client.chat",
-        "--url", f"http://localhost:{server.port}", "--key", alice.private_key,
+        str(LUNARK), "chat", "--url", f"http://localhost:{server.port}", "--key", alice.private_key,
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )

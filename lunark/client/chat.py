@@ -52,7 +52,7 @@ from lunark.protocol import (
     TxUpdate,
 )
 
-__all__ = ["DEFAULT_URL", "DEV_PRIVATE_KEY", "KEY_ENV", "main", "run_chat"]
+__all__ = ["DEFAULT_URL", "DEV_PRIVATE_KEY", "KEY_ENV", "add_arguments", "main", "run", "run_chat"]
 
 DEV_PRIVATE_KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
 """DEV ONLY: Anvil's development account 0 (0xf39F…2266). The whole world knows this key;
@@ -588,13 +588,11 @@ async def run_chat(
         await client.close()
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="lunark chat",
-        description="Chat with a Lunark server from the terminal.",
-        epilog=HELP,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+DESCRIPTION = "Chat with a Lunark server from the terminal."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The chat's options, on ``parser``: shared by ``lunark chat`` and ``python -m lunark.client.chat``."""
     parser.add_argument("--url", default=os.environ.get("LUNARK_URL", DEFAULT_URL),
                         help=f"the server (default: $LUNARK_URL or {DEFAULT_URL})")
     parser.add_argument("--key", default=None,
@@ -608,9 +606,14 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``lunark chat [--url URL] [--key KEY] [--chat ID] [--rpc-url URL] [--sign-mode wallet|server]``."""
-    args = _parser().parse_args(argv)
+def _parser() -> argparse.ArgumentParser:
+    return add_arguments(argparse.ArgumentParser(
+        prog="lunark chat", description=DESCRIPTION, epilog=HELP, formatter_class=argparse.RawDescriptionHelpFormatter,
+    ))
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the chat with parsed arguments (``add_arguments``'s); returns the exit status."""
     key = args.key or os.environ.get(KEY_ENV) or DEV_PRIVATE_KEY
     try:
         return asyncio.run(
@@ -623,6 +626,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (KeyboardInterrupt, asyncio.CancelledError):
         print(file=sys.stdout)
         return 130
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``lunark chat [--url URL] [--key KEY] [--chat ID] [--rpc-url URL] [--sign-mode wallet|server]``."""
+    return run(_parser().parse_args(argv))
 
 
 if __name__ == "__main__":
