@@ -143,11 +143,12 @@ async function startSession(session) {
   transport.onJoined((ack) => { if (ack.chat_id === app.state.chatId || app.state.chatId === null) dispatch({ type: "local:joined", ack }); });
   transport.connect();
   renderChrome();
-  await refreshChats();
+  // The composer works at once: the first message starts a chat (sendMessage joins a new one),
+  // so nothing here waits for the chat list before the user can type.
   const wanted = decodeURIComponent(location.hash.slice(1));
-  if (/^[A-Za-z0-9_.:-]{1,128}$/.test(wanted)) await openChat(wanted);
-  else newChat();
+  const opened = /^[A-Za-z0-9_.:-]{1,128}$/.test(wanted) ? openChat(wanted) : newChat();
   el.input.focus();
+  await Promise.all([opened, refreshChats()]);
 }
 
 function signOut(note = "") {
