@@ -4,7 +4,9 @@ Plain text, readable on an 80-column terminal, and usable with stdin that is
 not a terminal (pipes, tests). It signs in with a private key, streams the
 answer token by token, shows tool calls compactly, shows each approval as a
 card (amount, recipient, network, maximum fee, time left) and asks
-``[a]pprove / [e]dit amount / [r]eject``. Approving signs the transaction with
+``[a]pprove / [e]dit amount / [r]eject``. While nothing streams, a status line says
+what the agent is doing ("thinking…", "waiting for your approval", "checking the
+transaction"); on a terminal it is erased by what comes next. Approving signs the transaction with
 the local key and broadcasts it to the chain's RPC, like a wallet, then tells
 the server the hash (``--sign-mode server`` lets the server's own signer sign
 instead). Transaction status follows live. Dropped connections are
@@ -13,7 +15,8 @@ re-established without losing events (the SDK does that).
     lunark chat --url http://localhost:8080                 # Anvil dev account 0
     LUNARK_CHAT_KEY=0x... lunark chat --url http://localhost:8080 --chat chat_abc
 
-Commands: ``/new``, ``/chats``, ``/join ID``, ``/approval``, ``/help``, ``/quit``.
+Commands: ``/new``, ``/chats``, ``/join ID``, ``/approval``, ``/continue``, ``/stats``,
+``/help``, ``/quit``.
 Ctrl-C stops a running answer; at the prompt it quits.
 """
 
@@ -46,6 +49,7 @@ from lunark.protocol import (
     MessageEnd,
     MessageStart,
     NetworkSwitch,
+    Status,
     Token,
     ToolCall,
     ToolResult,
@@ -76,6 +80,8 @@ Type a message and press Enter. Commands:
   /chats      list your chats
   /join ID    switch to one of your chats
   /approval   show the pending approval again
+  /continue   go on with an answer cut at the model's output limit
+  /stats      output tokens, time to first token and speed of the last answer
   /help       this help
   /quit       leave (Ctrl-D works too)
 At an approval card: a = approve (sign and send), e = edit the amount,
@@ -146,6 +152,23 @@ def _units(value: int, decimals: int) -> str:
     return text
 
 
+def _figures(parts: Sequence[Any]) -> str:
+    """Output tokens, time to first token and speed of one answer, over all its parts."""
+    tokens = sum(u.output_tokens for u in parts)
+    text = f"{tokens} token{'s' if tokens != 1 else ''}"
+    if len(parts) > 1:
+        text += f" in {len(parts)} parts"
+    ttft = next((u.ttft_ms for u in parts if u.ttft_ms is not None), None)
+    if ttft is not None:
+        text += f", first token after {ttft:.0f} ms"
+    # Speed over the time spent writing: each part's tokens / its tokens per second.
+    timed = [(u.output_tokens, u.tokens_per_s) for u in parts if u.tokens_per_s]
+    seconds = sum(n / speed for n, speed in timed)
+    if seconds > 0:
+        text += f", {sum(n for n, _ in timed) / seconds:.1f} tokens/s"
+    return text
+
+
 def _time_left(expires_at: str) -> str:
     try:
         expires = datetime.fromisoformat(expires_at.replace("Z", "+00:00"))
@@ -185,12 +208,26 @@ class TerminalChat:
         self._in_turn = False
         self._down = False
         self._own_messages: set[str] = set()
+        self._live_status = _isatty(out)  # a terminal: the status line is erased by what follows
+        self._status = ""  # the status shown now ("" once anything else was written)
+        self._cut: str | None = None  # the last answer, when the model cut it at its output limit
+        self._usage: dict[str, list[Any]] = {}  # assistant message id -> usage of each of its parts
 
     # -- output -------------------------------------------------------------------------------
 
     def write(self, text: str) -> None:
         if not text:
             return
+        if self._status:
+            self._status = ""
+            if self._live_status:
+                self._raw("\r\033[K")  # erase the status line: something else streams now
+        self._raw(text)
+        newline = text.rfind("\n")
+        self._column = len(text) - newline - 1 if newline >= 0 else self._column + len(text)
+        self._line_start = text.endswith("\n")
+
+    def _raw(self, text: str) -> None:
         with contextlib.suppress(BrokenPipeError, ValueError):
             try:
                 self.out.write(text)
@@ -198,9 +235,18 @@ class TerminalChat:
                 encoding = getattr(self.out, "encoding", None) or "ascii"
                 self.out.write(text.encode(encoding, "replace").decode(encoding))
             self.out.flush()
-        newline = text.rfind("\n")
-        self._column = len(text) - newline - 1 if newline >= 0 else self._column + len(text)
-        self._line_start = text.endswith("\n")
+
+    def status(self, text: str) -> None:
+        """What the agent is doing, while nothing else streams: on a terminal one line that the
+        next output replaces; in a pipe a line of the transcript."""
+        if not text or text == self._status:
+            return
+        self.end_line()
+        if self._live_status:
+            self._raw(f"\r\033[K  … {text}")  # over the previous status, if any
+        else:
+            self.write(f"  … {text}\n")
+        self._status = text
 
     def stream(self, text: str) -> None:
         """Assistant text as it arrives, wrapped at word boundaries to the terminal width."""
@@ -311,6 +357,10 @@ class TerminalChat:
                     await self.open(rest.strip())
                 except LunarkError as exc:
                     self.line(f"  [error] {exc.message}")
+        elif name == "/continue":
+            await self.continue_answer()
+        elif name == "/stats":
+            self.stats()
         elif name == "/approval":
             if self.session is not None and self.session.pending_approval is not None:
                 await self.resolve_pending()
@@ -333,6 +383,30 @@ class TerminalChat:
             return
         self._own_messages.add(message_id)
         await self.follow(message_id)
+
+    async def continue_answer(self) -> None:
+        """``/continue``: go on with the last answer, which the model cut at its output limit."""
+        assert self.session is not None
+        if self._cut is None:
+            self.line("  nothing to continue: /continue goes on with an answer cut at the model's output limit")
+            return
+        try:
+            await self.session.continue_message(self._cut)
+        except LunarkError as exc:
+            self.line(f"  [{exc.code}] {exc.message}")
+            return
+        self._new_message = False  # the same answer goes on, indented under it
+        await self.follow(None)
+
+    def stats(self) -> None:
+        """``/stats``: the figures of the last answer (all its parts) and of the session."""
+        answers = [parts for parts in self._usage.values() if sum(u.output_tokens for u in parts)]
+        if not answers:
+            self.line("  no answer yet")
+            return
+        self.line("  last answer: " + _figures(answers[-1]))
+        total = sum(u.output_tokens for parts in answers for u in parts)
+        self.line(f"  this session: {len(answers)} answer{'s' if len(answers) != 1 else ''}, {total} tokens")
 
     async def resolve_pending(self) -> None:
         assert self.session is not None
@@ -367,6 +441,8 @@ class TerminalChat:
     def render(self, event: ChatEvent) -> None:
         if isinstance(event, Token):
             self.stream(event.text)
+        elif isinstance(event, Status):
+            self.status(event.text)
         elif isinstance(event, MessageStart):
             if event.role == "assistant":
                 self._new_message = True
@@ -386,10 +462,14 @@ class TerminalChat:
             self.line(f"  [network] now on {event.display_name or event.name} (chain {event.chain_id})")
         elif isinstance(event, MessageEnd):
             self.end_line()
+            self._usage.setdefault(event.message_id, []).append(event.usage)
+            self._cut = event.message_id if event.finish_reason == "length" else None
             if event.finish_reason == "aborted":
                 self.line("  [stopped]")
             elif event.finish_reason == "error":
                 self.line("  [the answer failed]")
+            elif event.finish_reason == "length":
+                self.line("  [cut at the model's output limit: /continue goes on]")
         elif isinstance(event, Error):
             self.line(f"  [error] {event.code}: {event.message}")
 
