@@ -442,9 +442,13 @@ _CLAUSE_SPLIT = re.compile(
     re.IGNORECASE,
 )
 
-# "send 0.5 ETH to 0x…", "transfer 5 of token 0x… to 0x…"  |  "pay 0x… 3 TUSD"
+# A share of the balance, which the transfer tool computes: "all", "half", "25%", "1/3".
+_SHARE = r"(?<![\w.])(?:all|max|everything|half|\d{1,3}(?:\.\d+)?\s?%|\d{1,3}/\d{1,3})(?![\w/])"
+
+# "send 0.5 ETH to 0x…", "transfer 5 of token 0x… to 0x…", "send all my ETH to 0x…",
+# "send half of my TKN to 0x…"  |  "pay 0x… 3 TUSD"
 _TRANSFER_RE = re.compile(
-    rf"(?P<amount>{_AMOUNT})(?:\s+of)?(?:\s+(?:the\s+)?token)?(?:\s+(?P<token>{_TOKEN}))?"
+    rf"(?P<amount>{_AMOUNT}|{_SHARE})(?:\s+of)?(?:\s+(?:my|the|your))?(?:\s+token)?(?:\s+(?P<token>{_TOKEN}))?"
     rf"(?:\s+(?:tokens?|coins?))?\s+(?:over\s+)?(?:to|->|=>)\s+(?P<to>{_ADDRESS})"
     rf"|(?P<to2>{_ADDRESS})\s+(?P<amount2>{_AMOUNT})"
     rf"(?:\s+(?:of\s+)?(?:token\s+)?(?P<token2>{_TOKEN}))?",
@@ -652,7 +656,8 @@ def _read_transfers(clause: str) -> tuple[list[_Intent], int]:
     for match in _TRANSFER_RE.finditer(clause):
         end = match.end()
         to = match["to"] or match["to2"]
-        amount = (match["amount"] or match["amount2"]).replace(",", "")
+        amount = (match["amount"] or match["amount2"]).replace(",", "").replace(" ", "").lower()
+        amount = "all" if amount == "everything" else amount
         token = match["token"] or match["token2"]
         args = {"to": to, "amount": amount}
         if token and token.lower() not in _NATIVE_WORDS and token.lower() not in _NOT_TOKENS:

@@ -26,6 +26,7 @@ from lunark.chain.intent import verify_signed_transaction, verify_transaction_ha
 from lunark.chain.tracker import track_transaction
 from lunark.chain.types import PreparedTx, TransferIntent, TxStatus, TxUpdate, to_units
 from lunark.errors import ChainError, IntentMismatch, SignerError
+from lunark.tools.amounts import amount_for_share, share_of
 from lunark.tools.base import ApprovalRule, Decision, Proposal, ToolContext
 from lunark.tools.policy import utc_today
 
@@ -39,7 +40,12 @@ class TransferArgs(BaseModel):
 
     to: str = Field(description="Recipient address: 0x followed by 40 hexadecimal characters.")
     amount: str = Field(
-        description="Amount in whole units as a decimal string, e.g. '0.5' for half an ETH. Never in wei.",
+        description=(
+            "Amount in whole units as a decimal string, e.g. '0.5' for half an ETH. Never in wei. "
+            "Or a share of the balance: 'all' (or 'max'), 'half', a percentage like '25%', a fraction "
+            "like '1/3'; it is computed from the live balance (leaving the network fee, for the native "
+            "currency) and the user approves the exact amount."
+        ),
         max_length=80,
     )
     token: str | None = Field(
@@ -124,6 +130,9 @@ class Transfer:
             # Only tokens the configuration knows: an arbitrary contract the model names could
             # claim any symbol. Fail closed.
             token = network.token(str(a.token)).address
+        if (share := share_of(a.amount)) is not None:
+            # "all", "half", "25%": the exact figure, from the live balance; the card shows it.
+            a.amount = await amount_for_share(client, ctx.user_address, a.to, share, token=token)
         intent = await client.build_intent(ctx.user_address, a.to, a.amount, token)
         key = intent.symbol.upper()
         await ctx.policy.check(intent, ctx.ledger, also_pending=ctx.turn_spend.get(key, Decimal(0)))
