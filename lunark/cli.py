@@ -194,7 +194,8 @@ Lunark demo is running.
   Dev account #1: {a1.address}  (send it something)
 
   Terminal chat:  .venv/bin/lunark chat --url {server.url}
-  Try: "what's my balance", "send 0.5 ETH to {a1.address}", "send 10 TKN to {a1.address}", "switch to anvil-2"
+  Try: "what's my balance", "send 0.5 ETH to {a1.address}", "send 10 TKN to {a1.address}",
+       "send half my TKN to {a1.address}", "switch to anvil-2"
 
 Ctrl-C stops everything.""",
                 flush=True,
