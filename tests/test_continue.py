@@ -199,3 +199,24 @@ async def test_the_planner_cuts_and_continues_by_itself() -> None:
     whole = await OfflinePlanner().ainvoke([HumanMessage("hello")])
     assert text == whole.content and whole.response_metadata["finish_reason"] == "stop"
     await asyncio.sleep(0)
+
+
+async def test_a_stopped_continuation_is_not_continued_again(make_server: Any, anvil: Anvil, alice: DevAccount) -> None:
+    model = ScriptedChatModel(replies=["a b c d", " d e f g h i j k l m n o p q r s t"], max_output_tokens=3,
+                              token_delay=0.05)
+    server = await make_server(model=model)
+    async with client_for(server, alice) as client:
+        session = await client.join()
+        end = (await session.turn("letters"))[-1]
+        assert isinstance(end, MessageEnd) and end.finish_reason == "length"
+        await session.continue_message(end.message_id)
+        async for event in session.events():
+            if isinstance(event, Token):
+                break
+        await session.abort()
+        stopped = (await session.until_message_end())[-1]
+        assert isinstance(stopped, MessageEnd) and stopped.finish_reason == "aborted"
+        with pytest.raises(InvalidInput, match="ended \\(aborted\\)"):
+            await session.continue_message(end.message_id)
+        [answer] = [m for m in (await client.get_chat(session.chat_id))["messages"] if m["role"] == "assistant"]
+        assert answer["content"].startswith("a b c d") and answer["finish_reason"] == "aborted"

@@ -18,7 +18,7 @@ from typing import Any
 
 from eth_utils.address import to_checksum_address
 
-from lunark.errors import AlreadyDecided, ApprovalExpired, Busy, LunarkError, NoPendingApproval
+from lunark.errors import AlreadyDecided, ApprovalExpired, Busy, InvalidInput, LunarkError, NoPendingApproval
 from lunark.graph.agent import Agent, AgentEvent
 from lunark.server.hub import Hub
 from lunark.store.base import ChatRecord, Store
@@ -99,6 +99,16 @@ class Runner:
             raise Busy("A turn is already running in this chat.", chat_id=chat.chat_id)
         self._reserved.add(chat.chat_id)  # no await between the check and this line
         try:
+            parts = [m for m in await self.store.list_messages(chat.chat_id)
+                     if m.message_id == message_id or m.message_id.startswith(message_id + ":part")]
+            if parts and parts[-1].finish_reason != "length":
+                # E.g. a continuation that was stopped: what the chat shows ended there, so going on
+                # from the checkpoint's cut would repeat the stopped part.
+                raise InvalidInput(
+                    f"Message {message_id} ended ({parts[-1].finish_reason}); only an answer cut at the "
+                    "model's output limit can be continued.",
+                    message_id=message_id,
+                )
             events = self.agent.continue_message(chat.chat_id, message_id)
             first = await anext(events)  # validation happens before the first event
             self._start(chat, _prepend(first, events), continuing=message_id)
