@@ -163,7 +163,8 @@ Never say funds moved unless a tool result says the transaction was confirmed. A
 ("0.5" ETH), never in wei. If a tool returns an error or a rejection, explain it plainly."""
 
 
-_THINKING: AgentEvent = {"type": "status", "text": "thinking…"}
+def _thinking() -> AgentEvent:
+    return {"type": "status", "text": "thinking…"}  # a new dict each time: consumers may add to events
 
 _LENGTH_REASONS = frozenset({"length", "max_tokens"})
 """Providers' words for "stopped at the output limit": OpenAI-compatible ``finish_reason``
@@ -631,7 +632,7 @@ class Agent:
             pending = await self.pending_approval(thread_id)
             signed = {r["call_id"] for r in (pending or {}).get("action_requests", []) if r.get("tx")}
         else:
-            yield _THINKING
+            yield _thinking()
         finish = "stop"
         turn = _Turn(message_id, continuing=continuing)
         config = self._config(thread_id)
@@ -668,7 +669,7 @@ class Agent:
                     elif mode == "updates" and any(
                         node in payload and not (payload[node] or {}).get("approval") for node in ("prepare", "execute")
                     ):
-                        yield _THINKING  # the tools ran and nothing waits: the model is called again
+                        yield _thinking()  # the tools ran and nothing waits: the model is called again
                 elif pump.done():
                     pump.result()  # the graph's error, if it failed
                     break
