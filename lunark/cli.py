@@ -47,8 +47,14 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--anvil-port", type=int, default=8545, help="Anvil port (a free one if taken)")
     demo.add_argument("--data-dir", type=Path, default=Path(".lunark/demo"), help="wiped at every start")
 
-    chat = sub.add_parser("chat", help="terminal chat with a running server", add_help=False)
-    chat.add_argument("args", nargs=argparse.REMAINDER)
+    # The chat's own options, parsed here: `lunark chat --url URL` and `lunark chat -h` work as
+    # printed (a REMAINDER under a subparser refused them).
+    from lunark.client import chat
+
+    chat.add_arguments(sub.add_parser(
+        "chat", help="terminal chat with a running server", description=chat.DESCRIPTION, epilog=chat.HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    ))
     return parser
 
 
@@ -65,9 +71,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run(_serve(args), args.loop)
         if args.command == "demo":
             return _run(_demo(args), args.loop)
-        from lunark.client.chat import main as chat_main
+        from lunark.client.chat import run as run_chat
 
-        return chat_main(args.args)
+        return run_chat(args)
     except LunarkError as exc:
         print(f"lunark: {exc.message}", file=sys.stderr)
         return 2
@@ -102,12 +108,14 @@ def _loop_name() -> str:
     return "uvloop" if type(asyncio.get_running_loop()).__module__.startswith("uvloop") else "asyncio"
 
 
-async def _until_stopped() -> None:
+def _stop_on_signals() -> asyncio.Event:
+    """An event set by SIGINT or SIGTERM. Installed before the "listening" line is printed: a
+    signal sent as soon as that line appears must stop the process cleanly, not kill it."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    return stop
 
 
 async def _serve(args: argparse.Namespace) -> int:
@@ -123,11 +131,12 @@ async def _serve(args: argparse.Namespace) -> int:
     settings = Settings.load(args.config, **overrides)  # sections deep-merge with env and file
     async with LunarkServer(settings) as server:
         _freeze_startup_objects()
+        stopped = _stop_on_signals()
         print(
             f"Lunark is listening on {server.url} (sign-in domain {server.domain}, event loop {_loop_name()})",
             flush=True,
         )
-        await _until_stopped()
+        await stopped.wait()
     return 0
 
 
@@ -167,6 +176,7 @@ async def _demo(args: argparse.Namespace) -> int:
         )
         async with LunarkServer(settings) as server:
             _freeze_startup_objects()
+            stopped = _stop_on_signals()
             a0, a1 = anvil.accounts[0], anvil.accounts[1]
             print(
                 f"""
@@ -184,12 +194,13 @@ Lunark demo is running.
   Dev account #1: {a1.address}  (send it something)
 
   Terminal chat:  .venv/bin/lunark chat --url {server.url}
-  Try: "what's my balance", "send 0.5 ETH to {a1.address}", "send 10 TKN to {a1.address}", "switch to anvil-2"
+  Try: "what's my balance", "send 0.5 ETH to {a1.address}", "send 10 TKN to {a1.address}",
+       "send half my TKN to {a1.address}", "switch to anvil-2"
 
 Ctrl-C stops everything.""",
                 flush=True,
             )
-            await _until_stopped()
+            await stopped.wait()
     return 0
 
 

@@ -57,6 +57,7 @@ __all__ = [
     "ApprovalRequest",
     "ApprovalResolved",
     "ChatEvent",
+    "ContinueMessage",
     "Error",
     "ErrorAck",
     "ErrorBody",
@@ -285,6 +286,15 @@ class Abort(_ClientModel):
     chat_id: _ChatId = Field(description="The chat.")
 
 
+class ContinueMessage(_ClientModel):
+    """Continue an answer the model cut at its output limit (``message_end`` with
+    ``finish_reason: "length"``): new ``token`` events for the same ``message_id``, then a new
+    ``message_end``. Only the chat's last answer, and only while no turn runs."""
+
+    chat_id: _ChatId = Field(description="The chat.")
+    message_id: str = Field(pattern=ID_PATTERN, description="The assistant message to continue.")
+
+
 class WalletChanged(_ClientModel):
     """The user switched network in the wallet."""
 
@@ -322,6 +332,7 @@ CLIENT_EVENTS: Mapping[str, tuple[type[_ClientModel], type[_ServerModel]]] = {
     "resume_decisions": (ResumeDecisions, OkAck),
     "abort": (Abort, OkAck),
     "wallet_changed": (WalletChanged, WalletChangedAck),
+    "continue_message": (ContinueMessage, OkAck),
 }
 """Socket.IO event name -> (payload model, success ack model); a failure acks ``ErrorAck``."""
 
@@ -454,10 +465,13 @@ class NetworkSwitch(_ChatEvent):
 
 
 class Status(_ChatEvent):
-    """What the agent is doing, for a status line."""
+    """What the agent is doing, for a status line shown while nothing else streams."""
 
     type: Literal["status"] = Field("status", description=_TYPE)
-    text: str = Field(description='E.g. "thinking…", "waiting for your approval".')
+    text: str = Field(
+        description='"thinking…" (the model is working), "waiting for your approval", '
+        '"checking the transaction" (verifying and tracking what the wallet signed).'
+    )
 
 
 class MessageEnd(_ChatEvent):
@@ -465,10 +479,11 @@ class MessageEnd(_ChatEvent):
 
     type: Literal["message_end"] = Field("message_end", description=_TYPE)
     message_id: str = Field(description="The message.")
-    finish_reason: Literal["stop", "aborted", "error", "awaiting_approval"] = Field(
-        description="Why it ended."
+    finish_reason: Literal["stop", "aborted", "error", "awaiting_approval", "length"] = Field(
+        description='Why it ended; "length" (extension): the model stopped at its output limit, and '
+        "continue_message appends to the same message."
     )
-    usage: Usage = Field(description="Token counts and speed.")
+    usage: Usage = Field(description="Token counts and speed (of this part, for a continued message).")
 
 
 class Error(_ChatEvent):

@@ -83,6 +83,8 @@ class Text:
     cut_after: int | None = None
     """Streaming only: drop the connection after this many content chunks (a server
     that dies mid-answer)."""
+    finish_reason: str = "stop"
+    """Why the reply ended: "length" is a model that stopped at its output limit."""
 
     def deltas(self) -> list[str]:
         if self.chunks is not None:
@@ -249,7 +251,7 @@ class OpenAIStub:
         message: dict[str, Any] = {"role": "assistant", "refusal": None}
         if isinstance(reply, Text):
             message["content"] = reply.content
-            finish_reason = "stop"
+            finish_reason = reply.finish_reason
         else:
             message["content"] = reply.content
             message["tool_calls"] = [
@@ -314,7 +316,7 @@ class OpenAIStub:
                 if reply.delay:
                     await asyncio.sleep(reply.delay)
                 await send({"content": piece})
-            await send({}, "stop")
+            await send({}, reply.finish_reason)
         else:
             await send({"role": "assistant", "content": reply.content or None, "refusal": None})
             for index, call in enumerate(reply.calls):

@@ -168,8 +168,8 @@ async def test_a_model_failure_after_tokens_ends_the_turn_with_a_model_error(mak
     model = Streamer(script=[[{"content": "Half "}, {"content": "an "}, RuntimeError("socket gone")]])
     agent = make_agent(model)
     events = [e async for e in agent.stream("t", "hi", user_address=USER)]
-    assert [e["type"] for e in events] == ["message_start", "token", "token", "error", "message_end"]
-    assert events[3]["code"] == "model_error" and "socket gone" in events[3]["message"]
+    assert [e["type"] for e in events] == ["message_start", "status", "token", "token", "error", "message_end"]
+    assert events[4]["code"] == "model_error" and "socket gone" in events[4]["message"]
     assert events[-1]["finish_reason"] == "error" and events[-1]["usage"]["output_tokens"] == 2
     assert not [m for m in await agent.messages("t") if isinstance(m, AIMessage)]
 
@@ -188,7 +188,7 @@ async def test_an_aborted_stream_finalizes_the_run(make_agent: Any, how: str) ->
         try:
             async for event in events:
                 seen.append(event)
-                if len(seen) == 4:
+                if len(seen) == 5:
                     four.set()
                     if how == "aclose":
                         break
@@ -201,8 +201,8 @@ async def test_an_aborted_stream_finalizes_the_run(make_agent: Any, how: str) ->
         await asyncio.wait_for(four.wait(), 5)
         task.cancel()  # while the consumer waits for the next token
     await task
-    del seen[4:]
-    assert [e["type"] for e in seen] == ["message_start", "token", "token", "token"]
+    del seen[5:]
+    assert [e["type"] for e in seen] == ["message_start", "status", "token", "token", "token"]
     assert asyncio.all_tasks() - before <= {asyncio.current_task()}, "no task outlives the turn"
     sent = model.sent
     await asyncio.sleep(0.05)

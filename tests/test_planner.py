@@ -184,7 +184,7 @@ def test_tool_call_ids_are_openai_style_and_unique() -> None:
         ("thanks!", "welcome"),
         ("send 1 ETH to bob", "full recipient address"),
         ("send 1 ETH to 0xf39F…2266", "full recipient address"),
-        ("send all my ETH to " + BOB, "full recipient address"),
+        ("send some ETH to " + BOB, "full recipient address"),  # "all", "half", "25%" are shares (test_amounts)
         ("switch networks", "which network"),
         (f"switch to {BOB}", "which network"),
         ("swap 1 ETH for USDC", "can't swap"),

@@ -28,6 +28,7 @@ from lunark.protocol import (
     ActionRequest,
     ApprovalRequest,
     ApprovalResolved,
+    ContinueMessage,
     Error,
     ErrorAck,
     ErrorBody,
@@ -103,6 +104,8 @@ CONTRACT_CLIENT_EVENTS: dict[str, tuple[set[str], set[str]]] = {
     "resume_decisions": ({"chat_id", "approval_id", "decisions"}, {"ok"}),
     "abort": ({"chat_id"}, {"ok"}),
     "wallet_changed": ({"chat_id", "chain_id"}, {"ok", "network"}),
+    # Lunark's extension: continue an answer cut at the model's output limit.
+    "continue_message": ({"chat_id", "message_id"}, {"ok"}),
 }
 CONTRACT_ERROR_CODES = {
     "unauthorized", "forbidden", "not_found", "invalid_input", "busy", "already_decided", "approval_expired",
@@ -392,7 +395,7 @@ def test_server_events_keep_unknown_fields() -> None:
         ("tx_update", {"status": "pending"}),
         ("tx_update", {"tx_hash": "0x1234"}),
         ("tx_update", {"confirmations": -1}),
-        ("message_end", {"finish_reason": "length"}),
+        ("message_end", {"finish_reason": "truncated"}),
         ("message_end", {"usage": {}}),
         ("error", {"code": "teapot"}),
     ],
@@ -442,6 +445,7 @@ def test_valid_client_payloads() -> None:
     assert [d.type for d in resume.decisions] == ["approve", "edit", "reject"]
     assert Abort.model_validate({"chat_id": "c"}).chat_id == "c"
     assert WalletChanged.model_validate({"chat_id": "c", "chain_id": 1}).chain_id == 1
+    assert ContinueMessage.model_validate({"chat_id": "c", "message_id": "msg_1"}).message_id == "msg_1"
     raw = '{"chat_id": "c", "content": "hi", "client_message_id": "1"}'
     assert SendMessage.model_validate_json(raw).content == "hi"
 
@@ -480,6 +484,10 @@ RESUME = {"chat_id": "chat_1", "approval_id": "apr_1", "decisions": [{"type": "a
         (WalletChanged, {"chat_id": "c", "chain_id": 0}),
         (WalletChanged, {"chat_id": "c", "chain_id": "1"}),
         (WalletChanged, {"chat_id": "c", "chain_id": 1.5}),
+        (ContinueMessage, {"chat_id": "c"}),
+        (ContinueMessage, {"chat_id": "c", "message_id": "m 1"}),
+        (ContinueMessage, {"chat_id": "c", "message_id": 1}),
+        (ContinueMessage, {"chat_id": "c", "message_id": "m1", "text": "more"}),
     ],
 )
 def test_malformed_client_payloads_are_rejected(model: type[BaseModel], payload: dict[str, Any]) -> None:

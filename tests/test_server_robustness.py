@@ -23,6 +23,7 @@ def valid_payloads(chat_id: str) -> dict[str, dict[str, Any]]:
         "resume_decisions": {"chat_id": chat_id, "approval_id": "apr_1", "decisions": [{"type": "approve"}]},
         "abort": {"chat_id": chat_id},
         "wallet_changed": {"chat_id": chat_id, "chain_id": 31337},
+        "continue_message": {"chat_id": chat_id, "message_id": "msg_x"},
     }
 
 
@@ -82,6 +83,8 @@ def malformed(event: str, chat_id: str) -> list[Any]:
         ]
     if event == "wallet_changed":
         cases += [{**valid, "chain_id": bad} for bad in (0, -1, "0x7a69", 2**300)]
+    if event == "continue_message":
+        cases += [{**valid, "message_id": bad} for bad in BAD_IDS]
     return cases
 
 

@@ -1,75 +1,30 @@
-"""The terminal chat as a real subprocess against a real server and Anvil, typed at through a pipe."""
+"""The terminal chat as a real subprocess (the installed ``lunark chat``) against a real server and Anvil,
+typed at through a pipe."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import re
-import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from chat_process import CARD_PROMPT, LUNARK, PROMPT, ChatProcess
 from wallet import native_balance
 
 from lunark.chain.anvil import Anvil, DevAccount
 from lunark.client.chat import DEV_PRIVATE_KEY
+from lunark.models import OfflinePlanner
 
 ETH = 10**18
-PROMPT = "you> "
-CARD_PROMPT = "[a]pprove / [e]dit amount / [r]eject? "
-
-
-class ChatProcess:
-    """``python -m lunark.client.chat`` with stdin and stdout on pipes."""
-
-    def __init__(self, proc: asyncio.subprocess.Process) -> None:
-        self.proc = proc
-        self.output = ""
-        self.pos = 0
-
-    async def expect(self, text: str, *, timeout: float = 30.0) -> str:
-        """Wait for ``text`` (after what earlier calls consumed); return the output up to and including it."""
-        assert self.proc.stdout is not None
-        try:
-            async with asyncio.timeout(timeout):
-                while (index := self.output.find(text, self.pos)) < 0:
-                    chunk = await self.proc.stdout.read(4096)
-                    if not chunk:
-                        break
-                    self.output += chunk.decode()
-        except TimeoutError:
-            pass
-        if (index := self.output.find(text, self.pos)) < 0:
-            pytest.fail(f"{text!r} never came; the chat printed:\n{self.output}\n{await self._stderr()}")
-        seen = self.output[self.pos : index + len(text)]
-        self.pos = index + len(text)
-        return seen
-
-    async def type(self, line: str) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(line.encode() + b"\n")
-        await self.proc.stdin.drain()
-
-    async def _stderr(self) -> str:
-        if self.proc.returncode is None or self.proc.stderr is None:
-            return ""
-        return (await self.proc.stderr.read()).decode()
-
-    async def finish(self) -> int:
-        assert self.proc.stdin is not None and self.proc.stdout is not None
-        self.proc.stdin.close()
-        async with asyncio.timeout(30):
-            self.output += (await self.proc.stdout.read()).decode()
-            return await self.proc.wait()
 
 
 @pytest.fixture
 async def chat(make_server: Any, anvil: Anvil, alice: DevAccount) -> AsyncIterator[ChatProcess]:
     server = await make_server()
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "lunark.client.chat",
-        "--url", f"http://localhost:{server.port}", "--key", alice.private_key,
+        str(LUNARK), "chat", "--url", f"http://localhost:{server.port}", "--key", alice.private_key,
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
@@ -178,3 +133,50 @@ async def test_edit_the_amount_and_the_commands(
 
 def test_the_dev_key_is_anvils_account_zero(accounts: list[DevAccount]) -> None:
     assert accounts[0].private_key == DEV_PRIVATE_KEY
+
+
+async def test_status_lines_continue_and_stats(
+    make_server: Any, anvil: Anvil, alice: DevAccount, bob: DevAccount
+) -> None:
+    server = await make_server(model=OfflinePlanner(max_output_tokens=4))
+    proc = await asyncio.create_subprocess_exec(
+        str(LUNARK), "chat", "--url", f"http://localhost:{server.port}", "--key", alice.private_key,
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    chat = ChatProcess(proc)
+    try:
+        await chat.expect(PROMPT)
+        await chat.type("/stats")
+        assert "no answer yet" in await chat.expect(PROMPT)
+        await chat.type("/continue")
+        assert "nothing to continue" in await chat.expect(PROMPT)
+
+        await chat.type("what's my balance")
+        answer = await chat.expect(PROMPT)
+        assert "  … thinking…\n" in answer
+        assert "lunark> Your balance on Anvil\n" in answer
+        assert "[cut at the model's output limit: /continue goes on]" in answer
+        await chat.type("/continue")
+        rest = await chat.expect(PROMPT)
+        assert re.search(r"\n {8}\(local\) is 10,000 ETH\.\n", rest), rest
+        assert "cut at" not in rest and "lunark>" not in rest, "the same answer goes on"
+        await chat.type("/continue")
+        assert "nothing to continue" in await chat.expect(PROMPT)
+        await chat.type("/stats")
+        stats = await chat.expect(PROMPT)
+        assert re.search(r"last answer: 8 tokens in 2 parts, first token after \d+ ms, [\d.]+ tokens/s", stats), stats
+        assert "this session: 1 answer, 8 tokens" in stats
+
+        await chat.type(f"send 0.1 ETH to {bob.address}")
+        card = await chat.expect(CARD_PROMPT)
+        assert card.index("  … thinking…") < card.index("  … waiting for your approval") < card.index("approval needed")
+        await chat.type("a")
+        flow = await chat.expect(PROMPT)
+        checking, confirmed = flow.index("  … checking the transaction"), flow.index("] confirmed in block")
+        assert checking < confirmed < flow.index("lunark> Sent")
+        await chat.type("/quit")
+        assert await chat.finish() == 0
+    finally:
+        print(chat.output)
+        await chat.kill()

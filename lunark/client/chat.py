@@ -4,7 +4,9 @@ Plain text, readable on an 80-column terminal, and usable with stdin that is
 not a terminal (pipes, tests). It signs in with a private key, streams the
 answer token by token, shows tool calls compactly, shows each approval as a
 card (amount, recipient, network, maximum fee, time left) and asks
-``[a]pprove / [e]dit amount / [r]eject``. Approving signs the transaction with
+``[a]pprove / [e]dit amount / [r]eject``. While nothing streams, a status line says
+what the agent is doing ("thinking…", "waiting for your approval", "checking the
+transaction"); on a terminal it is erased by what comes next. Approving signs the transaction with
 the local key and broadcasts it to the chain's RPC, like a wallet, then tells
 the server the hash (``--sign-mode server`` lets the server's own signer sign
 instead). Transaction status follows live. Dropped connections are
@@ -13,7 +15,8 @@ re-established without losing events (the SDK does that).
     lunark chat --url http://localhost:8080                 # Anvil dev account 0
     LUNARK_CHAT_KEY=0x... lunark chat --url http://localhost:8080 --chat chat_abc
 
-Commands: ``/new``, ``/chats``, ``/join ID``, ``/approval``, ``/help``, ``/quit``.
+Commands: ``/new``, ``/chats``, ``/join ID``, ``/approval``, ``/continue``, ``/stats``,
+``/help``, ``/quit``.
 Ctrl-C stops a running answer; at the prompt it quits.
 """
 
@@ -46,13 +49,14 @@ from lunark.protocol import (
     MessageEnd,
     MessageStart,
     NetworkSwitch,
+    Status,
     Token,
     ToolCall,
     ToolResult,
     TxUpdate,
 )
 
-__all__ = ["DEFAULT_URL", "DEV_PRIVATE_KEY", "KEY_ENV", "main", "run_chat"]
+__all__ = ["DEFAULT_URL", "DEV_PRIVATE_KEY", "KEY_ENV", "add_arguments", "main", "run", "run_chat"]
 
 DEV_PRIVATE_KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
 """DEV ONLY: Anvil's development account 0 (0xf39F…2266). The whole world knows this key;
@@ -76,6 +80,8 @@ Type a message and press Enter. Commands:
   /chats      list your chats
   /join ID    switch to one of your chats
   /approval   show the pending approval again
+  /continue   go on with an answer cut at the model's output limit
+  /stats      output tokens, time to first token and speed of the last answer
   /help       this help
   /quit       leave (Ctrl-D works too)
 At an approval card: a = approve (sign and send), e = edit the amount,
@@ -146,6 +152,23 @@ def _units(value: int, decimals: int) -> str:
     return text
 
 
+def _figures(parts: Sequence[Any]) -> str:
+    """Output tokens, time to first token and speed of one answer, over all its parts."""
+    tokens = sum(u.output_tokens for u in parts)
+    text = f"{tokens} token{'s' if tokens != 1 else ''}"
+    if len(parts) > 1:
+        text += f" in {len(parts)} parts"
+    ttft = next((u.ttft_ms for u in parts if u.ttft_ms is not None), None)
+    if ttft is not None:
+        text += f", first token after {ttft:.0f} ms"
+    # Speed over the time spent writing: each part's tokens / its tokens per second.
+    timed = [(u.output_tokens, u.tokens_per_s) for u in parts if u.tokens_per_s]
+    seconds = sum(n / speed for n, speed in timed)
+    if seconds > 0:
+        text += f", {sum(n for n, _ in timed) / seconds:.1f} tokens/s"
+    return text
+
+
 def _time_left(expires_at: str) -> str:
     try:
         expires = datetime.fromisoformat(expires_at.replace("Z", "+00:00"))
@@ -187,12 +210,26 @@ class TerminalChat:
         self._own_messages: set[str] = set()
         self._queued: str | None = None
         """A message typed at an approval's prompt, sent once the current turn is over."""
+        self._live_status = _isatty(out)  # a terminal: the status line is erased by what follows
+        self._status = ""  # the status shown now ("" once anything else was written)
+        self._cut: str | None = None  # the last answer, when the model cut it at its output limit
+        self._usage: dict[str, list[Any]] = {}  # assistant message id -> usage of each of its parts
 
     # -- output -------------------------------------------------------------------------------
 
     def write(self, text: str) -> None:
         if not text:
             return
+        if self._status:
+            self._status = ""
+            if self._live_status:
+                self._raw("\r\033[K")  # erase the status line: something else streams now
+        self._raw(text)
+        newline = text.rfind("\n")
+        self._column = len(text) - newline - 1 if newline >= 0 else self._column + len(text)
+        self._line_start = text.endswith("\n")
+
+    def _raw(self, text: str) -> None:
         with contextlib.suppress(BrokenPipeError, ValueError):
             try:
                 self.out.write(text)
@@ -200,9 +237,18 @@ class TerminalChat:
                 encoding = getattr(self.out, "encoding", None) or "ascii"
                 self.out.write(text.encode(encoding, "replace").decode(encoding))
             self.out.flush()
-        newline = text.rfind("\n")
-        self._column = len(text) - newline - 1 if newline >= 0 else self._column + len(text)
-        self._line_start = text.endswith("\n")
+
+    def status(self, text: str) -> None:
+        """What the agent is doing, while nothing else streams: on a terminal one line that the
+        next output replaces; in a pipe a line of the transcript."""
+        if not text or text == self._status:
+            return
+        self.end_line()
+        if self._live_status:
+            self._raw(f"\r\033[K  … {text}")  # over the previous status, if any
+        else:
+            self.write(f"  … {text}\n")
+        self._status = text
 
     def stream(self, text: str) -> None:
         """Assistant text as it arrives, wrapped at word boundaries to the terminal width."""
@@ -313,6 +359,10 @@ class TerminalChat:
                     await self.open(rest.strip())
                 except LunarkError as exc:
                     self.line(f"  [error] {exc.message}")
+        elif name == "/continue":
+            await self.continue_answer()
+        elif name == "/stats":
+            self.stats()
         elif name == "/approval":
             if self.session is not None and self.session.pending_approval is not None:
                 await self.resolve_pending()
@@ -342,6 +392,30 @@ class TerminalChat:
         text, self._queued = self._queued, None
         if text is not None:
             await self.turn(text)
+
+    async def continue_answer(self) -> None:
+        """``/continue``: go on with the last answer, which the model cut at its output limit."""
+        assert self.session is not None
+        if self._cut is None:
+            self.line("  nothing to continue: /continue goes on with an answer cut at the model's output limit")
+            return
+        try:
+            await self.session.continue_message(self._cut)
+        except LunarkError as exc:
+            self.line(f"  [{exc.code}] {exc.message}")
+            return
+        self._new_message = False  # the same answer goes on, indented under it
+        await self.follow(None)
+
+    def stats(self) -> None:
+        """``/stats``: the figures of the last answer (all its parts) and of the session."""
+        answers = [parts for parts in self._usage.values() if sum(u.output_tokens for u in parts)]
+        if not answers:
+            self.line("  no answer yet")
+            return
+        self.line("  last answer: " + _figures(answers[-1]))
+        total = sum(u.output_tokens for parts in answers for u in parts)
+        self.line(f"  this session: {len(answers)} answer{'s' if len(answers) != 1 else ''}, {total} tokens")
 
     async def resolve_pending(self) -> None:
         assert self.session is not None
@@ -377,6 +451,8 @@ class TerminalChat:
     def render(self, event: ChatEvent) -> None:
         if isinstance(event, Token):
             self.stream(event.text)
+        elif isinstance(event, Status):
+            self.status(event.text)
         elif isinstance(event, MessageStart):
             if event.role == "assistant":
                 self._new_message = True
@@ -398,10 +474,14 @@ class TerminalChat:
             self.line(f"  [network] now on {event.display_name or event.name} (chain {event.chain_id})")
         elif isinstance(event, MessageEnd):
             self.end_line()
+            self._usage.setdefault(event.message_id, []).append(event.usage)
+            self._cut = event.message_id if event.finish_reason == "length" else None
             if event.finish_reason == "aborted":
                 self.line("  [stopped]")
             elif event.finish_reason == "error":
                 self.line("  [the answer failed]")
+            elif event.finish_reason == "length":
+                self.line("  [cut at the model's output limit: /continue goes on]")
         elif isinstance(event, Error):
             self.line(f"  [error] {event.code}: {event.message}")
 
@@ -607,13 +687,11 @@ async def run_chat(
         await client.close()
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="lunark chat",
-        description="Chat with a Lunark server from the terminal.",
-        epilog=HELP,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+DESCRIPTION = "Chat with a Lunark server from the terminal."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The chat's options, on ``parser``: shared by ``lunark chat`` and ``python -m lunark.client.chat``."""
     parser.add_argument("--url", default=os.environ.get("LUNARK_URL", DEFAULT_URL),
                         help=f"the server (default: $LUNARK_URL or {DEFAULT_URL})")
     parser.add_argument("--key", default=None,
@@ -627,9 +705,14 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``lunark chat [--url URL] [--key KEY] [--chat ID] [--rpc-url URL] [--sign-mode wallet|server]``."""
-    args = _parser().parse_args(argv)
+def _parser() -> argparse.ArgumentParser:
+    return add_arguments(argparse.ArgumentParser(
+        prog="lunark chat", description=DESCRIPTION, epilog=HELP, formatter_class=argparse.RawDescriptionHelpFormatter,
+    ))
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the chat with parsed arguments (``add_arguments``'s); returns the exit status."""
     key = args.key or os.environ.get(KEY_ENV) or DEV_PRIVATE_KEY
     try:
         return asyncio.run(
@@ -642,6 +725,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (KeyboardInterrupt, asyncio.CancelledError):
         print(file=sys.stdout)
         return 130
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``lunark chat [--url URL] [--key KEY] [--chat ID] [--rpc-url URL] [--sign-mode wallet|server]``."""
+    return run(_parser().parse_args(argv))
 
 
 if __name__ == "__main__":

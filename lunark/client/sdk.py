@@ -69,6 +69,7 @@ from lunark.protocol import (
     ApprovalRequest,
     ApprovalResolved,
     ChatEvent,
+    ContinueMessage,
     JoinChat,
     JoinChatAck,
     MessageEnd,
@@ -454,6 +455,23 @@ class ChatSession:
             for request, new in zip(requests, per_action, strict=True)
         ]
         await self.decide(approval.approval_id, decisions)
+
+    async def continue_message(self, message_id: str) -> None:
+        """Go on with an answer the model cut at its output limit (its ``MessageEnd`` has
+        ``finish_reason == "length"``): more ``Token`` events for the same ``message_id`` follow,
+        then a new ``MessageEnd``::
+
+            events = await session.turn("explain gas fees")
+            while isinstance(end := events[-1], MessageEnd) and end.finish_reason == "length":
+                await session.continue_message(end.message_id)
+                events = await session.until_message_end()
+
+        Only the chat's last answer can be continued (``InvalidInput`` otherwise); ``Busy`` while a
+        turn runs. Not repeated after a dropped connection (the continuation may have started):
+        then ``Disconnected`` is raised, and the events tell.
+        """
+        payload = _payload(ContinueMessage, chat_id=self.chat_id, message_id=message_id)
+        await self._client._call("continue_message", payload, retry=False)
 
     async def abort(self) -> None:
         """Stop the running turn; it ends with ``message_end`` ``finish_reason="aborted"``."""

@@ -71,6 +71,7 @@ from lunark.errors import (
     ApprovalExpired,
     Busy,
     ConfigError,
+    InvalidInput,
     LunarkError,
     ModelError,
     NoPendingApproval,
@@ -79,7 +80,7 @@ from lunark.graph.approval import ALL_DECISIONS, ApproveDecision, validate_decis
 from lunark.graph.state import AgentState
 from lunark.ids import new_id
 from lunark.models.factory import aclose_chat_model, bind_tools_with_fallbacks
-from lunark.models.planner import OfflinePlanner
+from lunark.models.planner import CONTINUE_PROMPT, OfflinePlanner
 from lunark.networks import NetworkRegistry
 from lunark.settlement import Settlements
 from lunark.store.base import ApprovalRecord, SettlementRecord, Store
@@ -117,11 +118,17 @@ class _Turn:
     every token queued when a part arrives was streamed before that part was written.
     """
 
-    __slots__ = ("_taken", "_waiter", "part", "tokens")
+    __slots__ = ("_taken", "_waiter", "continuing", "cut", "message_id", "part", "tokens")
 
-    def __init__(self) -> None:
+    def __init__(self, message_id: str = "", *, continuing: bool = False) -> None:
         self.tokens: deque[str] = deque()
         self.part: Any = None
+        self.message_id = message_id
+        """The protocol message the turn writes (what ``truncated_message`` records)."""
+        self.continuing = continuing
+        """The turn's first model call goes on with the cut answer (``continue_message``)."""
+        self.cut = False
+        """The model's last reply stopped at its output limit."""
         self._taken: asyncio.Future[None] | None = None
         self._waiter: asyncio.Future[None] | None = None
 
@@ -161,6 +168,33 @@ You can read balances, prepare transfers and switch networks with your tools. Ev
 network switch is shown to the user, who approves, edits or rejects it; the spending policy may refuse it.
 Never say funds moved unless a tool result says the transaction was confirmed. Amounts are in whole units
 ("0.5" ETH), never in wei. If a tool returns an error or a rejection, explain it plainly."""
+
+
+def _thinking() -> AgentEvent:
+    return {"type": "status", "text": "thinking…"}  # a new dict each time: consumers may add to events
+
+_LENGTH_REASONS = frozenset({"length", "max_tokens"})
+"""Providers' words for "stopped at the output limit": OpenAI-compatible ``finish_reason``
+"length", Anthropic's ``stop_reason`` "max_tokens"."""
+
+
+def _at_output_limit(message: BaseMessage) -> bool:
+    metadata = message.response_metadata or {}
+    return bool({metadata.get("finish_reason"), metadata.get("stop_reason")} & _LENGTH_REASONS)
+
+
+def _continued(cut: BaseMessage, more: BaseMessage) -> AIMessage:
+    """The cut answer with the continuation appended, under the cut one's id (``add_messages``
+    replaces it): the history holds one answer, as the user sees one message."""
+    def text(message: BaseMessage) -> str:
+        return message.content if isinstance(message.content, str) else _text_of(message.content)
+
+    return AIMessage(
+        content=text(cut) + text(more),
+        id=cut.id,
+        tool_calls=more.tool_calls if isinstance(more, AIMessage) else [],
+        response_metadata=dict(more.response_metadata),
+    )
 
 
 def _tool_error(call_id: str, name: str, exc: LunarkError) -> ToolMessage:
@@ -302,12 +336,18 @@ class Agent:
             symbol=network.symbol,
         )
         turn: _Turn | None = config.get("configurable", {}).get(_TURN_KEY)
+        history: list[BaseMessage] = [SystemMessage(prompt), *state["messages"]]
+        continuing = turn is not None and turn.continuing
+        if turn is not None:
+            turn.continuing = False  # only the turn's first model call continues
+        if continuing:
+            history.append(HumanMessage(CONTINUE_PROMPT))  # asked for this call only, never stored
         chunks: list[Any] = []
         try:
             # Streamed here rather than ainvoke'd under LangGraph's "messages" mode: the config
             # carries the node's callbacks, so tracing (and the "messages" mode of anyone who
             # streams the graph directly) still sees the chat model run and its tokens.
-            async for chunk in self._model.astream([SystemMessage(prompt), *state["messages"]], config):
+            async for chunk in self._model.astream(history, config):
                 chunks.append(chunk)
                 if isinstance(chunk, AIMessageChunk):
                     content = chunk.content
@@ -319,7 +359,12 @@ class Agent:
             raise
         except Exception as exc:  # the model boundary: any provider failure is a model_error
             raise ModelError(f"The model failed: {exc}", model_error=type(exc).__name__) from exc
-        return {"messages": [response]}
+        cut = _at_output_limit(response)
+        if continuing:
+            response = _continued(state["messages"][-1], response)
+        if turn is not None:
+            turn.cut = cut
+        return {"messages": [response], "truncated_message": turn.message_id if cut and turn is not None else None}
 
     @staticmethod
     def _after_agent(state: AgentState) -> str:
@@ -577,6 +622,40 @@ class Agent:
                 async for event in events:
                     yield event
 
+    async def continue_message(self, thread_id: str, message_id: str) -> AsyncIterator[AgentEvent]:
+        """Go on with the answer ``message_id`` that the model cut at its output limit
+        (``message_end`` with ``finish_reason: "length"``): yields ``token`` events for the same
+        ``message_id`` and a new ``message_end``, with no ``message_start``. The model is asked
+        to continue where it stopped; its text is appended to the same message in the history.
+
+        Only the chat's last answer can be continued. Raises ``Busy`` while a turn runs or an
+        approval waits, ``InvalidInput`` for any other message.
+        """
+        await self.ready()
+        lock = self._lock(thread_id)
+        if lock.locked():
+            raise Busy("A turn is already running in this chat.")
+        async with lock:
+            snapshot = await self.graph.aget_state(self._config(thread_id))
+            pending = _pending_of(snapshot)
+            if pending is not None:
+                raise Busy(
+                    "This chat is waiting for your decision on an approval; approve or reject it first.",
+                    approval_id=pending["approval_id"],
+                )
+            values = snapshot.values or {}
+            history = values.get("messages", [])
+            if values.get("truncated_message") != message_id or not history or not isinstance(history[-1], AIMessage):
+                raise InvalidInput(
+                    f"Message {message_id} is not the chat's last answer cut at the model's output limit; "
+                    "only that one can be continued.",
+                    message_id=message_id,
+                )
+            graph_input = cast(AgentState, {"messages": []})
+            async with aclosing(self._run(thread_id, graph_input, message_id=message_id)) as events:
+                async for event in events:
+                    yield event
+
     async def resume(
         self,
         thread_id: str,
@@ -632,7 +711,7 @@ class Agent:
                                               approval_id=approval_id)
                     raise AlreadyDecided(f"Approval {approval_id} was already decided.", approval_id=approval_id)
             resume: Command[Any] = Command(resume={"decisions": checked, "by": by})
-            async with aclosing(self._run(thread_id, resume)) as events:
+            async with aclosing(self._run(thread_id, resume, resuming=pending)) as events:
                 async for event in events:
                     if event["type"] == "message_end" and record is not None:
                         # Applied (the turn that resumed it ran): recovery leaves it alone from now on.
@@ -697,15 +776,26 @@ class Agent:
         ))
 
     async def _run(
-        self, thread_id: str, graph_input: AgentState | Command[Any] | None
+        self, thread_id: str, graph_input: AgentState | Command[Any] | None, *, message_id: str | None = None,
+        resuming: Mapping[str, Any] | None = None,
     ) -> AsyncGenerator[AgentEvent]:
-        message_id = new_id("msg_")
+        """One run of the graph as protocol events. With ``message_id`` it continues that message
+        (no ``message_start``; the model goes on with the cut answer); ``resuming`` is the approval
+        a ``Command`` decides."""
+        continuing = message_id is not None
+        message_id = message_id or new_id("msg_")
         started = time.monotonic()
         first_token: float | None = None
         output_tokens = 0
-        yield {"type": "message_start", "message_id": message_id, "role": "assistant"}
+        if not continuing:
+            yield {"type": "message_start", "message_id": message_id, "role": "assistant"}
+        signed: set[str] = set()  # calls whose execution checks and tracks a signed transaction
+        if resuming is not None:
+            signed = {r["call_id"] for r in resuming.get("action_requests", []) if r.get("tx")}
+        elif not isinstance(graph_input, Command):
+            yield _thinking()
         finish = "stop"
-        turn = _Turn()
+        turn = _Turn(message_id, continuing=continuing)
         config = self._config(thread_id)
         config["configurable"][_TURN_KEY] = turn
         parts: AsyncGenerator[Any] = self.graph.astream(  # type: ignore[assignment]
@@ -731,10 +821,16 @@ class Agent:
                         if event.get("type") in ("tool_call",):
                             event["message_id"] = message_id
                         yield event
+                        if event.get("status") == "running" and event.get("call_id") in signed:
+                            yield {"type": "status", "text": "checking the transaction"}
                     elif mode == "updates" and "__interrupt__" in payload:
                         # Held until the run is over: LangGraph writes the interrupt to the checkpoint
                         # in the background, and only the end of the run awaits it.
                         paused.extend(item.value for item in payload["__interrupt__"])
+                    elif mode == "updates" and any(
+                        node in payload and not (payload[node] or {}).get("approval") for node in ("prepare", "execute")
+                    ):
+                        yield _thinking()  # the tools ran and nothing waits: the model is called again
                 elif pump.done():
                     pump.result()  # the graph's error, if it failed
                     break
@@ -758,6 +854,8 @@ class Agent:
                 await asyncio.wait([pump])
             if not pump.cancelled():
                 pump.exception()  # retrieved: reported above, or by the abort's own exception
+        if finish == "stop" and turn.cut:
+            finish = "length"
         elapsed = time.monotonic() - (first_token or started)
         yield {
             "type": "message_end",

@@ -33,3 +33,6 @@ class AgentState(TypedDict):
     """The decisions that resolved ``approval``, one per proposal, same order."""
     resolved: NotRequired[Annotated[list[str], keep_last]]
     """Recently resolved approval ids."""
+    truncated_message: NotRequired[str | None]
+    """The protocol ``message_id`` of the last answer when the model stopped it at its output
+    limit (``finish_reason: "length"``), the one ``continue_message`` may append to; else None."""

@@ -1,6 +1,7 @@
 """Chat models for Lunark's agent: the offline planner (the embedded default)."""
 
 from lunark.models.planner import (
+    CONTINUE_PROMPT,
     OfflinePlanner,
     Plan,
     compose_answer,
@@ -10,6 +11,7 @@ from lunark.models.planner import (
 )
 
 __all__ = [
+    "CONTINUE_PROMPT",
     "OfflinePlanner",
     "Plan",
     "compose_answer",

@@ -139,6 +139,14 @@ class ModelSettings(BaseModel):
         ge=0.0,
         description="Offline planner only: seconds between streamed tokens, to mimic a real model.",
     )
+    max_output_tokens: int | None = Field(
+        default=None,
+        ge=1,
+        description=(
+            "Most tokens the model writes in one reply (OpenAI's max_tokens; the offline planner "
+            'counts words). An answer cut there ends with finish_reason "length" and can be continued.'
+        ),
+    )
     fallbacks: list[ModelSettings] = Field(
         default_factory=list,
         description="Models tried in order when the primary fails (see MODEL_FAILURES).",
@@ -243,7 +251,7 @@ async def aclose_chat_model(model: Runnable[Any, Any]) -> None:
 
 def _build_one(settings: ModelSettings, env: Mapping[str, str]) -> BaseChatModel:
     if settings.provider == "offline":
-        return OfflinePlanner(delay=settings.delay)
+        return OfflinePlanner(delay=settings.delay, max_output_tokens=settings.max_output_tokens)
     return _build_openai(settings, env)
 
 
@@ -265,6 +273,7 @@ def _build_openai(settings: ModelSettings, env: Mapping[str, str]) -> ChatOpenAI
         temperature=settings.temperature,
         timeout=settings.timeout,
         max_retries=settings.max_retries,
+        max_tokens=settings.max_output_tokens,
         streaming=True,
         stream_usage=True,
         # Our own clients, closed by aclose_chat_model (see there for why not the defaults).

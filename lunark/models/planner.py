@@ -53,6 +53,7 @@ from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import Field
 
 __all__ = [
+    "CONTINUE_PROMPT",
     "OfflinePlanner",
     "Plan",
     "compose_answer",
@@ -68,6 +69,13 @@ TRANSFER: Final = "transfer"
 SWITCH: Final = "switch_network"
 
 ToolLike = Mapping[str, Any] | type | Callable[..., Any] | BaseTool
+
+CONTINUE_PROMPT: Final = (
+    "Your last answer stopped at the output limit. Continue it exactly where it stopped: "
+    "no repetition, no preamble."
+)
+"""The user turn that asks a model to go on with an answer it cut at its output limit (the
+agent's ``continue_message`` sends it; the planner recognizes it)."""
 
 
 # -- public API ---------------------------------------------------------------
@@ -146,6 +154,9 @@ class OfflinePlanner(BaseChatModel):
 
     delay: float = Field(default=0.0, ge=0.0)
     """Seconds to wait between streamed chunks, so demos feel like a real model."""
+    max_output_tokens: int | None = Field(default=None, ge=1)
+    """Most tokens of text in one reply, like a hosted model's output limit: a longer answer stops
+    there with ``finish_reason: "length"``, and ``CONTINUE_PROMPT`` gets the rest."""
 
     @property
     def _llm_type(self) -> str:
@@ -153,7 +164,7 @@ class OfflinePlanner(BaseChatModel):
 
     @property
     def _identifying_params(self) -> dict[str, Any]:
-        return {"model_name": MODEL_NAME, "delay": self.delay}
+        return {"model_name": MODEL_NAME, "delay": self.delay, "max_output_tokens": self.max_output_tokens}
 
     def bind_tools(
         self,
@@ -174,12 +185,12 @@ class OfflinePlanner(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        text, calls = _respond(messages, kwargs)
+        text, calls, finish = _reply(messages, kwargs, self.max_output_tokens)
         message = AIMessage(
             content=text,
             tool_calls=calls,
             usage_metadata=_usage(messages, text),
-            response_metadata=_response_metadata(calls),
+            response_metadata=_response_metadata(finish),
         )
         return ChatResult(generations=[ChatGeneration(message=message)])
 
@@ -199,7 +210,7 @@ class OfflinePlanner(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
-        for index, chunk in enumerate(_chunks(messages, kwargs)):
+        for index, chunk in enumerate(_chunks(messages, kwargs, self.max_output_tokens)):
             if index and self.delay:
                 time.sleep(self.delay)
             yield chunk
@@ -211,7 +222,7 @@ class OfflinePlanner(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
-        for index, chunk in enumerate(_chunks(messages, kwargs)):
+        for index, chunk in enumerate(_chunks(messages, kwargs, self.max_output_tokens)):
             if index and self.delay:
                 await asyncio.sleep(self.delay)
             yield chunk
@@ -263,6 +274,34 @@ def _after_switch(calls: Sequence[ToolCall], results: Sequence[ToolMessage]) -> 
     return [tool_call(name=call["name"], args=dict(call["args"]), id="call_" + uuid4().hex[:24]) for call in deferred]
 
 
+def _reply(
+    messages: Sequence[BaseMessage], kwargs: Mapping[str, Any], limit: int | None
+) -> tuple[str, list[ToolCall], str]:
+    """The reply within the output limit: (text, tool calls, finish reason)."""
+    if _continues(messages):
+        # The answer that was cut is what the planner says for the history before it, again:
+        # the rest of it follows what was already said.
+        full, _ = _respond(messages[:-2], kwargs)
+        said = messages[-2].text
+        text = full[len(said):] if full.startswith(said) else ""
+        calls: list[ToolCall] = []
+    else:
+        text, calls = _respond(messages, kwargs)
+    tokens = split_tokens(text)
+    if limit is not None and len(tokens) > limit:
+        return "".join(tokens[:limit]), [], "length"  # calls after the limit are never written
+    return text, calls, "tool_calls" if calls else "stop"
+
+
+def _continues(messages: Sequence[BaseMessage]) -> bool:
+    return (
+        len(messages) >= 2
+        and isinstance(messages[-1], HumanMessage)
+        and messages[-1].text == CONTINUE_PROMPT
+        and isinstance(messages[-2], AIMessage)
+    )
+
+
 def _last_turn(messages: Sequence[BaseMessage]) -> tuple[list[ToolCall], list[ToolMessage]]:
     """The tool calls of the last AI message that made some, and the results that followed it."""
     results: list[ToolMessage] = []
@@ -275,9 +314,9 @@ def _last_turn(messages: Sequence[BaseMessage]) -> tuple[list[ToolCall], list[To
 
 
 def _chunks(
-    messages: Sequence[BaseMessage], kwargs: Mapping[str, Any]
+    messages: Sequence[BaseMessage], kwargs: Mapping[str, Any], limit: int | None = None
 ) -> Iterator[ChatGenerationChunk]:
-    text, calls = _respond(messages, kwargs)
+    text, calls, finish = _reply(messages, kwargs, limit)
     for token in split_tokens(text):
         yield ChatGenerationChunk(message=AIMessageChunk(content=token))
     for index, call in enumerate(calls):
@@ -289,7 +328,7 @@ def _chunks(
         message=AIMessageChunk(
             content="",
             usage_metadata=_usage(messages, text),
-            response_metadata=_response_metadata(calls),
+            response_metadata=_response_metadata(finish),
             chunk_position="last",
         )
     )
@@ -305,8 +344,8 @@ def _usage(messages: Sequence[BaseMessage], text: str) -> UsageMetadata:
     )
 
 
-def _response_metadata(calls: Sequence[ToolCall]) -> dict[str, Any]:
-    return {"finish_reason": "tool_calls" if calls else "stop", "model_name": MODEL_NAME}
+def _response_metadata(finish: str) -> dict[str, Any]:
+    return {"finish_reason": finish, "model_name": MODEL_NAME}
 
 
 # -- tool schemas ---------------------------------------------------------------
@@ -425,9 +464,13 @@ _CLAUSE_SPLIT = re.compile(
     re.IGNORECASE,
 )
 
-# "send 0.5 ETH to 0x…", "transfer 5 of token 0x… to 0x…"  |  "pay 0x… 3 TUSD"
+# A share of the balance, which the transfer tool computes: "all", "half", "25%", "1/3".
+_SHARE = r"(?<![\w.])(?:all|max|everything|half|\d{1,3}(?:\.\d+)?\s?%|\d{1,3}/\d{1,3})(?![\w/])"
+
+# "send 0.5 ETH to 0x…", "transfer 5 of token 0x… to 0x…", "send all my ETH to 0x…",
+# "send half of my TKN to 0x…"  |  "pay 0x… 3 TUSD"
 _TRANSFER_RE = re.compile(
-    rf"(?P<amount>{_AMOUNT})(?:\s+of)?(?:\s+(?:the\s+)?token)?(?:\s+(?P<token>{_TOKEN}))?"
+    rf"(?P<amount>{_AMOUNT}|{_SHARE})(?:\s+of)?(?:\s+(?:my|the|your))?(?:\s+token)?(?:\s+(?P<token>{_TOKEN}))?"
     rf"(?:\s+(?:tokens?|coins?))?\s+(?:over\s+)?(?:to|->|=>)\s+(?P<to>{_ADDRESS})"
     rf"|(?P<to2>{_ADDRESS})\s+(?P<amount2>{_AMOUNT})"
     rf"(?:\s+(?:of\s+)?(?:token\s+)?(?P<token2>{_TOKEN}))?",
@@ -635,7 +678,8 @@ def _read_transfers(clause: str) -> tuple[list[_Intent], int]:
     for match in _TRANSFER_RE.finditer(clause):
         end = match.end()
         to = match["to"] or match["to2"]
-        amount = (match["amount"] or match["amount2"]).replace(",", "")
+        amount = (match["amount"] or match["amount2"]).replace(",", "").replace(" ", "").lower()
+        amount = "all" if amount == "everything" else amount
         token = match["token"] or match["token2"]
         args = {"to": to, "amount": amount}
         if token and token.lower() not in _NATIVE_WORDS and token.lower() not in _NOT_TOKENS:

@@ -7,6 +7,8 @@
 
 Each call to the model takes the next reply; text replies stream word by word.
 Running out of replies raises ``ModelError``, so a test cannot pass by accident.
+``max_output_tokens`` cuts longer replies as a model at its output limit does
+(``finish_reason: "length"``).
 """
 
 from __future__ import annotations
@@ -43,6 +45,9 @@ class ScriptedChatModel(BaseChatModel):
     """The messages of every call, for assertions."""
     token_delay: float = Field(default=0.0, ge=0)
     """Seconds between streamed chunks, for a stream that must still be running a moment later."""
+    max_output_tokens: int | None = Field(default=None, ge=1)
+    """Most tokens of text in one reply: a longer one stops there, without its tool calls, with
+    ``response_metadata["finish_reason"] == "length"``, as a model at its output limit."""
 
     @property
     def _llm_type(self) -> str:
@@ -57,7 +62,8 @@ class ScriptedChatModel(BaseChatModel):
             raise ModelError(f"The scripted model ran out of replies after {self._index}.")
         reply = self.replies[self._index]
         self._index += 1
-        return AIMessage(content=reply) if isinstance(reply, str) else reply
+        message = AIMessage(content=reply) if isinstance(reply, str) else reply
+        return _cut(message, self.max_output_tokens)
 
     def _generate(
         self,
@@ -93,6 +99,14 @@ class ScriptedChatModel(BaseChatModel):
             yield chunk
 
 
+def _cut(message: AIMessage, limit: int | None) -> AIMessage:
+    tokens = _TOKEN.findall(message.content) if isinstance(message.content, str) else []
+    if limit is None or len(tokens) <= limit:
+        return message
+    metadata = {**message.response_metadata, "finish_reason": "length"}
+    return AIMessage(content="".join(tokens[:limit]), id=message.id, response_metadata=metadata)
+
+
 def _chunks(message: AIMessage) -> Iterator[ChatGenerationChunk]:
     text = message.content if isinstance(message.content, str) else ""
     for token in _TOKEN.findall(text):
@@ -112,4 +126,8 @@ def _chunks(message: AIMessage) -> Iterator[ChatGenerationChunk]:
                     for i, call in enumerate(message.tool_calls)
                 ],
             )
+        )
+    if message.response_metadata:  # finish_reason, as a provider's last chunk carries it
+        yield ChatGenerationChunk(
+            message=AIMessageChunk(content="", response_metadata=dict(message.response_metadata))
         )

@@ -17,7 +17,7 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from lunark.errors import InvalidInput, LunarkError, Unauthorized
-from lunark.protocol import ID_PATTERN, ResumeDecisions, SendMessage, WalletChanged
+from lunark.protocol import ID_PATTERN, ContinueMessage, ResumeDecisions, SendMessage, WalletChanged
 from lunark.server.auth import Authenticator
 from lunark.server.hub import Hub
 from lunark.server.service import ChatService
@@ -144,6 +144,14 @@ def routes(*, auth: Authenticator, service: ChatService, hub: Hub, store: Store,
         payload = _validate(SendMessage, {**await _json(request), "chat_id": _chat_id(request)})
         return web.json_response({"message_id": await service.send(address, payload)}, status=202)
 
+    async def post_continue(request: web.Request) -> web.Response:
+        address = await address_of(request)
+        payload = _validate(
+            ContinueMessage, {"chat_id": _chat_id(request), "message_id": request.match_info["message_id"]}
+        )
+        await service.continue_message(address, payload)
+        return web.json_response({"ok": True}, status=202)
+
     async def post_decisions(request: web.Request) -> web.Response:
         address = await address_of(request)
         payload = _validate(ResumeDecisions, {**await _json(request), "chat_id": _chat_id(request)})
@@ -210,6 +218,7 @@ def routes(*, auth: Authenticator, service: ChatService, hub: Hub, store: Store,
         web.get("/api/chats", list_chats),
         web.get("/api/chats/{chat_id}", get_chat),
         web.post("/api/chats/{chat_id}/messages", post_message),
+        web.post("/api/chats/{chat_id}/messages/{message_id}/continue", post_continue),
         web.post("/api/chats/{chat_id}/decisions", post_decisions),
         web.post("/api/chats/{chat_id}/abort", post_abort),
         web.post("/api/chats/{chat_id}/wallet", post_wallet),

@@ -18,7 +18,7 @@ from typing import Any
 
 from eth_utils.address import to_checksum_address
 
-from lunark.errors import AlreadyDecided, ApprovalExpired, Busy, LunarkError, NoPendingApproval
+from lunark.errors import AlreadyDecided, ApprovalExpired, Busy, InvalidInput, LunarkError, NoPendingApproval
 from lunark.graph.agent import Agent, AgentEvent
 from lunark.server.hub import Hub
 from lunark.store.base import ChatRecord, Store
@@ -141,6 +141,29 @@ class Runner:
                 await asyncio.wait({task})
             self._reserved.add(chat.chat_id)
 
+    async def continue_message(self, chat: ChatRecord, message_id: str) -> None:
+        """Continue the chat's last answer, cut at the model's output limit; the turn runs in the
+        background and appends to ``message_id``. ``busy`` and ``invalid_input`` are raised first."""
+        if self.running(chat.chat_id):
+            raise Busy("A turn is already running in this chat.", chat_id=chat.chat_id)
+        self._reserved.add(chat.chat_id)  # no await between the check and this line
+        try:
+            parts = [m for m in await self.store.list_messages(chat.chat_id)
+                     if m.message_id == message_id or m.message_id.startswith(message_id + ":part")]
+            if parts and parts[-1].finish_reason != "length":
+                # E.g. a continuation that was stopped: what the chat shows ended there, so going on
+                # from the checkpoint's cut would repeat the stopped part.
+                raise InvalidInput(
+                    f"Message {message_id} ended ({parts[-1].finish_reason}); only an answer cut at the "
+                    "model's output limit can be continued.",
+                    message_id=message_id,
+                )
+            events = self.agent.continue_message(chat.chat_id, message_id)
+            first = await anext(events)  # validation happens before the first event
+            self._start(chat, _prepend(first, events), continuing=message_id)
+        finally:
+            self._reserved.discard(chat.chat_id)
+
     async def resume(self, chat: ChatRecord, approval_id: str, decisions: Sequence[Any], *, by: str = "user") -> None:
         """Apply decisions to the pending approval exactly once; the turn continues in the background.
 
@@ -251,9 +274,10 @@ class Runner:
         return True
 
     def _start(
-        self, chat: ChatRecord, events: AsyncIterator[AgentEvent], *, inflight: tuple[str, str] | None = None
+        self, chat: ChatRecord, events: AsyncIterator[AgentEvent], *, inflight: tuple[str, str] | None = None,
+        continuing: str | None = None,
     ) -> None:
-        task = asyncio.create_task(self._drive(chat, events), name=f"lunark-turn-{chat.chat_id}")
+        task = asyncio.create_task(self._drive(chat, events, continuing), name=f"lunark-turn-{chat.chat_id}")
         self._tasks[chat.chat_id] = task
 
         def done(_: asyncio.Task[None]) -> None:
@@ -264,9 +288,11 @@ class Runner:
 
         task.add_done_callback(done)
 
-    async def _drive(self, chat: ChatRecord, events: AsyncIterator[AgentEvent]) -> None:
+    async def _drive(self, chat: ChatRecord, events: AsyncIterator[AgentEvent], continuing: str | None = None) -> None:
+        """``continuing``: the message this turn appends to (it sends no ``message_start``)."""
         chat_id, owner = chat.chat_id, chat.owner
-        message_id: str | None = None
+        message_id: str | None = continuing
+        continued = continuing is not None  # a continuation has no message_start: one message throughout
         text: list[str] = []
         ended = False
         handling: asyncio.Future[None] | None = None
@@ -287,7 +313,9 @@ class Runner:
                     ended = True
                 # Shielded: an abort (cancel) must not cut an event in half, e.g. logged but never
                 # emitted (a live seq gap) or counted in the saved answer but never sent.
-                handling = asyncio.ensure_future(self._handle(chat_id, owner, event, message_id, text))
+                handling = asyncio.ensure_future(
+                    self._handle(chat_id, owner, event, message_id, text, continued=continued)
+                )
                 await asyncio.shield(handling)
         except asyncio.CancelledError:
             if handling is not None and not handling.done():
@@ -296,7 +324,7 @@ class Runner:
             with suppress(asyncio.CancelledError):
                 await events.aclose()  # type: ignore[attr-defined]
             if message_id is not None and not ended:
-                await self._save_answer(chat_id, message_id, text, "aborted")
+                await self._save_answer(chat_id, message_id, text, "aborted", continued=continued)
                 await self.hub.publish(
                     chat_id,
                     owner,
@@ -314,7 +342,8 @@ class Runner:
                 )
 
     async def _handle(
-        self, chat_id: str, owner: str, event: AgentEvent, message_id: str | None, text: list[str]
+        self, chat_id: str, owner: str, event: AgentEvent, message_id: str | None, text: list[str], *,
+        continued: bool = False,
     ) -> None:
         """Record what must survive a restart, then publish the event."""
         kind = event["type"]
@@ -323,10 +352,17 @@ class Runner:
         elif kind == "network_switch":
             await self.store.set_chat_network(chat_id, int(event["chain_id"]))
         elif kind == "message_end" and message_id is not None:
-            await self._save_answer(chat_id, message_id, text, event["finish_reason"])
+            await self._save_answer(chat_id, message_id, text, event["finish_reason"], continued=continued)
         await self.hub.publish(chat_id, owner, event)
 
-    async def _save_answer(self, chat_id: str, message_id: str, text: list[str], finish: str) -> None:
+    async def _save_answer(
+        self, chat_id: str, message_id: str, text: list[str], finish: str, *, continued: bool = False
+    ) -> None:
+        if continued:
+            # A continuation is stored as its own part, "<message_id>:part<n>", after the message;
+            # ChatService.detail joins the parts into one message, as the events show one.
+            parts = [m for m in await self.store.list_messages(chat_id) if m.message_id.startswith(message_id + ":")]
+            message_id = f"{message_id}:part{len(parts) + 2}"
         await self.store.add_message(
             chat_id, "assistant", "".join(text), message_id=message_id, finish_reason=finish
         )

@@ -11,9 +11,9 @@ from typing import Any
 from lunark.errors import Forbidden, NotFound
 from lunark.graph.agent import Agent
 from lunark.networks import Network, NetworkRegistry
-from lunark.protocol import ResumeDecisions, SendMessage
+from lunark.protocol import ContinueMessage, ResumeDecisions, SendMessage
 from lunark.server.runner import Runner
-from lunark.store.base import ChatRecord, Store
+from lunark.store.base import ChatRecord, MessageRecord, Store
 
 __all__ = ["ChatService", "network_info"]
 
@@ -79,6 +79,10 @@ class ChatService:
             await self.store.set_chat_title(chat.chat_id, payload.content[:80])
         return await self.runner.send_message(chat, payload.content, payload.client_message_id)
 
+    async def continue_message(self, address: str, payload: ContinueMessage) -> None:
+        chat = await self.chat_for(address, payload.chat_id)
+        await self.runner.continue_message(chat, payload.message_id)
+
     async def decide(self, address: str, payload: ResumeDecisions) -> None:
         chat = await self.chat_for(address, payload.chat_id)
         decisions = [d.model_dump(exclude_none=True) for d in payload.decisions]
@@ -112,11 +116,7 @@ class ChatService:
         out: dict[str, Any] = {
             "chat_id": chat.chat_id,
             "title": chat.title,
-            "messages": [
-                {"message_id": m.message_id, "role": m.role, "content": m.content,
-                 "finish_reason": m.finish_reason, "created_at": m.created_at.isoformat()}
-                for m in messages
-            ],
+            "messages": _joined(messages),
             "transactions": [
                 {"call_id": t.call_id, "tx_hash": t.tx_hash, "chain_id": t.chain_id, "status": t.status,
                  "history": t.history}
@@ -128,3 +128,18 @@ class ChatService:
         if pending is not None:
             out["pending_approval"] = pending
         return out
+
+
+def _joined(messages: list[MessageRecord]) -> list[dict[str, Any]]:
+    """The messages for people: a continued answer's parts ("<id>:part<n>", stored by the runner)
+    joined into the message they continue, which ends as its last part ended."""
+    out: dict[str, dict[str, Any]] = {}
+    for m in messages:
+        base, _, part = m.message_id.partition(":part")
+        if part and base in out:
+            out[base]["content"] += m.content
+            out[base]["finish_reason"] = m.finish_reason
+            continue
+        out[m.message_id] = {"message_id": m.message_id, "role": m.role, "content": m.content,
+                             "finish_reason": m.finish_reason, "created_at": m.created_at.isoformat()}
+    return list(out.values())

@@ -22,6 +22,7 @@ from lunark.chain.types import prepared_from_state, prepared_to_state, to_units
 from lunark.errors import SignerError
 from lunark.settlement import outcome_message
 from lunark.store.base import SettlementRecord
+from lunark.tools.amounts import amount_for_share, share_of
 from lunark.tools.base import ApprovalRule, Decision, Proposal, ToolContext
 
 __all__ = ["Transfer", "TransferArgs", "prepared_from_state", "prepared_to_state", "settlement_result"]
@@ -34,7 +35,12 @@ class TransferArgs(BaseModel):
 
     to: str = Field(description="Recipient address: 0x followed by 40 hexadecimal characters.")
     amount: str = Field(
-        description="Amount in whole units as a decimal string, e.g. '0.5' for half an ETH. Never in wei.",
+        description=(
+            "Amount in whole units as a decimal string, e.g. '0.5' for half an ETH. Never in wei. "
+            "Or a share of the balance: 'all' (or 'max'), 'half', a percentage like '25%', a fraction "
+            "like '1/3'; it is computed from the live balance (leaving the network fee, for the native "
+            "currency) and the user approves the exact amount."
+        ),
         max_length=80,
     )
     token: str | None = Field(
@@ -82,6 +88,9 @@ class Transfer:
             # Only tokens the configuration knows: an arbitrary contract the model names could
             # claim any symbol. Fail closed.
             token = network.token(str(a.token)).address
+        if (share := share_of(a.amount)) is not None:
+            # "all", "half", "25%": the exact figure, from the live balance; the card shows it.
+            a.amount = await amount_for_share(client, ctx.user_address, a.to, share, token=token)
         intent = await client.build_intent(ctx.user_address, a.to, a.amount, token)
         # Checked, and the amount reserved against the daily cap across all of the user's chats,
         # before anyone is asked; the reservation lapses with the approval.

@@ -143,11 +143,12 @@ async function startSession(session) {
   transport.onJoined((ack) => { if (ack.chat_id === app.state.chatId || app.state.chatId === null) dispatch({ type: "local:joined", ack }); });
   transport.connect();
   renderChrome();
-  await refreshChats();
+  // The composer works at once: the first message starts a chat (sendMessage joins a new one),
+  // so nothing here waits for the chat list before the user can type.
   const wanted = decodeURIComponent(location.hash.slice(1));
-  if (/^[A-Za-z0-9_.:-]{1,128}$/.test(wanted)) await openChat(wanted);
-  else newChat();
+  const opened = /^[A-Za-z0-9_.:-]{1,128}$/.test(wanted) ? openChat(wanted) : newChat();
   el.input.focus();
+  await Promise.all([opened, refreshChats()]);
 }
 
 function signOut(note = "") {
@@ -291,6 +292,20 @@ async function sendMessage(content) {
     refreshChats();
   } catch (err) {
     dispatch({ type: "local:message_failed", client_message_id: cid, error: { code: err.code, message: describeError(err) } });
+  }
+}
+
+/** Continue an answer the model cut at its output limit: more text for the same message. */
+async function continueAnswer(messageId) {
+  const chatId = app.state.chatId;
+  if (!app.transport || !chatId) return;
+  dispatch({ type: "local:continue", message_id: messageId });
+  try {
+    await app.transport.continueMessage(chatId, messageId);
+  } catch (err) {
+    if (app.state.chatId !== chatId) return;
+    dispatch({ type: "local:continue_failed", message_id: messageId });
+    addNote(`Could not continue the answer: ${describeError(err)}`);
   }
 }
 
@@ -468,7 +483,8 @@ function renderChrome() {
   el.send.disabled = !signedIn || s.running;
   show(el.stop, signedIn && s.running && Boolean(s.chatId));
   show(el.send, !(signedIn && s.running && s.chatId));
-  el.status.textContent = s.running ? s.status || "thinking…" : "";
+  // What the agent is doing, while nothing else streams (the reducer clears it when text comes).
+  el.status.textContent = s.status;
 }
 
 function renderChats() {
@@ -505,10 +521,11 @@ function renderTimeline() {
   const s = app.state;
   const wanted = new Set();
   let previous = null;
+  const lastAnswer = lastAnswerId(s);
   for (const item of s.items) {
     const key = `${item.kind}:${item.id}`;
     wanted.add(key);
-    const data = inputsOf(item);
+    const data = inputsOf(item, lastAnswer);
     let entry = nodes.get(key);
     if (!entry) {
       entry = { node: CREATE[item.kind](data), data: null };
@@ -533,10 +550,10 @@ function renderTimeline() {
 }
 
 /** What a timeline item is rendered from; re-rendered only when one of these changes. */
-function inputsOf(item) {
+function inputsOf(item, lastAnswer) {
   const s = app.state;
   switch (item.kind) {
-    case "message": return [s.messages[item.id]];
+    case "message": return [s.messages[item.id], item.id === lastAnswer && !s.running];
     case "tool": return [s.tools[item.id], s.txs[item.id], s.network];
     case "approval": {
       const approval = s.approvals[item.id];
@@ -546,6 +563,28 @@ function inputsOf(item) {
   }
 }
 
+function lastAnswerId(s) {
+  for (let i = s.items.length - 1; i >= 0; i--) {
+    const item = s.items[i];
+    if (item.kind === "message" && s.messages[item.id] && s.messages[item.id].role === "assistant") return item.id;
+  }
+  return null;
+}
+
+/** "42 tokens · 120 ms to first token · 35.0 tokens/s", over every part of a continued answer. */
+function figuresText(parts) {
+  const tokens = parts.reduce((n, u) => n + (u.output_tokens || 0), 0);
+  if (!tokens) return "";
+  const out = [`${tokens} token${tokens === 1 ? "" : "s"}${parts.length > 1 ? ` in ${parts.length} parts` : ""}`];
+  const first = parts.find((u) => typeof u.ttft_ms === "number");
+  if (first) out.push(`${first.ttft_ms >= 1000 ? `${(first.ttft_ms / 1000).toFixed(1)} s` : `${Math.round(first.ttft_ms)} ms`} to first token`);
+  // Speed over the time spent writing: each part's tokens at its own speed.
+  const timed = parts.filter((u) => u.tokens_per_s > 0);
+  const seconds = timed.reduce((t, u) => t + u.output_tokens / u.tokens_per_s, 0);
+  if (seconds > 0) out.push(`${(timed.reduce((n, u) => n + u.output_tokens, 0) / seconds).toFixed(1)} tokens/s`);
+  return out.join(" · ");
+}
+
 function sameInputs(a, b) {
   return Boolean(a) && a.length === b.length && a.every((v, i) => v === b[i]);
 }
@@ -553,8 +592,14 @@ function sameInputs(a, b) {
 const CREATE = {
   message: ([message]) => {
     const body = h("div", { class: "body" });
+    const extra = message.role === "assistant" ? [
+      h("p", { class: "cut", hidden: true },
+        h("span", {}, "The model stopped at its output limit."),
+        h("button", { type: "button", class: "continue", onclick: () => continueAnswer(message.id) }, "Continue")),
+      h("div", { class: "figures", hidden: true, title: "Output tokens, time to first token, tokens per second" }),
+    ] : [];
     return h("article", { class: `message ${message.role}`, "aria-label": message.role === "user" ? "You" : "Lunark" },
-      h("div", { class: "who", "aria-hidden": "true" }, message.role === "user" ? "You" : "Lunark"), body);
+      h("div", { class: "who", "aria-hidden": "true" }, message.role === "user" ? "You" : "Lunark"), body, ...extra);
   },
   tool: () => h("details", { class: "tool" },
     h("summary", {}, h("span", { class: "tool-name" }), h("span", { class: "badge" })),
@@ -565,7 +610,7 @@ const CREATE = {
 };
 
 const UPDATE = {
-  message(node, [message]) {
+  message(node, [message, canContinue]) {
     const body = node.querySelector(".body");
     node.classList.toggle("streaming", message.streaming);
     node.classList.toggle("local", Boolean(message.local));
@@ -583,6 +628,13 @@ const UPDATE = {
         if (message.finishReason === "aborted") body.append(h("span", { class: "tag" }, "stopped"));
         if (message.finishReason === "error") body.append(h("span", { class: "tag error" }, "failed"));
       }
+      const figures = node.querySelector(".figures");
+      figures.textContent = message.streaming ? "" : figuresText(message.parts || []);
+      figures.hidden = !figures.textContent;
+      // Only the chat's last answer can be continued, and not while a turn runs.
+      const cut = node.querySelector(".cut");
+      cut.hidden = !(message.finishReason === "length" && canContinue);
+      cut.querySelector("button").disabled = app.state.running;
     } else {
       body.replaceChildren(document.createTextNode(message.text));
       if (message.error) body.append(h("div", { class: "send-error", role: "alert" }, `Not sent: ${message.error.message}`));

@@ -67,9 +67,11 @@ test("a balance turn: messages, streaming text, a tool card, status", () => {
   assert.deepEqual(state.network, NETWORK);
   assert.deepEqual(state.networks, { 31337: NETWORK });
 
-  state = reduceAll(state, balanceTurn.slice(0, 6));
+  state = reduceAll(state, balanceTurn.slice(0, 5));
   assert.equal(state.running, true);
   assert.equal(state.status, "thinking…");
+  state = reduce(state, balanceTurn[5]);
+  assert.equal(state.status, "", "the status line shows only while nothing else streams");
   assert.equal(state.messages.a1.streaming, true);
   assert.equal(state.messages.a1.text, "You have");
   assert.equal(state.tools.c1.status, "success");
@@ -86,6 +88,66 @@ test("a balance turn: messages, streaming text, a tool card, status", () => {
   assert.equal(state.running, false);
   assert.equal(state.status, "");
   assert.equal(state.lastSeq, balanceTurn.length);
+});
+
+test("an answer cut at the output limit is continued into the same message; its parts' usage adds up", () => {
+  const cut = numbered([
+    { type: "message_start", message_id: "u1", role: "user", content: "explain" },
+    { type: "message_start", message_id: "a1", role: "assistant" },
+    { type: "status", text: "thinking…" },
+    { type: "token", message_id: "a1", text: "Gas is" },
+    { type: "message_end", message_id: "a1", finish_reason: "length", usage: { output_tokens: 2, ttft_ms: 40, tokens_per_s: 20 } },
+  ]);
+  let state = reduceAll(initialState(CHAT), cut);
+  assert.equal(state.messages.a1.finishReason, "length");
+  assert.equal(state.running, false);
+
+  state = reduce(state, { type: "local:continue", message_id: "a1" });
+  assert.equal(state.messages.a1.streaming, true);
+  assert.equal(state.messages.a1.finishReason, null);
+  assert.equal(state.running, true);
+  assert.equal(state.status, "thinking…");
+  // Refused (a busy chat, say): the message is cut again, and can be continued again.
+  const refused = reduce(state, { type: "local:continue_failed", message_id: "a1" });
+  assert.equal(refused.messages.a1.finishReason, "length");
+  assert.equal(refused.running, false);
+
+  state = reduceAll(state, numbered([
+    { type: "status", text: "thinking…" },
+    { type: "token", message_id: "a1", text: " the fee." },
+    { type: "message_end", message_id: "a1", finish_reason: "stop", usage: { output_tokens: 2, ttft_ms: 30, tokens_per_s: 40 } },
+  ], cut.length + 1));
+  assert.deepEqual(state.items, [{ kind: "message", id: "u1" }, { kind: "message", id: "a1" }], "no second message");
+  assert.equal(state.messages.a1.text, "Gas is the fee.");
+  assert.equal(state.messages.a1.finishReason, "stop");
+  assert.deepEqual(state.messages.a1.parts.map((u) => u.output_tokens), [2, 2]);
+  assert.equal(state.messages.a1.usage.tokens_per_s, 40);
+  // A continuation that a replay delivers (no local action) reads the same.
+  assert.deepEqual(reduceAll(initialState(CHAT), [...cut, ...numbered([
+    { type: "status", text: "thinking…" },
+    { type: "token", message_id: "a1", text: " the fee." },
+    { type: "message_end", message_id: "a1", finish_reason: "stop", usage: { output_tokens: 2, ttft_ms: 30, tokens_per_s: 40 } },
+  ], cut.length + 1)]).messages, state.messages);
+});
+
+test("the status line: waiting for an approval outlasts the turn; a decision clears it", () => {
+  const state = reduceAll(initialState(CHAT), [...balanceTurn, ...transferTurn.slice(0, 5)]);
+  assert.equal(state.running, false);
+  assert.equal(state.status, "", "no status event came");
+  const waiting = reduceAll(initialState(CHAT), numbered([
+    { type: "message_start", message_id: "a9", role: "assistant" },
+    { type: "status", text: "waiting for your approval" },
+    { type: "message_end", message_id: "a9", finish_reason: "awaiting_approval", usage: { output_tokens: 0 } },
+  ]));
+  assert.equal(waiting.running, false);
+  assert.equal(waiting.status, "waiting for your approval");
+  const decided = reduceAll(waiting, numbered([
+    { type: "approval_resolved", approval_id: "apr_9", decisions: [{ type: "approve" }], by: "user" },
+  ], 4));
+  assert.equal(decided.status, "");
+  const checking = reduce(decided, { chat_id: CHAT, seq: 5, ts: 1, type: "status", text: "checking the transaction" });
+  assert.equal(checking.status, "checking the transaction");
+  assert.equal(checking.running, true);
 });
 
 test("the reducer is pure: inputs are never mutated, and replay gives the same state", () => {

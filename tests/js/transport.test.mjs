@@ -137,6 +137,22 @@ test("a request without an ack when the connection drops is sent again; a repeat
   assert.deepEqual(await decided, { ok: true, retried: true });
 });
 
+test("continue_message is sent as such; repeated after a drop, a busy answer counts as done", async () => {
+  const { transport, socket } = setup();
+  socket.open();
+  const first = transport.continueMessage("chat_1", "msg_1");
+  assert.deepEqual([socket.sent[0].event, socket.sent[0].payload], ["continue_message", { chat_id: "chat_1", message_id: "msg_1" }]);
+  socket.drop();
+  socket.open();
+  await tick();
+  socket.answer(1, { error: { code: "busy", message: "A turn is already running in this chat." } });
+  assert.deepEqual(await first, { ok: true, retried: true });
+  // Not repeated, the same answer is a real refusal.
+  const second = transport.continueMessage("chat_1", "msg_1");
+  socket.answer(2, { error: { code: "busy", message: "A turn is already running in this chat." } });
+  await assert.rejects(second, (err) => err.code === "busy");
+});
+
 test("an error ack rejects with LunarkError carrying code and details", async () => {
   const { transport, socket } = setup();
   socket.open();

@@ -18,7 +18,7 @@ export const WALLET_EVENTS = Object.freeze(["pending_approval", "network_switch"
 
 /** Events a client sends; each is answered by an ack. */
 export const CLIENT_EVENTS = Object.freeze([
-  "join_chat", "send_message", "resume_decisions", "abort", "wallet_changed",
+  "join_chat", "send_message", "resume_decisions", "abort", "wallet_changed", "continue_message",
 ]);
 
 /** tx_update statuses after which nothing more happens to the transaction. */
@@ -100,9 +100,12 @@ export const UNRECOGNIZED_CHAIN = 4902;
  * @typedef {EventBase & {type: "network_switch", chain_id: number, name: string, symbol: string,
  *   decimals: number, rpc_urls: string[], explorer_url?: string, display_name?: string}} NetworkSwitchEvent
  * @typedef {EventBase & {type: "status", text: string}} StatusEvent
+ *   "thinking…", "waiting for your approval", "checking the transaction": shown while nothing else streams.
  * @typedef {{output_tokens: number, ttft_ms?: number, tokens_per_s?: number}} Usage
  * @typedef {EventBase & {type: "message_end", message_id: string,
- *   finish_reason: "stop"|"aborted"|"error"|"awaiting_approval", usage: Usage}} MessageEndEvent
+ *   finish_reason: "stop"|"aborted"|"error"|"awaiting_approval"|"length", usage: Usage}} MessageEndEvent
+ *   "length": the model stopped at its output limit; `continue_message` appends to the same message
+ *   (more `token` events with its `message_id`, then a new `message_end` with that part's usage).
  * @typedef {{type: "error", chat_id?: string, seq?: number, ts?: number, code: string, message: string}} ErrorEvent
  */
 

@@ -16,6 +16,8 @@
 //   {type: "local:message_ack", client_message_id, message_id}
 //   {type: "local:message_failed", client_message_id, error: {code, message}}
 //   {type: "local:network", network}        the chat's network changed (wallet_changed ack)
+//   {type: "local:continue", message_id}    Continue was clicked under an answer cut at the output limit
+//   {type: "local:continue_failed", message_id}   ... and the server refused it
 
 /**
  * @typedef {import("./protocol.js").ChatEvent} ChatEvent
@@ -29,8 +31,9 @@
  * @property {"user"|"assistant"} role
  * @property {string} text
  * @property {boolean} streaming     true between message_start and message_end (assistant)
- * @property {string|null} finishReason
- * @property {object|null} usage
+ * @property {string|null} finishReason   "length": cut at the model's output limit, may be continued
+ * @property {object|null} usage     the latest message_end's usage
+ * @property {object[]} [parts]      the usage of every message_end of it (one per part, when continued)
  * @property {boolean} [local]       shown before the server confirmed it
  * @property {string} [clientMessageId]
  * @property {object} [error]        the send failed: {code, message}
@@ -80,7 +83,8 @@
  * @property {Record<string, {id: string, level: "info"|"error", text: string, code?: string}>} notices
  * @property {string|null} pendingApprovalId
  * @property {boolean} running         a turn is under way (the stop button shows)
- * @property {string} status           the status line, e.g. "thinking…"
+ * @property {string} status           the status line while nothing else streams: "thinking…",
+ *                                     "waiting for your approval", "checking the transaction"; "" for none
  * @property {object|null} lastNetworkSwitch  the latest network_switch event applied
  */
 
@@ -192,9 +196,13 @@ const HANDLERS = {
         id: e.message_id, role: "assistant", text: String(e.text ?? ""), streaming: true,
         finishReason: null, usage: null,
       };
-      return { ...addItem(state, "message", e.message_id, "messages", message), running: true };
+      return { ...addItem(state, "message", e.message_id, "messages", message), running: true, status: "" };
     }
-    return setIn(state, "messages", e.message_id, { ...current, text: current.text + String(e.text ?? "") });
+    // Text after the message ended is its continuation (continue_message): it streams again.
+    const next = setIn(state, "messages", e.message_id, {
+      ...current, text: current.text + String(e.text ?? ""), streaming: true, finishReason: null,
+    });
+    return { ...next, running: true, status: "" };
   },
 
   tool_call(state, e) {
@@ -241,7 +249,7 @@ const HANDLERS = {
       ? setIn(state, "approvals", e.approval_id, resolved)
       : addItem(state, "approval", e.approval_id, "approvals", resolved);
     if (next.pendingApprovalId === e.approval_id) next = { ...next, pendingApprovalId: null };
-    return next;
+    return { ...next, status: "" }; // no longer waiting; what happens next says itself
   },
 
   tx_update(state, e) {
@@ -278,7 +286,7 @@ const HANDLERS = {
   },
 
   status(state, e) {
-    return { ...state, status: String(e.text ?? "") };
+    return { ...state, status: String(e.text ?? ""), running: true };
   },
 
   message_end(state, e) {
@@ -287,9 +295,12 @@ const HANDLERS = {
     if (current) {
       next = setIn(state, "messages", e.message_id, {
         ...current, streaming: false, finishReason: e.finish_reason, usage: e.usage ?? null,
+        parts: [...(current.parts || []), ...(e.usage ? [e.usage] : [])],
       });
     }
-    return { ...next, running: false, status: "" };
+    // An approval keeps waiting after the turn ended: so does its status line.
+    const status = e.finish_reason === "awaiting_approval" ? state.status : "";
+    return { ...next, running: false, status };
   },
 
   error(state, e) {
@@ -326,7 +337,7 @@ const LOCAL = {
       id, role: "user", text: String(content), streaming: false, finishReason: null, usage: null,
       local: true, clientMessageId: cid,
     };
-    return { ...addItem(state, "message", id, "messages", message), running: true, status: "" };
+    return { ...addItem(state, "message", id, "messages", message), running: true, status: "thinking…" };
   },
 
   "local:message_ack"(state, { client_message_id: cid, message_id }) {
@@ -345,6 +356,18 @@ const LOCAL = {
 
   "local:network"(state, { network }) {
     return network ? { ...state, ...withNetwork(state, network) } : state;
+  },
+
+  "local:continue"(state, { message_id: id }) {
+    const current = state.messages[id];
+    if (!current || current.finishReason !== "length") return state;
+    return { ...setIn(state, "messages", id, { ...current, streaming: true, finishReason: null }), running: true, status: "thinking…" };
+  },
+
+  "local:continue_failed"(state, { message_id: id }) {
+    const current = state.messages[id];
+    if (!current || !current.streaming || current.text.length === 0) return state;
+    return { ...setIn(state, "messages", id, { ...current, streaming: false, finishReason: "length" }), running: false, status: "" };
   },
 };
 

@@ -206,9 +206,12 @@ export class LunarkTransport {
         request.reject(new LunarkError("timeout", `No answer to ${request.event} within ${this.ackTimeout} ms.`));
       } else if (ack && typeof ack === "object" && ack.error) {
         const { code, message, ...details } = ack.error;
-        // A decision repeated after a reconnect was applied the first time.
-        if (request.retried && code === "already_decided") request.resolve({ ok: true, retried: true });
-        else request.reject(new LunarkError(code || "internal", message || "Request failed.", details));
+        // A decision repeated after a reconnect was applied the first time; so was a continuation
+        // that now finds its turn running (busy) or its message no longer cut (invalid_input).
+        if (request.retried && (code === "already_decided"
+            || (request.event === "continue_message" && (code === "busy" || code === "invalid_input")))) {
+          request.resolve({ ok: true, retried: true });
+        } else request.reject(new LunarkError(code || "internal", message || "Request failed.", details));
       } else {
         // Synchronously, before any replayed event that follows the ack is dispatched.
         if (request.onAck) request.onAck(ack);
@@ -267,6 +270,13 @@ export class LunarkTransport {
   }
 
   abort(chatId) { return this.request("abort", { chat_id: chatId }); }
+
+  /**
+   * Continue an answer the model cut at its output limit (`message_end` with `finish_reason:
+   * "length"`): more tokens for the same message follow. Not safe to repeat blindly (a second one
+   * answers busy or invalid_input), which the ack tells.
+   */
+  continueMessage(chatId, messageId) { return this.request("continue_message", { chat_id: chatId, message_id: messageId }); }
 
   /** The user switched network in the wallet. @returns {Promise<{ok: true, network: object}>} */
   walletChanged(chatId, chainId) { return this.request("wallet_changed", { chat_id: chatId, chain_id: Number(chainId) }); }
