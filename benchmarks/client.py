@@ -26,7 +26,7 @@ async def sign_in(url: str, private_key: str = DEV_KEYS[0]) -> str:
     from eth_account import Account
     from eth_account.messages import encode_defunct
 
-    from lunark.server.siwe import SiweMessage
+    from lunark.siwe import SiweMessage
 
     account = Account.from_key(private_key)
     port = urlparse(url).port

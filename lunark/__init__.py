@@ -9,42 +9,110 @@
 The public surface is what ``__all__`` lists; everything else is internal.
 """
 
-from lunark.chain import ChainClient, ChainClients, LocalSigner, Signer, TransferIntent, TxStatus, TxUpdate
-from lunark.config import Settings
-from lunark.errors import (
-    AlreadyDecided,
-    ApprovalError,
-    ApprovalExpired,
-    Busy,
-    ChainError,
-    ConfigError,
-    Forbidden,
-    InsufficientFunds,
-    IntentMismatch,
-    InvalidAddress,
-    InvalidAmount,
-    InvalidDecision,
-    InvalidInput,
-    LunarkError,
-    ModelError,
-    NoPendingApproval,
-    NotFound,
-    PolicyViolation,
-    RpcUnavailable,
-    SignerError,
-    SimulationFailed,
-    TransactionFailed,
-    Unauthorized,
-    UnknownNetwork,
-    UnknownToken,
-    WrongNetwork,
-)
-from lunark.graph import Agent
-from lunark.models import OfflinePlanner
-from lunark.models.scripted import ScriptedChatModel
-from lunark.networks import Network, NetworkRegistry, Token
-from lunark.tools.base import FunctionTool, Proposal, Tool, ToolContext
-from lunark.tools.policy import SpendingPolicy
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from lunark.chain import ChainClient, ChainClients, LocalSigner, Signer, TransferIntent, TxStatus, TxUpdate
+    from lunark.config import Settings
+    from lunark.errors import (
+        AlreadyDecided,
+        ApprovalError,
+        ApprovalExpired,
+        Busy,
+        ChainError,
+        ConfigError,
+        Forbidden,
+        InsufficientFunds,
+        IntentMismatch,
+        InvalidAddress,
+        InvalidAmount,
+        InvalidDecision,
+        InvalidInput,
+        LunarkError,
+        ModelError,
+        NoPendingApproval,
+        NotFound,
+        PolicyViolation,
+        RpcUnavailable,
+        SignerError,
+        SimulationFailed,
+        TransactionFailed,
+        Unauthorized,
+        UnknownNetwork,
+        UnknownToken,
+        WrongNetwork,
+    )
+    from lunark.graph import Agent
+    from lunark.models import OfflinePlanner
+    from lunark.models.scripted import ScriptedChatModel
+    from lunark.networks import Network, NetworkRegistry, Token
+    from lunark.tools.base import FunctionTool, Proposal, Tool, ToolContext
+    from lunark.tools.policy import SpendingPolicy
+
+_EXPORTS: dict[str, str] = {
+    "Agent": "lunark.graph",
+    "AlreadyDecided": "lunark.errors",
+    "ApprovalError": "lunark.errors",
+    "ApprovalExpired": "lunark.errors",
+    "Busy": "lunark.errors",
+    "ChainClient": "lunark.chain",
+    "ChainClients": "lunark.chain",
+    "ChainError": "lunark.errors",
+    "ConfigError": "lunark.errors",
+    "Forbidden": "lunark.errors",
+    "FunctionTool": "lunark.tools.base",
+    "InsufficientFunds": "lunark.errors",
+    "IntentMismatch": "lunark.errors",
+    "InvalidAddress": "lunark.errors",
+    "InvalidAmount": "lunark.errors",
+    "InvalidDecision": "lunark.errors",
+    "InvalidInput": "lunark.errors",
+    "LocalSigner": "lunark.chain",
+    "LunarkError": "lunark.errors",
+    "ModelError": "lunark.errors",
+    "Network": "lunark.networks",
+    "NetworkRegistry": "lunark.networks",
+    "NoPendingApproval": "lunark.errors",
+    "NotFound": "lunark.errors",
+    "OfflinePlanner": "lunark.models",
+    "PolicyViolation": "lunark.errors",
+    "Proposal": "lunark.tools.base",
+    "RpcUnavailable": "lunark.errors",
+    "ScriptedChatModel": "lunark.models.scripted",
+    "Settings": "lunark.config",
+    "Signer": "lunark.chain",
+    "SignerError": "lunark.errors",
+    "SimulationFailed": "lunark.errors",
+    "SpendingPolicy": "lunark.tools.policy",
+    "Token": "lunark.networks",
+    "Tool": "lunark.tools.base",
+    "ToolContext": "lunark.tools.base",
+    "TransactionFailed": "lunark.errors",
+    "TransferIntent": "lunark.chain",
+    "TxStatus": "lunark.chain",
+    "TxUpdate": "lunark.chain",
+    "Unauthorized": "lunark.errors",
+    "UnknownNetwork": "lunark.errors",
+    "UnknownToken": "lunark.errors",
+    "WrongNetwork": "lunark.errors",
+}
+"""Where each public name lives: imported on first use, so ``import lunark`` (and any of its
+light modules: ``lunark.protocol``, ``lunark.client``) loads neither LangGraph nor the server."""
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'lunark' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # the next access is a plain attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
 
 __version__ = "0.1.0"
 

@@ -24,40 +24,41 @@ Two policies, on purpose:
 from __future__ import annotations
 
 import enum
+import json
 import types
 import typing
 from collections.abc import Mapping
 from enum import StrEnum
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 from pydantic.fields import FieldInfo
 
 from lunark.chain.types import TxStatus
-from lunark.graph.approval import (
-    ALL_DECISIONS,
-    ApproveDecision,
-    Decision,
-    EditDecision,
-    EditedAction,
-    RejectDecision,
-)
 
 __all__ = [
+    "ALL_DECISIONS",
     "CLIENT_EVENTS",
     "ERROR_MEANINGS",
     "EVENT_MODELS",
     "EVENT_TYPES",
+    "FINAL_TX_STATUSES",
+    "HTTP_STATUS",
     "ID_PATTERN",
     "MAX_CONTENT_CHARS",
     "MAX_DECISIONS",
+    "TX_HASH_PATTERN",
     "WALLET_EVENTS",
     "Abort",
     "ActionRequest",
     "ApprovalRequest",
     "ApprovalResolved",
+    "ApproveDecision",
     "ChatEvent",
     "ContinueMessage",
+    "Decision",
+    "EditDecision",
+    "EditedAction",
     "Error",
     "ErrorAck",
     "ErrorBody",
@@ -70,6 +71,7 @@ __all__ = [
     "NetworkSwitch",
     "OkAck",
     "PendingApproval",
+    "RejectDecision",
     "ResumeDecisions",
     "ReviewConfig",
     "SendMessage",
@@ -84,6 +86,7 @@ __all__ = [
     "WalletChanged",
     "WalletChangedAck",
     "parse_event",
+    "render_js_constants",
     "render_markdown",
 ]
 
@@ -99,6 +102,71 @@ _HASH = r"^0x[0-9a-fA-F]{64}$"
 # JSON-RPC quantity: 0x, no leading zeros (what hex() gives and wallets accept).
 _QUANTITY = r"^0x(0|[1-9a-fA-F][0-9a-fA-F]*)$"
 _DATA = r"^0x([0-9a-fA-F]{2})*$"
+_HEX = r"^0x([0-9a-fA-F]{2})+$"
+TX_HASH_PATTERN = _HASH
+"""A transaction hash on the wire: ``0x`` and 64 hexadecimal digits."""
+
+
+# --- decisions --------------------------------------------------------------------------------
+# LangChain's human-in-the-loop shapes, one decision per action request, in the same order:
+#
+#     {"type": "approve"}                                  # local signer signs (dev / CLI)
+#     {"type": "approve", "tx_hash": "0x..."}             # the wallet signed and broadcast
+#     {"type": "approve", "signed_tx": "0x..."}           # the wallet signed; verified, then broadcast
+#     {"type": "edit", "edited_action": {"name": str, "args": {...}}}
+#     {"type": "reject", "message": str?}
+
+ALL_DECISIONS = ("approve", "edit", "reject")
+
+
+
+class ApproveDecision(BaseModel):
+    """Approve the action; for a transaction, optionally with the wallet's hash or signed bytes."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: Literal["approve"] = Field(description="Always approve.")
+    tx_hash: str | None = Field(default=None, pattern=_HASH, description="The wallet broadcast it.")
+    signed_tx: str | None = Field(
+        default=None, pattern=_HEX, max_length=262_144, description="Signed by the wallet; the server broadcasts it."
+    )
+
+    @model_validator(mode="after")
+    def _one_signature(self) -> ApproveDecision:
+        if self.tx_hash and self.signed_tx:
+            raise ValueError("give tx_hash or signed_tx, not both")
+        return self
+
+
+class EditedAction(BaseModel):
+    """The action as the user wants it instead."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1, max_length=64, description="The tool: must be the action's own.")
+    args: dict[str, Any] = Field(description="The new arguments; validated and prepared again.")
+
+
+class EditDecision(BaseModel):
+    """Change the action's arguments; they are validated, re-prepared and shown again."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: Literal["edit"] = Field(description="Always edit.")
+    edited_action: EditedAction = Field(description="The same tool with new arguments.")
+
+
+class RejectDecision(BaseModel):
+    """Do not do it; the optional message reaches the model."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: Literal["reject"] = Field(description="Always reject.")
+    message: str | None = Field(default=None, max_length=2000, description="Why; it reaches the model.")
+
+
+Decision = Annotated[ApproveDecision | EditDecision | RejectDecision, Field(discriminator="type")]
+
 
 
 # --- errors -----------------------------------------------------------------------------------
@@ -136,6 +204,22 @@ ERROR_MEANINGS: Mapping[ErrorCode, str] = {
     ErrorCode.INTERNAL: "A bug or an unexpected failure on the server.",
 }
 """One line per error code, for people (and the generated doc)."""
+
+HTTP_STATUS: Mapping[ErrorCode, int] = {
+    ErrorCode.UNAUTHORIZED: 401,
+    ErrorCode.FORBIDDEN: 403,
+    ErrorCode.NOT_FOUND: 404,
+    ErrorCode.INVALID_INPUT: 400,
+    ErrorCode.BUSY: 409,
+    ErrorCode.ALREADY_DECIDED: 409,
+    ErrorCode.NO_PENDING_APPROVAL: 409,
+    ErrorCode.APPROVAL_EXPIRED: 410,
+    ErrorCode.POLICY_VIOLATION: 422,
+    ErrorCode.CHAIN_ERROR: 502,
+    ErrorCode.MODEL_ERROR: 502,
+    ErrorCode.INTERNAL: 500,
+}
+"""The HTTP status of each error code on the HTTP mirror."""
 
 
 class _ServerModel(BaseModel):
@@ -540,6 +624,8 @@ EVENT_MODELS: Mapping[str, type[_ChatEvent]] = {_event_type(m): m for m in _EVEN
 EVENT_TYPES: tuple[str, ...] = tuple(EVENT_MODELS)
 """Every server -> client chat event type."""
 WALLET_EVENTS: tuple[str, ...] = ("pending_approval", "network_switch", "tx_update")
+FINAL_TX_STATUSES: tuple[str, ...] = tuple(status.value for status in TxStatus if status.is_final)
+"""``tx_update`` statuses after which nothing more happens to the transaction."""
 """Event types that are also sent to the user's room ``user:{address}``."""
 
 
@@ -556,17 +642,6 @@ def parse_event(obj: Any) -> ChatEvent:
 
 # --- the generated reference ---------------------------------------------------------------------
 
-# approval.py's models carry few field descriptions; the doc needs one per field.
-_DECISION_FIELD_NOTES: Mapping[tuple[str, str], str] = {
-    ("ApproveDecision", "type"): "Always approve.",
-    ("EditDecision", "type"): "Always edit.",
-    ("EditDecision", "edited_action"): "The same tool with new arguments.",
-    ("EditedAction", "name"): "The tool: must be the action's own.",
-    ("EditedAction", "args"): "The new arguments; validated and prepared again.",
-    ("RejectDecision", "type"): "Always reject.",
-    ("RejectDecision", "message"): "Why; it reaches the model.",
-}
-_MODEL_NOTES: Mapping[str, str] = {"EditedAction": "The action as the user wants it instead."}
 _DECISION_MODELS: tuple[type[BaseModel], ...] = (ApproveDecision, EditDecision, EditedAction, RejectDecision)
 _SHARED_MODELS: tuple[type[BaseModel], ...] = (
     ErrorBody,
@@ -653,7 +728,7 @@ def _cell(text: str) -> str:
 
 
 def _description(model: type[BaseModel], name: str, info: FieldInfo) -> str:
-    return info.description or _DECISION_FIELD_NOTES.get((model.__name__, name), "")
+    return info.description or ""
 
 
 def _wire_name(name: str, info: FieldInfo) -> str:
@@ -681,7 +756,7 @@ def _field_rows(model: type[BaseModel], names: list[str], *, constraints: bool) 
 
 
 def _doc(model: type[BaseModel]) -> str:
-    text = model.__doc__ or _MODEL_NOTES.get(model.__name__, "")
+    text = model.__doc__ or ""
     return " ".join(text.strip().split("\n\n")[0].split()).replace("``", "`")
 
 
@@ -771,3 +846,34 @@ def render_markdown() -> str:
     out += ["### Error codes", "", "| code | meaning |", "| --- | --- |"]
     out += [f"| `{code.value}` | {_cell(ERROR_MEANINGS[code])} |" for code in ErrorCode]
     return "\n".join(out) + "\n"
+
+
+def render_js_constants() -> str:
+    """The constants block of ``lunark/web/lib/protocol.js`` (``scripts/gen_protocol_js.py``)."""
+
+    def js(value: Any) -> str:
+        return json.dumps(value, ensure_ascii=False)
+
+    lines = [
+        "/** Socket.IO event names of chat events. */",
+        f"export const EVENT_TYPES = Object.freeze({js(list(EVENT_TYPES))});",
+        "",
+        "/** Events also sent to `user:{address}`, i.e. possibly for a chat the socket has not joined. */",
+        f"export const WALLET_EVENTS = Object.freeze({js(list(WALLET_EVENTS))});",
+        "",
+        "/** Events a client sends; each is answered by an ack. */",
+        f"export const CLIENT_EVENTS = Object.freeze({js(list(CLIENT_EVENTS))});",
+        "",
+        "/** tx_update statuses, and those after which nothing more happens to the transaction. */",
+        f"export const TX_STATUSES = Object.freeze({js([status.value for status in TxStatus])});",
+        f"export const FINAL_TX_STATUSES = Object.freeze({js(list(FINAL_TX_STATUSES))});",
+        "",
+        "/** Decision types, one per action request. */",
+        f"export const DECISION_TYPES = Object.freeze({js(list(ALL_DECISIONS))});",
+        "",
+        "/** Error codes and the HTTP status of each on the HTTP mirror. */",
+        "export const ERROR_CODES = Object.freeze({",
+        *(f"  {code.value}: {HTTP_STATUS[code]}," for code in ErrorCode),
+        "});",
+    ]
+    return "\n".join(lines) + "\n"

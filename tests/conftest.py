@@ -169,7 +169,7 @@ def sign_in_message(
     """An EIP-4361 message as a wallet-connected page would build it."""
     from datetime import UTC, datetime
 
-    from lunark.server.siwe import SiweMessage
+    from lunark.siwe import SiweMessage
 
     values: dict[str, Any] = {
         "domain": domain, "address": address, "statement": "Sign in to Lunark.", "uri": uri, "version": "1",

@@ -514,3 +514,18 @@ def test_acks() -> None:
     assert SendMessageAck(message_id="m1").to_wire() == {"message_id": "m1"}
     with pytest.raises(ValidationError):
         JoinChatAck.model_validate({"chat_id": "c", "last_seq": 0, "network": {**NETWORK, "chain_id": 0}})
+
+
+def test_the_js_clients_constants_are_generated_from_the_models(tmp_path: Path) -> None:
+    script = ROOT / "scripts" / "gen_protocol_js.py"
+    ok = subprocess.run([sys.executable, str(script), "--check"], capture_output=True, text=True, check=False)
+    assert ok.returncode == 0, ok.stderr
+    js = ROOT / "lunark" / "web" / "lib" / "protocol.js"
+    stale = tmp_path / "protocol.js"
+    stale.write_text(js.read_text(encoding="utf-8").replace('"tx_update"]', '"tx_updated"]'), encoding="utf-8")
+    bad = subprocess.run(
+        [sys.executable, str(script), "--check", "--path", str(stale)], capture_output=True, text=True, check=False
+    )
+    assert bad.returncode == 1
+    subprocess.run([sys.executable, str(script), "--path", str(stale)], check=True, capture_output=True)
+    assert stale.read_text(encoding="utf-8") == js.read_text(encoding="utf-8")

@@ -17,7 +17,7 @@ from eth_account.messages import encode_defunct
 
 from lunark.errors import InvalidInput, Unauthorized
 from lunark.server.auth import Authenticator, Session
-from lunark.server.siwe import SiweMessage, make_nonce
+from lunark.siwe import SiweMessage, make_nonce
 
 # Anvil's dev accounts 0 and 1 (public test keys, never for real funds).
 KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import socket
 import subprocess
 import sys
 import time
@@ -26,47 +25,11 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from eth_account import Account
-from eth_typing import ChecksumAddress
-
+from lunark.chain.devkeys import ANVIL_MNEMONIC, DevAccount, dev_accounts
 from lunark.errors import ConfigError, RpcUnavailable
+from lunark.netutil import free_port
 
 __all__ = ["ANVIL_MNEMONIC", "Anvil", "DevAccount", "dev_accounts", "find_anvil_binary", "free_port"]
-
-ANVIL_MNEMONIC = "test test test test test test test test test test test junk"
-"""Anvil's published development mnemonic. Its keys hold no value anywhere else."""
-
-
-class DevAccount:
-    """One of Anvil's funded development accounts."""
-
-    __slots__ = ("address", "index", "private_key")
-
-    def __init__(self, index: int, address: ChecksumAddress, private_key: str) -> None:
-        self.index = index
-        self.address = address
-        self.private_key = private_key
-
-    def __repr__(self) -> str:
-        return f"DevAccount({self.index}, {self.address})"
-
-
-def dev_accounts(count: int = 10) -> list[DevAccount]:
-    """The first ``count`` accounts of Anvil's dev mnemonic (BIP-44 ``m/44'/60'/0'/0/i``)."""
-    Account.enable_unaudited_hdwallet_features()
-    accounts = []
-    for i in range(count):
-        acct = Account.from_mnemonic(ANVIL_MNEMONIC, account_path=f"m/44'/60'/0'/0/{i}")
-        accounts.append(DevAccount(i, acct.address, "0x" + bytes(acct.key).hex()))
-    return accounts
-
-
-def free_port() -> int:
-    """A TCP port free on loopback right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
 
 _PLATFORMS = {
     ("linux", "x86_64"): "linux-amd64",

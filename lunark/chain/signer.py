@@ -19,7 +19,7 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_typing import ChecksumAddress
 
-from lunark.chain.anvil import dev_accounts
+from lunark.chain.devkeys import dev_accounts
 from lunark.chain.types import PreparedTx
 from lunark.errors import ConfigError, SignerError
 from lunark.networks import ANVIL_CHAIN_ID

@@ -83,7 +83,7 @@ from lunark.protocol import (
     WalletChangedAck,
     parse_event,
 )
-from lunark.server.siwe import SiweMessage
+from lunark.siwe import SiweMessage
 
 __all__ = ["ERROR_CLASSES", "ChatSession", "Disconnected", "LunarkClient", "error_from_body"]
 

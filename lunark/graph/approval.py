@@ -1,4 +1,5 @@
-"""Decisions on an approval request: their shapes and the checks before a graph resumes.
+"""Decisions on an approval request: the checks before a graph resumes (the shapes are the
+protocol's, ``lunark.protocol``).
 
 The shapes are LangChain's human-in-the-loop format, one decision per action
 request, in the same order (see ``docs/protocol.md``)::
@@ -13,11 +14,19 @@ request, in the same order (see ``docs/protocol.md``)::
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Annotated, Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+from pydantic import TypeAdapter, ValidationError
 
 from lunark.errors import InvalidDecision
+from lunark.protocol import (
+    ALL_DECISIONS,
+    ApproveDecision,
+    Decision,
+    EditDecision,
+    EditedAction,
+    RejectDecision,
+)
 
 __all__ = [
     "ALL_DECISIONS",
@@ -29,56 +38,6 @@ __all__ = [
     "validate_decisions",
 ]
 
-ALL_DECISIONS = ("approve", "edit", "reject")
-
-_HASH = r"^0x[0-9a-fA-F]{64}$"
-_HEX = r"^0x([0-9a-fA-F]{2})+$"
-
-
-class ApproveDecision(BaseModel):
-    """Approve the action; for a transaction, optionally with the wallet's hash or signed bytes."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    type: Literal["approve"]
-    tx_hash: str | None = Field(default=None, pattern=_HASH, description="The wallet broadcast it.")
-    signed_tx: str | None = Field(
-        default=None, pattern=_HEX, max_length=262_144, description="Signed by the wallet; the server broadcasts it."
-    )
-
-    @model_validator(mode="after")
-    def _one_signature(self) -> ApproveDecision:
-        if self.tx_hash and self.signed_tx:
-            raise ValueError("give tx_hash or signed_tx, not both")
-        return self
-
-
-class EditedAction(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    name: str = Field(min_length=1, max_length=64)
-    args: dict[str, Any]
-
-
-class EditDecision(BaseModel):
-    """Change the action's arguments; they are validated, re-prepared and shown again."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    type: Literal["edit"]
-    edited_action: EditedAction
-
-
-class RejectDecision(BaseModel):
-    """Do not do it; the optional message reaches the model."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    type: Literal["reject"]
-    message: str | None = Field(default=None, max_length=2000)
-
-
-Decision = Annotated[ApproveDecision | EditDecision | RejectDecision, Field(discriminator="type")]
 _DECISIONS: TypeAdapter[list[Decision]] = TypeAdapter(list[Decision])
 
 

@@ -21,10 +21,10 @@ import socketio
 from aiohttp import web
 from langchain_core.language_models import BaseChatModel
 
-from lunark.chain.anvil import free_port
 from lunark.config import Settings
 from lunark.errors import LunarkError, NotFound
 from lunark.graph.agent import Agent
+from lunark.netutil import free_port
 from lunark.server.auth import Authenticator
 from lunark.server.fanout import FanoutManager, JsonPacket
 from lunark.server.http import errors_middleware, routes

@@ -43,7 +43,7 @@ from eth_utils.address import to_checksum_address
 from eth_utils.exceptions import ValidationError
 
 from lunark.errors import ConfigError, Unauthorized
-from lunark.server.siwe import SiweMessage, make_nonce
+from lunark.siwe import SiweMessage, make_nonce
 
 __all__ = ["AuthStore", "Authenticator", "Session", "utcnow"]
 

@@ -17,7 +17,7 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from lunark.errors import InvalidInput, LunarkError, Unauthorized
-from lunark.protocol import ID_PATTERN, ContinueMessage, ResumeDecisions, SendMessage, WalletChanged
+from lunark.protocol import HTTP_STATUS, ID_PATTERN, ContinueMessage, ResumeDecisions, SendMessage, WalletChanged
 from lunark.server.auth import Authenticator
 from lunark.server.hub import Hub
 from lunark.server.service import ChatService
@@ -27,20 +27,8 @@ __all__ = ["STATUS", "routes"]
 
 logger = logging.getLogger(__name__)
 
-STATUS = {
-    "unauthorized": 401,
-    "forbidden": 403,
-    "not_found": 404,
-    "invalid_input": 400,
-    "busy": 409,
-    "already_decided": 409,
-    "no_pending_approval": 409,
-    "approval_expired": 410,
-    "policy_violation": 422,
-    "chain_error": 502,
-    "model_error": 502,
-    "internal": 500,
-}
+STATUS: dict[str, int] = {str(code): status for code, status in HTTP_STATUS.items()}
+"""The HTTP status of each error code (``lunark.protocol.HTTP_STATUS``)."""
 
 M = TypeVar("M", bound=BaseModel)
 

@@ -33,14 +33,15 @@ from itertools import groupby
 from operator import itemgetter
 from typing import Any
 
+from lunark import protocol
 from lunark.store.base import EventRecord, Store
 
 __all__ = ["WALLET_EVENTS", "Hub"]
 
 logger = logging.getLogger(__name__)
 
-WALLET_EVENTS = frozenset({"pending_approval", "network_switch", "tx_update"})
-"""Events that concern the user's wallet: also sent to ``user:{address}``."""
+WALLET_EVENTS = frozenset(protocol.WALLET_EVENTS)
+"""Events that concern the user's wallet: also sent to ``user:{address}`` (``lunark.protocol``)."""
 
 Emit = Callable[[str, dict[str, Any], list[str]], Awaitable[None]]
 """Sends one event (name, payload) to rooms; the Socket.IO server's emit in production."""

@@ -64,7 +64,7 @@ test("network helpers for the wallet", () => {
   assert.equal(utf8ToHex("hé"), "0x68c3a9");
 });
 
-// Expected texts rendered by lunark/server/siwe.py SiweMessage.to_text() with the same fields.
+// Expected texts rendered by lunark/siwe.py SiweMessage.to_text() with the same fields.
 test("the sign-in message is rendered exactly like the server's to_text", () => {
   const base = { domain: "localhost:8080", address: ALICE, uri: "http://localhost:8080", nonce: "abcDEF123456789xy" };
   assert.equal(

@@ -7,22 +7,39 @@
 //
 //   import { approve, reject, edit, buildSiweMessage, toEip1193Tx } from "./protocol.js";
 
-/** Socket.IO event names of chat events, in the order they usually occur. */
-export const EVENT_TYPES = Object.freeze([
-  "message_start", "token", "tool_call", "tool_result", "pending_approval", "approval_resolved",
-  "tx_update", "network_switch", "status", "message_end", "error",
-]);
+// BEGIN GENERATED: python scripts/gen_protocol_js.py (from lunark/protocol.py)
+/** Socket.IO event names of chat events. */
+export const EVENT_TYPES = Object.freeze(["message_start", "token", "tool_call", "tool_result", "pending_approval", "approval_resolved", "tx_update", "network_switch", "status", "message_end", "error"]);
 
 /** Events also sent to `user:{address}`, i.e. possibly for a chat the socket has not joined. */
 export const WALLET_EVENTS = Object.freeze(["pending_approval", "network_switch", "tx_update"]);
 
 /** Events a client sends; each is answered by an ack. */
-export const CLIENT_EVENTS = Object.freeze([
-  "join_chat", "send_message", "resume_decisions", "abort", "wallet_changed", "continue_message",
-]);
+export const CLIENT_EVENTS = Object.freeze(["join_chat", "send_message", "resume_decisions", "abort", "wallet_changed", "continue_message"]);
 
-/** tx_update statuses after which nothing more happens to the transaction. */
+/** tx_update statuses, and those after which nothing more happens to the transaction. */
+export const TX_STATUSES = Object.freeze(["submitted", "mined", "confirmed", "failed", "replaced", "mismatch", "dropped"]);
 export const FINAL_TX_STATUSES = Object.freeze(["confirmed", "failed", "replaced", "mismatch", "dropped"]);
+
+/** Decision types, one per action request. */
+export const DECISION_TYPES = Object.freeze(["approve", "edit", "reject"]);
+
+/** Error codes and the HTTP status of each on the HTTP mirror. */
+export const ERROR_CODES = Object.freeze({
+  unauthorized: 401,
+  forbidden: 403,
+  not_found: 404,
+  invalid_input: 400,
+  busy: 409,
+  already_decided: 409,
+  approval_expired: 410,
+  no_pending_approval: 409,
+  policy_violation: 422,
+  chain_error: 502,
+  model_error: 502,
+  internal: 500,
+});
+// END GENERATED
 
 /** EIP-1193 error code of "the user rejected the request". */
 export const USER_REJECTED = 4001;
@@ -271,7 +288,7 @@ export function shortHex(hex, head = 6, tail = 4) {
 // -- Sign-In with Ethereum --------------------------------------------------------------------
 
 /**
- * The EIP-4361 message exactly as lunark/server/siwe.py `SiweMessage.to_text` renders it:
+ * The EIP-4361 message exactly as lunark/siwe.py `SiweMessage.to_text` renders it:
  * LF line ends, no trailing LF, the statement (recommended) on its own line between blank
  * lines; without a statement there are two blank lines between the address and "URI:".
  *

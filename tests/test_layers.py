@@ -1,0 +1,64 @@
+"""The wire layer stands alone: what clients import loads no agent, no LangChain and no server."""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = ROOT / "lunark"
+HEAVY = ("langgraph", "langchain", "langchain_core", "langchain_openai", "lunark.graph", "lunark.server")
+
+
+def loaded_after(statement: str) -> list[str]:
+    """Modules loaded by ``statement`` in a fresh interpreter."""
+    code = f"import json, sys\n{statement}\nprint(json.dumps(sorted(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    return list(json.loads(out.stdout))
+
+
+@pytest.mark.parametrize("statement", ["import lunark", "import lunark.protocol", "import lunark.client",
+                                       "import lunark.siwe"])
+def test_the_wire_layer_loads_no_agent_no_langchain_and_no_server(statement: str) -> None:
+    heavy = [m for m in loaded_after(statement) if m == "langchain" or m.startswith(HEAVY)]
+    assert heavy == [], f"{statement} loaded {heavy[:8]}"
+
+
+def test_the_server_and_the_signer_load_no_dev_tooling() -> None:
+    loaded = loaded_after("import lunark.server.app, lunark.chain.signer")
+    assert "lunark.chain.anvil" not in loaded
+
+
+def imports_of(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+    return found
+
+
+@pytest.mark.parametrize(
+    "path", [PACKAGE / "protocol.py", PACKAGE / "siwe.py", *sorted((PACKAGE / "client").glob("*.py"))],
+    ids=lambda p: str(p.relative_to(ROOT)),
+)
+def test_no_client_side_module_imports_the_graph_or_the_server(path: Path) -> None:
+    # Also imports inside functions: a lazy import is still a dependency.
+    bad = sorted(m for m in imports_of(path) if m.startswith(("lunark.graph", "lunark.server")))
+    assert bad == [], f"{path.name} imports {bad}"
+
+
+def test_the_graph_takes_its_decision_shapes_from_the_protocol() -> None:
+    from lunark import protocol
+    from lunark.graph import approval
+
+    for name in ("ApproveDecision", "EditDecision", "RejectDecision", "EditedAction", "ALL_DECISIONS"):
+        assert getattr(approval, name) is getattr(protocol, name), name
+    assert "lunark.graph.approval" not in imports_of(PACKAGE / "protocol.py")
