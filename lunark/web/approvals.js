@@ -1,0 +1,216 @@
+// Approvals: the card for each approval request (what it does, the network, the fee, a countdown)
+// and the user's decisions on it, approving through the wallet, rejecting with a reason, or
+// editing the amount.
+
+import * as P from "./lib/protocol.js";
+import { decisionFor } from "./lib/reducer.js";
+import { app, describeError, h, show } from "./page.js";
+import { nodes, renderTx, scheduleRender, TOOL_LABELS } from "./render.js";
+import { networkName, switchWallet } from "./wallet.js";
+
+export { createApproval, updateApproval };
+
+function setApprovalUi(id, patch) {
+  app.approvalUi = { ...app.approvalUi, [id]: { mode: null, busy: null, error: null, ...app.approvalUi[id], ...patch } };
+  scheduleRender();
+}
+
+async function decide(approval, decisions) {
+  const chatId = app.state.chatId;
+  try {
+    await app.transport.decide(chatId, approval.approval_id, decisions);
+    setApprovalUi(approval.approval_id, { busy: null, mode: null, error: null });
+  } catch (err) {
+    setApprovalUi(approval.approval_id, { busy: null, error: describeError(err) });
+  }
+}
+
+async function approveAction(approval) {
+  const id = approval.approval_id;
+  setApprovalUi(id, { busy: "Confirm in your wallet…", error: null, mode: null });
+  const decisions = [];
+  const requests = approval.action_requests;
+  for (let i = 0; i < requests.length; i++) {
+    const request = requests[i];
+    if (!request.tx) {
+      decisions.push(P.approve());
+      continue;
+    }
+    try {
+      const chainId = Number(BigInt(request.tx.chain_id));
+      if (app.walletChainId !== chainId) {
+        await switchWallet(app.state.network && app.state.network.chain_id === chainId ? app.state.network : { chain_id: chainId, name: `chain ${chainId}`, symbol: "ETH", decimals: 18, rpc_urls: [] });
+      }
+      const txHash = await app.provider.request({ method: "eth_sendTransaction", params: [P.toEip1193Tx(request.tx)] });
+      decisions.push(P.approve({ txHash }));
+    } catch (err) {
+      if (err && err.code === P.USER_REJECTED) {
+        // The wallet's own "no" is the user's decision: reject this action and the rest.
+        while (decisions.length < requests.length) decisions.push(P.reject("I rejected the transaction in my wallet."));
+        break;
+      }
+      setApprovalUi(id, { busy: null, error: `The wallet did not send it: ${describeError(err)}` });
+      return;
+    }
+  }
+  setApprovalUi(id, { busy: "Sending your decision…" });
+  await decide(approval, decisions);
+}
+
+function rejectAction(approval, reason) {
+  setApprovalUi(approval.approval_id, { busy: "Sending your decision…", error: null });
+  return decide(approval, approval.action_requests.map(() => P.reject(reason)));
+}
+
+function editAction(approval, amount) {
+  const value = amount.trim();
+  if (!/^\d+(\.\d+)?$/.test(value) || !/[1-9]/.test(value)) {
+    setApprovalUi(approval.approval_id, { error: "Enter an amount greater than zero, like 0.5." });
+    return;
+  }
+  setApprovalUi(approval.approval_id, { busy: "Preparing the new amount…", error: null });
+  return decide(approval, [P.editAmount(approval.action_requests[0], value)]);
+}
+
+// An approval card is built once (its requests never change) and then only updated, so a reason
+// or amount being typed keeps its focus and text while events arrive.
+function createApproval(approval) {
+  const s = app.state;
+  const network = s.network;
+  const networks = s.networks;
+  const single = approval.action_requests.length === 1;
+  const rows = approval.action_requests.map((request) => approvalFacts(request, network, networks));
+  const first = approval.action_requests[0] || { name: "action", args: {} };
+  const label = TOOL_LABELS[first.name] || first.name;
+  const title = single ? `Approve ${label.toLowerCase()}` : `Approve ${approval.action_requests.length} actions`;
+  const doneTitle = single ? `${label} request` : `${approval.action_requests.length} actions`;
+
+  const reason = h("input", { type: "text", class: "reason", maxlength: "500", placeholder: "Reason (optional)", "aria-label": "Reason for rejecting" });
+  const canEdit = single && first.name === "transfer" && P.allowedDecisions(approval, first).includes("edit");
+  const amount = h("input", { type: "text", class: "amount-input", inputmode: "decimal", value: String(first.args.amount ?? ""), "aria-label": "New amount" });
+  const card = h("section", { class: "approval", "data-approval-id": approval.approval_id, "aria-label": title },
+    h("header", {}, h("strong", { class: "title", "data-pending": title, "data-done": doneTitle }, title),
+      h("span", { class: "countdown", "aria-live": "off" })),
+    ...rows,
+    h("div", { class: "actions" },
+      h("button", { type: "button", class: "primary approve", onclick: () => approveAction(app.state.approvals[approval.approval_id]) }, "Approve"),
+      h("button", { type: "button", class: "reject", onclick: () => setApprovalUi(approval.approval_id, { mode: "reject", error: null }) }, "Reject"),
+      canEdit ? h("button", { type: "button", class: "edit", onclick: () => setApprovalUi(approval.approval_id, { mode: "edit", error: null }) }, "Edit amount") : null),
+    h("form", {
+      class: "reject-form", hidden: true,
+      onsubmit: (e) => { e.preventDefault(); rejectAction(app.state.approvals[approval.approval_id], reason.value); },
+    }, reason,
+      h("button", { type: "submit", class: "danger confirm-reject" }, "Reject"),
+      h("button", { type: "button", class: "cancel", onclick: () => setApprovalUi(approval.approval_id, { mode: null }) }, "Cancel")),
+    canEdit ? h("form", {
+      class: "edit-form", hidden: true,
+      onsubmit: (e) => { e.preventDefault(); editAction(app.state.approvals[approval.approval_id], amount.value); },
+    }, h("label", {}, h("span", {}, `New amount${rows[0].dataset.symbol ? ` (${rows[0].dataset.symbol})` : ""}`), amount),
+      h("button", { type: "submit", class: "primary save-edit" }, "Save"),
+      h("button", { type: "button", class: "cancel", onclick: () => setApprovalUi(approval.approval_id, { mode: null }) }, "Cancel")) : null,
+    h("p", { class: "busy", role: "status", hidden: true }),
+    h("p", { class: "approval-error", role: "alert", hidden: true }),
+    h("p", { class: "outcome", hidden: true }),
+    h("div", { class: "approval-txs" }));
+  return card;
+}
+
+function approvalFacts(request, network, networks) {
+  const facts = [];
+  let symbol = "";
+  if (request.name === "transfer") {
+    const token = request.args.token;
+    symbol = token ? (String(token).startsWith("0x") ? P.shortHex(String(token)) : String(token).toUpperCase()) : (network ? network.symbol : "");
+    facts.push(["Amount", `${request.args.amount} ${symbol}`.trim(), "amount"]);
+    facts.push(["To", String(request.args.to ?? ""), "recipient mono"]);
+  } else if (request.name === "switch_network") {
+    facts.push(["Switch to", String(request.args.network ?? ""), "target"]);
+  }
+  if (request.tx) {
+    const chainId = Number(BigInt(request.tx.chain_id));
+    const decimals = networks[chainId] ? networks[chainId].decimals : 18;
+    const feeSymbol = networks[chainId] ? networks[chainId].symbol : "ETH";
+    facts.push(["Network", networkName(chainId, `Chain ${chainId}`), "network"]);
+    facts.push(["Estimated fee", `at most ${P.formatUnits(P.maxFeeWei(request.tx), decimals, 8)} ${feeSymbol}`, "fee"]);
+  } else if (network && request.name !== "switch_network") {
+    facts.push(["Network", networkName(network.chain_id, `Chain ${network.chain_id}`), "network"]);
+  }
+  const list = h("dl", { class: "facts" }, ...facts.flatMap(([term, value, cls]) => [h("dt", {}, term), h("dd", { class: cls }, value)]));
+  const row = h("div", { class: "request", "data-call-id": request.call_id }, list, h("p", { class: "summary" }, request.summary));
+  row.dataset.symbol = symbol;
+  return row;
+}
+
+function updateApproval(node, approval, ui, network, txs) {
+  const pending = approval.status === "pending";
+  node.dataset.status = approval.status;
+  node.classList.toggle("done", !pending);
+  const title = node.querySelector(".title");
+  title.textContent = pending ? title.dataset.pending : title.dataset.done;
+  const busy = pending && Boolean(ui.busy);
+  for (const button of node.querySelectorAll(".actions button, form button")) button.disabled = busy;
+  show(node.querySelector(".actions"), pending && !ui.mode);
+  show(node.querySelector(".reject-form"), pending && ui.mode === "reject");
+  const editForm = node.querySelector(".edit-form");
+  if (editForm) show(editForm, pending && ui.mode === "edit");
+  if (pending && ui.mode) {
+    const input = node.querySelector(ui.mode === "reject" ? ".reason" : ".amount-input");
+    if (input && document.activeElement !== input && !input.dataset.focused) { input.focus(); input.dataset.focused = "1"; }
+  } else {
+    for (const input of node.querySelectorAll("input")) delete input.dataset.focused;
+  }
+  const busyNode = node.querySelector(".busy");
+  busyNode.textContent = busy ? ui.busy : "";
+  show(busyNode, busy);
+  const errorNode = node.querySelector(".approval-error");
+  errorNode.textContent = pending && ui.error ? ui.error : "";
+  show(errorNode, Boolean(pending && ui.error));
+  const outcome = node.querySelector(".outcome");
+  outcome.textContent = pending ? "" : outcomeText(approval);
+  show(outcome, !pending);
+  updateCountdown(node, approval);
+
+  const list = node.querySelector(".approval-txs");
+  list.replaceChildren(...approval.action_requests.map((request, i) => {
+    const tx = txs[i];
+    const decision = decisionFor(approval, request.call_id);
+    if (!tx || !decision || decision.type !== "approve") return null;
+    const line = h("div", { class: "tx" });
+    renderTx(line, tx, network);
+    return line;
+  }).filter(Boolean));
+}
+
+function outcomeText(approval) {
+  if (approval.status === "expired") return "Expired — nothing was done.";
+  if (approval.by === "superseded") return "Set aside — you sent a new message instead; nothing was done.";
+  const decisions = approval.decisions || [];
+  const [first] = decisions;
+  if (!first) return "Decided.";
+  if (first.type === "approve") return first.tx_hash ? "Approved — signed in your wallet." : "Approved.";
+  if (first.type === "edit") {
+    const amount = first.edited_action && first.edited_action.args && first.edited_action.args.amount;
+    return amount ? `Edited — new amount ${amount}; see the new request below.` : "Edited — see the new request below.";
+  }
+  return first.message ? `Rejected: ${first.message}` : "Rejected.";
+}
+
+function updateCountdown(node, approval) {
+  const countdown = node.querySelector(".countdown");
+  if (approval.status !== "pending") {
+    countdown.textContent = approval.status === "expired" ? "expired" : "";
+    return;
+  }
+  const left = Math.max(0, Math.floor((Date.parse(approval.expires_at) - Date.now()) / 1000));
+  countdown.textContent = left > 0 ? `${Math.floor(left / 60)}:${String(left % 60).padStart(2, "0")} left` : "expired";
+  const approve = node.querySelector(".approve");
+  if (approve && left <= 0) approve.disabled = true;
+}
+
+setInterval(() => {
+  for (const [key, entry] of nodes) {
+    if (!key.startsWith("approval:")) continue;
+    const approval = app.state.approvals[key.slice("approval:".length)];
+    if (approval && approval.status === "pending") updateCountdown(entry.node, approval);
+  }
+}, 1000);
