@@ -118,6 +118,7 @@ class ErrorCode(StrEnum):
     CHAIN_ERROR = "chain_error"
     MODEL_ERROR = "model_error"
     INTERNAL = "internal"
+    RATE_LIMITED = "rate_limited"
 
 
 ERROR_MEANINGS: Mapping[ErrorCode, str] = {
@@ -133,6 +134,7 @@ ERROR_MEANINGS: Mapping[ErrorCode, str] = {
     ErrorCode.CHAIN_ERROR: "The chain or signer refused, failed or could not be reached.",
     ErrorCode.MODEL_ERROR: "The chat model failed and no fallback succeeded.",
     ErrorCode.INTERNAL: "A bug or an unexpected failure on the server.",
+    ErrorCode.RATE_LIMITED: "Too many requests of this kind; `retry_after` (seconds) says when to try again.",
 }
 """One line per error code, for people (and the generated doc)."""
 

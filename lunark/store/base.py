@@ -209,6 +209,14 @@ class Store(Protocol):
         """The session's address (as it was stored) if it exists and has not expired."""
         ...
 
+    async def delete_session(self, token_hash: str) -> str | None:
+        """End one session (logout); its address, or ``None`` when there was none."""
+        ...
+
+    async def delete_sessions(self, address: str) -> int:
+        """End every session of ``address`` (any case); how many there were."""
+        ...
+
     async def healthy(self) -> bool:
         """Whether the database answers."""
         ...

@@ -532,6 +532,16 @@ class SqliteStore:
         )
         return str(rows[0][0]) if rows else None
 
+    async def delete_session(self, token_hash: str) -> str | None:
+        rows = await self._fetch("DELETE FROM sessions WHERE token_hash = ? RETURNING address", (token_hash,))
+        return str(rows[0][0]) if rows else None
+
+    async def delete_sessions(self, address: str) -> int:
+        rows = await self._fetch(
+            "DELETE FROM sessions WHERE lower(address) = ? RETURNING token_hash", (address.lower(),)
+        )
+        return len(rows)
+
     async def healthy(self) -> bool:
         try:
             return await self._fetch("SELECT 1") == [(1,)]
