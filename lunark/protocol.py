@@ -41,6 +41,7 @@ from lunark.graph.approval import (
     EditDecision,
     EditedAction,
     RejectDecision,
+    Text,
 )
 
 __all__ = [
@@ -265,7 +266,7 @@ class SendMessage(_ClientModel):
     """Send a user message; it starts a turn."""
 
     chat_id: _ChatId = Field(description="The chat.")
-    content: str = Field(min_length=1, max_length=MAX_CONTENT_CHARS, description="The message text.")
+    content: Text = Field(min_length=1, max_length=MAX_CONTENT_CHARS, description="The message text.")
     client_message_id: str = Field(
         pattern=ID_PATTERN, description="Client-made id; a repeat is the same message."
     )

@@ -61,6 +61,7 @@ from lunark.errors import (
     NoPendingApproval,
     NotFound,
     PolicyViolation,
+    RateLimited,
     Unauthorized,
 )
 from lunark.protocol import (
@@ -101,6 +102,7 @@ ERROR_CLASSES: Mapping[str, type[LunarkError]] = {
     "chain_error": ChainError,
     "model_error": ModelError,
     "internal": LunarkError,
+    "rate_limited": RateLimited,
 }
 """Protocol error code -> the exception the SDK raises for it."""
 

@@ -12,20 +12,35 @@ request, in the same order (see ``docs/protocol.md``)::
 
 from __future__ import annotations
 
+import json
+import math
 from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from lunark.errors import InvalidDecision
 
 __all__ = [
     "ALL_DECISIONS",
+    "MAX_ARGS_CHARS",
+    "MAX_ARGS_DEPTH",
     "ApproveDecision",
     "Decision",
     "EditDecision",
     "EditedAction",
     "RejectDecision",
+    "Text",
+    "check_json_value",
     "validate_decisions",
 ]
 
@@ -33,6 +48,58 @@ ALL_DECISIONS = ("approve", "edit", "reject")
 
 _HASH = r"^0x[0-9a-fA-F]{64}$"
 _HEX = r"^0x([0-9a-fA-F]{2})+$"
+
+MAX_ARGS_DEPTH = 8
+"""Deepest nesting of an edit's ``args`` (a tool's arguments are flat or nearly so)."""
+MAX_ARGS_CHARS = 16_384
+"""Largest edit ``args``, as compact JSON."""
+_MAX_INT = 10**78  # uint256 has 78 digits
+
+
+def _valid_unicode(text: str) -> str:
+    """Refuse lone UTF-16 surrogates: they are no character, and no store or wire can encode them."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("text must be valid Unicode (it holds a lone surrogate such as \\udfff)") from None
+    return text
+
+
+Text = Annotated[str, AfterValidator(_valid_unicode)]
+"""A string from outside: valid Unicode, so it can be stored, checkpointed and sent."""
+
+
+def check_json_value(value: Any, *, max_depth: int = MAX_ARGS_DEPTH, max_chars: int = MAX_ARGS_CHARS) -> None:
+    """Raise ``ValueError`` unless ``value`` is plain JSON within bounds: nesting, size, valid
+    Unicode in keys and strings, integers of at most 78 digits, finite numbers. No recursion."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            if depth > max_depth:
+                raise ValueError(f"nested deeper than {max_depth} levels")
+            if isinstance(item, dict):
+                for key, child in item.items():
+                    if not isinstance(key, str):
+                        raise ValueError("object keys must be strings")
+                    _valid_unicode(key)
+                    stack.append((child, depth + 1))
+            else:
+                stack.extend((child, depth + 1) for child in item)
+        elif isinstance(item, str):
+            _valid_unicode(item)
+        elif isinstance(item, bool) or item is None:
+            continue
+        elif isinstance(item, int):
+            if abs(item) >= _MAX_INT:
+                raise ValueError("integers must have at most 78 digits")
+        elif isinstance(item, float):
+            if not math.isfinite(item):
+                raise ValueError("numbers must be finite")
+        else:
+            raise ValueError(f"{type(item).__name__} is not a JSON value")
+    if len(json.dumps(value, separators=(",", ":"), ensure_ascii=False)) > max_chars:
+        raise ValueError(f"larger than {max_chars} characters as JSON")
 
 
 class ApproveDecision(BaseModel):
@@ -56,8 +123,16 @@ class ApproveDecision(BaseModel):
 class EditedAction(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str = Field(min_length=1, max_length=64)
+    name: Text = Field(min_length=1, max_length=64)
     args: dict[str, Any]
+
+    @field_validator("args")
+    @classmethod
+    def _plain_json(cls, value: dict[str, Any]) -> dict[str, Any]:
+        # Checked here, before anything is acked: an edit that later fails to checkpoint or to
+        # encode would leave the approval claimed but never applied (a wedged chat).
+        check_json_value(value)
+        return value
 
 
 class EditDecision(BaseModel):
@@ -75,7 +150,7 @@ class RejectDecision(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     type: Literal["reject"]
-    message: str | None = Field(default=None, max_length=2000)
+    message: Text | None = Field(default=None, max_length=2000)
 
 
 Decision = Annotated[ApproveDecision | EditDecision | RejectDecision, Field(discriminator="type")]

@@ -130,10 +130,14 @@ class Transfer:
         prepared = await client.prepare(intent)
         ctx.turn_spend[key] = ctx.turn_spend.get(key, Decimal(0)) + intent.human_amount
         fee = _amount_text(to_units(prepared.max_fee, network.decimals))
+        # A fee in the same currency as the amount can be compared with it (a token's cannot, without a price).
+        share = network.fee_warning_share
+        costly = intent.token is None and prepared.max_fee > intent.amount * share
+        warning = f"; the fee may be more than {_amount_text(share * 100)}% of the amount" if costly else ""
         return Proposal(
             summary=(
                 f"Send {_amount_text(intent.human_amount)} {intent.symbol} to {intent.recipient} "
-                f"on {network.display_name} (network fee at most {fee} {network.symbol})"
+                f"on {network.display_name} (network fee at most {fee} {network.symbol}{warning})"
             ),
             description=(
                 f"Transfer {_amount_text(intent.human_amount)} {intent.symbol} from "
