@@ -253,6 +253,13 @@ class LunarkSocketServer(socketio.AsyncServer):  # type: ignore[misc]
                                f"{self.limits.max_body_bytes} are accepted.", reason="too_large")
             return
         header = _HEADER.match(data, 0, 256)
+        if header is not None and header.group(1) == "0":
+            namespace = (header.group(3) or "/,")[:-1]
+            if self.manager.sid_from_eio_sid(eio_sid, namespace) is not None:
+                # python-socketio would register a second session for the same connection and
+                # namespace, after which the first one's events go unanswered.
+                await self._refuse(eio_sid, data, f"Already connected to namespace {namespace}.")
+                return
         if header is not None and header.group(1) in ("5", "6"):
             if header.group(2):
                 # Its attachments follow as messages of their own: dropped unread, up to a bound
@@ -281,7 +288,7 @@ class LunarkSocketServer(socketio.AsyncServer):  # type: ignore[misc]
         namespace = (header.group(3) or "/,")[:-1] if header else "/"
         ack_id = int(header.group(4)) if header and header.group(4) else None
         connected = self.manager.sid_from_eio_sid(eio_sid, namespace) is not None
-        if kind == "0" or not connected:
+        if not connected:
             out = self.packet_class(sio_packet.CONNECT_ERROR, data={**body, "data": body}, namespace=namespace)
         elif kind in ("2", "5") and ack_id is not None:
             out = self.packet_class(sio_packet.ACK, data=[{"error": body}], namespace=namespace, id=ack_id)
