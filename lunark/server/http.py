@@ -111,13 +111,15 @@ async def _json(request: web.Request, codec: JsonCodec, *, limit: int | None = N
     if request.content_length is not None and request.content_length > most:
         raise InputRejected(f"The body is {request.content_length} bytes; at most {most} are accepted.",
                             reason="too_large", limit=most)
-    try:
-        raw = await request.content.read(most + 1)
-    except web.HTTPRequestEntityTooLarge:
-        raise InputRejected(f"The body is over {most} bytes.", reason="too_large", limit=most) from None
+    raw = bytearray()
+    while len(raw) <= most:  # read() returns what has arrived, so read until the end or past the limit
+        chunk = await request.content.read(most + 1 - len(raw))
+        if not chunk:
+            break
+        raw += chunk
     if len(raw) > most:
         raise InputRejected(f"The body is over {most} bytes.", reason="too_large", limit=most)
-    body = codec.loads(raw)
+    body = codec.loads(bytes(raw))
     if not isinstance(body, dict):
         raise InvalidInput("The body must be a JSON object.")
     return body

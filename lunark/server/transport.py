@@ -93,12 +93,12 @@ class OutgoingQueue(asyncio.Queue[Any]):
         return now - self._stamps[0][0] if self._stamps else 0.0
 
     def discard(self) -> None:
-        """Drop everything queued, then wake whoever polls (a writer sees the end)."""
+        """Drop everything queued. Nothing is put in its place: a WebSocket's reader ends when its
+        transport is aborted and wakes the writer itself, and a pending long-poll times out."""
         while not self.empty():
             self.get_nowait()
             self.task_done()
         self._drained.set()
-        self.put_nowait(None)
 
     async def wait_drained(self) -> None:
         await self._drained.wait()
