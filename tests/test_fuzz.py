@@ -281,8 +281,10 @@ async def send_raw(world: World, frame: str) -> None:
         assert (await raw.connect(json.dumps({"token": world.attacker_token}))).startswith("0")
         try:
             await raw.send(frame)
-            if frame.startswith("41"):
-                return  # a Socket.IO DISCONNECT: the client left, nothing more is owed to it
+            if frame.startswith("41") or not frame.startswith("4"):
+                # A Socket.IO DISCONNECT (the client left), or an Engine.IO packet of another type
+                # (close, ping, pong, upgrade: nothing is owed; malformed: the WebSocket closes).
+                return
             # Still answered afterwards (or closed by the server: for frames past the transport's cap).
             # (an ack id the fuzzed frames never use: they stay below 10**6)
             await raw.send('427777777["join_chat",{"chat_id":"' + world.chat + '"}]')

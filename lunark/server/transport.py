@@ -52,6 +52,7 @@ TRANSPORT_FACTOR = 4
 
 _HEADER = re.compile(r"([0-6])(?:(\d{1,10})-)?(/[^,]{0,200},)?(\d{1,20})?")
 _WATCH_INTERVAL = 0.25
+_ENGINE_TYPES = frozenset("0123456b")  # Engine.IO v4 packet types, and "b" for base64 binary
 
 
 class OutgoingQueue(asyncio.Queue[Any]):
@@ -113,7 +114,16 @@ def _size(item: Any) -> int:
 
 
 class _WatchedWebSocket(eio_aiohttp.WebSocket):  # type: ignore[misc]
-    """engineio's aiohttp WebSocket that lets its Engine.IO socket abort the TCP connection."""
+    """engineio's aiohttp WebSocket that lets its Engine.IO socket abort the TCP connection, and
+    closes (1002, with a reason) on a frame that is no Engine.IO packet: engineio would raise on
+    it inside its handler, log a traceback, and drop the connection without a word."""
+
+    async def wait(self) -> Any:
+        message = await super().wait()
+        if isinstance(message, str) and (not message or message[0] not in _ENGINE_TYPES):
+            await self._sock.close(code=1002, message=b"Malformed Engine.IO packet")
+            return None
+        return message
 
     async def __call__(self, environ: dict[str, Any]) -> Any:
         socket = getattr(self.handler, "__self__", None)
