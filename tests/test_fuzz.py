@@ -12,7 +12,7 @@ and sends them as a signed-in attacker to a real ``lunark serve`` process. Prope
 
 Bounded for the suite: ``LUNARK_FUZZ_EXAMPLES`` examples per property (default 120, under a
 minute for the three on two cores). The long run, about 10 minutes: ``./dev fuzz``
-(``LUNARK_FUZZ_EXAMPLES=2000``; pass another count as its argument).
+(``LUNARK_FUZZ_EXAMPLES=6000``; pass another count as its argument).
 """
 
 from __future__ import annotations
