@@ -31,7 +31,10 @@ from lunark.tools.policy import SpendingPolicy
 __all__ = [
     "ApprovalSettings",
     "ChainSettings",
+    "LimitsSettings",
     "PolicySettings",
+    "RateLimit",
+    "RateLimitSettings",
     "ServerSettings",
     "Settings",
     "SignerSettings",
@@ -111,8 +114,71 @@ class ServerSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
     domain: str | None = Field(default=None, description="SIWE domain; defaults to host:port.")
+    public_url: str | None = Field(
+        default=None,
+        description="The origin sign-in messages' URI must be on (e.g. https://lunark.example); "
+        "defaults to http:// or https:// with the domain.",
+    )
     token_ttl_seconds: float = Field(default=86_400.0, gt=0)
     flush_interval_ms: float = Field(default=16.0, ge=0, description="Token coalescing interval.")
+    admin_token_env: str = Field(
+        default="LUNARK_ADMIN_TOKEN",
+        description="Environment variable holding the token that shows /healthz's details; unset: nobody sees them.",
+    )
+    ping_interval: float = Field(default=25.0, gt=0, description="Seconds between Engine.IO pings.")
+    ping_timeout: float = Field(default=20.0, gt=0, description="Seconds a client has to answer a ping.")
+
+
+class RateLimit(_Section):
+    """A token bucket: ``burst`` requests at once, refilled at ``per_minute``; 0 turns it off."""
+
+    per_minute: float = Field(ge=0)
+    burst: int = Field(ge=1)
+
+
+class RateLimitSettings(_Section):
+    sign_in: RateLimit = Field(
+        default=RateLimit(per_minute=30, burst=30),
+        description="GET /auth/nonce and POST /auth/verify, per client IP.",
+    )
+    create_chat: RateLimit = Field(
+        default=RateLimit(per_minute=60, burst=30),
+        description="New chats (join_chat without chat_id, POST /api/chats), per account.",
+    )
+    message: RateLimit = Field(
+        default=RateLimit(per_minute=60, burst=30),
+        description="send_message and POST .../messages, per account.",
+    )
+    decision: RateLimit = Field(
+        default=RateLimit(per_minute=120, burst=60),
+        description="resume_decisions, POST .../decisions and wallet_changed, per account.",
+    )
+    join: RateLimit = Field(
+        default=RateLimit(per_minute=240, burst=120),
+        description="join_chat (each replays events), per account.",
+    )
+
+
+class LimitsSettings(_Section):
+    max_body_bytes: int = Field(
+        default=1_048_576, ge=1024, description="Largest HTTP body or Socket.IO message that is parsed."
+    )
+    max_depth: int = Field(default=32, ge=2, le=256, description="Deepest JSON nesting accepted.")
+    max_string_chars: int = Field(default=262_144, ge=64, description="Longest JSON string, as sent.")
+    max_number_chars: int = Field(default=100, ge=20, le=4000, description="Longest JSON number, as sent.")
+    max_outgoing_bytes: int = Field(
+        default=8_388_608, ge=65_536,
+        description="Most a connection may have queued for sending; a client that does not read is disconnected.",
+    )
+    max_events_in_flight: int = Field(
+        default=16, ge=1, description="Socket.IO events of one connection handled at once; more are rate_limited."
+    )
+    replay_batch: int = Field(default=256, ge=1, description="Events read from the log at a time during a replay.")
+    sse_queue: int = Field(
+        default=4096, ge=16,
+        description="Live events an SSE stream may fall behind before it is ended (reconnect resumes).",
+    )
+    rate: RateLimitSettings = Field(default_factory=RateLimitSettings)
 
 
 class Settings(BaseSettings):
@@ -127,6 +193,7 @@ class Settings(BaseSettings):
     approvals: ApprovalSettings = Field(default_factory=ApprovalSettings)
     signer: SignerSettings = Field(default_factory=SignerSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
+    limits: LimitsSettings = Field(default_factory=LimitsSettings)
     plugins: bool = Field(default=True, description="Load tools from the lunark.tools entry points.")
 
     @classmethod

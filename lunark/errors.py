@@ -31,7 +31,8 @@ LunarkError                                   code
 ├── Unauthorized                              unauthorized
 ├── Forbidden                                 forbidden
 ├── NotFound                                  not_found
-└── Busy                                      busy
+├── Busy                                      busy
+└── RateLimited                               rate_limited (carries retry_after, seconds)
 ```
 """
 
@@ -59,6 +60,7 @@ __all__ = [
     "NoPendingApproval",
     "NotFound",
     "PolicyViolation",
+    "RateLimited",
     "RpcUnavailable",
     "SignerError",
     "SimulationFailed",
@@ -294,3 +296,9 @@ class Busy(LunarkError):
     """A turn is already running in this chat."""
 
     code = "busy"
+
+
+class RateLimited(LunarkError):
+    """Too many requests of one kind from one client or account; ``retry_after`` says when to retry."""
+
+    code = "rate_limited"

@@ -16,6 +16,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
+from decimal import Decimal
 from typing import Any
 
 from eth_typing import ChecksumAddress
@@ -26,6 +27,8 @@ from lunark.errors import ConfigError, UnknownNetwork, UnknownToken
 
 __all__ = [
     "ANVIL_CHAIN_ID",
+    "DEFAULT_FEE_WARNING_SHARE",
+    "DEFAULT_MAX_FEE_PER_GAS",
     "Network",
     "NetworkConfig",
     "NetworkRegistry",
@@ -34,6 +37,11 @@ __all__ = [
 ]
 
 ANVIL_CHAIN_ID = 31337
+GWEI = 10**9
+DEFAULT_MAX_FEE_PER_GAS = 500 * GWEI
+"""Ceiling of a prepared transaction's fee cap (wei per gas) unless a network sets its own."""
+DEFAULT_FEE_WARNING_SHARE = Decimal("0.1")
+"""A card says so when the worst-case fee is more than this share of a native amount."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -76,6 +84,10 @@ class Network:
     """Known ERC-20 tokens on this network."""
     testnet: bool = False
     """True for networks whose currency has no value."""
+    max_fee_per_gas: int = DEFAULT_MAX_FEE_PER_GAS
+    """Ceiling (wei per gas) of the fee cap Lunark prepares, whatever the node suggests."""
+    fee_warning_share: Decimal = DEFAULT_FEE_WARNING_SHARE
+    """An approval card warns when the fee may exceed this share of the (native) amount."""
 
     @property
     def rpc_url(self) -> str:
@@ -213,6 +225,7 @@ def _builtin_networks() -> tuple[Network, ...]:
             confirmations=5,
             aliases=("matic", "polygon pos", "pos"),
             tokens=(_token("USDC", "0x3c499c542cEF5E3811e1192ce70d8cC03d5c3359", 6, "USD Coin"),),
+            max_fee_per_gas=5000 * GWEI,  # POL is cheap and its gas prices run high
         ),
     )
 
@@ -257,6 +270,12 @@ class NetworkConfig(BaseModel):
     aliases: list[str] | None = None
     tokens: list[TokenConfig] = Field(default_factory=list)
     testnet: bool | None = None
+    max_fee_per_gas_gwei: Decimal | None = Field(
+        default=None, gt=0, le=10**9, description="Ceiling of a prepared transaction's fee cap, gwei per gas."
+    )
+    fee_warning_share: Decimal | None = Field(
+        default=None, gt=0, le=1000, description="A card warns when the fee may exceed this share of the amount."
+    )
 
 
 class NetworkRegistry:
@@ -304,6 +323,9 @@ class NetworkRegistry:
             for key, value in config.model_dump(exclude={"tokens"}).items()
             if value is not None
         }
+        gwei = fields.pop("max_fee_per_gas_gwei", None)
+        if gwei is not None:
+            fields["max_fee_per_gas"] = int(gwei * GWEI)
         for key in ("rpc_urls", "aliases"):
             if key in fields:
                 fields[key] = tuple(v.lower() if key == "aliases" else v for v in fields[key])

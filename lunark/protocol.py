@@ -25,13 +25,14 @@ from __future__ import annotations
 
 import enum
 import json
+import math
 import types
 import typing
 from collections.abc import Mapping
 from enum import StrEnum
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
 from pydantic.fields import FieldInfo
 
 from lunark.chain.types import TxStatus
@@ -45,6 +46,8 @@ __all__ = [
     "FINAL_TX_STATUSES",
     "HTTP_STATUS",
     "ID_PATTERN",
+    "MAX_ARGS_CHARS",
+    "MAX_ARGS_DEPTH",
     "MAX_CONTENT_CHARS",
     "MAX_DECISIONS",
     "TX_HASH_PATTERN",
@@ -77,6 +80,7 @@ __all__ = [
     "SendMessage",
     "SendMessageAck",
     "Status",
+    "Text",
     "Token",
     "ToolCall",
     "ToolResult",
@@ -85,6 +89,7 @@ __all__ = [
     "Usage",
     "WalletChanged",
     "WalletChangedAck",
+    "check_json_value",
     "parse_event",
     "render_js_constants",
     "render_markdown",
@@ -105,6 +110,59 @@ _DATA = r"^0x([0-9a-fA-F]{2})*$"
 _HEX = r"^0x([0-9a-fA-F]{2})+$"
 TX_HASH_PATTERN = _HASH
 """A transaction hash on the wire: ``0x`` and 64 hexadecimal digits."""
+
+
+MAX_ARGS_DEPTH = 8
+"""Deepest nesting of an edit's ``args`` (a tool's arguments are flat or nearly so)."""
+MAX_ARGS_CHARS = 16_384
+"""Largest edit ``args``, as compact JSON."""
+_MAX_INT = 10**78  # uint256 has 78 digits
+
+
+def _valid_unicode(text: str) -> str:
+    """Refuse lone UTF-16 surrogates: they are no character, and no store or wire can encode them."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("text must be valid Unicode (it holds a lone surrogate such as \\udfff)") from None
+    return text
+
+
+Text = Annotated[str, AfterValidator(_valid_unicode)]
+"""A string from outside: valid Unicode, so it can be stored, checkpointed and sent."""
+
+
+def check_json_value(value: Any, *, max_depth: int = MAX_ARGS_DEPTH, max_chars: int = MAX_ARGS_CHARS) -> None:
+    """Raise ``ValueError`` unless ``value`` is plain JSON within bounds: nesting, size, valid
+    Unicode in keys and strings, integers of at most 78 digits, finite numbers. No recursion."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            if depth > max_depth:
+                raise ValueError(f"nested deeper than {max_depth} levels")
+            if isinstance(item, dict):
+                for key, child in item.items():
+                    if not isinstance(key, str):
+                        raise ValueError("object keys must be strings")
+                    _valid_unicode(key)
+                    stack.append((child, depth + 1))
+            else:
+                stack.extend((child, depth + 1) for child in item)
+        elif isinstance(item, str):
+            _valid_unicode(item)
+        elif isinstance(item, bool) or item is None:
+            continue
+        elif isinstance(item, int):
+            if abs(item) >= _MAX_INT:
+                raise ValueError("integers must have at most 78 digits")
+        elif isinstance(item, float):
+            if not math.isfinite(item):
+                raise ValueError("numbers must be finite")
+        else:
+            raise ValueError(f"{type(item).__name__} is not a JSON value")
+    if len(json.dumps(value, separators=(",", ":"), ensure_ascii=False)) > max_chars:
+        raise ValueError(f"larger than {max_chars} characters as JSON")
 
 
 # --- decisions --------------------------------------------------------------------------------
@@ -143,8 +201,16 @@ class EditedAction(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str = Field(min_length=1, max_length=64, description="The tool: must be the action's own.")
+    name: Text = Field(min_length=1, max_length=64, description="The tool: must be the action's own.")
     args: dict[str, Any] = Field(description="The new arguments; validated and prepared again.")
+
+    @field_validator("args")
+    @classmethod
+    def _plain_json(cls, value: dict[str, Any]) -> dict[str, Any]:
+        # Checked here, before anything is acked: an edit that later fails to checkpoint or to
+        # encode would leave the approval claimed but never applied (a wedged chat).
+        check_json_value(value)
+        return value
 
 
 class EditDecision(BaseModel):
@@ -162,7 +228,7 @@ class RejectDecision(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     type: Literal["reject"] = Field(description="Always reject.")
-    message: str | None = Field(default=None, max_length=2000, description="Why; it reaches the model.")
+    message: Text | None = Field(default=None, max_length=2000, description="Why; it reaches the model.")
 
 
 Decision = Annotated[ApproveDecision | EditDecision | RejectDecision, Field(discriminator="type")]
@@ -187,6 +253,7 @@ class ErrorCode(StrEnum):
     CHAIN_ERROR = "chain_error"
     MODEL_ERROR = "model_error"
     INTERNAL = "internal"
+    RATE_LIMITED = "rate_limited"
 
 
 ERROR_MEANINGS: Mapping[ErrorCode, str] = {
@@ -202,6 +269,7 @@ ERROR_MEANINGS: Mapping[ErrorCode, str] = {
     ErrorCode.CHAIN_ERROR: "The chain or signer refused, failed or could not be reached.",
     ErrorCode.MODEL_ERROR: "The chat model failed and no fallback succeeded.",
     ErrorCode.INTERNAL: "A bug or an unexpected failure on the server.",
+    ErrorCode.RATE_LIMITED: "Too many requests of this kind; `retry_after` (seconds) says when to try again.",
 }
 """One line per error code, for people (and the generated doc)."""
 
@@ -218,6 +286,7 @@ HTTP_STATUS: Mapping[ErrorCode, int] = {
     ErrorCode.CHAIN_ERROR: 502,
     ErrorCode.MODEL_ERROR: 502,
     ErrorCode.INTERNAL: 500,
+    ErrorCode.RATE_LIMITED: 429,
 }
 """The HTTP status of each error code on the HTTP mirror."""
 
@@ -348,7 +417,7 @@ class SendMessage(_ClientModel):
     """Send a user message; it starts a turn."""
 
     chat_id: _ChatId = Field(description="The chat.")
-    content: str = Field(min_length=1, max_length=MAX_CONTENT_CHARS, description="The message text.")
+    content: Text = Field(min_length=1, max_length=MAX_CONTENT_CHARS, description="The message text.")
     client_message_id: str = Field(
         pattern=ID_PATTERN, description="Client-made id; a repeat is the same message."
     )

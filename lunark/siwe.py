@@ -43,7 +43,12 @@ from eth_utils.address import is_checksum_address, to_checksum_address
 
 from lunark.errors import InvalidInput, Unauthorized
 
-__all__ = ["SiweMessage", "make_nonce"]
+__all__ = ["MAX_MESSAGE_CHARS", "MAX_STATEMENT_CHARS", "SiweMessage", "make_nonce"]
+
+MAX_MESSAGE_CHARS = 4096
+"""Longest sign-in message accepted: EIP-4361 sets no bound, a server must (a real one is ~400)."""
+MAX_STATEMENT_CHARS = 1024
+"""Longest statement accepted."""
 
 _HEADER_SUFFIX = " wants you to sign in with your Ethereum account:"
 
@@ -184,6 +189,10 @@ class SiweMessage:
         ends or a trailing newline.
         """
         try:
+            if not isinstance(text, str):
+                raise _Malformed("the message must be text.")
+            if len(text) > MAX_MESSAGE_CHARS:
+                raise _Malformed(f"it is {len(text)} characters long; at most {MAX_MESSAGE_CHARS} are accepted.")
             return _Parser(text).parse()
         except _Malformed as exc:
             raise Unauthorized(
@@ -340,6 +349,8 @@ def _check_address(address: str) -> None:
 
 
 def _check_statement(statement: str) -> None:
+    if isinstance(statement, str) and len(statement) > MAX_STATEMENT_CHARS:
+        raise _Malformed(f"the statement is {len(statement)} characters; at most {MAX_STATEMENT_CHARS} are accepted.")
     if not isinstance(statement, str) or not _STATEMENT_RE.fullmatch(statement):
         raise _Malformed(
             f"statement {statement!r} may hold only ASCII letters, digits, spaces and "

@@ -246,3 +246,24 @@ async def make_server(tmp_path: Any, world: World, world2: World, anvil: Anvil, 
     yield make
     for server in servers:
         await server.stop()
+
+
+@pytest.fixture
+async def serve(tmp_path: Any, world: World, world2: World, anvil: Anvil, anvil2: Anvil) -> Any:
+    """Start real ``lunark serve`` processes: ``await serve(env={...}, limits={...})``.
+
+    For what must be shown not to kill the server: a test checks ``server.alive()``. Like
+    ``make_server``, the processes stop before the chains are reverted."""
+    from server_harness import ServeProcess
+
+    processes: list[Any] = []
+
+    async def start(*, env: dict[str, str] | None = None, **overrides: Any) -> Any:
+        settings = server_settings(tmp_path / f"serve{len(processes)}", world, world2, **overrides)
+        process = ServeProcess(settings, env=env)
+        processes.append(process)
+        return await process.start()
+
+    yield start
+    for process in processes:
+        await process.stop()

@@ -12,10 +12,18 @@ assert on the whole stream: seqs, order, exactly-once.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
+import os
+import re
+import signal
+import socket as socket_module
+import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import socketio
@@ -210,3 +218,209 @@ class EventStream:
                     data.append(value)
                 else:
                     fields[name] = value
+
+
+class ServeProcess:
+    """A real ``lunark serve`` process, configured by a JSON file made from ``settings``.
+
+        server = await ServeProcess(settings).start()
+        ...                       # server.url, server.domain: as LunarkServer has them
+        assert server.alive()     # the process did not die (a crash, not just an error)
+        await server.stop()
+
+    Its log goes to ``log_path`` (``log()`` reads it), so a test can say what the server said.
+    """
+
+    def __init__(self, settings: Any, *, env: dict[str, str] | None = None) -> None:
+        self.settings = settings
+        self.env = env or {}
+        self.data_dir = Path(settings.data_dir)
+        self.log_path = self.data_dir / "serve.log"
+        self.url = ""
+        self.domain = ""
+        self.proc: asyncio.subprocess.Process | None = None
+        self._drain: asyncio.Task[None] | None = None
+
+    async def start(self) -> ServeProcess:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        config = self.data_dir / "config.json"
+        config.write_text(json.dumps(self.settings.model_dump(mode="json")))
+        env = {k: v for k, v in os.environ.items() if not k.startswith("LUNARK_")}
+        env.update(self.env)
+        with self.log_path.open("wb") as log:
+            self.proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-c", "import sys; from lunark.cli import main; sys.exit(main())",
+                "--loop", "asyncio", "serve", "--config", str(config),
+                env=env, stdout=asyncio.subprocess.PIPE, stderr=log,
+            )
+        assert self.proc.stdout is not None
+        try:
+            line = (await asyncio.wait_for(self.proc.stdout.readline(), 60)).decode()
+        except TimeoutError:
+            await self.stop()
+            raise AssertionError(f"lunark serve did not start:\n{self.log()}") from None
+        found = re.search(r"listening on (http://\S+) \(sign-in domain (\S+),", line)
+        assert found, f"unexpected start line {line!r}:\n{self.log()}"
+        self.url, self.domain = found.group(1), found.group(2)
+        self._drain = asyncio.create_task(self._read_stdout())
+        return self
+
+    async def _read_stdout(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        while await self.proc.stdout.read(65536):
+            pass
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        """True while the process runs; a crash (SIGSEGV) makes it False."""
+        return self.proc is not None and self.proc.returncode is None and _running(self.proc.pid)
+
+    def rss_bytes(self) -> int:
+        """The process's resident memory now (Linux /proc)."""
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+        raise AssertionError("no VmRSS in /proc status")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    async def stop(self) -> None:
+        proc = self.proc
+        if proc is None:
+            return
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(proc.wait(), 30)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+        if self._drain is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._drain, 5)
+
+
+def _running(pid: int) -> bool:
+    try:
+        status = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return status.rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has died, unreaped
+
+
+class RawSocketIO:
+    """A Socket.IO client over a bare WebSocket, for what a real client library never sends.
+
+    It speaks just enough Engine.IO v4 / Socket.IO v5 to connect, send any text frame (deep
+    JSON, oversize messages, blind pongs) and read frames only when asked, so a test can
+    also be the client that never reads.
+    """
+
+    def __init__(self, url: str, *, receive_buffer: int | None = None) -> None:
+        parts = urlsplit(url)
+        self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 80
+        self.receive_buffer = receive_buffer
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def open(self) -> dict[str, Any]:
+        """WebSocket upgrade and the Engine.IO OPEN packet (returned)."""
+        sock = None
+        if self.receive_buffer is not None:
+            sock = socket_module.socket(socket_module.AF_INET, socket_module.SOCK_STREAM)
+            sock.setsockopt(socket_module.SOL_SOCKET, socket_module.SO_RCVBUF, self.receive_buffer)
+            sock.setblocking(False)
+            await asyncio.get_running_loop().sock_connect(sock, (self.host, self.port))
+            self.reader, self.writer = await asyncio.open_connection(sock=sock, limit=self.receive_buffer)
+        else:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        key = base64.b64encode(os.urandom(16)).decode()
+        self.writer.write(
+            f"GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
+            f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+            "Sec-WebSocket-Version: 13\r\n\r\n".encode()
+        )
+        status = await self.reader.readuntil(b"\r\n\r\n")
+        assert b" 101 " in status.split(b"\r\n")[0], status
+        opened = await self.recv()
+        assert opened.startswith("0"), opened
+        return dict(json.loads(opened[1:]))
+
+    async def connect(self, auth_json: str) -> str:
+        """Socket.IO CONNECT with ``auth_json`` as the auth object's text; returns the answer packet."""
+        await self.send("40" + auth_json)
+        return await self.recv_message()
+
+    async def send(self, text: str) -> None:
+        """One WebSocket text frame (masked, as a client must)."""
+        assert self.writer is not None
+        payload = text.encode()
+        header = bytearray([0x81])
+        if len(payload) < 126:
+            header.append(0x80 | len(payload))
+        elif len(payload) < 2**16:
+            header += bytes([0x80 | 126]) + len(payload).to_bytes(2, "big")
+        else:
+            header += bytes([0x80 | 127]) + len(payload).to_bytes(8, "big")
+        mask = os.urandom(4)
+        header += mask
+        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload)) if len(payload) < 4096 else _mask(payload, mask)
+        self.writer.write(bytes(header) + masked)
+        await self.writer.drain()
+
+    async def recv(self) -> str:
+        """The next text frame; answers nothing by itself (pings are the caller's business)."""
+        assert self.reader is not None
+        head = await self.reader.readexactly(2)
+        opcode, length = head[0] & 0x0F, head[1] & 0x7F
+        if length == 126:
+            length = int.from_bytes(await self.reader.readexactly(2), "big")
+        elif length == 127:
+            length = int.from_bytes(await self.reader.readexactly(8), "big")
+        data = await self.reader.readexactly(length)
+        if opcode == 0x8:
+            raise EOFError(f"WebSocket closed: {data!r}")
+        return data.decode()
+
+    async def recv_message(self, *, timeout: float = DEFAULT_TIMEOUT) -> str:
+        """The next Engine.IO MESSAGE's text (a Socket.IO packet), answering pings on the way."""
+        async with asyncio.timeout(timeout):
+            while True:
+                frame = await self.recv()
+                if frame == "2":
+                    await self.send("3")
+                elif frame.startswith("4"):
+                    return frame[1:]
+
+    async def closed_by_server(self, *, timeout: float = DEFAULT_TIMEOUT) -> bool:
+        """Read everything until the server ends the connection; False if it is still open at ``timeout``."""
+        assert self.reader is not None
+        try:
+            async with asyncio.timeout(timeout):
+                while await self.reader.read(65536):
+                    pass
+        except TimeoutError:
+            return False
+        except (ConnectionError, OSError):
+            pass
+        return True
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.transport.abort()
+
+
+def _mask(payload: bytes, mask: bytes) -> bytes:
+    repeated = (mask * (len(payload) // 4 + 1))[: len(payload)]
+    return (int.from_bytes(payload, "big") ^ int.from_bytes(repeated, "big")).to_bytes(len(payload), "big")
+
+
+def deep_json(levels: int) -> str:
+    """``[`` x levels then ``]`` x levels, as text: never built as a Python object, whose
+    encoding would overflow this process's C stack as it did the server's."""
+    return "[" * levels + "]" * levels

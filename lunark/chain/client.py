@@ -347,7 +347,18 @@ class ChainClient:
                 "transactions, which Lunark prepares.",
                 chain_id=network.chain_id,
             )
-        max_fee_per_gas = 2 * int(base_fee) + priority_fee
+        # The node's suggestion is bounded by the network's configured ceiling: one high-tip
+        # transaction in a recent block must not make a plain transfer's card ask for a fortune.
+        ceiling = network.max_fee_per_gas
+        if int(base_fee) > ceiling:
+            raise ChainError(
+                f"The {network.display_name} base fee is now {_gwei(int(base_fee))} gwei, above this "
+                f"server's ceiling of {_gwei(ceiling)} gwei per gas (max_fee_per_gas_gwei of the network "
+                "in chain.networks); nothing was prepared. Try again when fees are lower.",
+                chain_id=network.chain_id, base_fee=int(base_fee), ceiling=ceiling,
+            )
+        priority_fee = min(priority_fee, ceiling - int(base_fee))
+        max_fee_per_gas = min(2 * int(base_fee) + priority_fee, ceiling)
 
         worst_fee = gas * max_fee_per_gas
         if intent.token is None and native_raw < intent.amount + worst_fee:
@@ -582,6 +593,10 @@ class ChainClients:
         tb: TracebackType | None,
     ) -> None:
         await self.close()
+
+
+def _gwei(wei: int) -> str:
+    return format_amount(wei, 9)
 
 
 def _node_message(exc: Web3RPCError) -> str:

@@ -18,6 +18,7 @@ from lunark.errors import (
     NoPendingApproval,
     NotFound,
     PolicyViolation,
+    RateLimited,
     Unauthorized,
 )
 
@@ -36,6 +37,7 @@ ERROR_CLASSES: Mapping[str, type[LunarkError]] = {
     "chain_error": ChainError,
     "model_error": ModelError,
     "internal": LunarkError,
+    "rate_limited": RateLimited,
 }
 """Protocol error code -> the exception the SDK raises for it."""
 

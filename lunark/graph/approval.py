@@ -21,20 +21,28 @@ from pydantic import TypeAdapter, ValidationError
 from lunark.errors import InvalidDecision
 from lunark.protocol import (
     ALL_DECISIONS,
+    MAX_ARGS_CHARS,
+    MAX_ARGS_DEPTH,
     ApproveDecision,
     Decision,
     EditDecision,
     EditedAction,
     RejectDecision,
+    Text,
+    check_json_value,
 )
 
 __all__ = [
     "ALL_DECISIONS",
+    "MAX_ARGS_CHARS",
+    "MAX_ARGS_DEPTH",
     "ApproveDecision",
     "Decision",
     "EditDecision",
     "EditedAction",
     "RejectDecision",
+    "Text",
+    "check_json_value",
     "validate_decisions",
 ]
 

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Mapping, Sequence
 from contextlib import AsyncExitStack
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import socketio
 from aiohttp import web
 from langchain_core.language_models import BaseChatModel
 
@@ -26,12 +26,14 @@ from lunark.errors import LunarkError, NotFound
 from lunark.graph.agent import Agent
 from lunark.netutil import free_port
 from lunark.server.auth import Authenticator
-from lunark.server.fanout import FanoutManager, JsonPacket
-from lunark.server.http import errors_middleware, routes
+from lunark.server.fanout import FanoutManager
+from lunark.server.http import HttpLimits, errors_middleware, routes
 from lunark.server.hub import Hub
+from lunark.server.limits import JsonCodec, Limiters, restore_recursion_limit
 from lunark.server.namespace import ChatNamespace
 from lunark.server.runner import Runner
 from lunark.server.service import ChatService
+from lunark.server.transport import TRANSPORT_FACTOR, LunarkSocketServer
 from lunark.store.base import SettlementRecord
 from lunark.store.sqlite import SqliteStore
 from lunark.tools.base import Tool
@@ -46,8 +48,6 @@ WEB_ROOT = Path(__file__).resolve().parent.parent / "web"
 SOCKETIO_ESM = WEB_ROOT.parent.parent / "node_modules" / "socket.io-client" / "dist" / "socket.io.esm.min.js"
 """socket.io-client's ES module build from the checkout's node_modules, served to the dApp at
 ``/vendor/socket.io.esm.min.js`` (no build step, no CDN)."""
-
-MAX_BODY = 1024 * 1024
 
 
 class LunarkServer:
@@ -83,6 +83,8 @@ class LunarkServer:
 
     async def start(self) -> None:
         settings = self.settings
+        restore_recursion_limit()  # every import is done by now (limits.py says why)
+        limits = settings.limits
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         try:
             self.store = await SqliteStore.open(settings.data_dir / "lunark.sqlite")
@@ -91,14 +93,15 @@ class LunarkServer:
                 Agent.open(settings, model=self._model, extra_tools=self._extra_tools, environ=self._environ,
                            store=self.store)
             )
-            self.sio = socketio.AsyncServer(
+            self.sio = LunarkSocketServer(
+                limits=limits,
                 async_mode="aiohttp",
                 cors_allowed_origins="*",  # bearer tokens, no cookies: any origin may connect
-                max_http_buffer_size=MAX_BODY,
                 logger=False,
                 engineio_logger=False,
                 client_manager=FanoutManager(),
-                serializer=JsonPacket,
+                ping_interval=settings.server.ping_interval,
+                ping_timeout=settings.server.ping_timeout,
             )
 
             async def emit(event: str, data: dict[str, Any], rooms: list[str]) -> None:
@@ -110,21 +113,36 @@ class LunarkServer:
                                  supersede=settings.approvals.on_new_message == "supersede")
             self._stack.push_async_callback(self.runner.aclose)
             self.agent.settlements.sink = self._settled
+            self.limiters = Limiters(limits.rate)
             self.service = ChatService(
                 store=self.store, runner=self.runner, agent=self.agent, registry=self.agent.registry,
-                default_network=settings.chain.default_network,
+                default_network=settings.chain.default_network, limiters=self.limiters,
             )
             self.auth = Authenticator(
                 self.store,
                 domain=self.domain,
                 aliases=self.domain_aliases,
+                origins=self.sign_in_origins,
+                # A sign-in names the chain the wallet is on; any network this server knows is fine.
+                allowed_chain_ids=[n.chain_id for n in self.agent.registry],
                 session_ttl=_seconds(settings.server.token_ttl_seconds),
             )
-            self.sio.register_namespace(ChatNamespace(auth=self.auth, service=self.service, hub=self.hub))
-            app = web.Application(middlewares=[errors_middleware], client_max_size=MAX_BODY)
+            self.namespace = ChatNamespace(auth=self.auth, service=self.service, hub=self.hub, limits=limits,
+                                           limiters=self.limiters)
+            self.sio.register_namespace(self.namespace)
+            # aiohttp's own cap sits above the codec's so that the codec, not aiohttp, answers.
+            app = web.Application(middlewares=[errors_middleware],
+                                  client_max_size=limits.max_body_bytes * TRANSPORT_FACTOR)
             self.sio.attach(app)
+            environ = os.environ if self._environ is None else self._environ
+            http_limits = HttpLimits(
+                codec=JsonCodec(limits), sign_in=self.limiters.sign_in,
+                admin_token=environ.get(settings.server.admin_token_env) or None,
+                replay_batch=limits.replay_batch, sse_queue=limits.sse_queue,
+            )
             app.add_routes(
-                routes(auth=self.auth, service=self.service, hub=self.hub, store=self.store, health=self.health)
+                routes(auth=self.auth, service=self.service, hub=self.hub, store=self.store, health=self.health,
+                       limits=http_limits)
             )
             if WEB_ROOT.is_dir():
                 app.router.add_get("/", _index)
@@ -152,7 +170,18 @@ class LunarkServer:
             return
         await self.hub.publish(record.chat_id, record.owner, event)
 
-    async def health(self) -> dict[str, Any]:
+    @property
+    def sign_in_origins(self) -> list[str]:
+        """The origins a sign-in message's URI may be on: ``server.public_url``, or this server's
+        domain (and its loopback aliases) over http or https."""
+        if self.settings.server.public_url:
+            return [self.settings.server.public_url]
+        return [f"{scheme}://{domain}" for domain in (self.domain, *self.domain_aliases)
+                for scheme in ("http", "https")]
+
+    async def health(self, detailed: bool = False) -> dict[str, Any]:
+        """Readiness of the database and the default network's RPC. ``detailed`` adds what only an
+        operator should see: the RPC's error text (it names the node's host) and connection counts."""
         database = await self.store.healthy()
         network = self.agent.registry.get(self.settings.chain.default_network)
         chain: dict[str, Any] = {"network": network.name, "chain_id": network.chain_id, "ok": False}
@@ -163,7 +192,10 @@ class LunarkServer:
             chain["ok"] = True
         except (LunarkError, TimeoutError, OSError) as exc:
             chain["error"] = str(exc)
-        return {"ok": database and chain["ok"], "database": database, "chain": chain}
+        report: dict[str, Any] = {"ok": database and chain["ok"], "database": database, "chain": chain}
+        if detailed:
+            report["connections"] = {"sockets": self.sio.eio.connections()}
+        return report
 
     async def stop(self) -> None:
         await self._stack.aclose()

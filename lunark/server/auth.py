@@ -26,10 +26,12 @@ credentials.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
 import secrets
-from collections.abc import Callable, Collection
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
@@ -45,13 +47,17 @@ from eth_utils.exceptions import ValidationError
 from lunark.errors import ConfigError, Unauthorized
 from lunark.siwe import SiweMessage, make_nonce
 
-__all__ = ["AuthStore", "Authenticator", "Session", "utcnow"]
+__all__ = ["AuthStore", "Authenticator", "Revoked", "Session", "token_hash", "utcnow"]
 
 CLOCK_SKEW = timedelta(seconds=60)
 """How far in the future ``Issued At`` may be: client clocks drift."""
 
 _SIGNATURE_HEX = re.compile(r"[0-9a-fA-F]{130}")
 _DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
+
+
+Revoked = Callable[[str, str | None], Awaitable[None]]
+"""Told when sessions end: ``(address, token hash)``, the hash ``None`` for all of the address's."""
 
 
 def utcnow() -> datetime:
@@ -76,6 +82,14 @@ class AuthStore(Protocol):
 
     async def get_session(self, token_hash: str, now: datetime) -> str | None:
         """The address of a live session, or ``None`` when unknown or expired."""
+        ...
+
+    async def delete_session(self, token_hash: str) -> str | None:
+        """End one session; its address, or ``None`` when there was none."""
+        ...
+
+    async def delete_sessions(self, address: str) -> int:
+        """End every session of ``address`` (any case); how many there were."""
         ...
 
 
@@ -109,6 +123,7 @@ class Authenticator:
         domain: str,
         aliases: Collection[str] = (),
         uri: str | None = None,
+        origins: Collection[str] = (),
         nonce_ttl: timedelta = timedelta(minutes=5),
         session_ttl: timedelta = timedelta(hours=24),
         allowed_chain_ids: Collection[int] | None = None,
@@ -122,18 +137,57 @@ class Authenticator:
         self._domain = domain
         # Other names of this same server, e.g. 127.0.0.1:8080 for localhost:8080.
         self._domains = frozenset(d.lower() for d in (domain, *aliases))
-        self._uri = uri
-        self._origin: tuple[str, str, int | None] | None = None
-        if uri is not None:
-            self._origin = _origin(uri)
-            if self._origin is None:
+        # The origins a message's URI may be on (empty: not checked); uri is the first.
+        self._uris = tuple(dict.fromkeys([*([uri] if uri is not None else []), *origins]))
+        parsed = [(u, _origin(u)) for u in self._uris]
+        for text, origin in parsed:
+            if origin is None:
                 raise ConfigError(
-                    f"The sign-in URI {uri!r} has no origin; use e.g. 'http://localhost:8080'."
+                    f"The sign-in URI {text!r} has no origin; use e.g. 'http://localhost:8080'."
                 )
+        self._origins = frozenset(o for _, o in parsed if o is not None)
+        self._schemes = frozenset(o[0] for o in self._origins)
+        self._listeners: list[Revoked] = []
+        self._watches: set[tuple[str, str, asyncio.Event]] = set()
         self._nonce_ttl = nonce_ttl
         self._session_ttl = session_ttl
         self._chain_ids = None if allowed_chain_ids is None else frozenset(allowed_chain_ids)
         self._clock = clock
+
+    def on_revoked(self, listener: Revoked) -> None:
+        """Call ``listener`` whenever sessions end (logout), e.g. to close their connections."""
+        self._listeners.append(listener)
+
+    async def logout(self, token: str | None, *, everywhere: bool = False) -> int:
+        """End the session of ``token`` (``everywhere``: every session of its account).
+
+        Returns how many sessions ended; ``Unauthorized`` when the token is not a live session.
+        """
+        address = await self.authenticate(token)
+        assert token is not None
+        hashed = _hash_token(token)
+        if everywhere:
+            count = await self._store.delete_sessions(address)
+            ended: str | None = None
+        else:
+            count = 1 if await self._store.delete_session(hashed) is not None else 0
+            ended = hashed
+        for hashed_, owner, event in list(self._watches):
+            if hashed_ == ended or (ended is None and owner == address.lower()):
+                event.set()
+        for listener in self._listeners:
+            await listener(address, ended)
+        return count
+
+    @asynccontextmanager
+    async def watch(self, token: str, address: str) -> AsyncIterator[asyncio.Event]:
+        """An event that is set if the session of ``token`` (signed in as ``address``) ends."""
+        entry = (_hash_token(token), address.lower(), asyncio.Event())
+        self._watches.add(entry)
+        try:
+            yield entry[2]
+        finally:
+            self._watches.discard(entry)
 
     async def new_nonce(self) -> str:
         """A fresh single-use nonce, valid for ``nonce_ttl``."""
@@ -195,19 +249,16 @@ class Authenticator:
                 f"The message is for domain {siwe.domain}, but this server is {self._domain}.",
                 reason="wrong_domain",
             )
-        if (
-            self._origin is not None
-            and siwe.scheme is not None
-            and siwe.scheme.lower() != self._origin[0]
-        ):
+        if self._origins and siwe.scheme is not None and siwe.scheme.lower() not in self._schemes:
             raise Unauthorized(
                 f"The message is for scheme {siwe.scheme}://, but this server is "
-                f"{self._origin[0]}://{self._domain}.",
+                f"{' or '.join(sorted(s + '://' for s in self._schemes))}{self._domain}.",
                 reason="wrong_domain",
             )
-        if self._origin is not None and _origin(siwe.uri) != self._origin:
+        if self._origins and _origin(siwe.uri) not in self._origins:
             raise Unauthorized(
-                f"The message's URI {siwe.uri} is not on this server's origin {self._uri}.",
+                f"The message's URI {siwe.uri} is not on this server's origin "
+                f"({', '.join(self._uris)}).",
                 reason="wrong_uri",
             )
         if self._chain_ids is not None and siwe.chain_id not in self._chain_ids:
@@ -289,3 +340,8 @@ def _signature_bytes(signature: str) -> bytes | None:
 
 def _hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+def token_hash(token: str) -> str:
+    """How a session token is known server-side (its SHA-256, hex)."""
+    return _hash_token(token)

@@ -19,6 +19,13 @@ token stays its own event, and only the sending is batched.
 
 Any other event first flushes the buffer under the chat's lock, so events leave
 in the order they were published.
+
+Replays read the log in batches, so memory does not grow with the chat's length. A
+replay to a socket sends the bulk without the chat's lock (waiting for the client to
+catch up between batches), and only the tail that arrived meanwhile under it, so a slow
+reader never holds up the chat's live events. An SSE subscription holds at most
+``max_pending`` live events; a reader that falls further behind is ended (it resumes
+with ``Last-Event-ID``) instead of growing the server's memory.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
@@ -36,7 +44,7 @@ from typing import Any
 from lunark import protocol
 from lunark.store.base import EventRecord, Store
 
-__all__ = ["WALLET_EVENTS", "Hub"]
+__all__ = ["WALLET_EVENTS", "Hub", "Subscription", "SubscriptionOverflow"]
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +53,40 @@ WALLET_EVENTS = frozenset(protocol.WALLET_EVENTS)
 
 Emit = Callable[[str, dict[str, Any], list[str]], Awaitable[None]]
 """Sends one event (name, payload) to rooms; the Socket.IO server's emit in production."""
+
+
+class SubscriptionOverflow(Exception):
+    """The subscriber fell more than ``max_pending`` events behind; it was dropped."""
+
+
+class Subscription:
+    """Live events of one chat for one reader, after ``snapshot_seq`` (read the log up to it)."""
+
+    def __init__(self, max_pending: int) -> None:
+        self.max_pending = max_pending
+        self.snapshot_seq = 0
+        self.overflowed = False
+        self._records: deque[EventRecord] = deque()
+        self._ready = asyncio.Event()
+
+    def put(self, record: EventRecord) -> None:
+        if self.overflowed:
+            return
+        if len(self._records) >= self.max_pending:
+            self.overflowed = True
+            self._records.clear()
+        else:
+            self._records.append(record)
+        self._ready.set()
+
+    async def get(self) -> EventRecord:
+        """The next live event; ``SubscriptionOverflow`` when the reader fell too far behind."""
+        while not self._records:
+            if self.overflowed:
+                raise SubscriptionOverflow
+            self._ready.clear()
+            await self._ready.wait()
+        return self._records.popleft()
 
 
 @dataclass
@@ -57,7 +99,7 @@ class _Chat:
     timer: asyncio.TimerHandle | None = None
     flushing: asyncio.Task[None] | None = None
     flush_pending: bool = False  # a flush task waits for the lock; it will take what is buffered
-    listeners: set[asyncio.Queue[EventRecord]] = field(default_factory=set)
+    listeners: set[Subscription] = field(default_factory=set)
 
 
 class Hub:
@@ -131,38 +173,58 @@ class Hub:
             if record.type in WALLET_EVENTS:
                 rooms.append(f"user:{chat.owner}")
             await self._emit(record.type, record.payload, rooms)
-            for queue in chat.listeners:
-                queue.put_nowait(record)
+            for listener in chat.listeners:
+                listener.put(record)
 
     @asynccontextmanager
-    async def subscribe(
-        self, chat_id: str, owner: str, after_seq: int
-    ) -> AsyncIterator[tuple[list[EventRecord], asyncio.Queue[EventRecord]]]:
-        """The events after ``after_seq`` and a queue of every later one, with nothing lost
-        or repeated between them (the snapshot and the subscription happen under the chat's lock)."""
+    async def subscribe(self, chat_id: str, owner: str, *, max_pending: int = 4096) -> AsyncIterator[Subscription]:
+        """Every event of the chat after ``subscription.snapshot_seq``, live; the reader reads the
+        log up to ``snapshot_seq`` itself (``events_after`` in batches). Nothing is lost or repeated
+        between the two: the snapshot and the subscription happen under the chat's lock."""
         chat = self._chat(chat_id, owner)
-        queue: asyncio.Queue[EventRecord] = asyncio.Queue()
+        subscription = Subscription(max_pending)
         async with chat.lock:
-            missed = await self.store.events_after(chat_id, after_seq)
-            chat.listeners.add(queue)
+            subscription.snapshot_seq = await self.store.last_seq(chat_id)
+            chat.listeners.add(subscription)
         try:
-            yield missed, queue
+            yield subscription
         finally:
-            chat.listeners.discard(queue)
+            chat.listeners.discard(subscription)
 
     async def replay_then_join(
         self, chat_id: str, owner: str, after_seq: int, send: Callable[[EventRecord], Awaitable[None]],
-        join: Callable[[], Awaitable[None]],
+        join: Callable[[], Awaitable[None]], *, batch: int = 256,
+        writable: Callable[[], Awaitable[None]] | None = None,
     ) -> int:
         """Send the missed events to one client, then join it to live events, atomically
-        with respect to new events of the chat. Returns how many were replayed."""
+        with respect to new events of the chat. Returns how many were replayed.
+
+        Full batches go out without the chat's lock, each after ``writable()`` returns (the
+        client has read enough of the previous ones); the last, partial batch and whatever
+        arrived meanwhile go out under the lock, right before ``join()``.
+        """
         chat = self._chat(chat_id, owner)
-        async with chat.lock:
-            missed = await self.store.events_after(chat_id, after_seq)
-            for record in missed:
+        last, sent = after_seq, 0
+        while True:
+            if writable is not None:
+                await writable()
+            records = await self.store.events_after(chat_id, last, limit=batch)
+            if len(records) < batch:
+                break  # the tail: sent under the lock below
+            for record in records:
                 await send(record)
+            last, sent = records[-1].seq, sent + len(records)
+        async with chat.lock:
+            while True:
+                records = await self.store.events_after(chat_id, last, limit=batch)
+                for record in records:
+                    await send(record)
+                if records:
+                    last, sent = records[-1].seq, sent + len(records)
+                if len(records) < batch:
+                    break
             await join()
-        return len(missed)
+        return sent
 
     async def aclose(self) -> None:
         for chat in self._chats.values():

@@ -3,6 +3,11 @@
 Every handler validates its payload against the protocol model and answers
 with an ack; a malformed, oversized or unknown event gets an error ack, never
 silence, and never takes the server down.
+
+Each connection gets at most ``limits.max_events_in_flight`` events handled at
+once and ``_MAX_REPLAYS`` replays running; more are answered ``rate_limited``.
+A disconnect cancels the connection's replays, and ending a session (logout)
+disconnects the sockets that signed in with it.
 """
 
 from __future__ import annotations
@@ -15,10 +20,12 @@ from typing import Any, TypeVar
 import socketio
 from pydantic import BaseModel, ValidationError
 
-from lunark.errors import LunarkError, Unauthorized
+from lunark.config import LimitsSettings
+from lunark.errors import LunarkError, RateLimited, Unauthorized
 from lunark.protocol import Abort, ContinueMessage, JoinChat, ResumeDecisions, SendMessage, WalletChanged
-from lunark.server.auth import Authenticator
+from lunark.server.auth import Authenticator, token_hash
 from lunark.server.hub import Hub
+from lunark.server.limits import Limiters
 from lunark.server.service import ChatService
 from lunark.store.base import EventRecord
 
@@ -28,18 +35,28 @@ logger = logging.getLogger(__name__)
 
 M = TypeVar("M", bound=BaseModel)
 
+_MAX_REPLAYS = 4
+"""Replays one connection may have running at once."""
+
 
 def error_ack(code: str, message: str, **details: Any) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, **details}}
 
 
 class ChatNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
-    def __init__(self, *, auth: Authenticator, service: ChatService, hub: Hub, namespace: str = "/") -> None:
+    def __init__(self, *, auth: Authenticator, service: ChatService, hub: Hub, namespace: str = "/",
+                 limits: LimitsSettings | None = None, limiters: Limiters | None = None) -> None:
         super().__init__(namespace)
         self.auth = auth
         self.service = service
         self.hub = hub
-        self._replays: set[asyncio.Task[None]] = set()
+        self.limits = limits or LimitsSettings()
+        self.limiters = limiters
+        self._replays: dict[str, set[asyncio.Task[None]]] = {}
+        self._in_flight: dict[str, int] = {}
+        self._signed_in: dict[str, tuple[str, str]] = {}
+        """sid -> (address lowercase, token hash): whom to disconnect on logout."""
+        auth.on_revoked(self._revoked)
 
     async def trigger_event(self, event: str, *args: Any) -> Any:
         if event in ("connect", "disconnect"):
@@ -56,7 +73,22 @@ class ChatNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             # (sid, payload): more arguments would be a TypeError inside python-socketio, logged
             # there and never acked. The contract is one ack per event, errors included.
             return error_ack("invalid_input", f"{event} takes one payload object, not {len(args) - 1} arguments.")
-        return await super().trigger_event(event, *args)
+        sid = args[0] if args else ""
+        busy = self._in_flight.get(sid, 0)
+        if busy >= self.limits.max_events_in_flight:
+            return {"error": RateLimited(
+                f"{busy} events of this connection are still being handled; wait for their acks.",
+                retry_after=1, limit="events_in_flight",
+            ).to_dict()}
+        self._in_flight[sid] = busy + 1
+        try:
+            return await super().trigger_event(event, *args)
+        finally:
+            left = self._in_flight.get(sid, 1) - 1
+            if left > 0:
+                self._in_flight[sid] = left
+            else:
+                self._in_flight.pop(sid, None)
 
     async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
         token = auth.get("token") if isinstance(auth, dict) else None
@@ -72,7 +104,21 @@ class ChatNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             refused.error_args = {**body, "data": body}
             raise refused from None
         await self.save_session(sid, {"address": address})
+        self._signed_in[sid] = (address.lower(), token_hash(str(token)))
         await self.enter_room(sid, f"user:{address.lower()}")
+
+    async def on_disconnect(self, sid: str, reason: Any = None) -> None:
+        self._signed_in.pop(sid, None)
+        for task in self._replays.pop(sid, set()):
+            task.cancel()  # the client is gone: what it asked to be sent is dropped
+
+    async def _revoked(self, address: str, hashed: str | None) -> None:
+        gone = [sid for sid, (owner, token) in self._signed_in.items()
+                if token == hashed or (hashed is None and owner == address.lower())]
+        for sid in gone:
+            await self.emit("error", {"code": "unauthorized", "message": "The session ended (logout); sign in again."},
+                            to=sid)
+            await self.disconnect(sid)
 
     async def _call(
         self, sid: str, data: Any, model: type[M], handler: Callable[[str, M], Awaitable[dict[str, Any]]]
@@ -93,11 +139,17 @@ class ChatNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
 
     async def on_join_chat(self, sid: str, data: Any = None) -> dict[str, Any]:
         async def handle(address: str, p: JoinChat) -> dict[str, Any]:
+            replays = self._replays.setdefault(sid, set())
+            if len(replays) >= _MAX_REPLAYS:
+                raise RateLimited(f"{len(replays)} replays of this connection are still running; join again "
+                                  "after they end.", retry_after=1, limit="replays")
             chat, ack = await self.service.join(address, p.chat_id)
             after = ack["last_seq"] if p.last_seq is None else min(p.last_seq, ack["last_seq"])
+            if sid not in self._signed_in:
+                return ack  # disconnected meanwhile
             task = asyncio.create_task(self._replay(sid, chat.chat_id, chat.owner, after))
-            self._replays.add(task)
-            task.add_done_callback(self._replays.discard)
+            replays.add(task)
+            task.add_done_callback(replays.discard)
             return ack
 
         return await self._call(sid, data, JoinChat, handle)
@@ -112,8 +164,14 @@ class ChatNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         async def join() -> None:
             await self.enter_room(sid, f"chat:{chat_id}")
 
+        async def writable() -> None:
+            eio_sid = self.server.manager.eio_sid_from_sid(sid, self.namespace)
+            if eio_sid is not None and hasattr(self.server.eio, "wait_writable"):
+                await self.server.eio.wait_writable(eio_sid)
+
         try:
-            await self.hub.replay_then_join(chat_id, owner, after, send, join)
+            await self.hub.replay_then_join(chat_id, owner, after, send, join, batch=self.limits.replay_batch,
+                                            writable=writable)
         except Exception:
             logger.exception("replay of chat %s to %s failed", chat_id, sid)
             await self.emit("error", {"code": "internal", "message": "Replay failed; join again."}, to=sid)

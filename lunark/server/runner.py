@@ -217,7 +217,7 @@ class Runner:
         timer = self._timers.pop(approval_id, None)
         if timer is not None:
             timer.cancel()
-        self._start(chat, _prepend(first, events))
+        self._start(chat, _prepend(first, events), resumed=approval_id)
         self._reserved.discard(chat.chat_id)
 
     def _check_undecided(self, approval_id: str) -> None:
@@ -275,9 +275,9 @@ class Runner:
 
     def _start(
         self, chat: ChatRecord, events: AsyncIterator[AgentEvent], *, inflight: tuple[str, str] | None = None,
-        continuing: str | None = None,
+        continuing: str | None = None, resumed: str | None = None,
     ) -> None:
-        task = asyncio.create_task(self._drive(chat, events, continuing), name=f"lunark-turn-{chat.chat_id}")
+        task = asyncio.create_task(self._drive(chat, events, continuing, resumed), name=f"lunark-turn-{chat.chat_id}")
         self._tasks[chat.chat_id] = task
 
         def done(_: asyncio.Task[None]) -> None:
@@ -288,13 +288,18 @@ class Runner:
 
         task.add_done_callback(done)
 
-    async def _drive(self, chat: ChatRecord, events: AsyncIterator[AgentEvent], continuing: str | None = None) -> None:
-        """``continuing``: the message this turn appends to (it sends no ``message_start``)."""
+    async def _drive(
+        self, chat: ChatRecord, events: AsyncIterator[AgentEvent], continuing: str | None = None,
+        resumed: str | None = None,
+    ) -> None:
+        """``continuing``: the message this turn appends to (it sends no ``message_start``);
+        ``resumed``: the approval whose decision this turn applies (reopened if the turn fails first)."""
         chat_id, owner = chat.chat_id, chat.owner
         message_id: str | None = continuing
         continued = continuing is not None  # a continuation has no message_start: one message throughout
         text: list[str] = []
         ended = False
+        failed = False
         handling: asyncio.Future[None] | None = None
         try:
             async for event in events:
@@ -311,6 +316,7 @@ class Runner:
                     self._asked[chat_id] = event["approval_id"]
                 elif kind == "message_end":
                     ended = True
+                    failed = failed or event.get("finish_reason") == "error"
                 # Shielded: an abort (cancel) must not cut an event in half, e.g. logged but never
                 # emitted (a live seq gap) or counted in the saved answer but never sent.
                 handling = asyncio.ensure_future(
@@ -333,6 +339,7 @@ class Runner:
                 )
         except Exception:  # a bug must end the turn visibly, not silently
             logger.exception("turn of chat %s failed", chat_id)
+            failed = True
             await self.hub.publish(chat_id, owner, {"type": "error", "code": "internal", "message": "Internal error."})
             if message_id is not None:
                 await self.hub.publish(
@@ -340,6 +347,23 @@ class Runner:
                     {"type": "message_end", "message_id": message_id, "finish_reason": "error",
                      "usage": {"output_tokens": len(text), "ttft_ms": None, "tokens_per_s": None}},
                 )
+        if failed and resumed is not None:
+            await self._reopen(chat, resumed)
+
+    async def _reopen(self, chat: ChatRecord, approval_id: str) -> None:
+        """A resumed turn failed before its decision was applied (the checkpoint still waits for
+        it): release the claim, so the approval stays decidable and can expire, instead of every
+        decision answering already_decided and every message busy until a restart."""
+        with suppress(Exception):
+            if await self.agent.unfinished(chat.chat_id) != ("paused", approval_id) or chat.chat_id in self._reserved:
+                return  # applied (or moved on): nothing to reopen
+            await self.store.reopen_approval(approval_id)
+            pending = await self.agent.pending_approval(chat.chat_id)
+            if pending is None or pending["approval_id"] != approval_id:
+                return
+            self._decided.pop(approval_id, None)
+            self._schedule_expiry(chat, pending)
+            await self.hub.publish(chat.chat_id, chat.owner, {"type": "pending_approval", **pending})
 
     async def _handle(
         self, chat_id: str, owner: str, event: AgentEvent, message_id: str | None, text: list[str], *,

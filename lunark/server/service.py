@@ -12,6 +12,7 @@ from lunark.errors import Forbidden, NotFound
 from lunark.graph.agent import Agent
 from lunark.networks import Network, NetworkRegistry
 from lunark.protocol import ContinueMessage, ResumeDecisions, SendMessage
+from lunark.server.limits import Limiters
 from lunark.server.runner import Runner
 from lunark.store.base import ChatRecord, MessageRecord, Store
 
@@ -34,8 +35,9 @@ def network_info(network: Network) -> dict[str, Any]:
 
 class ChatService:
     def __init__(self, *, store: Store, runner: Runner, agent: Agent, registry: NetworkRegistry,
-                 default_network: str) -> None:
+                 default_network: str, limiters: Limiters | None = None) -> None:
         self.store = store
+        self.limiters = limiters
         self.runner = runner
         self.agent = agent
         self.registry = registry
@@ -50,6 +52,8 @@ class ChatService:
         return chat
 
     async def create_chat(self, address: str, *, chain_id: int | None = None) -> ChatRecord:
+        if self.limiters is not None:
+            self.limiters.create_chat.check(address.lower())
         network = self.registry.get(chain_id) if chain_id else self.registry.get(self.default_chain_id)
         return await self.store.create_chat(address.lower(), network.chain_id)
 
@@ -61,6 +65,8 @@ class ChatService:
 
     async def join(self, address: str, chat_id: str | None) -> tuple[ChatRecord, dict[str, Any]]:
         """The chat (made if ``chat_id`` is None) and the ``join_chat`` ack without replay."""
+        if self.limiters is not None:
+            self.limiters.join.check(address.lower())
         chat = await self.create_chat(address) if chat_id is None else await self.chat_for(address, chat_id)
         pending = await self.runner.check_pending(chat)
         chat = await self.chat_for(address, chat.chat_id)  # an expiry may have moved on
@@ -75,6 +81,8 @@ class ChatService:
 
     async def send(self, address: str, payload: SendMessage) -> str:
         chat = await self.chat_for(address, payload.chat_id)
+        if self.limiters is not None:
+            self.limiters.message.check(address.lower())
         if chat.title is None:
             await self.store.set_chat_title(chat.chat_id, payload.content[:80])
         return await self.runner.send_message(chat, payload.content, payload.client_message_id)
@@ -85,6 +93,8 @@ class ChatService:
 
     async def decide(self, address: str, payload: ResumeDecisions) -> None:
         chat = await self.chat_for(address, payload.chat_id)
+        if self.limiters is not None:
+            self.limiters.decision.check(address.lower())
         decisions = [d.model_dump(exclude_none=True) for d in payload.decisions]
         await self.runner.resume(chat, payload.approval_id, decisions)
 
@@ -96,6 +106,8 @@ class ChatService:
         """The user switched network in the wallet: the chat follows, and an approval
         prepared for another network is rejected as stale (rule 10)."""
         chat = await self.chat_for(address, chat_id)
+        if self.limiters is not None:
+            self.limiters.decision.check(address.lower())
         network = self.registry.get(chain_id)
         await self.store.set_chat_network(chat.chat_id, network.chain_id)
         pending = await self.agent.pending_approval(chat.chat_id)

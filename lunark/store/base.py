@@ -332,6 +332,11 @@ class Store(Protocol):
         """The decision was applied (the turn it resumed ran)."""
         ...
 
+    async def reopen_approval(self, approval_id: str) -> None:
+        """A claimed decision was never applied (its turn failed before the graph took it): the
+        approval is ``pending`` again, decidable and expiring as before."""
+        ...
+
     async def approvals(self, states: Sequence[str]) -> list[ApprovalRecord]:
         """Approvals in these states, oldest first (recovery at start-up)."""
         ...
@@ -383,6 +388,14 @@ class Store(Protocol):
 
     async def get_session(self, token_hash: str, now: datetime) -> str | None:
         """The session's address (as it was stored) if it exists and has not expired."""
+        ...
+
+    async def delete_session(self, token_hash: str) -> str | None:
+        """End one session (logout); its address, or ``None`` when there was none."""
+        ...
+
+    async def delete_sessions(self, address: str) -> int:
+        """End every session of ``address`` (any case); how many there were."""
         ...
 
     async def healthy(self) -> bool:

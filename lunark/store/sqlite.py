@@ -688,6 +688,12 @@ class SqliteStore:
             "updated_at = ? WHERE approval_id = ? AND state = 'decided'", (_now(), approval_id),
         )
 
+    async def reopen_approval(self, approval_id: str) -> None:
+        await self._fetch(
+            "UPDATE approvals SET state = 'pending', decisions = NULL, by = NULL, updated_at = ? "
+            "WHERE approval_id = ? AND state IN ('decided', 'done')", (_now(), approval_id),
+        )
+
     async def approvals(self, states: Sequence[str]) -> list[ApprovalRecord]:
         marks = ", ".join("?" for _ in states)
         rows = await self._fetch(
@@ -811,6 +817,16 @@ class SqliteStore:
             "SELECT address FROM sessions WHERE token_hash = ? AND expires_at > ?", (token_hash, _when(now))
         )
         return str(rows[0][0]) if rows else None
+
+    async def delete_session(self, token_hash: str) -> str | None:
+        rows = await self._fetch("DELETE FROM sessions WHERE token_hash = ? RETURNING address", (token_hash,))
+        return str(rows[0][0]) if rows else None
+
+    async def delete_sessions(self, address: str) -> int:
+        rows = await self._fetch(
+            "DELETE FROM sessions WHERE lower(address) = ? RETURNING token_hash", (address.lower(),)
+        )
+        return len(rows)
 
     async def healthy(self) -> bool:
         try:

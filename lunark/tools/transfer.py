@@ -102,10 +102,14 @@ class Transfer:
                 await ctx.ledger.release(ctx.action_id)
             raise
         fee = _amount_text(to_units(prepared.max_fee, network.decimals))
+        # A fee in the same currency as the amount can be compared with it (a token's cannot, without a price).
+        warn_share = network.fee_warning_share
+        costly = intent.token is None and prepared.max_fee > intent.amount * warn_share
+        warning = f"; the fee may be more than {_amount_text(warn_share * 100)}% of the amount" if costly else ""
         return Proposal(
             summary=(
                 f"Send {_amount_text(intent.human_amount)} {intent.symbol} to {intent.recipient} "
-                f"on {network.display_name} (network fee at most {fee} {network.symbol})"
+                f"on {network.display_name} (network fee at most {fee} {network.symbol}{warning})"
             ),
             description=(
                 f"Transfer {_amount_text(intent.human_amount)} {intent.symbol} from "

@@ -38,6 +38,7 @@ export const ERROR_CODES = Object.freeze({
   chain_error: 502,
   model_error: 502,
   internal: 500,
+  rate_limited: 429,
 });
 // END GENERATED
 
