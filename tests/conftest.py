@@ -246,3 +246,34 @@ async def make_server(tmp_path: Any, world: World, world2: World, anvil: Anvil, 
     yield make
     for server in servers:
         await server.stop()
+
+
+# -- Postgres and Redis (tests/services.py) ---------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Any]:
+    """A real Postgres server for the session (Debian's package; run as ``postgres`` under root)."""
+    from services import PostgresServer
+
+    with PostgresServer.start() as server:
+        yield server
+
+
+@pytest.fixture
+def pg_url(postgres: Any) -> Iterator[str]:
+    """A fresh, empty database on the session's Postgres, dropped after the test."""
+    url = postgres.create_database()
+    try:
+        yield url
+    finally:
+        postgres.drop_database(url)
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[Any]:
+    """A real redis-server for the session, on a free loopback port."""
+    from services import RedisServer
+
+    with RedisServer.start() as server:
+        yield server
