@@ -30,7 +30,7 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 from eth_typing import HexStr
 from eth_utils.crypto import keccak
@@ -46,7 +46,7 @@ from lunark.errors import ChainError, IntentMismatch, LunarkError, RpcUnavailabl
 from lunark.networks import Network, NetworkRegistry
 from lunark.store.base import SettlementRecord, Store
 
-__all__ = ["Settlements", "outcome_message"]
+__all__ = ["Lease", "Settlements", "outcome_message"]
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +54,19 @@ Sink = Callable[[SettlementRecord, dict[str, Any]], Awaitable[None]]
 """Where a settlement's ``tx_update`` events go (the server: the chat's log and rooms)."""
 
 _RETRY_AFTER_RPC_ERROR = 2.0
+_LEASE_POLL = 0.5
+
+
+class Lease(Protocol):
+    """Exclusive ownership of a name across server processes (``lunark.server.cluster``): a settlement
+    is driven by one process at a time, and taken over when that process dies."""
+
+    async def acquire(self, name: str) -> bool:
+        """Take ``name``; False while another process (or driver) holds it."""
+        ...
+
+    def release(self, name: str) -> None:
+        ...
 
 
 def _now() -> datetime:
@@ -90,6 +103,9 @@ class Settlements:
         self.sink: Sink | None = None
         """Set by the server: every transition is published there. Without one, a waiting
         ``settle`` call forwards the events to its caller instead (library use)."""
+        self.lease: Lease | None = None
+        """Set by the server with several processes: each settlement is driven where its lease is
+        held; other processes wait for its final state and take it over if its driver's process dies."""
         self._drivers: dict[str, asyncio.Task[SettlementRecord]] = {}
         self._listeners: dict[str, list[Callable[[dict[str, Any]], None]]] = {}
 
@@ -175,6 +191,23 @@ class Settlements:
         return task
 
     async def _drive(self, sid: str) -> SettlementRecord:
+        if self.lease is None:
+            return await self._drive_owned(sid)
+        name = f"settle:{sid}"
+        while not await self.lease.acquire(name):
+            # Another process drives it: wait for its final state, or for its lease to be free.
+            record = await self.store.get_settlement(sid)
+            if record is None:
+                raise LunarkError(f"No settlement {sid!r}.", settlement_id=sid)
+            if record.final:
+                return record
+            await asyncio.sleep(_LEASE_POLL)
+        try:
+            return await self._drive_owned(sid)
+        finally:
+            self.lease.release(name)
+
+    async def _drive_owned(self, sid: str) -> SettlementRecord:
         record = await self.store.get_settlement(sid)
         if record is None:
             raise LunarkError(f"No settlement {sid!r}.", settlement_id=sid)

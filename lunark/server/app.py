@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from contextlib import AsyncExitStack
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import socketio
 from aiohttp import web
@@ -33,8 +33,12 @@ from lunark.server.namespace import ChatNamespace
 from lunark.server.runner import Runner
 from lunark.server.service import ChatService
 from lunark.store.base import SettlementRecord
-from lunark.store.sqlite import SqliteStore
+from lunark.store.factory import open_store
 from lunark.tools.base import Tool
+
+if TYPE_CHECKING:
+    from lunark.server.cluster import Cluster
+    from lunark.server.relay import RelayManager
 
 __all__ = ["WEB_ROOT", "LunarkServer"]
 
@@ -85,29 +89,55 @@ class LunarkServer:
         settings = self.settings
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         try:
-            self.store = await SqliteStore.open(settings.data_dir / "lunark.sqlite")
+            self.store = await open_store(settings.store.url, settings.data_dir / "lunark.sqlite",
+                                          pool_size=settings.store.pool_size)
             self._stack.push_async_callback(self.store.close)
             self.agent = await self._stack.enter_async_context(
                 Agent.open(settings, model=self._model, extra_tools=self._extra_tools, environ=self._environ,
                            store=self.store)
             )
+            # Several processes: Socket.IO rooms through Redis (lunark.server.relay), one turn per chat
+            # and takeovers through Postgres (lunark.server.cluster). One process: all in memory.
+            self.relay: RelayManager | None = None
+            manager: socketio.AsyncManager = FanoutManager()
+            if settings.server.redis_url:
+                from lunark.server.relay import RelayManager
+
+                self.relay = manager = RelayManager(settings.server.redis_url)
+                self.relay.store = self.store
             self.sio = socketio.AsyncServer(
                 async_mode="aiohttp",
                 cors_allowed_origins="*",  # bearer tokens, no cookies: any origin may connect
                 max_http_buffer_size=MAX_BODY,
                 logger=False,
                 engineio_logger=False,
-                client_manager=FanoutManager(),
+                client_manager=manager,
                 serializer=JsonPacket,
             )
 
             async def emit(event: str, data: dict[str, Any], rooms: list[str]) -> None:
                 await self.sio.emit(event, data, to=rooms)
 
-            self.hub = Hub(self.store, emit, flush_interval=settings.server.flush_interval_ms / 1000)
+            flush = settings.server.flush_interval_ms / 1000
+            self.hub: Hub
+            if self.relay is not None:
+                from lunark.server.relay import ClusterHub
+
+                self.hub = ClusterHub(self.store, emit, self.relay, flush_interval=flush)
+            else:
+                self.hub = Hub(self.store, emit, flush_interval=flush)
             self._stack.push_async_callback(self.hub.aclose)
-            self.runner = Runner(self.agent, self.hub, self.store)
+            self.cluster: Cluster | None = None
+            if settings.store.url:
+                from lunark.server.cluster import Cluster
+                from lunark.store.postgres import PostgresStore
+
+                assert isinstance(self.store, PostgresStore)
+                self.cluster = Cluster(self.store, sweep_interval=settings.server.sweep_interval_seconds)
+            self.runner = Runner(self.agent, self.hub, self.store, turns=self.cluster)
             self._stack.push_async_callback(self.runner.aclose)
+            if self.cluster is not None:
+                self.agent.settlements.lease = self.cluster
             self.agent.settlements.sink = self._settled
             self.service = ChatService(
                 store=self.store, runner=self.runner, agent=self.agent, registry=self.agent.registry,
@@ -119,7 +149,12 @@ class LunarkServer:
                 aliases=self.domain_aliases,
                 session_ttl=_seconds(settings.server.token_ttl_seconds),
             )
-            self.sio.register_namespace(ChatNamespace(auth=self.auth, service=self.service, hub=self.hub))
+            namespace_class = ChatNamespace
+            if self.relay is not None:
+                from lunark.server.relay import ClusterNamespace
+
+                namespace_class = ClusterNamespace
+            self.sio.register_namespace(namespace_class(auth=self.auth, service=self.service, hub=self.hub))
             app = web.Application(middlewares=[errors_middleware], client_max_size=MAX_BODY)
             self.sio.attach(app)
             app.add_routes(
@@ -135,6 +170,11 @@ class LunarkServer:
             self._stack.push_async_callback(self._app_runner.cleanup)
             self._site = web.TCPSite(self._app_runner, self.host, self.port)
             await self._site.start()
+            if self.cluster is not None:
+                # Before recovery: every claim recovery makes is a cluster lock. Stopped first (the
+                # stack unwinds in reverse), so its locks go before the turns they guarded.
+                await self.cluster.start(self.runner, self.agent.settlements)
+                self._stack.push_async_callback(self.cluster.aclose)
             await self.runner.recover()
         except BaseException:
             await self._stack.aclose()
@@ -161,7 +201,14 @@ class LunarkServer:
             chain["ok"] = True
         except (LunarkError, TimeoutError, OSError) as exc:
             chain["error"] = str(exc)
-        return {"ok": database and chain["ok"], "database": database, "chain": chain}
+        report: dict[str, Any] = {"ok": database and chain["ok"], "database": database, "chain": chain}
+        if self.relay is not None:
+            report["redis"] = await self.relay.healthy()
+            report["ok"] = report["ok"] and report["redis"]
+        if self.cluster is not None:
+            report["cluster"] = {"node": self.cluster.node, "ok": await self.cluster.healthy()}
+            report["ok"] = report["ok"] and report["cluster"]["ok"]
+        return report
 
     async def stop(self) -> None:
         await self._stack.aclose()
