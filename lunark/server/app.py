@@ -115,6 +115,13 @@ class LunarkServer:
                 serializer=JsonPacket,
             )
 
+            if self.relay is not None:
+                # Listen to Redis now, not at the first Socket.IO connection (python-socketio's
+                # default): a process serving only SSE or HTTP must get the other processes' events.
+                self.sio.manager_initialized = True
+                self.relay.initialize()
+                self._stack.push_async_callback(self.relay.aclose)
+
             async def emit(event: str, data: dict[str, Any], rooms: list[str]) -> None:
                 await self.sio.emit(event, data, to=rooms)
 

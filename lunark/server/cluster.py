@@ -155,7 +155,8 @@ class Cluster:
                 assert self._listener is not None
                 async for notify in self._listener.notifies():
                     if notify.channel == _ABORT_CHANNEL and self._runner is not None:
-                        self._spawn(self._runner.abort(notify.payload), f"lunark-abort-{notify.payload}")
+                        self._spawn(self._runner.abort(notify.payload, forward=False),
+                                    f"lunark-abort-{notify.payload}")
             except asyncio.CancelledError:
                 raise
             except Exception as exc:

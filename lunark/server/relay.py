@@ -217,6 +217,19 @@ class RelayManager(socketio.AsyncRedisManager):  # type: ignore[misc]
                 self._resyncs.add(task)
                 task.add_done_callback(self._resyncs.discard)
 
+    async def aclose(self) -> None:
+        """Stop listening to Redis (python-socketio leaves its listener task running)."""
+        tasks = [t for t in (getattr(self, "thread", None), *self._resyncs) if isinstance(t, asyncio.Task)]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with suppress(asyncio.CancelledError, Exception):
+                await task
+        for client in (self.pubsub, self.redis):
+            if client is not None:
+                with suppress(Exception):
+                    await client.aclose()
+
     async def healthy(self) -> bool:
         """Whether Redis answers."""
         from redis import asyncio as aioredis

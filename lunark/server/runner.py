@@ -315,11 +315,12 @@ class Runner:
         self._schedule_expiry(chat, pending)
         return pending
 
-    async def abort(self, chat_id: str) -> bool:
-        """Stop the running turn (``message_end`` with ``finish_reason: "aborted"``). True if one ran."""
+    async def abort(self, chat_id: str, *, forward: bool = True) -> bool:
+        """Stop the running turn (``message_end`` with ``finish_reason: "aborted"``). True if one ran
+        here; with several processes, else (``forward``) the process running it is asked to."""
         task = self._tasks.get(chat_id)
         if task is None:
-            if self.turns is not None:
+            if self.turns is not None and forward:
                 await self.turns.abort_elsewhere(chat_id)
             return False
         approval_id = self._resumed.get(chat_id)

@@ -872,7 +872,15 @@ async def open_checkpointer(url: str, *, max_size: int = 10) -> AsyncIterator[An
     try:
         saver = AsyncPostgresSaver(pool)
         async with pool.connection() as conn:
-            await conn.execute("SELECT pg_advisory_lock(%s)", (_MIGRATION_LOCK + 1,))
+            # Polled, not a blocking pg_advisory_lock: its setup creates indexes CONCURRENTLY, which
+            # waits for every running statement, a blocked lock request of another process included
+            # (a deadlock Postgres does not see).
+            while True:
+                cursor = await conn.execute("SELECT pg_try_advisory_lock(%s) AS got", (_MIGRATION_LOCK + 1,))
+                row = await cursor.fetchone()  # a dict: the checkpointer's connections use dict rows
+                if row and row["got"]:
+                    break
+                await asyncio.sleep(0.05)
             try:
                 await saver.setup()
             finally:
