@@ -13,6 +13,7 @@ import asyncio
 import json
 import os
 import re
+import signal
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -170,10 +171,17 @@ async def test_a_chat_streamed_by_one_process_reaches_clients_of_the_others_once
             for round_ in range(2):
                 await on_a.call("send_message", {"chat_id": chat_id, "content": "hello there",
                                                  "client_message_id": f"m{round_}"})
-                for client in (on_a, on_b):
+                if round_ == 0:
+                    # A client joins C mid-stream from the start: its replay meets the live events.
+                    await on_a.wait_until(lambda _: len(on_a.of("token", chat_id=chat_id)) >= 2, what="tokens")
+                    on_c = await SioClient(c, token).connect()
+                    await on_c.call("join_chat", {"chat_id": chat_id, "last_seq": 0})
+                for client in (on_a, on_b, on_c):
                     await answered(client, chat_id, round_ + 1)
             seqs = assert_once_in_order(on_a, chat_id)
             assert on_b.chat_events(chat_id) == on_a.chat_events(chat_id)  # same events, same order, once
+            assert on_c.chat_events(chat_id) == on_a.chat_events(chat_id)
+            await on_c.close()
             streamed = [(await sse.next())["data"] for _ in seqs]
             assert [e["seq"] for e in streamed] == seqs
             assert [e["type"] for e in streamed] == [e["type"] for e in on_a.chat_events(chat_id)]
@@ -360,9 +368,14 @@ async def test_redis_restarting_mid_stream_loses_nothing(
         await on_b.call("join_chat", {"chat_id": chat_id})
         await on_a.call("send_message", {"chat_id": chat_id, "content": "hello", "client_message_id": "m1"})
         await on_b.wait_until(lambda e: len(on_b.of("token", chat_id=chat_id)) >= 2, what="two tokens")
-        await asyncio.to_thread(redis_server.restart)  # B's subscription drops; A publishes into the void
-        end = await on_b.wait_event("message_end", chat_id=chat_id, timeout=30)
+        # Redis goes away: A's own client is still served, B's subscription is gone, and A publishes
+        # into the void until the answer is over; then Redis comes back, empty.
+        await asyncio.to_thread(redis_server.stop, signal.SIGKILL)
+        end = await on_a.wait_event("message_end", chat_id=chat_id, timeout=30)
         assert end["finish_reason"] == "stop"
+        assert not on_b.of("message_end", chat_id=chat_id)
+        await asyncio.to_thread(redis_server.run)
+        await on_b.wait_event("message_end", chat_id=chat_id, timeout=30)
         await asyncio.sleep(0.3)
         assert on_b.chat_events(chat_id) == on_a.chat_events(chat_id)  # every event, once, in order
         assert_once_in_order(on_b, chat_id)

@@ -103,7 +103,8 @@ class LunarkServer:
             if settings.server.redis_url:
                 from lunark.server.relay import RelayManager
 
-                self.relay = manager = RelayManager(settings.server.redis_url)
+                self.relay = manager = RelayManager(settings.server.redis_url,
+                                                    check_interval=settings.server.sweep_interval_seconds)
                 self.relay.store = self.store
             self.sio = socketio.AsyncServer(
                 async_mode="aiohttp",

@@ -89,10 +89,14 @@ class Gate:
         except Exception:
             logger.exception("reading the missed events of chat %s failed", self.chat_id)
             return
+        filled = 0
         for record in missed:
             if record.seq == self.next:
                 await self._deliver(record, None)
                 self.next += 1
+                filled += 1
+        if filled:
+            logger.debug("delivered %d event(s) of chat %s from the log", filled, self.chat_id)
 
     async def resync(self) -> None:
         """Deliver whatever the log holds past what was delivered (after a pub/sub outage)."""
@@ -109,10 +113,16 @@ class RelayManager(socketio.AsyncRedisManager):  # type: ignore[misc]
     each socket in turn.
     """
 
-    def __init__(self, url: str, *, channel: str = "lunark", retry_limit: float = 2.0) -> None:
-        super().__init__(url, channel=channel)
+    def __init__(
+        self, url: str, *, channel: str = "lunark", retry_limit: float = 2.0, check_interval: float = 1.0
+    ) -> None:
+        # A connect timeout: with Redis unreachable, a publish fails in seconds instead of holding
+        # the chat's events (they are logged; the gates deliver them once Redis is back).
+        super().__init__(url, channel=channel, redis_options={"socket_connect_timeout": 2.0})
         self.store: Store | None = None
         self.retry_limit = retry_limit
+        self.check_interval = check_interval
+        self._checker: asyncio.Task[None] | None = None
         self._gates: dict[str, dict[object, Gate]] = {}
         """chat id -> subscriber (a socket's sid, or an SSE stream's key) -> its gate."""
         self._resyncs: set[asyncio.Task[None]] = set()
@@ -210,6 +220,43 @@ class RelayManager(socketio.AsyncRedisManager):  # type: ignore[misc]
                 await asyncio.sleep(retry_sleep)
                 retry_sleep = min(retry_sleep * 2, self.retry_limit)
 
+    def initialize(self) -> None:
+        super().initialize()
+        if not self.write_only and self._checker is None:
+            self._checker = asyncio.ensure_future(self._check_forever())
+
+    async def _check_forever(self) -> None:
+        """The safety net under pub/sub: every ``check_interval``, each chat someone here follows is
+        compared with its log, and a subscriber behind it is filled. It catches what nothing else
+        shows, e.g. events published while Redis restarted (redis-py may reconnect on its own,
+        unseen) at the end of a stream, with no later event to reveal the gap."""
+        while True:
+            await asyncio.sleep(self.check_interval)
+            try:
+                await self.check()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("checking the chats' subscribers against the log failed")
+
+    async def check(self) -> None:
+        assert self.store is not None
+        behind = {chat_id: min((g.next for g in gates.values() if g.next is not None), default=None)
+                  for chat_id, gates in list(self._gates.items())}
+        wanted = [chat_id for chat_id, next_seq in behind.items() if next_seq is not None]
+        if not wanted:
+            return
+        last_seqs = getattr(self.store, "last_seqs", None)
+        if last_seqs is not None:  # Postgres: one query for every chat
+            logged: dict[str, int] = await last_seqs(wanted)
+        else:
+            logged = {chat_id: await self.store.last_seq(chat_id) for chat_id in wanted}
+        for chat_id in wanted:
+            next_seq = behind[chat_id]
+            if next_seq is not None and logged.get(chat_id, 0) >= next_seq:
+                for gate in list(self._gates.get(chat_id, {}).values()):
+                    await gate.resync()
+
     def _resync_all(self) -> None:
         for gates in list(self._gates.values()):
             for gate in list(gates.values()):
@@ -219,7 +266,8 @@ class RelayManager(socketio.AsyncRedisManager):  # type: ignore[misc]
 
     async def aclose(self) -> None:
         """Stop listening to Redis (python-socketio leaves its listener task running)."""
-        tasks = [t for t in (getattr(self, "thread", None), *self._resyncs) if isinstance(t, asyncio.Task)]
+        tasks = [t for t in (getattr(self, "thread", None), self._checker, *self._resyncs)
+                 if isinstance(t, asyncio.Task)]
         for task in tasks:
             task.cancel()
         for task in tasks:

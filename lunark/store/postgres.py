@@ -621,6 +621,11 @@ class PostgresStore:
         rows = await self._fetch("SELECT last_seq FROM chats WHERE chat_id = %s", (chat_id,))
         return int(rows[0][0]) if rows else 0
 
+    async def last_seqs(self, chat_ids: Sequence[str]) -> dict[str, int]:
+        """``last_seq`` of many chats in one query (the relay's check of its subscribers)."""
+        rows = await self._fetch("SELECT chat_id, last_seq FROM chats WHERE chat_id = ANY(%s)", (list(chat_ids),))
+        return {str(row[0]): int(row[1]) for row in rows}
+
     # transactions
 
     async def record_tx_update(
