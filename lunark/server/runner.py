@@ -76,7 +76,9 @@ class Runner:
         """After a restart: carry every unfinished settlement on, apply every decision that was
         claimed but not applied (never offering its approval again), and time the pending ones."""
         await self.agent.settlements.resume_all()
-        for record in await self.store.approvals(["decided", "pending"]):
+        # Several processes: pending approvals are the cluster sweep's (no timer per process for each).
+        states = ["decided"] if self.turns is not None else ["decided", "pending"]
+        for record in await self.store.approvals(states):
             await self.recover_approval(record)
 
     async def recover_approval(self, record: ApprovalRecord) -> None:
