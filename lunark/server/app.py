@@ -92,6 +92,16 @@ class LunarkServer:
             self.store = await open_store(settings.store.url, settings.data_dir / "lunark.sqlite",
                                           pool_size=settings.store.pool_size)
             self._stack.push_async_callback(self.store.close)
+            self.cluster: Cluster | None = None
+            if settings.store.url:
+                from lunark.server.cluster import Cluster
+                from lunark.store.postgres import PostgresStore
+
+                assert isinstance(self.store, PostgresStore)
+                self.cluster = Cluster(self.store, sweep_interval=settings.server.sweep_interval_seconds)
+                # Closed after the agent, its settlement drivers and the turns have stopped (the stack
+                # unwinds in reverse): until then this process's locks say it still owns them.
+                self._stack.push_async_callback(self.cluster.aclose)
             self.agent = await self._stack.enter_async_context(
                 Agent.open(settings, model=self._model, extra_tools=self._extra_tools, environ=self._environ,
                            store=self.store)
@@ -135,13 +145,6 @@ class LunarkServer:
             else:
                 self.hub = Hub(self.store, emit, flush_interval=flush)
             self._stack.push_async_callback(self.hub.aclose)
-            self.cluster: Cluster | None = None
-            if settings.store.url:
-                from lunark.server.cluster import Cluster
-                from lunark.store.postgres import PostgresStore
-
-                assert isinstance(self.store, PostgresStore)
-                self.cluster = Cluster(self.store, sweep_interval=settings.server.sweep_interval_seconds)
             self.runner = Runner(self.agent, self.hub, self.store, turns=self.cluster)
             self._stack.push_async_callback(self.runner.aclose)
             if self.cluster is not None:
@@ -179,10 +182,7 @@ class LunarkServer:
             self._site = web.TCPSite(self._app_runner, self.host, self.port)
             await self._site.start()
             if self.cluster is not None:
-                # Before recovery: every claim recovery makes is a cluster lock. Stopped first (the
-                # stack unwinds in reverse), so its locks go before the turns they guarded.
-                await self.cluster.start(self.runner, self.agent.settlements)
-                self._stack.push_async_callback(self.cluster.aclose)
+                await self.cluster.start(self.runner, self.agent.settlements)  # before recovery: it takes locks
             await self.runner.recover()
         except BaseException:
             await self._stack.aclose()

@@ -81,6 +81,7 @@ class Cluster:
         logger.info("cluster node %s joined (sweep every %ss)", self.node, self.sweep_interval)
 
     async def aclose(self) -> None:
+        """Stop sweeping and listening, then close the connections: every lock goes with them."""
         for task in list(self._tasks):
             task.cancel()
         for task in list(self._tasks):
@@ -124,7 +125,7 @@ class Cluster:
         return True
 
     def release(self, name: str) -> None:
-        if name in self._held:
+        if name in self._held and self._locks is not None:
             self._spawn(self._unlock(name), f"lunark-unlock-{name}")
 
     async def _unlock(self, name: str) -> None:
