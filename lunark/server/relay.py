@@ -181,17 +181,20 @@ class RelayManager(socketio.AsyncRedisManager):  # type: ignore[misc]
         chat_id = payload["chat_id"]
         record = EventRecord(chat_id=chat_id, seq=payload["seq"], type=message["event"], payload=payload,
                              ts=float(payload.get("ts") or 0.0))
-        frames = self._frames(record.type, payload, namespace)
         gates = self._gates.get(chat_id, {})
+        frames: Frames | None = None  # encoded once, and only if someone here receives the event
         if namespace in self.rooms:
             skip = message.get("skip_sid")
             skip = skip if isinstance(skip, list) else [skip]
             for sid, eio_sid in self.get_participants(namespace, message.get("room")):
                 if sid not in skip and sid not in gates:  # in user:{address} only: as it is
+                    frames = frames or self._frames(record.type, payload, namespace)
                     for frame in frames:
                         await self.server.eio.send_packet(eio_sid, frame)
-        for gate in list(gates.values()):
-            await gate.offer(record, frames)
+        if gates:
+            frames = frames or self._frames(record.type, payload, namespace)
+            for gate in list(gates.values()):
+                await gate.offer(record, frames)
 
     async def _redis_listen_with_retries(self) -> AsyncIterator[Any]:  # pragma: no cover (as upstream's)
         """Upstream's listener, with two changes: retries stay short (a restarted Redis is back in
