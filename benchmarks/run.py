@@ -1,6 +1,6 @@
 """Run the benchmark suite: ``./dev bench`` (or ``python -m benchmarks``).
 
-    python -m benchmarks                 # everything, ~5 minutes on 2 cores
+    python -m benchmarks                 # everything, ~9 minutes on 2 cores (cluster: ~4)
     python -m benchmarks --quick         # smoke run, ~1 minute
     python -m benchmarks --only relay --rev 9239c9d       # before/after: Lunark as of a commit, same run
     python -m benchmarks --only relay --ab asyncio-loop   # A/B: a variant (patches.py), same run
