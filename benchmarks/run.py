@@ -1,6 +1,6 @@
 """Run the benchmark suite: ``./dev bench`` (or ``python -m benchmarks``).
 
-    python -m benchmarks                 # everything, ~5 minutes on 2 cores
+    python -m benchmarks                 # everything, ~9 minutes on 2 cores (cluster: ~4)
     python -m benchmarks --quick         # smoke run, ~1 minute
     python -m benchmarks --only relay --rev 9239c9d       # before/after: Lunark as of a commit, same run
     python -m benchmarks --only relay --ab asyncio-loop   # A/B: a variant (patches.py), same run
@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import approval as approval_mod
+from benchmarks import cluster as cluster_mod
 from benchmarks import paused as paused_mod
 from benchmarks import relay as relay_mod
 from benchmarks import replay as replay_mod
@@ -44,7 +45,7 @@ from benchmarks.procs import (
 from benchmarks.relay import Cell, Target
 
 RESULTS = ROOT / "benchmarks" / "results"
-SECTIONS = ("relay", "approval", "replay", "paused", "memory")
+SECTIONS = ("relay", "approval", "replay", "paused", "memory", "cluster")
 
 
 def plan(quick: bool) -> dict[str, Any]:
@@ -56,6 +57,7 @@ def plan(quick: bool) -> dict[str, Any]:
             "replay": {100: 3, 1000: 10},
             "paused": [(1000, 20)],
             "idle_clients": 200,
+            "cluster": {"resume": 20, "failover": 2, "load": (10, 200)},
         }
     return {
         "reps": 3,
@@ -77,6 +79,7 @@ def plan(quick: bool) -> dict[str, Any]:
         "replay": {100: 20, 1000: 20, 10000: 5},
         "paused": [(1000, 200), (10000, 200)],
         "idle_clients": 1000,
+        "cluster": {"resume": 100, "failover": 5, "load": (20, 500)},
     }
 
 
@@ -228,7 +231,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="lunark-bench-") as name:
         tmp = Path(name)
         anvil = None
-        if sections & {"approval", "replay", "paused"}:
+        if sections & {"approval", "replay", "paused", "cluster"}:
             from lunark.chain.anvil import Anvil
 
             anvil = await asyncio.to_thread(Anvil.start, chain_id=31337)
@@ -246,6 +249,11 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                 t0 = time.monotonic()
                 results["paused"] = await bench_paused(p, tmp, anvil.url)
                 timings["paused"] = time.monotonic() - t0
+            if anvil is not None and "cluster" in sections:
+                log("== 5. several processes on Postgres and Redis")
+                t0 = time.monotonic()
+                results["cluster"] = await cluster_mod.run_cluster(tmp, anvil.url, p["cluster"], log=log)
+                timings["cluster"] = time.monotonic() - t0
             if "memory" in sections:
                 t0 = time.monotonic()
                 results["memory"] = await bench_memory(p, tmp)

@@ -50,11 +50,19 @@ async def serve_lunark(args: argparse.Namespace) -> None:
     server_section: dict[str, Any] = {"port": 0}
     if args.flush_ms is not None:
         server_section["flush_interval_ms"] = args.flush_ms
+    if args.redis_url:
+        server_section["redis_url"] = args.redis_url
+    extra: dict[str, Any] = {}
+    if args.store_url:
+        extra["store"] = {"url": args.store_url}
+    if args.signer:
+        extra["signer"] = {"local": args.signer}
     settings = Settings.load(
         data_dir=args.data_dir,
         plugins=False,
         chain={"networks": networks, "track_timeout": 30, "verify_timeout": 10},
         server=server_section,
+        **extra,
     )
     server = LunarkServer(settings, model=BenchModel(), environ={})
     await server.start()
@@ -152,6 +160,9 @@ def main() -> None:
     parser.add_argument("--data-dir")
     parser.add_argument("--anvil", help="Anvil's RPC URL (lunark)")
     parser.add_argument("--flush-ms", type=float)
+    parser.add_argument("--store-url", help="Postgres for the store and checkpoints (lunark, several processes)")
+    parser.add_argument("--redis-url", help="Redis for Socket.IO fan-out (lunark, several processes)")
+    parser.add_argument("--signer", choices=["anvil"], help="a local signer (lunark)")
     parser.add_argument("--codec", choices=["json", "orjson"], help="python-socketio JSON codec")
     parser.add_argument("--patch", help="comma-separated candidate improvements (benchmarks/patches.py)")
     parser.add_argument("--profile", help="write a cProfile (.prof) or pyinstrument (.html) profile here")

@@ -13,7 +13,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     JsonConfigSettingsSource,
@@ -38,6 +38,7 @@ __all__ = [
     "ServerSettings",
     "Settings",
     "SignerSettings",
+    "StoreSettings",
 ]
 
 _config_file: contextvars.ContextVar[Path | None] = contextvars.ContextVar("lunark_config_file", default=None)
@@ -127,6 +128,22 @@ class ServerSettings(_Section):
     )
     ping_interval: float = Field(default=25.0, gt=0, description="Seconds between Engine.IO pings.")
     ping_timeout: float = Field(default=20.0, gt=0, description="Seconds a client has to answer a ping.")
+    redis_url: str | None = Field(
+        default=None,
+        description="Redis for Socket.IO fan-out across server processes (redis://host:port/0); none: in-process.",
+    )
+    sweep_interval_seconds: float = Field(
+        default=1.0, gt=0, le=60,
+        description="With a Postgres store: how often each process looks for expired approvals and for turns and "
+        "settlements a dead process left.",
+    )
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        return value or None
 
 
 class RateLimit(_Section):
@@ -180,6 +197,21 @@ class LimitsSettings(_Section):
     )
     rate: RateLimitSettings = Field(default_factory=RateLimitSettings)
 
+class StoreSettings(_Section):
+    url: str | None = Field(
+        default=None,
+        description="Postgres for the store, the event log, settlements, the ledger and LangGraph checkpoints "
+        "(postgresql://user:password@host:5432/db); none: SQLite files under data_dir.",
+    )
+    pool_size: int = Field(default=10, ge=1, le=200, description="Most Postgres connections of each pool.")
+
+    @field_validator("url")
+    @classmethod
+    def _postgres(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("postgresql://", "postgres://")):
+            raise ValueError("must be a postgresql:// URL (leave it unset for SQLite under data_dir)")
+        return value or None
+
 
 class Settings(BaseSettings):
     """Everything Lunark can be configured with."""
@@ -194,6 +226,8 @@ class Settings(BaseSettings):
     signer: SignerSettings = Field(default_factory=SignerSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
     limits: LimitsSettings = Field(default_factory=LimitsSettings)
+
+    store: StoreSettings = Field(default_factory=StoreSettings)
     plugins: bool = Field(default=True, description="Load tools from the lunark.tools entry points.")
 
     @classmethod

@@ -30,7 +30,7 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 from eth_typing import HexStr
 from eth_utils.crypto import keccak
@@ -53,7 +53,7 @@ from lunark.errors import ChainError, IntentMismatch, LunarkError, RpcUnavailabl
 from lunark.networks import Network, NetworkRegistry
 from lunark.store.base import SettlementRecord, SpendEntry, Store
 
-__all__ = ["Settlements", "outcome_message"]
+__all__ = ["Lease", "Settlements", "outcome_message"]
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +61,19 @@ Sink = Callable[[SettlementRecord, dict[str, Any]], Awaitable[None]]
 """Where a settlement's ``tx_update`` events go (the server: the chat's log and rooms)."""
 
 _RETRY_AFTER_RPC_ERROR = 2.0
+_LEASE_POLL = 0.5
+
+
+class Lease(Protocol):
+    """Exclusive ownership of a name across server processes (``lunark.server.cluster``): a settlement
+    is driven by one process at a time, and taken over when that process dies."""
+
+    async def acquire(self, name: str) -> bool:
+        """Take ``name``; False while another process (or driver) holds it."""
+        ...
+
+    def release(self, name: str) -> None:
+        ...
 
 
 def _now() -> datetime:
@@ -97,6 +110,9 @@ class Settlements:
         self.sink: Sink | None = None
         """Set by the server: every transition is published there. Without one, a waiting
         ``settle`` call forwards the events to its caller instead (library use)."""
+        self.lease: Lease | None = None
+        """Set by the server with several processes: each settlement is driven where its lease is
+        held; other processes wait for its final state and take it over if its driver's process dies."""
         self._drivers: dict[str, asyncio.Task[SettlementRecord]] = {}
         self._followers: dict[str, asyncio.Task[None]] = {}
         self._listeners: dict[str, list[Callable[[dict[str, Any]], None]]] = {}
@@ -183,6 +199,23 @@ class Settlements:
         return task
 
     async def _drive(self, sid: str) -> SettlementRecord:
+        if self.lease is None:
+            return await self._drive_owned(sid)
+        name = f"settle:{sid}"
+        while not await self.lease.acquire(name):
+            # Another process drives it: wait for its final state, or for its lease to be free.
+            record = await self.store.get_settlement(sid)
+            if record is None:
+                raise LunarkError(f"No settlement {sid!r}.", settlement_id=sid)
+            if record.final:
+                return record
+            await asyncio.sleep(_LEASE_POLL)
+        try:
+            return await self._drive_owned(sid)
+        finally:
+            self.lease.release(name)
+
+    async def _drive_owned(self, sid: str) -> SettlementRecord:
         record = await self.store.get_settlement(sid)
         if record is None:
             raise LunarkError(f"No settlement {sid!r}.", settlement_id=sid)
@@ -209,7 +242,18 @@ class Settlements:
 
     async def _follow(self, record: SettlementRecord, client: ChainClient, network: Network) -> None:
         """Follow what the wallet sent instead of the approved transaction, to its end: the chat
-        says what it did on chain, and the spend ledger counts what it moved."""
+        says what it did on chain, and the spend ledger counts what it moved. With several
+        processes, one follows it (its lease), and another takes over if that one dies."""
+        name = f"follow:{record.settlement_id}"
+        if self.lease is not None and not await self.lease.acquire(name):
+            return
+        try:
+            await self._follow_owned(record, client, network)
+        finally:
+            if self.lease is not None:
+                self.lease.release(name)
+
+    async def _follow_owned(self, record: SettlementRecord, client: ChainClient, network: Network) -> None:
         assert record.tx_hash is not None
         reason = str((record.history[-1] if record.history else {}).get("reason") or "")
         while not record.done:

@@ -188,7 +188,9 @@ async def sign_in(server: Any, account: DevAccount) -> str:
     async with aiohttp.ClientSession() as http:
         async with http.get(server.url + "/auth/nonce") as response:
             nonce = (await response.json())["nonce"]
-        message = sign_in_message(server.domain, server.url, account.address, nonce)
+        # The URI is the page's origin: the server's own URL, or the public one behind a load balancer.
+        uri = getattr(server, "public_url", None) or server.url
+        message = sign_in_message(server.domain, uri, account.address, nonce)
         signature = Account.sign_message(encode_defunct(text=message), account.private_key).signature
         body = {"message": message, "signature": "0x" + bytes(signature).hex()}
         async with http.post(server.url + "/auth/verify", json=body) as response:
@@ -267,3 +269,34 @@ async def serve(tmp_path: Any, world: World, world2: World, anvil: Anvil, anvil2
     yield start
     for process in processes:
         await process.stop()
+
+
+# -- Postgres and Redis (tests/services.py) ---------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Any]:
+    """A real Postgres server for the session (Debian's package; run as ``postgres`` under root)."""
+    from services import PostgresServer
+
+    with PostgresServer.start() as server:
+        yield server
+
+
+@pytest.fixture
+def pg_url(postgres: Any) -> Iterator[str]:
+    """A fresh, empty database on the session's Postgres, dropped after the test."""
+    url = postgres.create_database()
+    try:
+        yield url
+    finally:
+        postgres.drop_database(url)
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[Any]:
+    """A real redis-server for the session, on a free loopback port."""
+    from services import RedisServer
+
+    with RedisServer.start() as server:
+        yield server

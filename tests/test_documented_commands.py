@@ -49,15 +49,20 @@ def documented_lines() -> list[Line]:
     """Command lines in fenced blocks (comments after `` #`` dropped) and inline code, per file."""
     found: dict[str, Line] = {}
     for path in DOCS:
-        in_block = False
+        in_block, shell = False, False
         for number, raw in enumerate(path.read_text().splitlines(), 1):
             where = f"{path.relative_to(ROOT)}:{number}"
             if raw.lstrip().startswith("```"):
                 in_block = not in_block
+                # A diagram or a file's text (```text, ```toml) holds no command lines.
+                shell = in_block and raw.strip()[3:] in ("", "sh", "bash", "shell", "console")
+                continue
+            if in_block and not shell:
                 continue
             candidates = [re.split(r"\s+#\s", raw.strip())[0]] if in_block else re.findall(r"`([^`]+)`", raw)
             for candidate in candidates:
                 for part in re.split(r"\s*(?:&&|;)\s*", candidate.strip()):
+                    part = re.sub(r"\s*&$", "", part)  # run in the background: the same command
                     if _COMMAND.match(part):
                         found.setdefault(part, Line(part, where))
     return list(found.values())

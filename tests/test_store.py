@@ -1,11 +1,18 @@
-"""The SQLite store against real database files: ordering, idempotency, atomicity, durability."""
+"""The stores against real databases: ordering, idempotency, atomicity, durability.
+
+Every test that takes ``store`` or ``backend`` runs on SQLite (a real file) and on Postgres (a real
+server, tests/services.py), so a behaviour cannot differ between them; a few tests are about one
+backend's own files or schema table.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -17,7 +24,7 @@ from lunark.chain.types import TransferIntent
 from lunark.chain.validation import parse_amount
 from lunark.errors import ConfigError, InvalidInput, LunarkError, NotFound, PolicyViolation
 from lunark.store import SCHEMA_VERSION, SqliteStore, Store
-from lunark.store.base import SpendEntry
+from lunark.store.base import ApprovalRecord, SettlementRecord, SpendEntry
 from lunark.tools.policy import SpendingPolicy, SpendLedger
 
 ALICE = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"
@@ -36,10 +43,32 @@ def entry(
                       amount=parse_amount(amount, decimals), day=day, expires_at=expires_at)
 
 
+@dataclass
+class Backend:
+    """One database of one kind; ``open`` makes another store on it (a restart, or another process)."""
+
+    name: str
+    open: Callable[[], Awaitable[Store]]
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    if request.param == "sqlite":
+        path = tmp_path / "data" / "lunark.db"
+        return Backend("sqlite", lambda: SqliteStore.open(path))
+    from lunark.store.postgres import PostgresStore
+
+    url = request.getfixturevalue("pg_url")
+    return Backend("postgres", lambda: PostgresStore.open(url))
+
+
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    async with await SqliteStore.open(tmp_path / "data" / "lunark.db") as opened:
+async def store(backend: Backend) -> AsyncIterator[Store]:
+    opened = await backend.open()
+    try:
         yield opened
+    finally:
+        await opened.close()
 
 
 def test_public_names() -> None:
@@ -49,7 +78,7 @@ def test_public_names() -> None:
     )
 
 
-async def test_satisfies_store_and_spend_ledger(store: SqliteStore) -> None:
+async def test_satisfies_store_and_spend_ledger(store: Store) -> None:
     as_store: Store = store
     ledger: SpendLedger = store
     assert isinstance(as_store, Store)
@@ -66,7 +95,7 @@ async def test_satisfies_store_and_spend_ledger(store: SqliteStore) -> None:
     assert caught.value.details["spent"] == "1"
 
 
-async def test_chats_crud_and_ownership(store: SqliteStore) -> None:
+async def test_chats_crud_and_ownership(store: Store) -> None:
     first = await store.create_chat(ALICE, 31337)
     assert re.fullmatch(r"chat_[0-9A-Za-z]{12}", first.chat_id)
     assert first.owner == ALICE.lower()
@@ -97,7 +126,7 @@ async def test_chats_crud_and_ownership(store: SqliteStore) -> None:
         await store.set_chat_network("chat_nobody", 1)
 
 
-async def test_messages_in_order_and_idempotent(store: SqliteStore) -> None:
+async def test_messages_in_order_and_idempotent(store: Store) -> None:
     chat = await store.create_chat(ALICE, 31337)
     user, created = await store.add_message(chat.chat_id, "user", "send 1 ETH", client_message_id="c1")
     assert created and re.fullmatch(r"msg_[0-9A-Za-z]{12}", user.message_id)
@@ -126,7 +155,7 @@ async def test_messages_in_order_and_idempotent(store: SqliteStore) -> None:
         await store.add_message("chat_nobody", "user", "x")
 
 
-async def test_concurrent_adds_with_one_client_id_make_one_message(store: SqliteStore) -> None:
+async def test_concurrent_adds_with_one_client_id_make_one_message(store: Store) -> None:
     chat = await store.create_chat(ALICE, 31337)
     results = await asyncio.gather(
         *(store.add_message(chat.chat_id, "user", f"try {i}", client_message_id="same") for i in range(20))
@@ -136,7 +165,7 @@ async def test_concurrent_adds_with_one_client_id_make_one_message(store: Sqlite
     assert len(await store.list_messages(chat.chat_id)) == 1
 
 
-async def test_seq_contiguous_under_concurrent_appends(store: SqliteStore) -> None:
+async def test_seq_contiguous_under_concurrent_appends(store: Store) -> None:
     chat = await store.create_chat(ALICE, 31337)
     other = await store.create_chat(BOB, 31337)
     records = await asyncio.gather(
@@ -152,7 +181,7 @@ async def test_seq_contiguous_under_concurrent_appends(store: SqliteStore) -> No
     assert await store.last_seq(other.chat_id) == 1
 
 
-async def test_batches_are_numbered_in_order_and_stamped(store: SqliteStore) -> None:
+async def test_batches_are_numbered_in_order_and_stamped(store: Store) -> None:
     chat = await store.create_chat(ALICE, 31337)
     assert await store.last_seq(chat.chat_id) == 0
     assert await store.append_events(chat.chat_id, []) == []
@@ -174,7 +203,7 @@ async def test_batches_are_numbered_in_order_and_stamped(store: SqliteStore) -> 
         await store.append_event("chat_nobody", "status", {})
 
 
-async def test_one_refused_append_does_not_sink_the_others_committed_with_it(store: SqliteStore) -> None:
+async def test_one_refused_append_does_not_sink_the_others_committed_with_it(store: Store) -> None:
     # Concurrent appends are committed together: one that cannot be stored is refused alone.
     chats = [await store.create_chat(ALICE, 31337) for _ in range(3)]
     asked = [
@@ -197,9 +226,8 @@ async def test_one_refused_append_does_not_sink_the_others_committed_with_it(sto
         assert [e.payload["text"] for e in logged] == [f"{n}.{i}" for n in range(4) for i in range(3)]
 
 
-async def test_close_finishes_the_appends_already_asked_for(tmp_path: Path) -> None:
-    path = tmp_path / "closing.db"
-    store = await SqliteStore.open(path)
+async def test_close_finishes_the_appends_already_asked_for(backend: Backend) -> None:
+    store = await backend.open()
     chat = await store.create_chat(ALICE, 31337)
     pending = [asyncio.ensure_future(store.append_event(chat.chat_id, "status", {"text": str(i)})) for i in range(20)]
     await asyncio.sleep(0)
@@ -207,11 +235,12 @@ async def test_close_finishes_the_appends_already_asked_for(tmp_path: Path) -> N
     assert [r.seq for r in await asyncio.gather(*pending)] == list(range(1, 21))
     with pytest.raises(LunarkError, match="closed"):
         await store.append_event(chat.chat_id, "status", {"text": "late"})
-    async with await SqliteStore.open(path) as reopened:
-        assert await reopened.last_seq(chat.chat_id) == 20
+    reopened = await backend.open()
+    assert await reopened.last_seq(chat.chat_id) == 20
+    await reopened.close()
 
 
-async def test_cancelled_append_leaves_the_log_consistent(store: SqliteStore) -> None:
+async def test_cancelled_append_leaves_the_log_consistent(store: Store) -> None:
     chat = await store.create_chat(ALICE, 31337)
     await store.append_event(chat.chat_id, "status", {"text": "a"})
     for _ in range(5):
@@ -224,18 +253,24 @@ async def test_cancelled_append_leaves_the_log_consistent(store: SqliteStore) ->
     assert seqs == list(range(1, last.seq + 1))
 
 
-async def test_two_connections_to_one_file_keep_seq_contiguous(tmp_path: Path) -> None:
-    path = tmp_path / "shared.db"
-    async with await SqliteStore.open(path) as one, await SqliteStore.open(path) as two:
+async def test_two_stores_on_one_database_keep_seq_contiguous(backend: Backend) -> None:
+    # Two connections to one file, or two processes' pools on one Postgres database.
+    one, two = await backend.open(), await backend.open()
+    try:
         chat = await one.create_chat(ALICE, 31337)
         await asyncio.gather(
             *(s.append_events(chat.chat_id, [("token", {"text": "a"}), ("token", {"text": "b"})])
               for _ in range(15) for s in (one, two))
         )
         assert [e.seq for e in await two.events_after(chat.chat_id, 0)] == list(range(1, 61))
+        assert [e.seq for e in await one.events_after(chat.chat_id, 0)] == list(range(1, 61))
+        assert await one.last_seq(chat.chat_id) == await two.last_seq(chat.chat_id) == 60
+    finally:
+        await one.close()
+        await two.close()
 
 
-async def test_events_after_returns_exactly_the_later_ones(store: SqliteStore) -> None:
+async def test_events_after_returns_exactly_the_later_ones(store: Store) -> None:
     chat = await store.create_chat(ALICE, 31337)
     for i in range(10):
         await store.append_event(chat.chat_id, "token", {"message_id": "m", "text": str(i)})
@@ -246,10 +281,11 @@ async def test_events_after_returns_exactly_the_later_ones(store: SqliteStore) -
     assert await store.events_after("chat_nobody", 0) == []
 
 
-async def test_everything_survives_close_and_reopen(tmp_path: Path) -> None:
-    path = tmp_path / "lunark.db"
+async def test_everything_survives_close_and_reopen(backend: Backend) -> None:
     expires = datetime.now(UTC) + timedelta(hours=1)
-    async with await SqliteStore.open(path) as first:
+    async with contextlib.AsyncExitStack() as stack:
+        first = await backend.open()
+        stack.push_async_callback(first.close)
         chat = await first.create_chat(ALICE, 31337, title="t")
         message, _ = await first.add_message(chat.chat_id, "user", "hello", client_message_id="c1")
         events = await first.append_events(chat.chat_id, [("status", {"text": "a"}), ("status", {"text": "b"})])
@@ -262,7 +298,9 @@ async def test_everything_survives_close_and_reopen(tmp_path: Path) -> None:
         await first.add_session("h1", ALICE, expires)
     assert not await first.healthy()
 
-    async with await SqliteStore.open(path) as second:
+    async with contextlib.AsyncExitStack() as stack:
+        second = await backend.open()
+        stack.push_async_callback(second.close)
         assert await second.get_chat(chat.chat_id) == chat
         assert await second.list_messages(chat.chat_id) == [message]
         assert await second.add_message(chat.chat_id, "user", "hello", client_message_id="c1") == (message, False)
@@ -273,6 +311,10 @@ async def test_everything_survives_close_and_reopen(tmp_path: Path) -> None:
         assert await second.consume_nonce("n1", datetime.now(UTC))
         assert await second.get_session("h1", datetime.now(UTC)) == ALICE
 
+
+async def test_sqlite_schema_version_and_wal(tmp_path: Path) -> None:
+    path = tmp_path / "lunark.db"
+    await (await SqliteStore.open(path)).close()
     with sqlite3.connect(path) as raw:
         assert raw.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
         assert raw.execute("PRAGMA journal_mode").fetchone() == ("wal",)
@@ -289,7 +331,7 @@ async def test_memory_database(tmp_path: Path) -> None:
         assert await store.healthy()
 
 
-async def test_tx_updates_build_a_history(store: SqliteStore) -> None:
+async def test_tx_updates_build_a_history(store: Store) -> None:
     chat = await store.create_chat(ALICE, 31337)
     for status in ("submitted", "mined"):
         await store.record_tx_update(chat.chat_id, "call_1", {"tx_hash": TX1, "chain_id": 31337, "status": status})
@@ -314,7 +356,7 @@ async def test_tx_updates_build_a_history(store: SqliteStore) -> None:
         await store.record_tx_update("chat_nobody", "c", {"tx_hash": TX1, "chain_id": 1, "status": "submitted"})
 
 
-async def test_spend_ledger_counts_per_address_symbol_and_day_in_base_units(store: SqliteStore) -> None:
+async def test_spend_ledger_counts_per_address_symbol_and_day_in_base_units(store: Store) -> None:
     assert await store.counted(ALICE, "ETH", 18, DAY, now=NOW) == 0
     assert await store.reserve(entry("a/1", "0.1"), None, now=NOW) is None
     assert await store.reserve(entry("a/2", "0.2", address=ALICE.lower(), symbol="eth"), None, now=NOW) is None
@@ -345,7 +387,7 @@ async def test_spend_ledger_counts_per_address_symbol_and_day_in_base_units(stor
     assert await store.counted(ALICE, "TUSD", 6, DAY, now=NOW) == 3
 
 
-async def test_nonce_is_consumed_once(store: SqliteStore) -> None:
+async def test_nonce_is_consumed_once(store: Store) -> None:
     now = datetime.now(UTC)
     await store.add_nonce("n1", now + timedelta(minutes=5))
     assert await store.consume_nonce("n1", now)
@@ -362,7 +404,7 @@ async def test_nonce_is_consumed_once(store: SqliteStore) -> None:
         await store.add_nonce("n3", datetime(2030, 1, 1))  # no time zone
 
 
-async def test_sessions_expire(store: SqliteStore) -> None:
+async def test_sessions_expire(store: Store) -> None:
     now = datetime.now(UTC)
     await store.add_session("hash1", ALICE, now + timedelta(hours=1))
     assert await store.get_session("hash1", now) == ALICE
@@ -372,9 +414,138 @@ async def test_sessions_expire(store: SqliteStore) -> None:
         await store.add_session("hash1", BOB, now + timedelta(hours=1))
 
 
-async def test_health_and_close(tmp_path: Path) -> None:
-    store = await SqliteStore.open(tmp_path / "h.db")
+async def test_health_and_close(backend: Backend) -> None:
+    store = await backend.open()
     assert await store.healthy()
     await store.close()
     await store.close()
     assert not await store.healthy()
+
+
+def approval(approval_id: str, chat_id: str, *, expires_at: datetime | None = None) -> ApprovalRecord:
+    return ApprovalRecord(
+        approval_id=approval_id, chat_id=chat_id, owner=ALICE, state="pending",
+        request={"approval_id": approval_id, "action_requests": [{"call_id": "c1", "name": "transfer"}]},
+        proposals=[{"call_id": "c1", "proposal": {"data": {"amount": "1"}}}],
+        expires_at=expires_at or datetime.now(UTC) + timedelta(minutes=10), decisions=None, by=None,
+    )
+
+
+def settlement(settlement_id: str, *, chat_id: str = "chat_x", nonce: int | None = None) -> SettlementRecord:
+    approval_id, call_id = settlement_id.split("/")
+    return SettlementRecord(
+        settlement_id=settlement_id, approval_id=approval_id, call_id=call_id, chat_id=chat_id, owner=ALICE,
+        chain_id=31337, state="approved", prepared={"to": BOB, "value": "1"}, decision={"type": "approve"},
+        expires_at=datetime.now(UTC) + timedelta(minutes=10), tx_hash=None, nonce=nonce, raw_tx=None,
+        first_block=None, late=False, history=[{"state": "approved", "ts": 1.5}], updated_at=datetime.now(UTC),
+    )
+
+
+async def test_approvals_are_claimed_once_whoever_asks(backend: Backend) -> None:
+    one, two = await backend.open(), await backend.open()  # two processes on one database
+    try:
+        chat = await one.create_chat(ALICE, 31337)
+        record = approval("apr_1", chat.chat_id)
+        await one.put_approval(record)
+        await one.put_approval(replace(record, state="done"))  # again: no change
+        stored = await two.get_approval("apr_1")
+        assert stored == replace(record, owner=ALICE.lower())
+        assert await two.get_approval("apr_nobody") is None
+
+        decisions = [{"type": "approve"}]
+        claims = await asyncio.gather(*(s.claim_approval("apr_1", decisions, "user") for _ in range(5)
+                                        for s in (one, two)))
+        won = [c for c in claims if c is not None]
+        assert len(won) == 1 and won[0].state == "decided" and won[0].decisions == decisions and won[0].by == "user"
+        assert await one.claim_approval("apr_nobody", decisions, "user") is None
+        assert [a.approval_id for a in await two.approvals(["decided"])] == ["apr_1"]
+        await two.finish_approval("apr_1")
+        done = await one.get_approval("apr_1")
+        assert done is not None and (done.state, done.decisions) == ("done", decisions)
+
+        await one.put_approval(approval("apr_2", chat.chat_id))
+        assert await one.claim_approval("apr_2", [{"type": "reject"}], "timeout") is not None
+        await one.finish_approval("apr_2")
+        await one.finish_approval("apr_2")  # only a decided one moves
+        assert [a.state for a in await one.approvals(["expired", "done", "pending"])] == ["done", "expired"]
+    finally:
+        await one.close()
+        await two.close()
+
+
+async def test_settlements_are_written_once_and_final_states_stay(store: Store) -> None:
+    first = await store.open_settlement(settlement("apr_1/c1", nonce=None))
+    assert first.state == "approved" and not first.final and first.history == [{"state": "approved", "ts": 1.5}]
+    again = await store.open_settlement(replace(settlement("apr_1/c1"), state="confirmed"))
+    assert again == first  # written once: the stored one comes back
+    assert await store.get_settlement("apr_9/c9") is None
+
+    moved = await store.advance_settlement("apr_1/c1", "broadcasting", {"why": "signed"}, tx_hash=TX1, nonce=7,
+                                           raw_tx="0x02", first_block=100)
+    assert (moved.state, moved.tx_hash, moved.nonce, moved.raw_tx, moved.first_block) == (
+        "broadcasting", TX1, 7, "0x02", 100)
+    assert [h["state"] for h in moved.history] == ["approved", "broadcasting"] and moved.history[1]["why"] == "signed"
+    done = await store.advance_settlement("apr_1/c1", "confirmed", {"block_number": 5})
+    assert done.final and done.state == "confirmed"
+    stays = await store.advance_settlement("apr_1/c1", "dropped", {})
+    assert stays == done
+    with pytest.raises(InvalidInput):
+        await store.advance_settlement("apr_1/c1", "mined", {}, owner="0x0")
+    with pytest.raises(NotFound):
+        await store.advance_settlement("apr_9/c9", "mined", {})
+
+    second = await store.open_settlement(settlement("apr_2/c1", chat_id="chat_y"))
+    assert [s.settlement_id for s in await store.settlements()] == ["apr_1/c1", "apr_2/c1"]
+    assert [s.settlement_id for s in await store.settlements(unfinished=True)] == [second.settlement_id]
+    assert [s.settlement_id for s in await store.settlements(chat_id="chat_y")] == [second.settlement_id]
+
+
+async def test_a_hash_and_a_nonce_settle_one_approval(store: Store) -> None:
+    await store.open_settlement(settlement("apr_1/c1"))
+    await store.open_settlement(settlement("apr_2/c1"))
+    # Two settlements claim one hash at once (in any letter case): both are told the same winner.
+    bound = await asyncio.gather(store.bind_hash("apr_1/c1", TX1), store.bind_hash("apr_2/c1", "0x" + TX1[2:].upper()))
+    winner = bound[0]
+    assert bound == [winner, winner] and winner in ("apr_1/c1", "apr_2/c1")
+    assert await store.bind_hash(winner, TX1) == winner
+    assert await store.hash_settling(TX1.upper().replace("0X", "0x")) == winner
+    assert await store.hash_settling(TX2) is None
+
+    await store.advance_settlement("apr_1/c1", "submitted", {}, tx_hash=TX1, nonce=3)
+    assert await store.nonce_settling(31337, ALICE, 3, "apr_2/c1") == "apr_1/c1"
+    assert await store.nonce_settling(31337, ALICE, 3, "apr_1/c1") is None
+    assert await store.nonce_settling(1, ALICE, 3, "apr_2/c1") is None
+    await store.advance_settlement("apr_1/c1", "replaced", {})
+    assert await store.nonce_settling(31337, ALICE.lower(), 3, "apr_2/c1") is None
+
+
+async def test_reservations_under_a_cap_are_atomic_across_stores(backend: Backend) -> None:
+    one, two = await backend.open(), await backend.open()
+    try:
+        # Ten actions of 0.3 ETH asked at once through two processes against a 1 ETH daily cap.
+        results = await asyncio.gather(*(
+            s.reserve(entry(f"apr_{i}/c1", "0.3"), 10**18, now=NOW) for i in range(10) for s in ((one, two)[i % 2],)
+        ))
+        assert sum(result is None for result in results) == 3
+        assert all(result is None or result == 9 * 10**17 for result in results)
+        assert await two.counted(ALICE, "ETH", 18, DAY, now=NOW) == 9 * 10**17
+    finally:
+        await one.close()
+        await two.close()
+
+
+async def test_postgres_schema_version_is_recorded_and_a_newer_one_refused(pg_url: str) -> None:
+    import psycopg
+
+    from lunark.store.postgres import SCHEMA_VERSION as PG_VERSION
+    from lunark.store.postgres import PostgresStore
+
+    async with await PostgresStore.open(pg_url), await PostgresStore.open(pg_url):  # twice: idempotent
+        pass
+    with psycopg.connect(pg_url, autocommit=True) as raw:
+        assert raw.execute("SELECT version FROM schema_version").fetchall() == [(PG_VERSION,)]
+        raw.execute("UPDATE schema_version SET version = %s", (PG_VERSION + 1,))
+    with pytest.raises(ConfigError, match="newer"):
+        await PostgresStore.open(pg_url)
+    with pytest.raises(ConfigError, match="Cannot connect"):
+        await PostgresStore.open("postgresql://postgres@127.0.0.1:1/nothing", timeout=1)

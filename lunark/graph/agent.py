@@ -84,6 +84,7 @@ from lunark.models.planner import CONTINUE_PROMPT, OfflinePlanner
 from lunark.networks import NetworkRegistry
 from lunark.settlement import Settlements
 from lunark.store.base import ApprovalRecord, SettlementRecord, Store
+from lunark.store.factory import open_store
 from lunark.store.sqlite import SqliteStore
 from lunark.tools.base import Proposal, Tool, ToolContext, needs_approval, validate_args
 from lunark.tools.policy import SpendingPolicy
@@ -887,9 +888,9 @@ class Agent:
         environ: Mapping[str, str] | None = None,
         store: Store | None = None,
     ) -> AsyncIterator[Agent]:
-        """An agent built from ``settings``: SQLite checkpoints and store under ``data_dir`` (``store``
-        overrides the latter), the configured model (``model`` overrides it, e.g. a scripted one in
-        tests), tools and plugins, policy, signer.
+        """An agent built from ``settings``: SQLite checkpoints and store under ``data_dir``, or both on
+        Postgres with ``store.url`` (``store`` overrides the store), the configured model (``model``
+        overrides it, e.g. a scripted one in tests), tools and plugins, policy, signer.
         """
         env = os.environ if environ is None else environ
         registry = settings.network_registry()
@@ -898,16 +899,27 @@ class Agent:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         async with AsyncExitStack() as stack:
             if store is None:
-                store = await SqliteStore.open(settings.data_dir / "lunark.sqlite")
+                store = await open_store(settings.store.url, settings.data_dir / "lunark.sqlite",
+                                         pool_size=settings.store.pool_size)
                 stack.push_async_callback(store.close)
-            saver = await stack.enter_async_context(
-                AsyncSqliteSaver.from_conn_string(str(settings.data_dir / "checkpoints.sqlite"))
-            )
-            await saver.setup()  # WAL journal
-            # As the event store does: a commit survives the process dying (the WAL is in the OS's
-            # hands), and only an OS crash or power cut can lose the last ones. One fsync per commit,
-            # several per LangGraph step, was ~2 ms of a ~10 ms resume (docs/performance.md).
-            await saver.conn.execute("PRAGMA synchronous = NORMAL")
+            saver: BaseCheckpointSaver[Any]
+            if settings.store.url:
+                # Several processes share one database: LangGraph's Postgres checkpointer, on psycopg too.
+                from lunark.store.postgres import open_checkpointer
+
+                saver = await stack.enter_async_context(
+                    open_checkpointer(settings.store.url, max_size=settings.store.pool_size)
+                )
+            else:
+                sqlite_saver = await stack.enter_async_context(
+                    AsyncSqliteSaver.from_conn_string(str(settings.data_dir / "checkpoints.sqlite"))
+                )
+                await sqlite_saver.setup()  # WAL journal
+                # As the event store does: a commit survives the process dying (the WAL is in the OS's
+                # hands), and only an OS crash or power cut can lose the last ones. One fsync per commit,
+                # several per LangGraph step, was ~2 ms of a ~10 ms resume (docs/performance.md).
+                await sqlite_saver.conn.execute("PRAGMA synchronous = NORMAL")
+                saver = sqlite_saver
             agent = cls(
                 model=model or OfflinePlanner(),
                 bind_tools=None if model is not None else (

@@ -16,8 +16,9 @@ from collections.abc import Mapping, Sequence
 from contextlib import AsyncExitStack
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import socketio
 from aiohttp import web
 from langchain_core.language_models import BaseChatModel
 
@@ -35,8 +36,12 @@ from lunark.server.runner import Runner
 from lunark.server.service import ChatService
 from lunark.server.transport import TRANSPORT_FACTOR, LunarkSocketServer
 from lunark.store.base import SettlementRecord
-from lunark.store.sqlite import SqliteStore
+from lunark.store.factory import open_store
 from lunark.tools.base import Tool
+
+if TYPE_CHECKING:
+    from lunark.server.cluster import Cluster
+    from lunark.server.relay import RelayManager
 
 __all__ = ["WEB_ROOT", "LunarkServer"]
 
@@ -87,31 +92,68 @@ class LunarkServer:
         limits = settings.limits
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         try:
-            self.store = await SqliteStore.open(settings.data_dir / "lunark.sqlite")
+            self.store = await open_store(settings.store.url, settings.data_dir / "lunark.sqlite",
+                                          pool_size=settings.store.pool_size)
             self._stack.push_async_callback(self.store.close)
+            self.cluster: Cluster | None = None
+            if settings.store.url:
+                from lunark.server.cluster import Cluster
+                from lunark.store.postgres import PostgresStore
+
+                assert isinstance(self.store, PostgresStore)
+                self.cluster = Cluster(self.store, sweep_interval=settings.server.sweep_interval_seconds)
+                # Closed after the agent, its settlement drivers and the turns have stopped (the stack
+                # unwinds in reverse): until then this process's locks say it still owns them.
+                self._stack.push_async_callback(self.cluster.aclose)
             self.agent = await self._stack.enter_async_context(
                 Agent.open(settings, model=self._model, extra_tools=self._extra_tools, environ=self._environ,
                            store=self.store)
             )
+            # Several processes: Socket.IO rooms through Redis (lunark.server.relay), one turn per chat
+            # and takeovers through Postgres (lunark.server.cluster). One process: all in memory.
+            self.relay: RelayManager | None = None
+            manager: socketio.AsyncManager = FanoutManager()
+            if settings.server.redis_url:
+                from lunark.server.relay import RelayManager
+
+                self.relay = manager = RelayManager(settings.server.redis_url,
+                                                    check_interval=settings.server.sweep_interval_seconds)
+                self.relay.store = self.store
             self.sio = LunarkSocketServer(
                 limits=limits,
                 async_mode="aiohttp",
                 cors_allowed_origins="*",  # bearer tokens, no cookies: any origin may connect
                 logger=False,
                 engineio_logger=False,
-                client_manager=FanoutManager(),
+                client_manager=manager,
                 ping_interval=settings.server.ping_interval,
                 ping_timeout=settings.server.ping_timeout,
             )
 
+            if self.relay is not None:
+                # Listen to Redis now, not at the first Socket.IO connection (python-socketio's
+                # default): a process serving only SSE or HTTP must get the other processes' events.
+                self.sio.manager_initialized = True
+                self.relay.initialize()
+                self._stack.push_async_callback(self.relay.aclose)
+
             async def emit(event: str, data: dict[str, Any], rooms: list[str]) -> None:
                 await self.sio.emit(event, data, to=rooms)
 
-            self.hub = Hub(self.store, emit, flush_interval=settings.server.flush_interval_ms / 1000)
+            flush = settings.server.flush_interval_ms / 1000
+            self.hub: Hub
+            if self.relay is not None:
+                from lunark.server.relay import ClusterHub
+
+                self.hub = ClusterHub(self.store, emit, self.relay, flush_interval=flush)
+            else:
+                self.hub = Hub(self.store, emit, flush_interval=flush)
             self._stack.push_async_callback(self.hub.aclose)
-            self.runner = Runner(self.agent, self.hub, self.store,
+            self.runner = Runner(self.agent, self.hub, self.store, turns=self.cluster,
                                  supersede=settings.approvals.on_new_message == "supersede")
             self._stack.push_async_callback(self.runner.aclose)
+            if self.cluster is not None:
+                self.agent.settlements.lease = self.cluster
             self.agent.settlements.sink = self._settled
             self.limiters = Limiters(limits.rate)
             self.service = ChatService(
@@ -127,8 +169,13 @@ class LunarkServer:
                 allowed_chain_ids=[n.chain_id for n in self.agent.registry],
                 session_ttl=_seconds(settings.server.token_ttl_seconds),
             )
-            self.namespace = ChatNamespace(auth=self.auth, service=self.service, hub=self.hub, limits=limits,
-                                           limiters=self.limiters)
+            namespace_class = ChatNamespace
+            if self.relay is not None:
+                from lunark.server.relay import ClusterNamespace
+
+                namespace_class = ClusterNamespace
+            self.namespace = namespace_class(auth=self.auth, service=self.service, hub=self.hub, limits=limits,
+                                             limiters=self.limiters)
             self.sio.register_namespace(self.namespace)
             # aiohttp's own cap sits above the codec's so that the codec, not aiohttp, answers.
             app = web.Application(middlewares=[errors_middleware],
@@ -154,6 +201,8 @@ class LunarkServer:
             self._stack.push_async_callback(self._app_runner.cleanup)
             self._site = web.TCPSite(self._app_runner, self.host, self.port)
             await self._site.start()
+            if self.cluster is not None:
+                await self.cluster.start(self.runner, self.agent.settlements)  # before recovery: it takes locks
             await self.runner.recover()
         except BaseException:
             await self._stack.aclose()
@@ -195,6 +244,12 @@ class LunarkServer:
         report: dict[str, Any] = {"ok": database and chain["ok"], "database": database, "chain": chain}
         if detailed:
             report["connections"] = {"sockets": self.sio.eio.connections()}
+        if self.relay is not None:
+            report["redis"] = await self.relay.healthy()
+            report["ok"] = report["ok"] and report["redis"]
+        if self.cluster is not None:
+            report["cluster"] = {"node": self.cluster.node, "ok": await self.cluster.healthy()}
+            report["ok"] = report["ok"] and report["cluster"]["ok"]
         return report
 
     async def stop(self) -> None:

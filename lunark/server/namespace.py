@@ -164,17 +164,18 @@ class ChatNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         async def join() -> None:
             await self.enter_room(sid, f"chat:{chat_id}")
 
-        async def writable() -> None:
-            eio_sid = self.server.manager.eio_sid_from_sid(sid, self.namespace)
-            if eio_sid is not None and hasattr(self.server.eio, "wait_writable"):
-                await self.server.eio.wait_writable(eio_sid)
-
         try:
             await self.hub.replay_then_join(chat_id, owner, after, send, join, batch=self.limits.replay_batch,
-                                            writable=writable)
+                                            writable=lambda: self._writable(sid))
         except Exception:
             logger.exception("replay of chat %s to %s failed", chat_id, sid)
             await self.emit("error", {"code": "internal", "message": "Replay failed; join again."}, to=sid)
+
+    async def _writable(self, sid: str) -> None:
+        """Until the client has read enough of what it was sent (the transport's back-pressure)."""
+        eio_sid = self.server.manager.eio_sid_from_sid(sid, self.namespace)
+        if eio_sid is not None and hasattr(self.server.eio, "wait_writable"):
+            await self.server.eio.wait_writable(eio_sid)
 
     async def on_send_message(self, sid: str, data: Any = None) -> dict[str, Any]:
         async def handle(address: str, p: SendMessage) -> dict[str, Any]:

@@ -11,35 +11,62 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import suppress
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from eth_utils.address import to_checksum_address
 
 from lunark.errors import AlreadyDecided, ApprovalExpired, Busy, InvalidInput, LunarkError, NoPendingApproval
 from lunark.graph.agent import Agent, AgentEvent
 from lunark.server.hub import Hub
-from lunark.store.base import ChatRecord, Store
+from lunark.store.base import ApprovalRecord, ChatRecord, Store
 
-__all__ = ["Runner"]
+__all__ = ["Runner", "TurnLocks"]
 
 logger = logging.getLogger(__name__)
 
 _RECENT_DECISIONS = 4096
 _UNDECIDED = object()
+_DECISION_WAIT = 10.0
+"""Seconds a decision waits for another process's turn of the chat to end (it is sending its last
+events after ``pending_approval``)."""
+
+
+class TurnLocks(Protocol):
+    """One turn per chat across server processes (``lunark.server.cluster``); none on one process."""
+
+    async def acquire_turn(self, chat_id: str) -> bool:
+        """Take the chat for a turn of this process; False when a turn runs anywhere (no waiting)."""
+        ...
+
+    def release_turn(self, chat_id: str) -> None:
+        """The turn is over (also when it never started)."""
+        ...
+
+    async def abort_elsewhere(self, chat_id: str) -> None:
+        """Ask whichever process runs the chat's turn to abort it."""
+        ...
 
 
 class Runner:
     """One agent turn at a time per chat; decisions applied once; approvals that expire, fail closed."""
 
-    def __init__(self, agent: Agent, hub: Hub, store: Store, *, supersede: bool = True) -> None:
+    def __init__(
+        self, agent: Agent, hub: Hub, store: Store, *, turns: TurnLocks | None = None, supersede: bool = True
+    ) -> None:
         self.agent = agent
         self.hub = hub
         self.store = store
         self.supersede = supersede
         """A message sent while an approval waits rejects it as superseded (else: ``busy``)."""
+        self.turns = turns
+        """Several processes: a chat's turn is claimed cluster-wide before it starts, and released
+        when its task ends (``lunark.server.cluster``). None on one process."""
+        self._resumed: dict[str, str] = {}
+        """Chat id -> the approval its running turn applies (for an abort to close it, cluster only)."""
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._reserved: set[str] = set()
         self._inflight: dict[tuple[str, str], str] = {}
@@ -53,15 +80,34 @@ class Runner:
         """After a restart: carry every unfinished settlement on, apply every decision that was
         claimed but not applied (never offering its approval again), and time the pending ones."""
         await self.agent.settlements.resume_all()
-        for record in await self.store.approvals(["decided", "pending"]):
-            chat = await self.store.get_chat(record.chat_id)
-            if chat is None:
-                continue
+        # Several processes: pending approvals are the cluster sweep's (no timer per process for each).
+        states = ["decided"] if self.turns is not None else ["decided", "pending"]
+        for record in await self.store.approvals(states):
+            await self.recover_approval(record)
+
+    async def recover_approval(self, record: ApprovalRecord) -> None:
+        """Apply a decision claimed but never applied (its process stopped), or time a pending approval.
+
+        With several processes, a claimed approval whose chat no turn holds was left by a process
+        that died: whichever process sweeps first takes the chat and carries the turn on."""
+        chat = await self.store.get_chat(record.chat_id)
+        if chat is None or self.running(chat.chat_id):
+            return
+        if record.state == "pending":
+            # Several processes: the cluster's sweep expires pending approvals, not a timer per process.
+            if self.turns is None and await self.agent.unfinished(chat.chat_id) == ("paused", record.approval_id):
+                self._schedule_expiry(chat, record.request)
+            return
+        if not await self._claim_turn(chat.chat_id):
+            return
+        started = False
+        try:
+            if self.turns is not None:  # read again under the chat's claim: its turn may have ended since
+                again = await self.store.get_approval(record.approval_id)
+                if again is None or again.state != "decided":
+                    return
+                record = again
             where = await self.agent.unfinished(chat.chat_id)
-            if record.state == "pending":
-                if where == ("paused", record.approval_id):
-                    self._schedule_expiry(chat, record.request)
-                continue
             self._decided[record.approval_id] = record.by or "user"
             if where == ("paused", record.approval_id):
                 events = self.agent.resume(
@@ -71,9 +117,21 @@ class Runner:
                 events = self.agent.carry_on(chat.chat_id)
             else:
                 await self.store.finish_approval(record.approval_id)
-                continue
+                return
             logger.info("resuming chat %s after a restart (approval %s)", chat.chat_id, record.approval_id)
+            self._resumed[chat.chat_id] = record.approval_id
             self._start(chat, events)
+            started = True
+        finally:
+            if not started:
+                self._release_turn(chat.chat_id)
+
+    async def _claim_turn(self, chat_id: str) -> bool:
+        return self.turns is None or await self.turns.acquire_turn(chat_id)
+
+    def _release_turn(self, chat_id: str) -> None:
+        if self.turns is not None:
+            self.turns.release_turn(chat_id)
 
     def running(self, chat_id: str) -> bool:
         return chat_id in self._reserved or chat_id in self._tasks
@@ -88,7 +146,15 @@ class Runner:
         if self.running(chat.chat_id):
             raise Busy("A turn is already running in this chat.", chat_id=chat.chat_id)
         self._reserved.add(chat.chat_id)  # no await between the check and this line
+        claimed = False
         try:
+            if not await self._claim_turn(chat.chat_id):
+                # Another process runs this chat's turn: a repeat of a message it stored is that message.
+                for stored in await self.store.list_messages(chat.chat_id):
+                    if stored.client_message_id == client_message_id:
+                        return stored.message_id
+                raise Busy("A turn is already running in this chat.", chat_id=chat.chat_id)
+            claimed = self.turns is not None
             pending = await self.agent.pending_approval(chat.chat_id)
             if pending is not None and self.supersede and not await self._stored(chat, client_message_id):
                 await self._supersede(chat, pending)
@@ -119,8 +185,11 @@ class Runner:
                 chat.chat_id, content, user_address=to_checksum_address(chat.owner), chain_id=chat.chain_id
             )
             self._start(chat, events, inflight=key)
+            claimed = False  # the turn's task releases it
             return record.message_id
         finally:
+            if claimed:
+                self._release_turn(chat.chat_id)
             self._reserved.discard(chat.chat_id)
 
     async def _stored(self, chat: ChatRecord, client_message_id: str) -> bool:
@@ -201,24 +270,50 @@ class Runner:
             raise
         self._asked.pop(chat.chat_id, None)
         self._reserved.add(chat.chat_id)
+        claimed = False
         try:
+            if self.turns is not None:
+                await self._claim_for_decision(chat.chat_id, approval_id)
+                claimed = True
             events = self.agent.resume(chat.chat_id, approval_id, decisions, by=by)
             first = await anext(events)  # validation happens before the first event
         except ApprovalExpired:
             self._decided.pop(approval_id, None)
             self._reserved.discard(chat.chat_id)
+            if claimed:
+                self._release_turn(chat.chat_id)
             await self.expire(chat, approval_id)
             raise
         except BaseException:
             self._decided.pop(approval_id, None)
             self._reserved.discard(chat.chat_id)
+            if claimed:
+                self._release_turn(chat.chat_id)
             raise
         self._trim_decided()
         timer = self._timers.pop(approval_id, None)
         if timer is not None:
             timer.cancel()
+        self._resumed[chat.chat_id] = approval_id
         self._start(chat, _prepend(first, events), resumed=approval_id)
         self._reserved.discard(chat.chat_id)
+
+    async def _claim_for_decision(self, chat_id: str, approval_id: str) -> None:
+        """Claim the chat for the turn a decision resumes. The turn that asked may still be sending
+        its last events on another process: wait for it, unless the approval stops being pending
+        meanwhile (decided through another process: ``already_decided`` at once)."""
+        assert self.turns is not None
+        deadline = time.monotonic() + _DECISION_WAIT
+        while not await self.turns.acquire_turn(chat_id):
+            record = await self.store.get_approval(approval_id)
+            if record is not None and record.state != "pending":
+                if record.state == "expired" or record.by == "timeout":
+                    raise ApprovalExpired(f"Approval {approval_id} expired; it counted as rejected.",
+                                          approval_id=approval_id)
+                raise AlreadyDecided(f"Approval {approval_id} was already decided.", approval_id=approval_id)
+            if time.monotonic() > deadline:
+                raise Busy("Another turn of this chat is running; decide again in a moment.", chat_id=chat_id)
+            await asyncio.sleep(0.05)
 
     def _check_undecided(self, approval_id: str) -> None:
         by = self._decided.get(approval_id, _UNDECIDED)
@@ -235,8 +330,18 @@ class Runner:
         """Resolve an approval whose time ran out as rejected (``by: "timeout"``)."""
         if approval_id in self._decided or self.running(chat.chat_id):
             return
-        pending = await self.agent.pending_approval(chat.chat_id)
+        if not await self._claim_turn(chat.chat_id):
+            return  # a turn of this chat runs on another process; the next sweep looks again
+        if self.running(chat.chat_id) or approval_id in self._decided:
+            self._release_turn(chat.chat_id)
+            return
+        try:
+            pending = await self.agent.pending_approval(chat.chat_id)
+        except BaseException:
+            self._release_turn(chat.chat_id)
+            raise
         if pending is None or pending["approval_id"] != approval_id or approval_id in self._decided:
+            self._release_turn(chat.chat_id)
             return
         self._decided[approval_id] = "timeout"
         self._asked.pop(chat.chat_id, None)
@@ -247,7 +352,9 @@ class Runner:
         except BaseException:
             self._decided.pop(approval_id, None)
             self._reserved.discard(chat.chat_id)
+            self._release_turn(chat.chat_id)
             raise
+        self._resumed[chat.chat_id] = approval_id
         self._start(chat, _prepend(first, events))
         self._reserved.discard(chat.chat_id)
 
@@ -263,14 +370,22 @@ class Runner:
         self._schedule_expiry(chat, pending)
         return pending
 
-    async def abort(self, chat_id: str) -> bool:
-        """Stop the running turn (``message_end`` with ``finish_reason: "aborted"``). True if one ran."""
+    async def abort(self, chat_id: str, *, forward: bool = True) -> bool:
+        """Stop the running turn (``message_end`` with ``finish_reason: "aborted"``). True if one ran
+        here; with several processes, else (``forward``) the process running it is asked to."""
         task = self._tasks.get(chat_id)
         if task is None:
+            if self.turns is not None and forward:
+                await self.turns.abort_elsewhere(chat_id)
             return False
+        approval_id = self._resumed.get(chat_id)
         task.cancel()
         with suppress(asyncio.CancelledError):
             await task
+        if self.turns is not None and approval_id is not None:
+            # The decision stays applied as far as it got (its settlement goes on without the turn).
+            # Finished, so no other process's sweep takes the stopped turn for one a crash left.
+            await self.store.finish_approval(approval_id)
         return True
 
     def _start(
@@ -283,8 +398,10 @@ class Runner:
         def done(_: asyncio.Task[None]) -> None:
             if self._tasks.get(chat.chat_id) is task:
                 del self._tasks[chat.chat_id]
+                self._resumed.pop(chat.chat_id, None)
             if inflight is not None:
                 self._inflight.pop(inflight, None)
+            self._release_turn(chat.chat_id)
 
         task.add_done_callback(done)
 
