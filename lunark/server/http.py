@@ -279,8 +279,14 @@ def routes(*, auth: Authenticator, service: ChatService, hub: Hub, store: Store,
             detailed = True
         report = await health(detailed)
         if not detailed:
-            report = {"ok": report["ok"], "database": bool(report["database"]),
-                      "chain": {"ok": bool(report["chain"]["ok"])}}
+            # Anonymous callers learn ok or not per component, nothing that names a host or a node.
+            brief: dict[str, Any] = {"ok": report["ok"], "database": bool(report["database"]),
+                                     "chain": {"ok": bool(report["chain"]["ok"])}}
+            if "redis" in report:
+                brief["redis"] = bool(report["redis"])
+            if "cluster" in report:
+                brief["cluster"] = {"ok": bool(report["cluster"]["ok"])}
+            report = brief
         return web.json_response(report, status=200 if report["ok"] else 503)
 
     return [
