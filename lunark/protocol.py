@@ -63,6 +63,7 @@ __all__ = [
     "ErrorAck",
     "ErrorBody",
     "ErrorCode",
+    "Fact",
     "JoinChat",
     "JoinChatAck",
     "MessageEnd",
@@ -186,6 +187,7 @@ class ErrorCode(StrEnum):
     POLICY_VIOLATION = "policy_violation"
     CHAIN_ERROR = "chain_error"
     MODEL_ERROR = "model_error"
+    TOOL_ERROR = "tool_error"
     INTERNAL = "internal"
 
 
@@ -201,6 +203,7 @@ ERROR_MEANINGS: Mapping[ErrorCode, str] = {
     ErrorCode.POLICY_VIOLATION: "The spending policy forbids the action; nothing was asked or signed.",
     ErrorCode.CHAIN_ERROR: "The chain or signer refused, failed or could not be reached.",
     ErrorCode.MODEL_ERROR: "The chat model failed and no fallback succeeded.",
+    ErrorCode.TOOL_ERROR: "A tool outside Lunark (an MCP server, a plugin's service) failed, timed out or is down.",
     ErrorCode.INTERNAL: "A bug or an unexpected failure on the server.",
 }
 """One line per error code, for people (and the generated doc)."""
@@ -217,6 +220,7 @@ HTTP_STATUS: Mapping[ErrorCode, int] = {
     ErrorCode.POLICY_VIOLATION: 422,
     ErrorCode.CHAIN_ERROR: 502,
     ErrorCode.MODEL_ERROR: 502,
+    ErrorCode.TOOL_ERROR: 502,
     ErrorCode.INTERNAL: 500,
 }
 """The HTTP status of each error code on the HTTP mirror."""
@@ -293,6 +297,13 @@ class UnsignedTx(_ServerModel):
     nonce: str = Field(pattern=_QUANTITY, description="The sender's nonce, hex quantity.")
 
 
+class Fact(_ServerModel):
+    """One row of an approval card: what a person reads."""
+
+    label: str = Field(description='What the row is, e.g. "Server".')
+    value: str = Field(description="Its value, as text.")
+
+
 class ActionRequest(_ServerModel):
     """One tool call that waits for the user's decision."""
 
@@ -302,6 +313,11 @@ class ActionRequest(_ServerModel):
     description: str = Field(description="What the tool does.")
     summary: str = Field(description="What a person reads: amount, symbol, recipient, network, fee.")
     tx: UnsignedTx | None = Field(default=None, description="The transaction to sign, for transfers.")
+    facts: list[Fact] | None = Field(
+        default=None,
+        description="Rows to show on the card, in order, for tools a client has no card of its own for "
+        "(an MCP tool: server, tool, hints, arguments).",
+    )
 
 
 class ReviewConfig(_ServerModel):
@@ -650,6 +666,7 @@ _SHARED_MODELS: tuple[type[BaseModel], ...] = (
     NetworkInfo,
     ApprovalRequest,
     ActionRequest,
+    Fact,
     ReviewConfig,
     UnsignedTx,
     Usage,

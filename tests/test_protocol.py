@@ -110,6 +110,7 @@ CONTRACT_CLIENT_EVENTS: dict[str, tuple[set[str], set[str]]] = {
 CONTRACT_ERROR_CODES = {
     "unauthorized", "forbidden", "not_found", "invalid_input", "busy", "already_decided", "approval_expired",
     "no_pending_approval", "policy_violation", "chain_error", "model_error", "internal",
+    "tool_error",  # an extension (issue 15): an MCP server or plugin service failed, timed out or is down
 }
 
 

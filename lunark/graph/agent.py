@@ -270,8 +270,18 @@ class Agent:
             self._model = model.bind_tools(schemas)
         else:
             self._model = model
+        self._retired: list[Runnable[Any, Any]] = []
+        if bind_tools is not None or isinstance(model, BaseChatModel):
+            binder = bind_tools or cast(BaseChatModel, model).bind_tools
+            self.tools.on_change(lambda: self._rebind(binder))
         self._locks: dict[str, asyncio.Lock] = {}
         self.graph = self._build().compile(checkpointer=checkpointer)
+
+    def _rebind(self, binder: Callable[[Sequence[dict[str, Any]]], Runnable[Any, Any]]) -> None:
+        """The tool list changed (an MCP server's did): the model's next call sees the new one. The
+        old binding may be mid-call; it is closed with the agent."""
+        self._retired.append(self._model)
+        self._model = binder(self.tools.schemas())
 
     # -- graph -----------------------------------------------------------------------------------
 
@@ -462,6 +472,7 @@ class Agent:
                     "description": p["proposal"]["description"],
                     "summary": p["proposal"]["summary"],
                     "tx": p["proposal"]["tx"],
+                    **({"facts": p["proposal"]["facts"]} if p["proposal"].get("facts") else {}),
                 }
                 for p in proposals
             ],
@@ -872,7 +883,8 @@ class Agent:
         if self._settlements is not None:
             await self._settlements.aclose()
         await self.clients.close()
-        await aclose_chat_model(self._model)
+        for model in [*self._retired, self._model]:
+            await aclose_chat_model(model)
         if self._own_store and self._store is not None:
             await self._store.close()
 
@@ -897,6 +909,10 @@ class Agent:
         toolset = ToolSet(tools, settings.approvals.rules)
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         async with AsyncExitStack() as stack:
+            if settings.mcp.servers:  # MCP servers' tools join the set (lunark.mcp.tools); closed with the agent
+                from lunark.mcp.tools import McpToolbox
+
+                await stack.enter_async_context(McpToolbox.open(settings.mcp, toolset, environ=env))
             if store is None:
                 store = await SqliteStore.open(settings.data_dir / "lunark.sqlite")
                 stack.push_async_callback(store.close)

@@ -37,6 +37,7 @@ export const ERROR_CODES = Object.freeze({
   policy_violation: 422,
   chain_error: 502,
   model_error: 502,
+  tool_error: 502,
   internal: 500,
 });
 // END GENERATED
