@@ -54,6 +54,8 @@ __all__ = [
     "ApprovalRequest",
     "ApprovalResolved",
     "ApproveDecision",
+    "CallTool",
+    "CallToolAck",
     "ChatEvent",
     "ContinueMessage",
     "Decision",
@@ -395,6 +397,18 @@ class ContinueMessage(_ClientModel):
     message_id: str = Field(pattern=ID_PATTERN, description="The assistant message to continue.")
 
 
+class CallTool(_ClientModel):
+    """Run one tool call the user's own client asks for (e.g. ``lunark mcp`` for an MCP host), in the
+    chat, exactly as if the model had proposed it: validated, checked by the spending policy, and
+    shown for approval when the tool needs it (nothing runs that would not run for the model's
+    call). Its events follow with the returned ``call_id``; the turn ends after the call, without
+    a model answer. ``busy`` while a turn runs or an approval waits."""
+
+    chat_id: _ChatId = Field(description="The chat.")
+    name: str = Field(min_length=1, max_length=64, description="The tool, as the model would name it.")
+    args: dict[str, Any] = Field(description="Its arguments; validated against the tool's schema.")
+
+
 class WalletChanged(_ClientModel):
     """The user switched network in the wallet."""
 
@@ -419,6 +433,12 @@ class SendMessageAck(_ServerModel):
     message_id: str = Field(description="The user message's id.")
 
 
+class CallToolAck(_ServerModel):
+    """The ack of ``call_tool``."""
+
+    call_id: str = Field(description="The call id that its tool_call, action request, tx_update, tool_result carry.")
+
+
 class WalletChangedAck(_ServerModel):
     """The ack of ``wallet_changed``."""
 
@@ -433,6 +453,7 @@ CLIENT_EVENTS: Mapping[str, tuple[type[_ClientModel], type[_ServerModel]]] = {
     "abort": (Abort, OkAck),
     "wallet_changed": (WalletChanged, WalletChangedAck),
     "continue_message": (ContinueMessage, OkAck),
+    "call_tool": (CallTool, CallToolAck),
 }
 """Socket.IO event name -> (payload model, success ack model); a failure acks ``ErrorAck``."""
 

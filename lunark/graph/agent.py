@@ -293,9 +293,9 @@ class Agent:
         builder.add_node("execute", self._execute_node)
         builder.add_edge(START, "agent")
         builder.add_conditional_edges("agent", self._after_agent, ["prepare", END])
-        builder.add_conditional_edges("prepare", self._after_prepare, ["approve", "agent"])
+        builder.add_conditional_edges("prepare", self._after_prepare, ["approve", "agent", END])
         builder.add_edge("approve", "execute")
-        builder.add_conditional_edges("execute", self._after_prepare, ["approve", "agent"])
+        builder.add_conditional_edges("execute", self._after_prepare, ["approve", "agent", END])
         return builder
 
     async def ready(self) -> Store:
@@ -383,7 +383,9 @@ class Agent:
 
     @staticmethod
     def _after_prepare(state: AgentState) -> str:
-        return "approve" if state.get("approval") else "agent"
+        if state.get("approval"):
+            return "approve"
+        return END if _called_directly(state["messages"]) else "agent"
 
     async def _prepare_node(self, state: AgentState, config: RunnableConfig) -> dict[str, Any]:
         last = state["messages"][-1]
@@ -630,6 +632,46 @@ class Agent:
                 "chain_id": chain_id or values.get("chain_id") or self.default_chain_id,
             }
             async with aclosing(self._run(thread_id, graph_input)) as events:  # an abort closes the run now
+                async for event in events:
+                    yield event
+
+    async def call_tool(
+        self, thread_id: str, name: str, args: Mapping[str, Any], *, user_address: str, call_id: str,
+        chain_id: int | None = None,
+    ) -> AsyncIterator[AgentEvent]:
+        """Run one tool call the user's own client asked for (``lunark mcp`` for an MCP host) as a turn:
+        it enters the graph as if the model had proposed it, so it is validated, checked and, when
+        the tool needs it, waits for the user's decision like any other call; the turn ends after
+        it (and after its approval), without calling the model. Raises ``Busy`` like ``stream``."""
+        await self.ready()
+        lock = self._lock(thread_id)
+        if lock.locked():
+            raise Busy("A turn is already running in this chat.")
+        async with lock:
+            config = self._config(thread_id)
+            snapshot = await self.graph.aget_state(config)
+            pending = _pending_of(snapshot)
+            if pending is not None:
+                raise Busy(
+                    "This chat is waiting for your decision on an approval; approve or reject it first.",
+                    approval_id=pending["approval_id"],
+                )
+            values = snapshot.values or {}
+            history = values.get("messages", [])
+            settled = (
+                {r.call_id: r for r in await self.store.settlements(chat_id=thread_id)}
+                if _has_unanswered(history) else {}
+            )
+            proposed = AIMessage(
+                content="", tool_calls=[{"name": name, "args": dict(args), "id": call_id}],
+                response_metadata={_DIRECT: True},
+            )
+            await self.graph.aupdate_state(config, {
+                "messages": [*_unanswered_calls(history, settled), proposed],
+                "user_address": user_address,
+                "chain_id": chain_id or values.get("chain_id") or self.default_chain_id,
+            }, as_node="agent")
+            async with aclosing(self._run(thread_id, None)) as events:
                 async for event in events:
                     yield event
 
@@ -967,6 +1009,18 @@ def _emitter(ctx: ToolContext, call_id: str) -> Callable[[dict[str, Any]], None]
         ctx.emit({"call_id": call_id, **event} if event.get("type") == "tx_update" else event)
 
     return emit
+
+
+_DIRECT = "lunark_called_by_user"
+"""Marks (in ``response_metadata``, which no provider is sent) a tool call the user's own client
+made (``Agent.call_tool``): its turn ends after the call instead of asking the model again."""
+
+
+def _called_directly(messages: Sequence[Any]) -> bool:
+    for message in reversed(messages):
+        if isinstance(message, AIMessage):
+            return bool(message.response_metadata.get(_DIRECT))
+    return False
 
 
 def _pending_of(snapshot: StateSnapshot) -> dict[str, Any] | None:
