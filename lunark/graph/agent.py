@@ -642,7 +642,10 @@ class Agent:
         """Run one tool call the user's own client asked for (``lunark mcp`` for an MCP host) as a turn:
         it enters the graph as if the model had proposed it, so it is validated, checked and, when
         the tool needs it, waits for the user's decision like any other call; the turn ends after
-        it (and after its approval), without calling the model. Raises ``Busy`` like ``stream``."""
+        it (and after its approval), without calling the model. Raises ``Busy`` like ``stream``, and
+        ``InvalidInput`` for a tool that does not exist or arguments its schema refuses, before anything
+        runs."""
+        validate_args(self.tools.get(name), args)
         await self.ready()
         lock = self._lock(thread_id)
         if lock.locked():
