@@ -1,9 +1,10 @@
-"""``lunark serve | demo | chat``.
+"""``lunark serve | demo | chat | mcp``.
 
 - ``serve``: the server, configured by ``--config`` (TOML/JSON), ``LUNARK_*`` and flags.
 - ``demo``: a complete local setup: two Anvil chains (31337 and 31338) with a test
   token deployed and funded, the server with the offline planner, and the dApp.
 - ``chat``: the terminal client.
+- ``mcp``: Lunark's wallet tools as an MCP server for an MCP host (``lunark.mcp.server``).
 """
 
 from __future__ import annotations
@@ -47,6 +48,18 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--anvil-port", type=int, default=8545, help="Anvil port (a free one if taken)")
     demo.add_argument("--data-dir", type=Path, default=Path(".lunark/demo"), help="wiped at every start")
 
+    mcp = sub.add_parser(
+        "mcp", help="Lunark's wallet tools as an MCP server for an MCP host (bound to one user by a token)",
+        description="Serve get_balance, transfer and switch_network to an MCP host (stdio by default). "
+        "State-changing calls wait for the user's approval in the running Lunark server. See docs/plugins.md.",
+    )
+    mcp.add_argument("--url", default="http://127.0.0.1:8080", help="the running Lunark server (lunark serve)")
+    mcp.add_argument("--token-env", default="LUNARK_TOKEN",
+                     help="environment variable holding the user's Lunark session token (default LUNARK_TOKEN)")
+    mcp.add_argument("--http", action="store_true", help="serve streamable HTTP at /mcp instead of stdio")
+    mcp.add_argument("--host", default="127.0.0.1", help="with --http: address to listen on")
+    mcp.add_argument("--port", type=int, default=8765, help="with --http: port to listen on")
+
     # The chat's own options, parsed here: `lunark chat --url URL` and `lunark chat -h` work as
     # printed (a REMAINDER under a subparser refused them).
     from lunark.client import chat
@@ -71,6 +84,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run(_serve(args), args.loop)
         if args.command == "demo":
             return _run(_demo(args), args.loop)
+        if args.command == "mcp":
+            return _run(_mcp(args), "asyncio")
         from lunark.client.chat import run as run_chat
 
         return run_chat(args)
@@ -137,6 +152,22 @@ async def _serve(args: argparse.Namespace) -> int:
             flush=True,
         )
         await stopped.wait()
+    return 0
+
+
+async def _mcp(args: argparse.Namespace) -> int:
+    import os
+
+    from lunark.mcp.server import check_token, serve_http, serve_stdio
+
+    token = check_token(os.environ.get(args.token_env), args.token_env)
+    if args.http:
+        def ready(front: Any) -> None:
+            print(f"Lunark MCP server on http://{args.host}:{args.port}/mcp for {front.client.url}", flush=True)
+
+        await serve_http(args.url, token, host=args.host, port=args.port, ready=ready)
+    else:
+        await serve_stdio(args.url, token)
     return 0
 
 

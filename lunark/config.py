@@ -11,9 +11,9 @@ from __future__ import annotations
 import contextvars
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     JsonConfigSettingsSource,
@@ -32,6 +32,9 @@ __all__ = [
     "ApprovalSettings",
     "ChainSettings",
     "LimitsSettings",
+    "McpServerSettings",
+    "McpSettings",
+    "McpToolSettings",
     "PolicySettings",
     "RateLimit",
     "RateLimitSettings",
@@ -109,6 +112,73 @@ class SignerSettings(_Section):
     )
     anvil_account: int = Field(default=0, ge=0, le=9, description="Which Anvil dev account signs.")
     key_env: str = Field(default="LUNARK_SIGNER_KEY", description="Environment variable holding the key.")
+
+
+_MCP_SERVER_NAME = r"^[A-Za-z][A-Za-z0-9-]{0,23}(_[A-Za-z0-9-]+)*$"
+"""Letters, digits, ``-`` and single ``_``: never ``__``, the separator of ``server__tool`` (and never
+``.``), so a tool's name tells its server apart and no server can shadow another or a built-in."""
+
+
+class McpToolSettings(_Section):
+    approval: Literal["always", "never"] | None = Field(
+        default=None,
+        description='Overrides what the tool\'s MCP annotations say: "always" waits for the user, "never" runs '
+        "at once. Unset: readOnlyHint true runs at once, anything else waits.",
+    )
+    enabled: bool = Field(default=True, description="False: the model never sees this tool.")
+
+
+class McpServerSettings(_Section):
+    transport: Literal["stdio", "http"] | None = Field(
+        default=None, description='"stdio" (command) or "http" (streamable HTTP, url); unset: from which is given.'
+    )
+    command: str | None = Field(default=None, description="stdio: the program that runs the MCP server.")
+    args: list[str] = Field(default_factory=list, description="stdio: its arguments.")
+    env: dict[str, str] = Field(
+        default_factory=dict, description="stdio: environment variables for it (added to a minimal safe set)."
+    )
+    cwd: str | None = Field(default=None, description="stdio: its working directory.")
+    url: str | None = Field(default=None, description="http: the streamable HTTP endpoint, e.g. http://host:8000/mcp.")
+    headers: dict[str, str] = Field(
+        default_factory=dict, description="http: header name -> the environment variable holding its value."
+    )
+    timeout: float = Field(
+        default=30.0, gt=0, le=3600,
+        description="Seconds a tool call may take before it fails with tool_error (a slow or hung server).",
+    )
+    connect_timeout: float = Field(
+        default=10.0, gt=0, le=600, description="Seconds to start or reach the server and list its tools."
+    )
+    approval: Literal["annotations", "always", "never"] = Field(
+        default="annotations",
+        description='Default for its tools: "annotations" (readOnlyHint true runs at once, the rest waits), '
+        '"always" or "never".',
+    )
+    tools: dict[str, McpToolSettings] = Field(
+        default_factory=dict, description="Per tool (its MCP name): approval override, enabled."
+    )
+
+    @model_validator(mode="after")
+    def _one_transport(self) -> McpServerSettings:
+        transport = self.transport or ("stdio" if self.command else "http" if self.url else None)
+        if transport is None:
+            raise ValueError('give "command" (stdio) or "url" (streamable HTTP)')
+        if transport == "stdio" and not self.command:
+            raise ValueError('transport "stdio" needs "command"')
+        if transport == "http" and not self.url:
+            raise ValueError('transport "http" needs "url"')
+        if transport == "http" and not self.url.startswith(("http://", "https://")):  # type: ignore[union-attr]
+            raise ValueError(f"url {self.url!r} is not an http(s) URL")
+        self.transport = transport
+        return self
+
+
+class McpSettings(_Section):
+    servers: dict[Annotated[str, StringConstraints(pattern=_MCP_SERVER_NAME)], McpServerSettings] = Field(
+        default_factory=dict,
+        description="MCP servers whose tools the agent may call, by name; each tool is <server>__<tool> to the "
+        "model and <server>.<tool> to people.",
+    )
 
 
 class ServerSettings(_Section):
@@ -229,6 +299,7 @@ class Settings(BaseSettings):
 
     store: StoreSettings = Field(default_factory=StoreSettings)
     plugins: bool = Field(default=True, description="Load tools from the lunark.tools entry points.")
+    mcp: McpSettings = Field(default_factory=McpSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -28,6 +28,7 @@ LunarkError                                   code
 │   ├── ApprovalExpired                       approval_expired
 │   └── InvalidDecision (ValueError)          invalid_input
 ├── ModelError                                model_error
+├── ToolFailed                                tool_error (a plugin or MCP server failed, timed out or is down)
 ├── Unauthorized                              unauthorized
 ├── Forbidden                                 forbidden
 ├── NotFound                                  not_found
@@ -64,6 +65,7 @@ __all__ = [
     "RpcUnavailable",
     "SignerError",
     "SimulationFailed",
+    "ToolFailed",
     "TransactionFailed",
     "Unauthorized",
     "UnknownNetwork",
@@ -272,6 +274,14 @@ class ModelError(LunarkError):
     """The chat model failed (unreachable, bad output) and no fallback succeeded."""
 
     code = "model_error"
+
+
+class ToolFailed(LunarkError):
+    """A tool outside Lunark (an MCP server, a plugin's service) failed, timed out or could not
+    be reached; the message names the tool and what to check. Nothing it would have done is
+    assumed done."""
+
+    code = "tool_error"
 
 
 class Unauthorized(LunarkError):

@@ -57,6 +57,8 @@ __all__ = [
     "ApprovalRequest",
     "ApprovalResolved",
     "ApproveDecision",
+    "CallTool",
+    "CallToolAck",
     "ChatEvent",
     "ContinueMessage",
     "Decision",
@@ -66,6 +68,7 @@ __all__ = [
     "ErrorAck",
     "ErrorBody",
     "ErrorCode",
+    "Fact",
     "JoinChat",
     "JoinChatAck",
     "MessageEnd",
@@ -252,6 +255,7 @@ class ErrorCode(StrEnum):
     POLICY_VIOLATION = "policy_violation"
     CHAIN_ERROR = "chain_error"
     MODEL_ERROR = "model_error"
+    TOOL_ERROR = "tool_error"
     INTERNAL = "internal"
     RATE_LIMITED = "rate_limited"
 
@@ -268,6 +272,7 @@ ERROR_MEANINGS: Mapping[ErrorCode, str] = {
     ErrorCode.POLICY_VIOLATION: "The spending policy forbids the action; nothing was asked or signed.",
     ErrorCode.CHAIN_ERROR: "The chain or signer refused, failed or could not be reached.",
     ErrorCode.MODEL_ERROR: "The chat model failed and no fallback succeeded.",
+    ErrorCode.TOOL_ERROR: "A tool outside Lunark (an MCP server, a plugin's service) failed, timed out or is down.",
     ErrorCode.INTERNAL: "A bug or an unexpected failure on the server.",
     ErrorCode.RATE_LIMITED: "Too many requests of this kind; `retry_after` (seconds) says when to try again.",
 }
@@ -285,6 +290,7 @@ HTTP_STATUS: Mapping[ErrorCode, int] = {
     ErrorCode.POLICY_VIOLATION: 422,
     ErrorCode.CHAIN_ERROR: 502,
     ErrorCode.MODEL_ERROR: 502,
+    ErrorCode.TOOL_ERROR: 502,
     ErrorCode.INTERNAL: 500,
     ErrorCode.RATE_LIMITED: 429,
 }
@@ -362,6 +368,13 @@ class UnsignedTx(_ServerModel):
     nonce: str = Field(pattern=_QUANTITY, description="The sender's nonce, hex quantity.")
 
 
+class Fact(_ServerModel):
+    """One row of an approval card: what a person reads."""
+
+    label: str = Field(description='What the row is, e.g. "Server".')
+    value: str = Field(description="Its value, as text.")
+
+
 class ActionRequest(_ServerModel):
     """One tool call that waits for the user's decision."""
 
@@ -371,6 +384,11 @@ class ActionRequest(_ServerModel):
     description: str = Field(description="What the tool does.")
     summary: str = Field(description="What a person reads: amount, symbol, recipient, network, fee.")
     tx: UnsignedTx | None = Field(default=None, description="The transaction to sign, for transfers.")
+    facts: list[Fact] | None = Field(
+        default=None,
+        description="Rows to show on the card, in order, for tools a client has no card of its own for "
+        "(an MCP tool: server, tool, hints, arguments).",
+    )
 
 
 class ReviewConfig(_ServerModel):
@@ -448,6 +466,24 @@ class ContinueMessage(_ClientModel):
     message_id: str = Field(pattern=ID_PATTERN, description="The assistant message to continue.")
 
 
+class CallTool(_ClientModel):
+    """Run one tool call the user's own client asks for (e.g. ``lunark mcp`` for an MCP host), in the
+    chat, exactly as if the model had proposed it: validated, checked by the spending policy, and
+    shown for approval when the tool needs it (nothing runs that would not run for the model's
+    call). Its events follow with the returned ``call_id``; the turn ends after the call, without
+    a model answer. ``busy`` while a turn runs or an approval waits."""
+
+    chat_id: _ChatId = Field(description="The chat.")
+    name: Text = Field(min_length=1, max_length=64, description="The tool, as the model would name it.")
+    args: dict[str, Any] = Field(description="Its arguments; validated against the tool's schema.")
+
+    @field_validator("args")
+    @classmethod
+    def _plain_json(cls, value: dict[str, Any]) -> dict[str, Any]:
+        check_json_value(value)  # as an edit's: bounded, valid Unicode, before anything is acked
+        return value
+
+
 class WalletChanged(_ClientModel):
     """The user switched network in the wallet."""
 
@@ -472,6 +508,12 @@ class SendMessageAck(_ServerModel):
     message_id: str = Field(description="The user message's id.")
 
 
+class CallToolAck(_ServerModel):
+    """The ack of ``call_tool``."""
+
+    call_id: str = Field(description="The call id that its tool_call, action request, tx_update, tool_result carry.")
+
+
 class WalletChangedAck(_ServerModel):
     """The ack of ``wallet_changed``."""
 
@@ -486,6 +528,7 @@ CLIENT_EVENTS: Mapping[str, tuple[type[_ClientModel], type[_ServerModel]]] = {
     "abort": (Abort, OkAck),
     "wallet_changed": (WalletChanged, WalletChangedAck),
     "continue_message": (ContinueMessage, OkAck),
+    "call_tool": (CallTool, CallToolAck),
 }
 """Socket.IO event name -> (payload model, success ack model); a failure acks ``ErrorAck``."""
 
@@ -719,6 +762,7 @@ _SHARED_MODELS: tuple[type[BaseModel], ...] = (
     NetworkInfo,
     ApprovalRequest,
     ActionRequest,
+    Fact,
     ReviewConfig,
     UnsignedTx,
     Usage,

@@ -223,7 +223,8 @@ async def test_decisions_reach_the_chat_from_any_process_and_apply_once(
         assert_error(next(ack for ack in acks if ack != {"ok": True}), "already_decided")
         call_id = pending["action_requests"][0]["call_id"]
         assert (await confirmed(on_b, chat_id, call_id))["status"] == "confirmed"
-        await answered(on_a, chat_id, 2)
+        for client in (on_a, on_b):
+            await answered(client, chat_id, 2)
         await asyncio.sleep(0.5)  # anything duplicated would arrive by now
         assert_once_in_order(on_a, chat_id)
         assert on_b.chat_events(chat_id) == on_a.chat_events(chat_id)
@@ -297,7 +298,8 @@ async def test_an_abort_sent_to_another_process_stops_the_turn(processes: Proces
         # The chat is free again, cluster-wide: B takes the next turn.
         ack = await on_b.call("send_message", {"chat_id": chat_id, "content": "hi", "client_message_id": "m3"})
         assert "message_id" in ack, ack
-        await answered(on_a, chat_id, 1)
+        for client in (on_a, on_b):  # each receives it through its own process
+            await answered(client, chat_id, 1)
         assert_once_in_order(on_a, chat_id)
         assert on_b.chat_events(chat_id) == on_a.chat_events(chat_id)
 

@@ -275,11 +275,36 @@ async def test_every_documented_lunark_line_runs(demo: Demo, tmp_path: Path) -> 
             await serve_until_listening(demo, [*start, *args], tmp_path / f"serve{len(ran)}", line)
         elif command == "demo":
             assert args == ["demo"], f"{line.where}: {line.text!r}: the demo fixture runs plain `lunark demo`"
+        elif command == "mcp":
+            await mcp_serves_the_wallet_tools(demo, [*start, *args], line)
         else:
             code, _, err = await run(*start, *args, cwd=ROOT, env=demo.env)
             assert code == 0, f"{line.where}: {line.text!r} failed: {err}"
         ran.append(line.text)
     assert {"lunark serve", "lunark chat", ".venv/bin/lunark chat --url http://127.0.0.1:8080"} <= set(ran)
+
+
+async def mcp_serves_the_wallet_tools(demo: Demo, argv: list[str], line: Line) -> None:
+    """``lunark mcp`` as an MCP host starts it: over stdio, with a signed-in user's token in
+    ``LUNARK_TOKEN`` (Anvil's published dev key #0), against the demo; it must list the wallet tools."""
+    from mcp import ClientSession, StdioServerParameters
+    from mcp.client.stdio import stdio_client
+
+    from lunark.client import LunarkClient
+
+    client = LunarkClient(demo.url)
+    try:
+        await client.sign_in("0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80")
+    finally:
+        await client.close()
+    assert client.token is not None
+    if "--url" not in argv:
+        argv = [*argv, "--url", demo.url]
+    params = StdioServerParameters(command=argv[0], args=argv[1:], env={**demo.env, "LUNARK_TOKEN": client.token})
+    async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
+        await asyncio.wait_for(session.initialize(), 60)
+        names = {tool.name for tool in (await session.list_tools()).tools}
+    assert {"get_balance", "transfer", "switch_network"} <= names, f"{line.where}: {line.text!r} lists {names}"
 
 
 async def serve_until_listening(demo: Demo, argv: list[str], data_dir: Path, line: Line) -> None:

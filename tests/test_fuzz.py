@@ -203,6 +203,9 @@ def socket_payloads(world: World) -> st.SearchStrategy[tuple[str, Any]]:
             "wallet_changed": st.fixed_dictionaries({"chat_id": chat,
                                                      "chain_id": st.sampled_from([31337, 31338, 1, 5])}),
             "continue_message": st.fixed_dictionaries({"chat_id": chat, "message_id": IDS}),
+            "call_tool": st.fixed_dictionaries({
+                "chat_id": chat, "name": st.sampled_from(["get_balance", "transfer", "x"]),
+                "args": st.dictionaries(st.text(max_size=8), JSON, max_size=3)}),
         }
         return shapes[event]
 

@@ -106,10 +106,13 @@ CONTRACT_CLIENT_EVENTS: dict[str, tuple[set[str], set[str]]] = {
     "wallet_changed": ({"chat_id", "chain_id"}, {"ok", "network"}),
     # Lunark's extension: continue an answer cut at the model's output limit.
     "continue_message": ({"chat_id", "message_id"}, {"ok"}),
+    # Lunark's extension (issue 15): a tool call the user's own client asks for (lunark mcp).
+    "call_tool": ({"chat_id", "name", "args"}, {"call_id"}),
 }
 CONTRACT_ERROR_CODES = {
     "unauthorized", "forbidden", "not_found", "invalid_input", "busy", "already_decided", "approval_expired",
     "no_pending_approval", "policy_violation", "chain_error", "model_error", "internal", "rate_limited",
+    "tool_error",  # an extension (issue 15): an MCP server or plugin service failed, timed out or is down
 }
 
 

@@ -24,6 +24,7 @@ def valid_payloads(chat_id: str) -> dict[str, dict[str, Any]]:
         "abort": {"chat_id": chat_id},
         "wallet_changed": {"chat_id": chat_id, "chain_id": 31337},
         "continue_message": {"chat_id": chat_id, "message_id": "msg_x"},
+        "call_tool": {"chat_id": chat_id, "name": "get_balance", "args": {}},
     }
 
 
@@ -85,6 +86,9 @@ def malformed(event: str, chat_id: str) -> list[Any]:
         cases += [{**valid, "chain_id": bad} for bad in (0, -1, "0x7a69", 2**300)]
     if event == "continue_message":
         cases += [{**valid, "message_id": bad} for bad in BAD_IDS]
+    if event == "call_tool":
+        cases += [{**valid, "name": "no_such_tool"}, {**valid, "name": "x" * 65},
+                  {**valid, "args": {"address": 5}}, {**valid, "args": {"unknown": "x"}}]
     return cases
 
 

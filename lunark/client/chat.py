@@ -542,6 +542,8 @@ class TerminalChat:
             decimals = int(network.get("decimals", 18)) if same else 18
             fee = int(tx.gas, 16) * int(tx.max_fee_per_gas, 16)
             rows.append(("max fee", f"{_units(fee, decimals)} {network.get('symbol', '') if same else ''}".strip()))
+        elif request.facts:
+            rows.extend((fact.label, fact.value) for fact in request.facts)
         elif request.description:
             rows.append(("action", request.description))
         rows.append(("time left", _time_left(approval.expires_at)))

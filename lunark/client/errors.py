@@ -19,6 +19,7 @@ from lunark.errors import (
     NotFound,
     PolicyViolation,
     RateLimited,
+    ToolFailed,
     Unauthorized,
 )
 
@@ -38,6 +39,7 @@ ERROR_CLASSES: Mapping[str, type[LunarkError]] = {
     "model_error": ModelError,
     "internal": LunarkError,
     "rate_limited": RateLimited,
+    "tool_error": ToolFailed,
 }
 """Protocol error code -> the exception the SDK raises for it."""
 

@@ -271,8 +271,18 @@ class Agent:
             self._model = model.bind_tools(schemas)
         else:
             self._model = model
+        self._retired: list[Runnable[Any, Any]] = []
+        if bind_tools is not None or isinstance(model, BaseChatModel):
+            binder = bind_tools or cast(BaseChatModel, model).bind_tools
+            self.tools.on_change(lambda: self._rebind(binder))
         self._locks: dict[str, asyncio.Lock] = {}
         self.graph = self._build().compile(checkpointer=checkpointer)
+
+    def _rebind(self, binder: Callable[[Sequence[dict[str, Any]]], Runnable[Any, Any]]) -> None:
+        """The tool list changed (an MCP server's did): the model's next call sees the new one. The
+        old binding may be mid-call; it is closed with the agent."""
+        self._retired.append(self._model)
+        self._model = binder(self.tools.schemas())
 
     # -- graph -----------------------------------------------------------------------------------
 
@@ -284,9 +294,9 @@ class Agent:
         builder.add_node("execute", self._execute_node)
         builder.add_edge(START, "agent")
         builder.add_conditional_edges("agent", self._after_agent, ["prepare", END])
-        builder.add_conditional_edges("prepare", self._after_prepare, ["approve", "agent"])
+        builder.add_conditional_edges("prepare", self._after_prepare, ["approve", "agent", END])
         builder.add_edge("approve", "execute")
-        builder.add_conditional_edges("execute", self._after_prepare, ["approve", "agent"])
+        builder.add_conditional_edges("execute", self._after_prepare, ["approve", "agent", END])
         return builder
 
     async def ready(self) -> Store:
@@ -374,7 +384,9 @@ class Agent:
 
     @staticmethod
     def _after_prepare(state: AgentState) -> str:
-        return "approve" if state.get("approval") else "agent"
+        if state.get("approval"):
+            return "approve"
+        return END if _called_directly(state["messages"]) else "agent"
 
     async def _prepare_node(self, state: AgentState, config: RunnableConfig) -> dict[str, Any]:
         last = state["messages"][-1]
@@ -463,6 +475,7 @@ class Agent:
                     "description": p["proposal"]["description"],
                     "summary": p["proposal"]["summary"],
                     "tx": p["proposal"]["tx"],
+                    **({"facts": p["proposal"]["facts"]} if p["proposal"].get("facts") else {}),
                 }
                 for p in proposals
             ],
@@ -620,6 +633,49 @@ class Agent:
                 "chain_id": chain_id or values.get("chain_id") or self.default_chain_id,
             }
             async with aclosing(self._run(thread_id, graph_input)) as events:  # an abort closes the run now
+                async for event in events:
+                    yield event
+
+    async def call_tool(
+        self, thread_id: str, name: str, args: Mapping[str, Any], *, user_address: str, call_id: str,
+        chain_id: int | None = None,
+    ) -> AsyncIterator[AgentEvent]:
+        """Run one tool call the user's own client asked for (``lunark mcp`` for an MCP host) as a turn:
+        it enters the graph as if the model had proposed it, so it is validated, checked and, when
+        the tool needs it, waits for the user's decision like any other call; the turn ends after
+        it (and after its approval), without calling the model. Raises ``Busy`` like ``stream``, and
+        ``InvalidInput`` for a tool that does not exist or arguments its schema refuses, before anything
+        runs."""
+        validate_args(self.tools.get(name), args)
+        await self.ready()
+        lock = self._lock(thread_id)
+        if lock.locked():
+            raise Busy("A turn is already running in this chat.")
+        async with lock:
+            config = self._config(thread_id)
+            snapshot = await self.graph.aget_state(config)
+            pending = _pending_of(snapshot)
+            if pending is not None:
+                raise Busy(
+                    "This chat is waiting for your decision on an approval; approve or reject it first.",
+                    approval_id=pending["approval_id"],
+                )
+            values = snapshot.values or {}
+            history = values.get("messages", [])
+            settled = (
+                {r.call_id: r for r in await self.store.settlements(chat_id=thread_id)}
+                if _has_unanswered(history) else {}
+            )
+            proposed = AIMessage(
+                content="", tool_calls=[{"name": name, "args": dict(args), "id": call_id}],
+                response_metadata={_DIRECT: True},
+            )
+            await self.graph.aupdate_state(config, {
+                "messages": [*_unanswered_calls(history, settled), proposed],
+                "user_address": user_address,
+                "chain_id": chain_id or values.get("chain_id") or self.default_chain_id,
+            }, as_node="agent")
+            async with aclosing(self._run(thread_id, None)) as events:
                 async for event in events:
                     yield event
 
@@ -873,7 +929,8 @@ class Agent:
         if self._settlements is not None:
             await self._settlements.aclose()
         await self.clients.close()
-        await aclose_chat_model(self._model)
+        for model in [*self._retired, self._model]:
+            await aclose_chat_model(model)
         if self._own_store and self._store is not None:
             await self._store.close()
 
@@ -898,6 +955,10 @@ class Agent:
         toolset = ToolSet(tools, settings.approvals.rules)
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         async with AsyncExitStack() as stack:
+            if settings.mcp.servers:  # MCP servers' tools join the set (lunark.mcp.tools); closed with the agent
+                from lunark.mcp.tools import McpToolbox
+
+                await stack.enter_async_context(McpToolbox.open(settings.mcp, toolset, environ=env))
             if store is None:
                 store = await open_store(settings.store.url, settings.data_dir / "lunark.sqlite",
                                          pool_size=settings.store.pool_size)
@@ -963,6 +1024,18 @@ def _emitter(ctx: ToolContext, call_id: str) -> Callable[[dict[str, Any]], None]
         ctx.emit({"call_id": call_id, **event} if event.get("type") == "tx_update" else event)
 
     return emit
+
+
+_DIRECT = "lunark_called_by_user"
+"""Marks (in ``response_metadata``, which no provider is sent) a tool call the user's own client
+made (``Agent.call_tool``): its turn ends after the call instead of asking the model again."""
+
+
+def _called_directly(messages: Sequence[Any]) -> bool:
+    for message in reversed(messages):
+        if isinstance(message, AIMessage):
+            return bool(message.response_metadata.get(_DIRECT))
+    return False
 
 
 def _pending_of(snapshot: StateSnapshot) -> dict[str, Any] | None:

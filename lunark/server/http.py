@@ -19,7 +19,15 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from lunark.errors import InvalidInput, LunarkError, Unauthorized
-from lunark.protocol import HTTP_STATUS, ID_PATTERN, ContinueMessage, ResumeDecisions, SendMessage, WalletChanged
+from lunark.protocol import (
+    HTTP_STATUS,
+    ID_PATTERN,
+    CallTool,
+    ContinueMessage,
+    ResumeDecisions,
+    SendMessage,
+    WalletChanged,
+)
 from lunark.server.auth import Authenticator
 from lunark.server.hub import Hub, Subscription, SubscriptionOverflow
 from lunark.server.limits import InputRejected, JsonCodec, RateLimiter
@@ -200,6 +208,11 @@ def routes(*, auth: Authenticator, service: ChatService, hub: Hub, store: Store,
         await service.continue_message(address, payload)
         return web.json_response({"ok": True}, status=202)
 
+    async def post_tool_call(request: web.Request) -> web.Response:
+        address = await address_of(request)
+        payload = _validate(CallTool, {**await json_body(request), "chat_id": _chat_id(request)})
+        return web.json_response({"call_id": await service.call_tool(address, payload)}, status=202)
+
     async def post_decisions(request: web.Request) -> web.Response:
         address = await address_of(request)
         payload = _validate(ResumeDecisions, {**await json_body(request), "chat_id": _chat_id(request)})
@@ -298,6 +311,7 @@ def routes(*, auth: Authenticator, service: ChatService, hub: Hub, store: Store,
         web.get("/api/chats/{chat_id}", get_chat),
         web.post("/api/chats/{chat_id}/messages", post_message),
         web.post("/api/chats/{chat_id}/messages/{message_id}/continue", post_continue),
+        web.post("/api/chats/{chat_id}/tool_calls", post_tool_call),
         web.post("/api/chats/{chat_id}/decisions", post_decisions),
         web.post("/api/chats/{chat_id}/abort", post_abort),
         web.post("/api/chats/{chat_id}/wallet", post_wallet),

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ValidationError
 
 from lunark.config import LimitsSettings
 from lunark.errors import LunarkError, RateLimited, Unauthorized
-from lunark.protocol import Abort, ContinueMessage, JoinChat, ResumeDecisions, SendMessage, WalletChanged
+from lunark.protocol import Abort, CallTool, ContinueMessage, JoinChat, ResumeDecisions, SendMessage, WalletChanged
 from lunark.server.auth import Authenticator, token_hash
 from lunark.server.hub import Hub
 from lunark.server.limits import Limiters
@@ -202,6 +202,12 @@ class ChatNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             return {"ok": True, "network": await self.service.wallet_changed(address, p.chat_id, p.chain_id)}
 
         return await self._call(sid, data, WalletChanged, handle)
+
+    async def on_call_tool(self, sid: str, data: Any = None) -> dict[str, Any]:
+        async def handle(address: str, p: CallTool) -> dict[str, Any]:
+            return {"call_id": await self.service.call_tool(address, p)}
+
+        return await self._call(sid, data, CallTool, handle)
 
     async def on_continue_message(self, sid: str, data: Any = None) -> dict[str, Any]:
         async def handle(address: str, p: ContinueMessage) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from eth_utils.address import to_checksum_address
 
 from lunark.errors import AlreadyDecided, ApprovalExpired, Busy, InvalidInput, LunarkError, NoPendingApproval
 from lunark.graph.agent import Agent, AgentEvent
+from lunark.ids import new_id
 from lunark.server.hub import Hub
 from lunark.store.base import ApprovalRecord, ChatRecord, Store
 
@@ -190,6 +191,24 @@ class Runner:
         finally:
             if claimed:
                 self._release_turn(chat.chat_id)
+            self._reserved.discard(chat.chat_id)
+
+    async def call_tool(self, chat: ChatRecord, name: str, args: dict[str, Any]) -> str:
+        """Run one tool call the user's own client asked for, as a turn (``Agent.call_tool``); returns
+        its call id. ``busy`` while a turn runs or an approval waits: a call never sets one aside."""
+        if self.running(chat.chat_id):
+            raise Busy("A turn is already running in this chat.", chat_id=chat.chat_id)
+        self._reserved.add(chat.chat_id)  # no await between the check and this line
+        try:
+            call_id = new_id("call_")
+            events = self.agent.call_tool(
+                chat.chat_id, name, args, user_address=to_checksum_address(chat.owner), call_id=call_id,
+                chain_id=chat.chain_id,
+            )
+            first = await anext(events)  # busy is raised before the first event
+            self._start(chat, _prepend(first, events))
+            return call_id
+        finally:
             self._reserved.discard(chat.chat_id)
 
     async def _stored(self, chat: ChatRecord, client_message_id: str) -> bool:

@@ -11,7 +11,7 @@ from typing import Any
 from lunark.errors import Forbidden, NotFound
 from lunark.graph.agent import Agent
 from lunark.networks import Network, NetworkRegistry
-from lunark.protocol import ContinueMessage, ResumeDecisions, SendMessage
+from lunark.protocol import CallTool, ContinueMessage, ResumeDecisions, SendMessage
 from lunark.server.limits import Limiters
 from lunark.server.runner import Runner
 from lunark.store.base import ChatRecord, MessageRecord, Store
@@ -87,8 +87,16 @@ class ChatService:
             await self.store.set_chat_title(chat.chat_id, payload.content[:80])
         return await self.runner.send_message(chat, payload.content, payload.client_message_id)
 
+    async def call_tool(self, address: str, payload: CallTool) -> str:
+        chat = await self.chat_for(address, payload.chat_id)
+        if self.limiters is not None:
+            self.limiters.message.check(address.lower())  # a call starts a turn, as a message does
+        return await self.runner.call_tool(chat, payload.name, dict(payload.args))
+
     async def continue_message(self, address: str, payload: ContinueMessage) -> None:
         chat = await self.chat_for(address, payload.chat_id)
+        if self.limiters is not None:
+            self.limiters.message.check(address.lower())
         await self.runner.continue_message(chat, payload.message_id)
 
     async def decide(self, address: str, payload: ResumeDecisions) -> None:

@@ -75,9 +75,16 @@ class Proposal:
     """The unsigned transaction the wallet is asked to sign (protocol ``tx`` shape)."""
     data: dict[str, Any] = field(default_factory=dict)
     """Whatever ``execute`` needs to do exactly what was shown (e.g. the prepared transaction)."""
+    facts: tuple[tuple[str, str], ...] = ()
+    """Rows of the approval card, ``(label, value)``, for a tool whose card the clients do not know
+    (e.g. an MCP tool: server, tool, hints, each argument). Sent as the action's ``facts``."""
 
     def to_state(self) -> dict[str, Any]:
-        return {"summary": self.summary, "description": self.description, "tx": self.tx, "data": self.data}
+        state: dict[str, Any] = {"summary": self.summary, "description": self.description, "tx": self.tx,
+                                 "data": self.data}
+        if self.facts:
+            state["facts"] = [{"label": label, "value": value} for label, value in self.facts]
+        return state
 
     @classmethod
     def from_state(cls, raw: Mapping[str, Any]) -> Proposal:
@@ -86,6 +93,7 @@ class Proposal:
             description=raw.get("description", ""),
             tx=raw.get("tx"),
             data=dict(raw.get("data") or {}),
+            facts=tuple((str(f["label"]), str(f["value"])) for f in raw.get("facts") or ()),
         )
 
 

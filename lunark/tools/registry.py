@@ -10,7 +10,7 @@ returns one or a list::
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from importlib.metadata import entry_points
@@ -85,9 +85,19 @@ def parse_approval_rule(raw: Any) -> ApprovalRule:
 
 
 class ToolSet:
-    """The tools of one agent, by name, with their approval rules."""
+    """The tools of one agent, by name, with their approval rules.
+
+    Besides its fixed tools it holds named groups that can change while the agent runs (an MCP
+    server's tools, when the server says its list changed): ``replace_group`` swaps one group's
+    tools, never letting a name shadow a tool of another group or a fixed one, and tells the
+    listeners (``on_change``: the agent binds the new list to its model).
+    """
 
     def __init__(self, tools: Iterable[Tool], approvals: Mapping[str, Any] | None = None) -> None:
+        self.version = 0
+        """Grows by one each time the set of tools changes."""
+        self._groups: dict[str, list[str]] = {}
+        self._listeners: list[Callable[[], None]] = []
         self._tools: dict[str, Tool] = {}
         for tool in tools:
             if not isinstance(tool, Tool):
@@ -100,6 +110,35 @@ class ToolSet:
             if name not in self._tools:
                 raise ConfigError(f"Approval rule for unknown tool {name!r} (tools: {', '.join(self._tools)}).")
             self._rules[name] = parse_approval_rule(raw)
+
+    def replace_group(self, group: str, tools: Iterable[Tool]) -> list[str]:
+        """Make ``tools`` the whole of ``group`` (dropping what it held before); returns the names
+        left out because a fixed tool or another group has them already."""
+        for name in self._groups.pop(group, []):
+            self._tools.pop(name, None)
+        added: list[str] = []
+        refused: list[str] = []
+        for tool in tools:
+            if not isinstance(tool, Tool):
+                raise ConfigError(f"{tool!r} is not a Lunark tool (see lunark.tools.base.Tool).")
+            if tool.name in self._tools:
+                refused.append(tool.name)
+                continue
+            self._tools[tool.name] = tool
+            added.append(tool.name)
+        self._groups[group] = added
+        self.version += 1
+        for listener in list(self._listeners):
+            listener()
+        return refused
+
+    def group(self, group: str) -> list[str]:
+        """The names ``group`` holds now."""
+        return list(self._groups.get(group, []))
+
+    def on_change(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` (synchronously) after every ``replace_group``."""
+        self._listeners.append(listener)
 
     def get(self, name: str) -> Tool:
         try:

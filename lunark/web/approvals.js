@@ -135,6 +135,8 @@ function approvalFacts(request, network, networks) {
   } else if (network && request.name !== "switch_network") {
     facts.push(["Network", networkName(network.chain_id, `Chain ${network.chain_id}`), "network"]);
   }
+  // A tool the dApp has no card of its own for (an MCP tool) sends its rows: server, tool, hints, arguments.
+  for (const fact of request.facts || []) facts.push([String(fact.label), String(fact.value), "fact"]);
   const list = h("dl", { class: "facts" }, ...facts.flatMap(([term, value, cls]) => [h("dt", {}, term), h("dd", { class: cls }, value)]));
   const row = h("div", { class: "request", "data-call-id": request.call_id }, list, h("p", { class: "summary" }, request.summary));
   row.dataset.symbol = symbol;

@@ -15,7 +15,7 @@ export const EVENT_TYPES = Object.freeze(["message_start", "token", "tool_call",
 export const WALLET_EVENTS = Object.freeze(["pending_approval", "network_switch", "tx_update"]);
 
 /** Events a client sends; each is answered by an ack. */
-export const CLIENT_EVENTS = Object.freeze(["join_chat", "send_message", "resume_decisions", "abort", "wallet_changed", "continue_message"]);
+export const CLIENT_EVENTS = Object.freeze(["join_chat", "send_message", "resume_decisions", "abort", "wallet_changed", "continue_message", "call_tool"]);
 
 /** tx_update statuses, and those after which nothing more happens to the transaction. */
 export const TX_STATUSES = Object.freeze(["submitted", "mined", "confirmed", "failed", "replaced", "mismatch", "dropped"]);
@@ -37,6 +37,7 @@ export const ERROR_CODES = Object.freeze({
   policy_violation: 422,
   chain_error: 502,
   model_error: 502,
+  tool_error: 502,
   internal: 500,
   rate_limited: 429,
 });
