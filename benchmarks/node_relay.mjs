@@ -3,9 +3,12 @@
 // "start" {chat_id, n, rate, mode}; the token source (in this process, like
 // Lunark's model) stamps each token with CLOCK_MONOTONIC (process.hrtime, the
 // clock Python's time.monotonic reads) and emits it to the chat's room.
-// Prints {"url", "pid"} when listening; exits when stdin closes.
+// Prints {"url", "pid"} when listening; exits when stdin closes. Like benchmarks/monitor.py, it
+// records its garbage collections and event-loop stalls (CLOCK_MONOTONIC seconds) and answers the
+// line "pauses T0 T1" with one JSON line of those between the two times.
 import { createServer } from "node:http";
 import { randomBytes } from "node:crypto";
+import { PerformanceObserver, performance } from "node:perf_hooks";
 import { Server } from "socket.io";
 
 const ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
@@ -64,6 +67,50 @@ http.listen(0, "127.0.0.1", () => {
   const { port } = http.address();
   console.log(JSON.stringify({ url: `http://127.0.0.1:${port}`, pid: process.pid }));
 });
+// The pause monitor: seconds on CLOCK_MONOTONIC, as Python's time.monotonic.
+const mono = () => Number(process.hrtime.bigint()) / 1e9;
+const perfToMono = mono() - performance.now() / 1000;
+const gcs = [];
+const lags = [];
+const KEEP = 200000;
+new PerformanceObserver((list) => {
+  for (const entry of list.getEntries()) {
+    if (entry.duration >= 0.2) {
+      const start = perfToMono + entry.startTime / 1000;
+      gcs.push([start, start + entry.duration / 1000, entry.detail?.kind === 4 ? 2 : 0]); // major -> 2, as Python's full
+      if (gcs.length > KEEP) gcs.shift();
+    }
+  }
+}).observe({ entryTypes: ["gc"] });
+let due = mono() + 0.001;
+function tick() {
+  const now = mono();
+  if (now - due >= 0.002) {
+    lags.push([due, now]);
+    if (lags.length > KEEP) lags.shift();
+  }
+  due = now + 0.001;
+  setTimeout(tick, 1);
+}
+setTimeout(tick, 1);
+
+let pending = "";
 process.stdin.on("end", () => process.exit(0));
-process.stdin.on("data", (chunk) => { if (chunk.toString().includes("quit")) process.exit(0); });
+process.stdin.on("data", (chunk) => {
+  pending += chunk.toString();
+  let newline;
+  while ((newline = pending.indexOf("\n")) >= 0) {
+    const words = pending.slice(0, newline).trim().split(/\s+/);
+    pending = pending.slice(newline + 1);
+    if (words[0] === "quit" || words[0] === "") process.exit(0);
+    if (words[0] === "pauses") {
+      const t0 = Number(words[1]);
+      const t1 = Number(words[2]);
+      const within = (x) => x[1] >= t0 && x[0] <= t1;
+      console.log(JSON.stringify({ gc: gcs.filter(within), lag: lags.filter(within), collections: [] }));
+    } else {
+      console.log(JSON.stringify({ error: `unknown command ${words[0]}` }));
+    }
+  }
+});
 process.stdin.resume();

@@ -48,6 +48,7 @@ class Server:
         self.proc: asyncio.subprocess.Process | None = None
         self.url = ""
         self.pid = 0
+        self._query_lock = asyncio.Lock()
 
     async def start(self, timeout: float = 60.0) -> Server:
         self.proc = await asyncio.create_subprocess_exec(
@@ -81,6 +82,20 @@ class Server:
     def rss_kb(self) -> int:
         return rss_kb(self.pid)
 
+    async def query(self, command: str, timeout: float = 10.0) -> dict[str, Any]:
+        """One command on the server's standard input, its one-line JSON answer (``serve.py``)."""
+        assert self.proc is not None and self.proc.stdin is not None and self.proc.stdout is not None
+        async with self._query_lock:
+            self.proc.stdin.write(command.encode() + b"\n")
+            await self.proc.stdin.drain()
+            line = await asyncio.wait_for(self.proc.stdout.readline(), timeout)
+        answer: dict[str, Any] = json.loads(line)
+        return answer
+
+    async def pauses(self, t0: float, t1: float) -> dict[str, Any]:
+        """The server's GC pauses and event-loop stalls between two CLOCK_MONOTONIC times."""
+        return await self.query(f"pauses {t0!r} {t1!r}")
+
     def cpu_seconds(self) -> float:
         return cpu_seconds(self.pid)
 
@@ -107,11 +122,16 @@ def python_server(name: str, kind: str, *args: str) -> Server:
 
 
 def revision_server(name: str, rev: str, into: Path, kind: str, *args: str) -> Server:
-    """A server run from the code of git revision ``rev`` (its ``lunark`` and ``benchmarks``, this
+    """A server run from the ``lunark`` package of git revision ``rev`` (this checkout's
+    ``benchmarks``, so every target has the same model, harness and pause monitor; this
     environment's packages), for a before/after in the same run: ``python -m benchmarks --rev REV``."""
     into.mkdir(parents=True, exist_ok=True)
-    archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev], check=True, capture_output=True).stdout
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", rev, "lunark"], check=True, capture_output=True
+    ).stdout
     subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+    if not (into / "benchmarks").exists():
+        (into / "benchmarks").symlink_to(ROOT / "benchmarks")
     env = {**os.environ, "PYTHONPATH": str(into)}
     return Server(name, [sys.executable, "-m", "benchmarks.serve", kind, *args], cwd=into, env=env)
 

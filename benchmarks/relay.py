@@ -11,11 +11,18 @@ Targets, each a server process with the token source inside it:
 Clients are python-socketio clients in this process (the servers are in theirs): one
 per chat, signed in for Lunark (join_chat, send_message). Each token carries its
 CLOCK_MONOTONIC send time, so the client reads per-token latency on the same clock.
+
+Only the server is measured: this process's garbage collector is frozen and disabled
+during every measured run (a collection here would delay whichever target is being
+measured), and each run reports how much of its p99 tail fell inside pauses the server
+recorded (``benchmarks/monitor.py``: its collections and event-loop stalls) and inside
+stalls of this process.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import random
 import time
 from collections.abc import Sequence
@@ -23,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from benchmarks.client import BenchClient, Stream, close_many, connect_many, sign_in
+from benchmarks.monitor import BLOCKED_S, PauseMonitor, attribute
 from benchmarks.procs import Server
 from benchmarks.stats import percentile, summary
 
@@ -35,12 +43,21 @@ METRICS = (
     "latency_p50_ms",
     "latency_p99_ms",
     "ttft_p50_ms",
+    "ttft_p99_ms",
     "server_cpu_ms_per_1k_tokens",
     "steady_latency_p50_ms",
     "steady_latency_p99_ms",
     "server_cpu_util",
     "client_cpu_util",
     "ttft_max_ms",
+    "p99_share_server_pause",
+    "p99_share_server_gc",
+    "p99_share_client_pause",
+    "server_gc_ms",
+    "server_gc_max_ms",
+    "server_full_gcs",
+    "server_lag_max_ms",
+    "client_lag_max_ms",
     "lost",
     "order_errors",
     "seq_errors",
@@ -62,11 +79,13 @@ class Cell:
 class Target:
     """A server under test with its connected clients."""
 
-    def __init__(self, name: str, server: Server) -> None:
+    def __init__(self, name: str, server: Server, monitor: PauseMonitor | None = None) -> None:
         self.name = name
         self.server = server
         self.clients: list[BenchClient] = []
         self.token: str | None = None
+        self.monitor = monitor
+        """This (the clients') process's pause monitor, to tell its own stalls apart."""
 
     async def connect(self, count: int) -> None:
         if self.name == "lunark" and self.token is None:
@@ -87,6 +106,19 @@ class Target:
         streams = [Stream(cell.tokens, whole) for _ in clients]
         for client, stream in zip(clients, streams, strict=True):
             client.reset(stream)
+        # The clients' collector stays out of the measured run: a pause here would be charged to the target.
+        gc.collect()
+        gc.freeze()
+        gc.disable()
+        try:
+            return await self._measured(cell, clients, streams, whole, timeout)
+        finally:
+            gc.enable()
+            gc.unfreeze()
+
+    async def _measured(
+        self, cell: Cell, clients: list[BenchClient], streams: list[Stream], whole: bool, timeout: float | None
+    ) -> dict[str, Any]:
         cpu0 = self.server.cpu_seconds()
         client0 = time.process_time()
         wall0 = time.monotonic()
@@ -115,11 +147,13 @@ class Target:
         frames = sum(c.frames for c in clients)
         for client in clients:
             client.reset(None)
+        server_pauses = await self.server.pauses(wall0 - 0.5, time.monotonic())
+        client_pauses = self.monitor.report(wall0 - 0.5, time.monotonic()) if self.monitor else None
         return measure(cell, streams, bytes_, cpu, timed_out=len(done) < len(streams)) | {
             "frames": frames,
             "server_cpu_util": cpu / wall,
             "client_cpu_util": client_cpu / wall,
-        }
+        } | pauses(streams, server_pauses, client_pauses)
 
 
 def measure(
@@ -158,9 +192,44 @@ def measure(
         "steady_latency_p50_ms": percentile(steady, 50) * 1000 if steady else None,
         "steady_latency_p99_ms": percentile(steady, 99) * 1000 if steady else None,
         "ttft_p50_ms": percentile(ttfts, 50) if ttfts else None,
+        "ttft_p99_ms": percentile(ttfts, 99) if ttfts else None,
         "ttft_max_ms": max(ttfts) if ttfts else None,
         "server_cpu_s": cpu_s,
         "server_cpu_ms_per_1k_tokens": cpu_s * 1e6 / received if received else None,
+    }
+
+
+def pauses(
+    streams: Sequence[Stream], server: dict[str, Any], client: dict[str, Any] | None
+) -> dict[str, Any]:
+    """How much of the run's p99 tail the server's (and this process's) pauses explain.
+
+    For the tokens at or above the run's p99 latency, the share of their summed latency (send to
+    receipt) that fell inside a server GC, inside any server pause (a GC, or the loop stalled for
+    ``BLOCKED_S`` or more), and inside a stall of the clients' process."""
+    tokens = [(at - x, at) for s in streams for x, at in zip(s.latencies, s.received_at, strict=True)]
+    latencies = [r - s for s, r in tokens]
+    if not latencies:
+        return {}
+    p99 = percentile(latencies, 99)
+    gcs = [(a, b) for a, b, _ in server["gc"]]
+    blocked = [(a, b) for a, b in server["lag"] if b - a >= BLOCKED_S]
+    client_stalls = [(a, b) for a, b in (client or {}).get("lag", []) if b - a >= BLOCKED_S]
+    client_stalls += [(a, b) for a, b, _ in (client or {}).get("gc", [])]
+    shares = attribute(tokens, p99, {"gc": gcs, "pause": gcs + blocked, "client": client_stalls})
+    first, last = min(s for s, _ in tokens), max(r for _, r in tokens)
+    window_gcs = [(a, b, g) for a, b, g in server["gc"] if b >= first and a <= last]
+    return {
+        "p99_share_server_pause": shares["pause"],
+        "p99_share_server_gc": shares["gc"],
+        "p99_share_client_pause": shares["client"],
+        "server_gc_ms": sum(b - a for a, b, _ in window_gcs) * 1000,
+        "server_gc_max_ms": max((b - a for a, b, _ in window_gcs), default=0.0) * 1000,
+        "server_full_gcs": sum(1 for _, _, g in window_gcs if g == 2),
+        "server_lag_max_ms": max((b - a for a, b in server["lag"] if b >= first and a <= last), default=0.0) * 1000,
+        "client_lag_max_ms": max(
+            (b - a for a, b in (client or {}).get("lag", []) if b >= first and a <= last), default=0.0
+        ) * 1000,
     }
 
 
@@ -206,7 +275,11 @@ async def run_relay(
                 f"p50 {s['latency_p50_ms']['median'] or 0:7.1f} ms  p99 {s['latency_p99_ms']['median'] or 0:7.1f} ms  "
                 f"B/answer {s['bytes_per_answer']['median'] or 0:>12,.0f}  lost {sum(r['lost'] for r in runs[name])}  "
                 f"steady p99 {s['steady_latency_p99_ms']['median'] or 0:7.1f}  "
-                f"ttft {s['ttft_p50_ms']['median'] or 0:6.1f}  "
+                f"ttft {s['ttft_p50_ms']['median'] or 0:6.1f}/{s['ttft_p99_ms']['median'] or 0:.1f}  "
+                f"pause {s['p99_share_server_pause']['median'] or 0:.0%} "
+                f"gc {s['p99_share_server_gc']['median'] or 0:.0%} "
+                f"cli {s['p99_share_client_pause']['median'] or 0:.0%} full {s['server_full_gcs']['median'] or 0:.0f}  "
+                f"cpu/1k {s['server_cpu_ms_per_1k_tokens']['median'] or 0:.0f}  "
                 f"cpu srv {s['server_cpu_util']['median'] or 0:.2f} cli {s['client_cpu_util']['median'] or 0:.2f}"
             )
     return out

@@ -41,6 +41,16 @@ def _order(key: tuple[int, int, float]) -> tuple[bool, float, int, int]:
     return (rate == 0, rate, m, c)
 
 
+def _share(s: dict[str, Any], metric: str) -> str:
+    value = s.get(metric, {}).get("median")
+    return "n/a" if value is None else f"{value:.0%}"
+
+
+def _num(s: dict[str, Any], metric: str, digits: int = 1) -> str:
+    value = s.get(metric, {}).get("median")
+    return "n/a" if value is None else f"{value:,.{digits}f}"
+
+
 def _pace(rate: float) -> str:
     return "max" if not rate else f"{rate:g}/s"
 
@@ -52,6 +62,7 @@ def aims(results: dict[str, Any]) -> list[dict[str, Any]]:
     key = (200, 100, 50.0)
     if key in cells and "lunark" in cells[key]:
         entry = cells[key]["lunark"]
+        floor = cells[key].get("sio")
         p99 = _med(entry, "latency_p99_ms")
         lost = sum(r["lost"] + r["order_errors"] + r["seq_errors"] for r in entry["runs"])
         out.append(
@@ -62,6 +73,52 @@ def aims(results: dict[str, Any]) -> list[dict[str, Any]]:
                 "gap": None if p99 is None or p99 < 20 else f"{p99 / 20:.1f}x over",
             }
         )
+        steady, steady_floor = _med(entry, "steady_latency_p99_ms"), _med(floor, "steady_latency_p99_ms")
+        if steady is not None and steady_floor:
+            ratio = steady / steady_floor
+            out.append(
+                {
+                    "aim": "100 x 50/s: steady p99 <= 3x the bare python-socketio server's (a)",
+                    "measured": f"{steady:.1f} ms vs {steady_floor:.1f} ms ({ratio:.1f}x)",
+                    "met": ratio <= 3,
+                    "gap": None if ratio <= 3 else f"{ratio / 3:.1f}x over",
+                }
+            )
+        ttft, ttft_floor = _med(entry, "ttft_p99_ms"), _med(floor, "ttft_p99_ms")
+        if ttft is not None and ttft_floor is not None:
+            added = ttft - ttft_floor
+            out.append(
+                {
+                    "aim": "TTFT, 100 chats starting within 20 ms: p99 <= the floor's (a) + 50 ms",
+                    "measured": f"p99 {ttft:.0f} ms vs {ttft_floor:.0f} ms (+{added:.0f} ms)",
+                    "met": added <= 50,
+                    "gap": None if added <= 50 else f"{added - 50:.0f} ms over",
+                }
+            )
+        cpu, cpu_floor = _med(entry, "server_cpu_ms_per_1k_tokens"), _med(floor, "server_cpu_ms_per_1k_tokens")
+        if cpu is not None and cpu_floor:
+            ratio = cpu / cpu_floor
+            out.append(
+                {
+                    "aim": "100 x 50/s: server CPU per token <= 1.5x the floor's (a)",
+                    "measured": f"{cpu:.0f} vs {cpu_floor:.0f} µs per token ({ratio:.2f}x)",
+                    "met": ratio <= 1.5,
+                    "gap": None if ratio <= 1.5 else f"{ratio / 1.5:.2f}x over",
+                }
+            )
+    key = (200, 100, 200.0)
+    if key in cells and "lunark" in cells[key] and "sio" in cells[key]:
+        lunark, floor_tps = _med(cells[key]["lunark"], "tokens_per_s"), _med(cells[key]["sio"], "tokens_per_s")
+        if lunark and floor_tps:
+            ratio = lunark / floor_tps
+            out.append(
+                {
+                    "aim": "100 x 200 tokens/s: delivered tokens/s >= 0.9x the floor (a)",
+                    "measured": f"{lunark:,.0f} vs {floor_tps:,.0f} tokens/s ({ratio:.2f}x)",
+                    "met": ratio >= 0.9,
+                    "gap": None if ratio >= 0.9 else f"{0.9 / ratio:.2f}x below",
+                }
+            )
     ratios = []
     for (m, c, rate), by in sorted(cells.items()):
         lunark, floor = _med(by.get("lunark"), "tokens_per_s"), _med(by.get("sio"), "tokens_per_s")
@@ -171,9 +228,13 @@ def tables(results: dict[str, Any]) -> str:
             "M tokens per answer, C concurrent chats, pace per stream. Ratios are against (a), the bare "
             "python-socketio server (one event per token), measured in the same run.",
             "",
+            "p99 in pauses: the share of the slowest 1% of tokens' latency spent inside a pause the server "
+            "recorded (a garbage collection, or its event loop stalled >= 5 ms) / inside a stall of the "
+            "clients' process (whose collector is off during runs). TTFT p50 / p99 over the chats of a run.",
+            "",
             "| M | C | pace | target | tokens/s | vs (a) | events/s | bytes/answer | p50 ms | p99 ms | "
-            "TTFT ms | lost |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+            "p99 in pauses srv / cli | TTFT ms p50 / p99 | CPU µs/token | lost |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
         ]
         for (m, c, rate), by in sorted(cells.items(), key=lambda kv: _order(kv[0])):
             floor = _med(by.get("sio"), "tokens_per_s")
@@ -189,7 +250,10 @@ def tables(results: dict[str, Any]) -> str:
                     f"| {m} | {c} | {_pace(rate)} | {TARGET_LABEL.get(name, name)} | "
                     f"{fmt(s['tokens_per_s'], digits=0)} | "
                     f"{ratio} | {fmt(s['events_per_s'], digits=0)} | {fmt(s['bytes_per_answer'], digits=0)} | "
-                    f"{fmt(s['latency_p50_ms'])} | {fmt(s['latency_p99_ms'])} | {fmt(s['ttft_p50_ms'])} | {lost} |"
+                    f"{fmt(s['latency_p50_ms'])} | {fmt(s['latency_p99_ms'])} | "
+                    f"{_share(s, 'p99_share_server_pause')} / {_share(s, 'p99_share_client_pause')} | "
+                    f"{_num(s, 'ttft_p50_ms')} / {_num(s, 'ttft_p99_ms')} | "
+                    f"{_num(s, 'server_cpu_ms_per_1k_tokens', 0)} | {lost} |"
                 )
     if "approval" in results:
         a = results["approval"]

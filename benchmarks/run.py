@@ -32,6 +32,7 @@ from benchmarks import relay as relay_mod
 from benchmarks import replay as replay_mod
 from benchmarks import seed as seed_mod
 from benchmarks.client import sign_in
+from benchmarks.monitor import PauseMonitor
 from benchmarks.procs import (
     ROOT,
     env_info,
@@ -122,11 +123,15 @@ async def bench_relay(p: dict[str, Any], tmp: Path, args: argparse.Namespace) ->
     if args.targets:
         servers = {k: v for k, v in servers.items() if k in args.targets.split(",") or k.startswith("lunark+")}
     await start_all(list(servers.values()))
-    targets = {name: Target("lunark" if name.startswith("lunark") else name, s) for name, s in servers.items()}
+    monitor = PauseMonitor().start()
+    targets = {
+        name: Target("lunark" if name.startswith("lunark") else name, s, monitor) for name, s in servers.items()
+    }
     try:
         cells = relay_mod.run_relay(targets, p["cells"], p["reps"], skip=skip_cell, log=log)
         return {"cells": await cells, "reps": p["reps"]}
     finally:
+        monitor.stop()
         for target in targets.values():
             await target.close()
         await stop_all(list(servers.values()))
@@ -310,6 +315,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="results file (default benchmarks/results/results.json)")
     parser.add_argument("--no-report", action="store_true", help="do not write the plots and docs/performance.md")
     args = parser.parse_args(argv)
+    try:  # the clients run on uvloop too: the less CPU the measuring side takes, the less it disturbs
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    except ImportError:
+        pass
     results = asyncio.run(main_async(args))
     # A quick run is a smoke test: its files go to results/quick/ (not committed), never over the full run's.
     folder = RESULTS / "quick" if args.quick else RESULTS

@@ -5,6 +5,11 @@ python-socketio baselines: one event per token, or the whole message so far per
 token). It prints one JSON line, ``{"url": ..., "pid": ...}``, when it listens, and
 stops when its standard input closes. The token source runs in this process for
 every kind, as the model does in Lunark.
+
+A ``PauseMonitor`` (``benchmarks/monitor.py``) records the process's garbage collections and
+event-loop stalls; the line ``pauses T0 T1`` on standard input answers with one JSON line of
+those between the two CLOCK_MONOTONIC times, so the suite can tell how much of a run's tail
+was the server pausing.
 """
 
 from __future__ import annotations
@@ -27,11 +32,29 @@ def raise_nofile() -> None:
 
 
 async def _wait_stdin_closed() -> None:
+    """Serve the suite's commands until standard input closes (or says ``quit``)."""
+    from benchmarks.monitor import PauseMonitor
+
+    monitor = PauseMonitor().start()
     loop = asyncio.get_running_loop()
-    while True:
-        line = await loop.run_in_executor(None, sys.stdin.readline)
-        if not line or line.strip() == "quit":
-            return
+    try:
+        while True:
+            line = await loop.run_in_executor(None, sys.stdin.readline)
+            words = line.split()
+            if not words or words[0] == "quit":
+                return
+            if words[0] == "pauses":
+                print(json.dumps(monitor.report(float(words[1]), float(words[2]))), flush=True)
+            elif words[0] == "gc":
+                import gc
+
+                print(json.dumps({"count": gc.get_count(), "objects": len(gc.get_objects()),
+                                  "collections": monitor.collections, "frozen": gc.get_freeze_count()}),
+                      flush=True)
+            else:
+                print(json.dumps({"error": f"unknown command {words[0]!r}"}), flush=True)
+    finally:
+        monitor.stop()
 
 
 def _ready(url: str) -> None:
