@@ -56,7 +56,6 @@ from langchain_core.messages import (
 from langchain_core.messages.ai import add_ai_message_chunks
 from langchain_core.runnables import Runnable, RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
-from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 from langgraph.config import get_stream_writer
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import Command, StateSnapshot, StreamMode, interrupt
@@ -77,6 +76,7 @@ from lunark.errors import (
     NoPendingApproval,
 )
 from lunark.graph.approval import ALL_DECISIONS, ApproveDecision, validate_decisions
+from lunark.graph.checkpoints import ThreadedSqliteSaver
 from lunark.graph.state import AgentState
 from lunark.ids import new_id
 from lunark.models.factory import aclose_chat_model, bind_tools_with_fallbacks
@@ -972,15 +972,11 @@ class Agent:
                     open_checkpointer(settings.store.url, max_size=settings.store.pool_size)
                 )
             else:
-                sqlite_saver = await stack.enter_async_context(
-                    AsyncSqliteSaver.from_conn_string(str(settings.data_dir / "checkpoints.sqlite"))
+                # One thread hop per checkpoint operation, no lock shared by every chat (WAL,
+                # synchronous = NORMAL): see lunark/graph/checkpoints.py.
+                saver = await stack.enter_async_context(
+                    ThreadedSqliteSaver.open(settings.data_dir / "checkpoints.sqlite")
                 )
-                await sqlite_saver.setup()  # WAL journal
-                # As the event store does: a commit survives the process dying (the WAL is in the OS's
-                # hands), and only an OS crash or power cut can lose the last ones. One fsync per commit,
-                # several per LangGraph step, was ~2 ms of a ~10 ms resume (docs/performance.md).
-                await sqlite_saver.conn.execute("PRAGMA synchronous = NORMAL")
-                saver = sqlite_saver
             agent = cls(
                 model=model or OfflinePlanner(),
                 bind_tools=None if model is not None else (
