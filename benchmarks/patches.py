@@ -5,14 +5,17 @@ A change already made is measured against the commit before it with ``--rev REV`
 - ``orjson``: python-socketio's JSON codec swapped for orjson (same as ``--codec orjson``).
 - ``asyncio-loop``: the server runs on the standard asyncio loop instead of uvloop (set by
   ``serve.py`` before the loop starts), to measure what uvloop brings.
-- ``no-gc-freeze``: the server does not ``gc.freeze()`` its start-up objects as ``lunark serve`` does.
+- ``no-gc-freeze``: the server does not ``gc.freeze()`` its start-up objects as ``lunark serve`` does
+  (nor schedule its collections).
+- ``no-gc-schedule``: start-up objects frozen, but full collections left to Python's own thresholds
+  instead of ``lunark.server.collector`` (what ``lunark serve`` did before it).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-PATCHES = ("orjson", "asyncio-loop", "no-gc-freeze")
+PATCHES = ("orjson", "asyncio-loop", "no-gc-freeze", "no-gc-schedule")
 
 
 def orjson_codec() -> None:
@@ -34,6 +37,7 @@ def apply(names: list[str]) -> None:
         "orjson": orjson_codec,
         "asyncio-loop": lambda: None,
         "no-gc-freeze": lambda: None,
+        "no-gc-schedule": lambda: None,
     }
     for name in filter(None, names):
         if name not in known:

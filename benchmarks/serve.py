@@ -89,10 +89,14 @@ async def serve_lunark(args: argparse.Namespace) -> None:
     )
     server = LunarkServer(settings, model=BenchModel(), environ={})
     await server.start()
-    if "no-gc-freeze" not in (args.patch or "").split(","):
-        from lunark.cli import _freeze_startup_objects
+    patches = (args.patch or "").split(",")
+    if "no-gc-freeze" not in patches:
+        if hasattr(server, "schedule_collections") and "no-gc-schedule" not in patches:
+            server.schedule_collections()  # as lunark serve does
+        else:
+            from lunark.cli import _freeze_startup_objects
 
-        _freeze_startup_objects()  # as lunark serve does
+            _freeze_startup_objects()  # as lunark serve does (did, before the collector)
     _ready(server.url)
     try:
         await _wait_stdin_closed()

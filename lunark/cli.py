@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import logging
 import shutil
 import signal
@@ -111,12 +110,9 @@ def _run(main: Coroutine[Any, Any, int], loop: str) -> int:
     return asyncio.run(main)
 
 
-def _freeze_startup_objects() -> None:
-    """Keep the objects of start-up (modules, classes, the web3 and LangChain machinery: about
-    200,000) out of every later full garbage collection, which otherwise walks them all while
-    tokens wait (docs/performance.md)."""
-    gc.collect()
-    gc.freeze()
+def _tune_collector(server: Any) -> None:
+    """Start-up objects frozen, and full collections between turns (``lunark.server.collector``)."""
+    server.schedule_collections()
 
 
 def _loop_name() -> str:
@@ -145,7 +141,7 @@ async def _serve(args: argparse.Namespace) -> int:
         overrides["chain"] = {"rpc_url": args.rpc_url}
     settings = Settings.load(args.config, **overrides)  # sections deep-merge with env and file
     async with LunarkServer(settings) as server:
-        _freeze_startup_objects()
+        _tune_collector(server)
         stopped = _stop_on_signals()
         print(
             f"Lunark is listening on {server.url} (sign-in domain {server.domain}, event loop {_loop_name()})",
@@ -206,7 +202,7 @@ async def _demo(args: argparse.Namespace) -> int:
             model={"delay": 0.02},
         )
         async with LunarkServer(settings) as server:
-            _freeze_startup_objects()
+            _tune_collector(server)
             stopped = _stop_on_signals()
             a0, a1 = anvil.accounts[0], anvil.accounts[1]
             print(

@@ -27,6 +27,7 @@ from lunark.errors import LunarkError, NotFound
 from lunark.graph.agent import Agent
 from lunark.netutil import free_port
 from lunark.server.auth import Authenticator
+from lunark.server.collector import Collector
 from lunark.server.fanout import FanoutManager
 from lunark.server.http import HttpLimits, errors_middleware, routes
 from lunark.server.hub import Hub
@@ -218,6 +219,14 @@ class LunarkServer:
             logger.warning("settlement %s belongs to no chat here", record.settlement_id)
             return
         await self.hub.publish(record.chat_id, record.owner, event)
+
+    def schedule_collections(self, **options: Any) -> Collector:
+        """Freeze start-up's objects and run full garbage collections between turns, as
+        ``lunark serve`` does (``lunark.server.collector``; a process-wide setting, undone at stop)."""
+        collector = Collector(lambda: self.runner.busy, **options)
+        collector.start()
+        self._stack.push_async_callback(collector.stop)
+        return collector
 
     @property
     def sign_in_origins(self) -> list[str]:

@@ -137,6 +137,11 @@ class Runner:
     def running(self, chat_id: str) -> bool:
         return chat_id in self._reserved or chat_id in self._tasks
 
+    @property
+    def busy(self) -> bool:
+        """Whether any chat's turn is starting or running."""
+        return bool(self._reserved or self._tasks)
+
     # -- turns -----------------------------------------------------------------------------------
 
     async def send_message(self, chat: ChatRecord, content: str, client_message_id: str) -> str:
