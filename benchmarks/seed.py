@@ -53,7 +53,7 @@ async def seed_paused(data_dir: Path, anvil_url: str, real: int, total: int, *, 
     model = ScriptedChatModel(replies=[proposal] * real)
     ids: list[str] = []
     try:
-        async with Agent.open(settings, model=model, environ={}, ledger=store) as agent:
+        async with Agent.open(settings, model=model, environ={}, store=store) as agent:
             gate = asyncio.Semaphore(concurrency)
 
             async def one() -> None:
