@@ -567,6 +567,24 @@ class Agent:
     def _config(thread_id: str) -> RunnableConfig:
         return {"configurable": {"thread_id": thread_id}, "recursion_limit": 50}
 
+    @asynccontextmanager
+    async def _new_turn(self, thread_id: str) -> AsyncIterator[StateSnapshot]:
+        """Hold the chat's lock for a new turn and give its checkpoint; ``Busy`` while a turn runs
+        or an approval waits for a decision."""
+        await self.ready()
+        lock = self._lock(thread_id)
+        if lock.locked():
+            raise Busy("A turn is already running in this chat.")
+        async with lock:
+            snapshot = await self.graph.aget_state(self._config(thread_id))
+            pending = _pending_of(snapshot)
+            if pending is not None:
+                raise Busy(
+                    "This chat is waiting for your decision on an approval; approve or reject it first.",
+                    approval_id=pending["approval_id"],
+                )
+            yield snapshot
+
     async def pending_approval(self, thread_id: str) -> dict[str, Any] | None:
         """The approval this chat waits for, or None (also once it was decided, before it is applied)."""
         pending = _pending_of(await self.graph.aget_state(self._config(thread_id)))
@@ -608,18 +626,7 @@ class Agent:
 
         Raises ``Busy`` while the chat waits for a decision on an earlier approval.
         """
-        await self.ready()
-        lock = self._lock(thread_id)
-        if lock.locked():
-            raise Busy("A turn is already running in this chat.")
-        async with lock:
-            snapshot = await self.graph.aget_state(self._config(thread_id))
-            pending = _pending_of(snapshot)
-            if pending is not None:
-                raise Busy(
-                    "This chat is waiting for your decision on an approval; approve or reject it first.",
-                    approval_id=pending["approval_id"],
-                )
+        async with self._new_turn(thread_id) as snapshot:
             values = snapshot.values or {}
             history = values.get("messages", [])
             # Only a turn cut short (abort, crash) leaves calls unanswered: only then ask the store.
@@ -647,19 +654,8 @@ class Agent:
         ``InvalidInput`` for a tool that does not exist or arguments its schema refuses, before anything
         runs."""
         validate_args(self.tools.get(name), args)
-        await self.ready()
-        lock = self._lock(thread_id)
-        if lock.locked():
-            raise Busy("A turn is already running in this chat.")
-        async with lock:
+        async with self._new_turn(thread_id) as snapshot:
             config = self._config(thread_id)
-            snapshot = await self.graph.aget_state(config)
-            pending = _pending_of(snapshot)
-            if pending is not None:
-                raise Busy(
-                    "This chat is waiting for your decision on an approval; approve or reject it first.",
-                    approval_id=pending["approval_id"],
-                )
             values = snapshot.values or {}
             history = values.get("messages", [])
             settled = (
@@ -688,18 +684,7 @@ class Agent:
         Only the chat's last answer can be continued. Raises ``Busy`` while a turn runs or an
         approval waits, ``InvalidInput`` for any other message.
         """
-        await self.ready()
-        lock = self._lock(thread_id)
-        if lock.locked():
-            raise Busy("A turn is already running in this chat.")
-        async with lock:
-            snapshot = await self.graph.aget_state(self._config(thread_id))
-            pending = _pending_of(snapshot)
-            if pending is not None:
-                raise Busy(
-                    "This chat is waiting for your decision on an approval; approve or reject it first.",
-                    approval_id=pending["approval_id"],
-                )
+        async with self._new_turn(thread_id) as snapshot:
             values = snapshot.values or {}
             history = values.get("messages", [])
             if values.get("truncated_message") != message_id or not history or not isinstance(history[-1], AIMessage):
