@@ -316,3 +316,22 @@ async def wait_for(condition: Any, seconds: float = 20) -> None:
     while not condition():
         assert time.monotonic() < deadline, "condition never held"
         await asyncio.sleep(0.02)
+
+
+async def test_the_offline_planner_calls_an_mcp_tool_by_name_and_it_waits_for_approval(tmp_path: Path) -> None:
+    # What the demo can do without a tool-calling model: "call server.tool {json}".
+    notes = tmp_path / "notes.json"
+    settings = Settings.load(data_dir=tmp_path / "data", plugins=False, mcp={"servers": {"notes": stdio_server(notes)}})
+    async with Agent.open(settings, environ={}) as agent:  # the offline planner
+        events = await collect(agent.stream("t", 'call notes.add_note {"text": "buy milk, eggs"}',
+                                            user_address=ALICE))
+        [pending] = of_type(events, "pending_approval")
+        [request] = pending["action_requests"]
+        assert request["name"] == "notes__add_note" and request["args"] == {"text": "buy milk, eggs"}
+        assert notes_in(notes) == [], "nothing is written before the user decides"
+        events = await collect(agent.resume("t", pending["approval_id"], [{"type": "approve"}]))
+        assert of_type(events, "tool_result")[0]["status"] == "success"
+        assert notes_in(notes) == [{"text": "buy milk, eggs", "tag": "general"}]
+        events = await collect(agent.stream("t", "call notes.add_note", user_address=ALICE))
+        answer = "".join(e["text"] for e in of_type(events, "token"))
+        assert "I need text" in answer and not of_type(events, "pending_approval"), answer

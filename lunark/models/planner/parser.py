@@ -7,6 +7,7 @@ answered in text (a refusal, what is missing, the help text) with no calls at al
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -283,7 +284,37 @@ class _Reading:
     problems: list[str] = field(default_factory=list)
 
 
+_EXPLICIT_CALL = re.compile(r"^(?:call|run)\s+(?P<tool>[A-Za-z][\w.-]{0,127})\s*(?:with\s+)?(?P<args>\{.*\})?\s*$",
+                            re.IGNORECASE | re.DOTALL)
+
+
+def _explicit_call(text: str, specs: Mapping[str, Mapping[str, Any]]) -> Plan | None:
+    """``call notes.add_note {"text": "hi"}``: any bound tool by name (an MCP tool's ``server.tool``
+    too), its arguments as a JSON object, for tools the English reading does not know."""
+    found = _EXPLICIT_CALL.match(text.strip())
+    if found is None:
+        return None
+    name = found["tool"]
+    tool = name if name in specs else name.replace(".", "__")
+    if tool not in specs:
+        return None  # not a tool's name: read it as English
+    try:
+        args = json.loads(found["args"] or "{}")
+    except ValueError:
+        return Plan(text=f"The arguments for {name} must be a JSON object, like {{\"text\": \"hi\"}}.")
+    if not isinstance(args, dict):
+        return Plan(text=f"The arguments for {name} must be a JSON object, like {{\"text\": \"hi\"}}.")
+    missing = [key for key in specs[tool].get("required") or () if key not in args]
+    if missing:
+        return Plan(text=f"To call {name} I need {', '.join(missing)}; for example: call {name} "
+                         f"{json.dumps({key: '...' for key in missing})}")
+    return Plan(calls=(tool_call(name=tool, args=args, id="call_" + uuid4().hex[:24]),))
+
+
 def _plan(text: str, specs: Mapping[str, Mapping[str, Any]]) -> Plan:
+    explicit = _explicit_call(text, specs)
+    if explicit is not None:
+        return explicit
     normalized = " ".join(text.replace("\u00a0", " ").split())
     reading = _read(normalized)
     if reading.refusals:
