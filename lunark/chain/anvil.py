@@ -167,6 +167,10 @@ class Anvil:
         try:
             yield self
         finally:
+            # A transaction sent just before the end may still be on its way into an automined block,
+            # and that block could land after the revert. Anvil mines one block at a time: a block
+            # mined now comes after it, and the revert undoes both.
+            self.rpc("evm_mine")
             self.revert(snap)
             # Transactions still in the pool (sent with automine off) would otherwise be mined
             # into the reverted chain by the next block.
