@@ -204,8 +204,9 @@ class ServerSettings(_Section):
     )
     sweep_interval_seconds: float = Field(
         default=1.0, gt=0, le=60,
-        description="With a Postgres store: how often each process looks for expired approvals and for turns and "
-        "settlements a dead process left.",
+        description="The longest an expired approval waits to be rejected when no timer of this process knew "
+        "of it; with a Postgres store, also how often each process looks for turns and settlements a dead "
+        "process left.",
     )
 
     @field_validator("redis_url")

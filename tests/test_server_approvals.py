@@ -63,6 +63,69 @@ async def test_an_expired_approval_is_rejected_by_timeout_and_cannot_be_approved
         assert_contiguous(sio.seqs(chat_id))
 
 
+async def test_an_approval_that_expired_while_the_server_was_down_is_rejected_after_it_starts(
+    make_server: Any, tmp_path: Path, alice: DevAccount, bob: DevAccount
+) -> None:
+    data_dir = tmp_path / "restarted"
+    server = await make_server(data_dir=data_dir, approvals={"ttl_seconds": 1})
+    token = await sign_in(server, alice)
+    async with SioClient(server, token) as sio:
+        chat_id = (await sio.call("join_chat", {}))["chat_id"]
+        pending = await ask_transfer(sio, chat_id, f"send 1 ETH to {bob.address}")
+    await server.stop()
+    await asyncio.sleep(1.2)  # it expires while no server runs
+
+    again = await make_server(data_dir=data_dir, approvals={"ttl_seconds": 1})
+    # Nobody opens the chat: the server's own clock finds it due, from the store.
+    for _ in range(100):
+        record = await again.store.get_approval(pending["approval_id"])
+        if record is not None and record.state == "expired":
+            break
+        await asyncio.sleep(0.05)
+    assert record is not None and (record.state, record.by) == ("expired", "timeout")
+    async with SioClient(again, await sign_in(again, alice)) as sio:
+        ack = await sio.call("join_chat", {"chat_id": chat_id, "last_seq": 0})
+        assert "pending_approval" not in ack
+        resolved = await sio.wait_event("approval_resolved", chat_id=chat_id)
+        assert resolved["approval_id"] == pending["approval_id"] and resolved["by"] == "timeout"
+        end = await sio.wait_event("message_end", chat_id=chat_id, after=sio.events.index(resolved))
+        assert end["finish_reason"] == "stop"
+        assert_contiguous(sio.seqs(chat_id))
+
+
+async def test_a_due_approval_its_chat_no_longer_waits_on_is_set_aside(
+    make_server: Any, alice: DevAccount
+) -> None:
+    """A pending record whose chat is not paused at it (or is gone) cannot be decided: the clock
+    marks it expired, touches nothing else, and never finds it due again."""
+    from dataclasses import replace
+
+    from lunark.store.base import ApprovalRecord
+
+    server = await make_server()
+    token = await sign_in(server, alice)
+    async with SioClient(server, token) as sio:
+        chat_id = (await sio.call("join_chat", {}))["chat_id"]
+        past = datetime.now(UTC).replace(year=2000)
+        stray = ApprovalRecord(approval_id="apr_stray0000000", chat_id=chat_id, owner=alice.address, state="pending",
+                               request={"approval_id": "apr_stray0000000", "expires_at": past.isoformat()},
+                               proposals=[], expires_at=past, decisions=None, by=None)
+        await server.store.put_approval(stray)
+        await server.store.put_approval(replace(stray, approval_id="apr_nochat0000000", chat_id="chat_gone"))
+        server.runner.clock.due_at(past)
+        for _ in range(100):
+            states = {a: r.state for a in ("apr_stray0000000", "apr_nochat0000000")
+                      if (r := await server.store.get_approval(a)) is not None}
+            if set(states.values()) == {"expired"}:
+                break
+            await asyncio.sleep(0.05)
+        assert states == {"apr_stray0000000": "expired", "apr_nochat0000000": "expired"}
+        assert await server.store.due_approvals(datetime.now(UTC)) == []
+        assert await server.store.next_expiry() is None
+        await asyncio.sleep(0.2)
+        assert not sio.of("approval_resolved") and not sio.of("message_start")
+
+
 async def test_concurrent_decisions_apply_exactly_once(
     make_server: Any, anvil: Anvil, alice: DevAccount, bob: DevAccount
 ) -> None:

@@ -473,6 +473,28 @@ async def test_approvals_are_claimed_once_whoever_asks(backend: Backend) -> None
         await two.close()
 
 
+async def test_due_approvals_come_soonest_first_a_page_at_a_time(store: Store) -> None:
+    chat = await store.create_chat(ALICE, 31337)
+    now = datetime.now(UTC)
+    assert await store.next_expiry() is None and await store.due_approvals(now) == []
+    for n, minutes in enumerate([-3, 5, -1, -2, -2]):  # two due at the same moment: ordered by id
+        await store.put_approval(approval(f"apr_{n}", chat.chat_id, expires_at=now + timedelta(minutes=minutes)))
+    assert await store.next_expiry() == now - timedelta(minutes=3)
+
+    first = await store.due_approvals(now, limit=2)
+    assert [a.approval_id for a in first] == ["apr_0", "apr_3"]
+    rest = await store.due_approvals(now, limit=2, after=first[-1])
+    assert [a.approval_id for a in rest] == ["apr_4", "apr_2"]
+    assert await store.due_approvals(now, limit=2, after=rest[-1]) == []
+
+    # Only pending ones are due, and the next expiry moves on when they are decided.
+    for approval_id in ("apr_0", "apr_3", "apr_4"):
+        await store.claim_approval(approval_id, [{"type": "reject"}], "timeout")
+    assert [a.approval_id for a in await store.due_approvals(now)] == ["apr_2"]
+    assert await store.next_expiry() == now - timedelta(minutes=1)
+    assert [a.approval_id for a in await store.due_approvals(now + timedelta(minutes=6))] == ["apr_2", "apr_1"]
+
+
 async def test_settlements_are_written_once_and_final_states_stay(store: Store) -> None:
     first = await store.open_settlement(settlement("apr_1/c1", nonce=None))
     assert first.state == "approved" and not first.final and first.history == [{"state": "approved", "ts": 1.5}]

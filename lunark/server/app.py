@@ -151,7 +151,8 @@ class LunarkServer:
                 self.hub = Hub(self.store, emit, flush_interval=flush)
             self._stack.push_async_callback(self.hub.aclose)
             self.runner = Runner(self.agent, self.hub, self.store, turns=self.cluster,
-                                 supersede=settings.approvals.on_new_message == "supersede")
+                                 supersede=settings.approvals.on_new_message == "supersede",
+                                 expiry_interval=settings.server.sweep_interval_seconds)
             self._stack.push_async_callback(self.runner.aclose)
             if self.cluster is not None:
                 self.agent.settlements.lease = self.cluster

@@ -13,10 +13,11 @@ database says which process owns what:
 - **Settlements** are driven under ``settle:{settlement_id}``: every process runs a waiting driver
   for each unfinished settlement, and the first to get the lock after its driver's process died
   carries it on from its durable record (``lunark.settlement``).
-- **Expiry and takeover** run in a sweep on every process (``server.sweep_interval_seconds``):
-  pending approvals past ``expires_at`` are expired as rejections (fail closed), claimed decisions
-  whose chat no turn holds (the process that claimed them died) are applied, unfinished settlements
-  get a driver. Whichever process is alive does it; the locks make sure only one does.
+- **Expiry and takeover** run on every process, at least every ``server.sweep_interval_seconds``:
+  pending approvals past ``expires_at`` are expired as rejections (fail closed) by each process's
+  expiry clock (``lunark.server.expiry``); the sweep applies claimed decisions whose chat no turn
+  holds (the process that claimed them died) and gives unfinished settlements a driver. Whichever
+  process is alive does it; the locks make sure only one does.
 - **Aborts** reach the turn wherever it runs: a process with no such turn sends ``NOTIFY``, and the
   process running it aborts it.
 
@@ -29,12 +30,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from contextlib import suppress
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import psycopg
 
-from lunark.errors import LunarkError
 from lunark.ids import new_id
 from lunark.store.postgres import PostgresStore, advisory_key
 
@@ -65,7 +64,6 @@ class Cluster:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._runner: Runner | None = None
         self._settlements: Settlements | None = None
-        self._skip: set[str] = set()
         """Pending approvals the sweep found no paused turn for: not tried again by this process."""
         self.healthy_locks = False
 
@@ -188,17 +186,7 @@ class Cluster:
         runner, settlements = self._runner, self._settlements
         assert runner is not None and settlements is not None
         await settlements.resume_all()  # a waiting driver for each unfinished settlement
-        for record in await self.store.due_approvals(datetime.now(UTC)):
-            if record.approval_id in self._skip:
-                continue
-            chat = await self.store.get_chat(record.chat_id)
-            if chat is None:
-                self._skip.add(record.approval_id)
-                continue
-            try:
-                await runner.expire(chat, record.approval_id)
-            except LunarkError as exc:
-                logger.info("approval %s not expired here: %s", record.approval_id, exc.message)
+        # (Pending approvals that are due: every process's runner.clock, lunark.server.expiry.)
         for record in await self.store.approvals(["decided"]):
             await runner.recover_approval(record)
 

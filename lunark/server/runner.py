@@ -22,6 +22,7 @@ from eth_utils.address import to_checksum_address
 from lunark.errors import AlreadyDecided, ApprovalExpired, Busy, InvalidInput, LunarkError, NoPendingApproval
 from lunark.graph.agent import Agent, AgentEvent
 from lunark.ids import new_id
+from lunark.server.expiry import ExpiryClock
 from lunark.server.hub import Hub
 from lunark.store.base import ApprovalRecord, ChatRecord, Store
 
@@ -56,7 +57,8 @@ class Runner:
     """One agent turn at a time per chat; decisions applied once; approvals that expire, fail closed."""
 
     def __init__(
-        self, agent: Agent, hub: Hub, store: Store, *, turns: TurnLocks | None = None, supersede: bool = True
+        self, agent: Agent, hub: Hub, store: Store, *, turns: TurnLocks | None = None, supersede: bool = True,
+        expiry_interval: float = 1.0,
     ) -> None:
         self.agent = agent
         self.hub = hub
@@ -75,29 +77,27 @@ class Runner:
         """Approval id -> who decided it ("user" or "timeout"), for the recent ones."""
         self._asked: dict[str, str] = {}
         """Chat id -> the approval its running turn announced (pending_approval sent)."""
-        self._timers: dict[str, asyncio.Task[None]] = {}
+        self.clock = ExpiryClock(store, self._expire_record, interval=expiry_interval)
+        """Expires pending approvals from the store, on time, holding nothing per approval."""
 
     async def recover(self) -> None:
         """After a restart: carry every unfinished settlement on, apply every decision that was
-        claimed but not applied (never offering its approval again), and time the pending ones."""
+        claimed but not applied (never offering its approval again), and start the expiry clock
+        (pending approvals stay in the store until they are decided or due)."""
         await self.agent.settlements.resume_all()
-        # Several processes: pending approvals are the cluster sweep's (no timer per process for each).
-        states = ["decided"] if self.turns is not None else ["decided", "pending"]
-        for record in await self.store.approvals(states):
+        for record in await self.store.approvals(["decided"]):
             await self.recover_approval(record)
+        self.clock.start()
 
     async def recover_approval(self, record: ApprovalRecord) -> None:
-        """Apply a decision claimed but never applied (its process stopped), or time a pending approval.
+        """Apply a decision claimed but never applied (its process stopped).
 
         With several processes, a claimed approval whose chat no turn holds was left by a process
         that died: whichever process sweeps first takes the chat and carries the turn on."""
+        if record.state != "decided":
+            return
         chat = await self.store.get_chat(record.chat_id)
         if chat is None or self.running(chat.chat_id):
-            return
-        if record.state == "pending":
-            # Several processes: the cluster's sweep expires pending approvals, not a timer per process.
-            if self.turns is None and await self.agent.unfinished(chat.chat_id) == ("paused", record.approval_id):
-                self._schedule_expiry(chat, record.request)
             return
         if not await self._claim_turn(chat.chat_id):
             return
@@ -315,9 +315,6 @@ class Runner:
                 self._release_turn(chat.chat_id)
             raise
         self._trim_decided()
-        timer = self._timers.pop(approval_id, None)
-        if timer is not None:
-            timer.cancel()
         self._resumed[chat.chat_id] = approval_id
         self._start(chat, _prepend(first, events), resumed=approval_id)
         self._reserved.discard(chat.chat_id)
@@ -365,7 +362,11 @@ class Runner:
             self._release_turn(chat.chat_id)
             raise
         if pending is None or pending["approval_id"] != approval_id or approval_id in self._decided:
-            self._release_turn(chat.chat_id)
+            try:
+                if approval_id not in self._decided:
+                    await self._set_aside(approval_id)
+            finally:
+                self._release_turn(chat.chat_id)
             return
         self._decided[approval_id] = "timeout"
         self._asked.pop(chat.chat_id, None)
@@ -533,28 +534,33 @@ class Runner:
         )
 
     def _schedule_expiry(self, chat: ChatRecord, approval: dict[str, Any]) -> None:
-        approval_id = approval["approval_id"]
-        if approval_id in self._timers:
+        self.clock.due_at(_expires_at(approval))
+
+    async def _expire_record(self, record: ApprovalRecord) -> None:
+        """The clock found ``record`` due."""
+        chat = await self.store.get_chat(record.chat_id)
+        if chat is None:  # the chat is gone: nothing can be decided any more
+            await self._set_aside(record.approval_id)
             return
+        await self.expire(chat, record.approval_id)
 
-        async def fire() -> None:
-            await asyncio.sleep(max(0.0, _seconds_left(approval)))
-            self._timers.pop(approval_id, None)
-            try:
-                await self.expire(chat, approval_id)
-            except LunarkError:
-                logger.info("approval %s was resolved before it expired", approval_id)
-
-        self._timers[approval_id] = asyncio.create_task(fire(), name=f"lunark-expiry-{approval_id}")
+    async def _set_aside(self, approval_id: str) -> None:
+        """A pending record whose chat no longer waits on it (its graph moved on, or the chat is
+        gone): mark it expired so that it is never due again."""
+        record = await self.store.claim_approval(approval_id, [], "timeout")
+        if record is not None:
+            logger.info("approval %s no longer waits in its chat; marked expired", approval_id)
+            await self.store.finish_approval(approval_id)
 
     def _trim_decided(self) -> None:
         while len(self._decided) > _RECENT_DECISIONS:
             self._decided.pop(next(iter(self._decided)))
 
     async def aclose(self) -> None:
-        for task in [*self._tasks.values(), *self._timers.values()]:
+        await self.clock.aclose()
+        for task in self._tasks.values():
             task.cancel()
-        for task in [*self._tasks.values(), *self._timers.values()]:
+        for task in list(self._tasks.values()):
             with suppress(asyncio.CancelledError):
                 await task
 
@@ -568,6 +574,9 @@ async def _prepend(first: AgentEvent, rest: AsyncIterator[AgentEvent]) -> AsyncI
         await rest.aclose()  # type: ignore[attr-defined]
 
 
+def _expires_at(approval: dict[str, Any]) -> datetime:
+    return datetime.fromisoformat(str(approval["expires_at"]).replace("Z", "+00:00"))
+
+
 def _seconds_left(approval: dict[str, Any]) -> float:
-    expires = datetime.fromisoformat(str(approval["expires_at"]).replace("Z", "+00:00"))
-    return (expires - datetime.now(UTC)).total_seconds()
+    return (_expires_at(approval) - datetime.now(UTC)).total_seconds()

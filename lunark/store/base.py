@@ -341,6 +341,17 @@ class Store(Protocol):
         """Approvals in these states, oldest first (recovery at start-up)."""
         ...
 
+    async def due_approvals(
+        self, now: datetime, *, limit: int = 100, after: ApprovalRecord | None = None
+    ) -> list[ApprovalRecord]:
+        """Pending approvals whose time ran out by ``now``, soonest first; ``after`` pages on from
+        the last one of the previous page."""
+        ...
+
+    async def next_expiry(self) -> datetime | None:
+        """When the soonest pending approval expires (``None`` when none waits)."""
+        ...
+
     async def open_settlement(self, record: SettlementRecord) -> SettlementRecord:
         """Write a settlement ahead of any signing; if it exists, return the stored one."""
         ...

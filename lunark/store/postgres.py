@@ -54,7 +54,7 @@ from lunark.store.base import (
 
 __all__ = ["SCHEMA_VERSION", "PostgresStore", "advisory_key", "open_checkpointer"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 """The schema this code writes; a database with a newer one is refused."""
 
 _MIGRATION_LOCK = 0x4C554E41524B  # "LUNARK": one process at a time migrates
@@ -180,6 +180,11 @@ CREATE TABLE IF NOT EXISTS ledger (
     updated_at TIMESTAMPTZ NOT NULL
 );
 CREATE INDEX IF NOT EXISTS ledger_by_day ON ledger (address, symbol, day);
+""",
+    # 2: pending approvals paged by (expires_at, approval_id) (lunark.server.expiry).
+    2: """
+DROP INDEX IF EXISTS approvals_by_state;
+CREATE INDEX IF NOT EXISTS approvals_by_expiry ON approvals (state, expires_at, approval_id);
 """,
 }
 """Schema changes by the version they make; each runs once, in the migrating transaction."""
@@ -732,13 +737,20 @@ class PostgresStore:
         )
         return [_approval(row) for row in rows]
 
-    async def due_approvals(self, now: datetime, *, limit: int = 100) -> list[ApprovalRecord]:
-        """Pending approvals whose time ran out by ``now``, soonest first (the cluster's expiry sweep)."""
+    async def due_approvals(
+        self, now: datetime, *, limit: int = 100, after: ApprovalRecord | None = None
+    ) -> list[ApprovalRecord]:
+        page = "" if after is None else "AND (expires_at, approval_id) > (%s, %s) "
         rows = await self._fetch(
-            f"SELECT {_APPROVAL_COLUMNS} FROM approvals WHERE state = 'pending' AND expires_at <= %s "
-            "ORDER BY expires_at LIMIT %s", (_when(now), limit),
+            f"SELECT {_APPROVAL_COLUMNS} FROM approvals WHERE state = 'pending' AND expires_at <= %s {page}"
+            "ORDER BY expires_at, approval_id LIMIT %s",
+            (_when(now), *(() if after is None else (_when(after.expires_at), after.approval_id)), limit),
         )
         return [_approval(row) for row in rows]
+
+    async def next_expiry(self) -> datetime | None:
+        rows = await self._fetch("SELECT min(expires_at) FROM approvals WHERE state = 'pending'")
+        return _utc(rows[0][0]) if rows and rows[0][0] is not None else None
 
     # settlements
 

@@ -48,7 +48,7 @@ from lunark.store.base import (
 
 __all__ = ["SCHEMA_VERSION", "SqliteStore"]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """The schema this code writes; a database with a newer one is refused."""
 
 _SCHEMA = """
@@ -184,6 +184,12 @@ CREATE TABLE IF NOT EXISTS ledger (
     updated_at TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS ledger_by_day ON ledger (address, symbol, day);
+""",
+    # 3: pending approvals by expiry, so that finding the due ones (and the next one due) reads only
+    # those, however many wait (lunark.server.expiry).
+    3: """
+DROP INDEX IF EXISTS approvals_by_state;
+CREATE INDEX IF NOT EXISTS approvals_by_expiry ON approvals (state, expires_at, approval_id);
 """,
 }
 """Schema changes after version 1, by the version they make; each runs once, in its own transaction."""
@@ -700,6 +706,21 @@ class SqliteStore:
             f"SELECT {_APPROVAL_COLUMNS} FROM approvals WHERE state IN ({marks}) ORDER BY updated_at", tuple(states)
         )
         return [_approval(row) for row in rows]
+
+    async def due_approvals(
+        self, now: datetime, *, limit: int = 100, after: ApprovalRecord | None = None
+    ) -> list[ApprovalRecord]:
+        page = "" if after is None else "AND (expires_at, approval_id) > (?, ?) "
+        rows = await self._fetch(
+            f"SELECT {_APPROVAL_COLUMNS} FROM approvals WHERE state = 'pending' AND expires_at <= ? {page}"
+            "ORDER BY expires_at, approval_id LIMIT ?",
+            (_when(now), *(() if after is None else (_when(after.expires_at), after.approval_id)), limit),
+        )
+        return [_approval(row) for row in rows]
+
+    async def next_expiry(self) -> datetime | None:
+        rows = await self._fetch("SELECT min(expires_at) FROM approvals WHERE state = 'pending'")
+        return datetime.fromisoformat(rows[0][0]) if rows and rows[0][0] is not None else None
 
     # settlements
 
