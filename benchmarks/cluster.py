@@ -4,8 +4,9 @@ Every server is ``python -m benchmarks.serve lunark`` (the real LunarkServer, ``
 throwaway Postgres and redis-server started here (Debian's packages, as the tests use them:
 ``tests/services.py``), all on 127.0.0.1.
 
-- **resume**: with N chats paused at an approval, each resumed in turn (reject, the cheap path) from
-  ``resume_decisions`` to ``message_end``: one process on SQLite, one on Postgres + Redis.
+- **resume**: the same N chats paused at an approval (100,000 in the full run; ``seed.seed_paused``)
+  in SQLite and in Postgres: how long one process takes to start on them, and the real ones each
+  resumed in turn (reject, the cheap path) from ``resume_decisions`` to ``message_end``.
 - **failover**: two processes; a chat paused on A, A killed (SIGKILL); how long until a decision
   sent to B is accepted, and until B has answered. Then a transfer in flight (broadcast, not yet
   mined) when A is killed: how long until B's takeover reports it confirmed.
@@ -28,10 +29,11 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.client import sign_in
+from benchmarks.paused import run_resume
 from benchmarks.procs import ROOT, Server, python_server, start_all, stop_all
 from benchmarks.recorder import Recorder
-from benchmarks.seed import BOB
-from benchmarks.stats import percentile, summary
+from benchmarks.seed import APPROVAL_TTL_S, BOB, seed_paused
+from benchmarks.stats import summary
 
 
 def _services() -> Any:
@@ -42,8 +44,10 @@ def _services() -> Any:
 
 
 def lunark(name: str, tmp: Path, anvil_url: str, *, store_url: str | None = None, redis_url: str | None = None,
-           signer: bool = False) -> Server:
-    args = ["--data-dir", str(tmp / name), "--anvil", anvil_url]
+           signer: bool = False, data_dir: Path | None = None, approval_ttl: float | None = None) -> Server:
+    args = ["--data-dir", str(data_dir or tmp / name), "--anvil", anvil_url]
+    if approval_ttl:
+        args += ["--approval-ttl", str(approval_ttl)]
     if store_url:
         args += ["--store-url", store_url]
     if redis_url:
@@ -68,40 +72,43 @@ async def _pause(client: Recorder, *, sender: Recorder | None = None) -> tuple[s
     return chat_id, sender.last("pending_approval")
 
 
-async def _resume_all(server: Server, count: int) -> dict[str, Any]:
-    token = await sign_in(server.url)
-    client = await Recorder(server.url, token).connect()
-    times: list[float] = []
-    try:
-        paused = [await _pause(client) for _ in range(count + 1)]
-        for chat_id, approval in paused:
-            done = client.expect("message_end", chat_id=chat_id, finish_reason="stop")
-            t0 = time.monotonic()
-            await client.call("resume_decisions", {"chat_id": chat_id, "approval_id": approval["approval_id"],
-                                                   "decisions": [{"type": "reject", "message": "not now"}]})
-            times.append((await asyncio.wait_for(done, 30) - t0) * 1000)
-    finally:
-        await client.close()
-    times = times[1:]  # the first warms up the path
-    return {"resumed": len(times), "resume_ms": summary(times), "p50_ms": percentile(times, 50),
-            "p99_ms": percentile(times, 99)}
-
-
-async def bench_resume(tmp: Path, anvil_url: str, pg: Any, redis: Any, count: int, log: Any) -> dict[str, Any]:
+async def bench_resume(tmp: Path, anvil_url: str, pg: Any, total: int, real: int, log: Any) -> dict[str, Any]:
+    """The same ``total`` paused chats (``real`` of them run for real, the rest their copies) in SQLite
+    and in Postgres: how long a server takes to start on them, and each real one's resume."""
     out: dict[str, Any] = {}
-    for name, server in (
-        ("sqlite", lunark("resume-sqlite", tmp, anvil_url)),
-        ("postgres", lunark("resume-pg", tmp, anvil_url, store_url=pg.create_database(), redis_url=redis.url)),
-    ):
-        await server.start()
+    for name, store_url in (("sqlite", None), ("postgres", pg.create_database())):
+        data = tmp / f"resume-{name}"
+        t0 = time.monotonic()
+        ids, copies = await seed_paused(data, anvil_url, real, total, store_url=store_url)
+        seeded = time.monotonic() - t0
+        server = lunark(f"resume-{name}", tmp, anvil_url, store_url=store_url, data_dir=data,
+                        approval_ttl=APPROVAL_TTL_S)
+        t0 = time.monotonic()
+        await server.start(timeout=1800)
+        ready = time.monotonic() - t0
         try:
-            out[name] = await _resume_all(server, count)
+            token = await sign_in(server.url)
+            result = await run_resume(server, token, ids, log=log)
+            await _check_copies(server, token, copies)
         finally:
             await server.stop()
-        log(f"  resume on {name:8}: p50 {out[name]['p50_ms']:.1f} ms  p99 {out[name]['p99_ms']:.1f} ms "
-            f"({count} paused chats)")
+        out[name] = result | {"paused": total, "real": real, "seed_s": seeded, "ready_s": ready}
+        log(f"  {total} paused on {name:8}: ready in {ready:.1f} s; resume p50 {result['p50_ms']:.1f} ms "
+            f"p99 {result['p99_ms']:.1f} ms; RSS {result['rss_start_mb']:.0f} MB (seeded in {seeded:.0f} s)")
     out["ratio_p50"] = out["postgres"]["p50_ms"] / out["sqlite"]["p50_ms"]
+    out["ratio_p99"] = out["postgres"]["p99_ms"] / out["sqlite"]["p99_ms"]
     return out
+
+
+async def _check_copies(server: Server, token: str, copies: list[str]) -> None:
+    """Copies are real paused chats too: a few, from first to last, open at their approval."""
+    client = await Recorder(server.url, token).connect()
+    try:
+        for chat_id in copies[:: max(1, len(copies) // 4)]:
+            ack = await client.call("join_chat", {"chat_id": chat_id})
+            assert ack.get("pending_approval"), f"the copy {chat_id} is not paused: {ack}"
+    finally:
+        await client.close()
 
 
 async def bench_failover(tmp: Path, anvil_url: str, pg: Any, redis: Any, reps: int, log: Any) -> dict[str, Any]:
@@ -226,7 +233,7 @@ async def run_cluster(tmp: Path, anvil_url: str, plan: dict[str, Any], *, log: A
     services = _services()
     with services.PostgresServer.start() as pg, services.RedisServer.start() as redis:
         return {
-            "resume": await bench_resume(tmp, anvil_url, pg, redis, plan["resume"], log),
+            "resume": await bench_resume(tmp, anvil_url, pg, *plan["resume"], log),
             "failover": await bench_failover(tmp, anvil_url, pg, redis, plan["failover"], log),
             "throughput": await bench_throughput(tmp, anvil_url, pg, redis, *plan["load"], log),
         }

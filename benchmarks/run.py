@@ -58,7 +58,7 @@ def plan(quick: bool) -> dict[str, Any]:
             "replay": {100: 3, 1000: 10},
             "paused": [(1000, 20)],
             "idle_clients": 200,
-            "cluster": {"resume": 20, "failover": 2, "load": (10, 200)},
+            "cluster": {"resume": (1000, 20), "failover": 2, "load": (10, 200)},
         }
     return {
         "reps": 3,
@@ -80,7 +80,7 @@ def plan(quick: bool) -> dict[str, Any]:
         "replay": {100: 20, 1000: 20, 10000: 5},
         "paused": [(1000, 200), (10000, 200)],
         "idle_clients": 1000,
-        "cluster": {"resume": 100, "failover": 5, "load": (20, 500)},
+        "cluster": {"resume": (100_000, 200), "failover": 5, "load": (20, 500)},
     }
 
 
@@ -162,7 +162,7 @@ async def bench_paused(p: dict[str, Any], tmp: Path, anvil_url: str) -> dict[str
     for total, real in p["paused"]:
         data = tmp / f"paused-{total}"
         t0 = time.monotonic()
-        ids = await seed_mod.seed_paused(data, anvil_url, real, total)
+        ids, _ = await seed_mod.seed_paused(data, anvil_url, real, total)
         seeded = time.monotonic() - t0
         server = python_server("lunark", "lunark", "--data-dir", str(data), "--anvil", anvil_url)
         await server.start()

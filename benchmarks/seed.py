@@ -11,6 +11,7 @@ unique), so the store holds 10,000 distinct paused runs. Only real ones are resu
 from __future__ import annotations
 
 import asyncio
+import json
 import secrets
 import sqlite3
 import string
@@ -24,7 +25,12 @@ ALICE = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"
 BOB = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
 
 
-def settings_for(data_dir: Path, anvil_url: str) -> Any:
+APPROVAL_TTL_S = 86_400.0
+"""Seeded approvals wait a day: a bench run must never see its 100,000 clones expire at once (they
+share the template's expiry), which would measure an expiry storm instead of a resume."""
+
+
+def settings_for(data_dir: Path, anvil_url: str, store_url: str | None = None) -> Any:
     from lunark.config import Settings
 
     return Settings.load(
@@ -32,20 +38,25 @@ def settings_for(data_dir: Path, anvil_url: str) -> Any:
         plugins=False,
         chain={"networks": [{"name": "anvil", "rpc_urls": [anvil_url]}], "track_timeout": 30, "verify_timeout": 10},
         server={"port": 0},
+        approvals={"ttl_seconds": APPROVAL_TTL_S},
+        **({"store": {"url": store_url}} if store_url else {}),
     )
 
 
-async def seed_paused(data_dir: Path, anvil_url: str, real: int, total: int, *, concurrency: int = 8) -> list[str]:
-    """``total`` chats of Alice waiting for approval of a transfer to Bob; returns the ``real`` ones' ids."""
+async def seed_paused(
+    data_dir: Path, anvil_url: str, real: int, total: int, *, store_url: str | None = None, concurrency: int = 8
+) -> tuple[list[str], list[str]]:
+    """``total`` chats of Alice waiting for approval of a transfer to Bob, in the SQLite files under
+    ``data_dir`` or the Postgres database at ``store_url``: (the ``real`` ones' ids, the copies' ids)."""
     from langchain_core.messages import AIMessage
 
     from lunark.graph.agent import Agent
     from lunark.models.scripted import ScriptedChatModel
-    from lunark.store.sqlite import SqliteStore
+    from lunark.store.factory import open_store
 
-    settings = settings_for(data_dir, anvil_url)
+    settings = settings_for(data_dir, anvil_url, store_url)
     data_dir.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 (set-up, before anything is timed)
-    store = await SqliteStore.open(data_dir / "lunark.sqlite")
+    store = await open_store(store_url, data_dir / "lunark.sqlite")
     proposal = AIMessage(
         content="",
         tool_calls=[{"name": "transfer", "args": {"to": BOB, "amount": "0.001"}, "id": "call_1", "type": "tool_call"}],
@@ -84,9 +95,13 @@ async def seed_paused(data_dir: Path, anvil_url: str, real: int, total: int, *, 
             await asyncio.gather(*(one() for _ in range(real)))
     finally:
         await store.close()
+    copies: list[str] = []
     if total > real:
-        clone(data_dir, ids[0], total - real)
-    return ids
+        if store_url:
+            copies = await asyncio.to_thread(clone_postgres, store_url, ids[0], total - real)
+        else:
+            copies = clone(data_dir, ids[0], total - real)
+    return ids, copies
 
 
 def _same_shape(id_: str) -> str:
@@ -95,8 +110,9 @@ def _same_shape(id_: str) -> str:
     return prefix + "".join(secrets.choice(string.digits + string.ascii_letters) for _ in id_[len(prefix):])
 
 
-def clone(data_dir: Path, template: str, count: int) -> None:
-    """``count`` copies of the paused chat ``template``: new chat id and approval id, same everything else."""
+def clone(data_dir: Path, template: str, count: int) -> list[str]:
+    """``count`` copies of the paused chat ``template``: new chat id and approval id, same everything
+    else; returns their chat ids."""
     lunark_db = sqlite3.connect(data_dir / "lunark.sqlite")
     graph_db = sqlite3.connect(data_dir / "checkpoints.sqlite")
     try:
@@ -121,14 +137,18 @@ def clone(data_dir: Path, template: str, count: int) -> None:
             (template,),
         ).fetchall()
         approval = next(p for _, t, p, _ in events if t == "pending_approval")
-        import json
-
         approval_id = json.loads(approval)["approval_id"]
+        copies: list[str] = []
+        approval_row = lunark_db.execute(
+            "SELECT chat_id, owner, state, request, proposals, expires_at, decisions, by, updated_at "
+            "FROM approvals WHERE approval_id = ?", (approval_id,),
+        ).fetchone()
         old_t, old_a = template.encode(), approval_id.encode()
         lunark_db.execute("BEGIN")
         graph_db.execute("BEGIN")
         for _ in range(count):
             chat_id, new_a = _same_shape(template), _same_shape(approval_id)  # the blobs keep their lengths
+            copies.append(chat_id)
             new_t, new_ab = chat_id.encode(), new_a.encode()
 
             def swap(blob: Any, new_t: bytes = new_t, new_ab: bytes = new_ab) -> Any:
@@ -151,6 +171,11 @@ def clone(data_dir: Path, template: str, count: int) -> None:
                 "INSERT INTO events (chat_id, seq, type, payload, ts) VALUES (?, ?, ?, ?, ?)",
                 [(chat_id, s, t, swap(p), ts) for s, t, p, ts in events],
             )
+            lunark_db.execute(
+                "INSERT INTO approvals (approval_id, chat_id, owner, state, request, proposals, expires_at, "
+                "decisions, by, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (new_a, *(swap(v) for v in approval_row)),
+            )
             graph_db.executemany(
                 "INSERT INTO checkpoints (thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, type, "
                 "checkpoint, metadata) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -172,6 +197,7 @@ def clone(data_dir: Path, template: str, count: int) -> None:
     finally:
         lunark_db.close()
         graph_db.close()
+    return copies
 
 
 async def seed_log(data_dir: Path, events: int, *, per_message: int = 500) -> tuple[str, int]:
@@ -214,3 +240,69 @@ async def seed_log(data_dir: Path, events: int, *, per_message: int = 500) -> tu
         return chat.chat_id, await store.last_seq(chat.chat_id)
     finally:
         await store.close()
+
+
+# Postgres: the store's tables and LangGraph's checkpoint tables, each keyed by the chat (thread) id.
+_PG_TABLES = {
+    "chats": "chat_id",
+    "messages": "chat_id",
+    "events": "chat_id",
+    "approvals": "chat_id",
+    "checkpoints": "thread_id",
+    "checkpoint_blobs": "thread_id",
+    "checkpoint_writes": "thread_id",
+}
+_PG_UNIQUE = {("messages", "message_id")}
+"""Columns unique across chats that hold neither id: made unique per copy with a suffix."""
+
+
+def clone_postgres(url: str, template: str, count: int) -> list[str]:
+    """``clone`` in Postgres, in the database: one ``INSERT … SELECT`` per table over a table of new
+    ids, every id replaced in text, JSON and binary columns alike (binary through hex, so the
+    serialized checkpoints keep their lengths: the new ids have the old ones' shape)."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=False) as conn:
+        approval_id = conn.execute("SELECT approval_id FROM approvals WHERE chat_id = %s", (template,)).fetchone()
+        assert approval_id is not None, f"{template} has no approval"
+        old_a = approval_id[0]
+        conn.execute("CREATE TEMP TABLE copies (n INTEGER, chat_id TEXT, approval_id TEXT) ON COMMIT DROP")
+        copies = [_same_shape(template) for _ in range(count)]
+        with conn.cursor().copy("COPY copies (n, chat_id, approval_id) FROM STDIN") as copy:
+            for n, chat_id in enumerate(copies):
+                copy.write_row((n, chat_id, _same_shape(old_a)))
+        old_t_hex, old_a_hex = template.encode().hex(), old_a.encode().hex()
+        for table, key in _PG_TABLES.items():
+            columns = conn.execute(
+                "SELECT column_name, data_type, is_identity FROM information_schema.columns "
+                "WHERE table_name = %s AND table_schema = current_schema() ORDER BY ordinal_position",
+                (table,),
+            ).fetchall()
+            names, values = [], []
+            for name, data_type, identity in columns:
+                if identity == "YES":
+                    continue
+                column = f't."{name}"'
+                if (table, name) in _PG_UNIQUE:
+                    value = f"{column} || '-' || c.n"
+                elif data_type in ("text", "character varying"):
+                    value = f"replace(replace({column}, %(t)s, c.chat_id), %(a)s, c.approval_id)"
+                elif data_type in ("jsonb", "json"):
+                    value = (f"replace(replace({column}::text, %(t)s, c.chat_id), %(a)s, c.approval_id)"
+                             f"::{data_type}")
+                elif data_type == "bytea":
+                    value = (f"decode(replace(replace(encode({column}, 'hex'), "
+                             "%(th)s, encode(convert_to(c.chat_id, 'UTF8'), 'hex')), "
+                             "%(ah)s, encode(convert_to(c.approval_id, 'UTF8'), 'hex')), 'hex')")
+                else:
+                    value = column
+                names.append(f'"{name}"')
+                values.append(value)
+            conn.execute(
+                f"INSERT INTO {table} ({', '.join(names)}) SELECT {', '.join(values)} "
+                f"FROM {table} t CROSS JOIN copies c WHERE t.{key} = %(t)s",
+                {"t": template, "a": old_a, "th": old_t_hex, "ah": old_a_hex},
+            )
+        conn.commit()
+        conn.execute("ANALYZE")
+    return copies

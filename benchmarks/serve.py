@@ -80,6 +80,8 @@ async def serve_lunark(args: argparse.Namespace) -> None:
         extra["store"] = {"url": args.store_url}
     if args.signer:
         extra["signer"] = {"local": args.signer}
+    if args.approval_ttl:
+        extra["approvals"] = {"ttl_seconds": args.approval_ttl}
     settings = Settings.load(
         data_dir=args.data_dir,
         plugins=False,
@@ -190,6 +192,7 @@ def main() -> None:
     parser.add_argument("--store-url", help="Postgres for the store and checkpoints (lunark, several processes)")
     parser.add_argument("--redis-url", help="Redis for Socket.IO fan-out (lunark, several processes)")
     parser.add_argument("--signer", choices=["anvil"], help="a local signer (lunark)")
+    parser.add_argument("--approval-ttl", type=float, help="seconds a pending approval waits (lunark)")
     parser.add_argument("--codec", choices=["json", "orjson"], help="python-socketio JSON codec")
     parser.add_argument("--patch", help="comma-separated candidate improvements (benchmarks/patches.py)")
     parser.add_argument("--profile", help="write a cProfile (.prof) or pyinstrument (.html) profile here")
