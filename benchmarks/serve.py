@@ -82,11 +82,14 @@ async def serve_lunark(args: argparse.Namespace) -> None:
         extra["signer"] = {"local": args.signer}
     if args.approval_ttl:
         extra["approvals"] = {"ttl_seconds": args.approval_ttl}
+    # The benchmark is one account sending hundreds of messages and decisions: rate limits off.
+    unlimited = {"per_minute": 0, "burst": 1}
     settings = Settings.load(
         data_dir=args.data_dir,
         plugins=False,
         chain={"networks": networks, "track_timeout": 30, "verify_timeout": 10},
         server=server_section,
+        limits={"rate": dict.fromkeys(("sign_in", "create_chat", "message", "decision", "join"), unlimited)},
         **extra,
     )
     server = LunarkServer(settings, model=BenchModel(), environ={})
