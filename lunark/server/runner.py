@@ -35,6 +35,9 @@ _UNDECIDED = object()
 _DECISION_WAIT = 10.0
 """Seconds a decision waits for another process's turn of the chat to end (it is sending its last
 events after ``pending_approval``)."""
+_DECISION_POLL = 0.01
+"""How often it tries the chat's lock meanwhile: a dead process's lock is gone within milliseconds
+of its death (benchmarks/cluster.py, failover), so a coarse poll would be most of the wait."""
 
 
 class TurnLocks(Protocol):
@@ -334,7 +337,7 @@ class Runner:
                 raise AlreadyDecided(f"Approval {approval_id} was already decided.", approval_id=approval_id)
             if time.monotonic() > deadline:
                 raise Busy("Another turn of this chat is running; decide again in a moment.", chat_id=chat_id)
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(_DECISION_POLL)
 
     def _check_undecided(self, approval_id: str) -> None:
         by = self._decided.get(approval_id, _UNDECIDED)
