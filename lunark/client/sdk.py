@@ -50,7 +50,7 @@ from pydantic import BaseModel
 from lunark.client.connection import Connection, _payload
 from lunark.client.errors import ERROR_CLASSES, Disconnected, error_from_body
 from lunark.client.ordering import ChatSequence
-from lunark.errors import InvalidInput, NoPendingApproval
+from lunark.errors import InvalidInput, LunarkError, NoPendingApproval
 from lunark.protocol import (
     Abort,
     ApprovalRequest,
@@ -65,6 +65,7 @@ from lunark.protocol import (
     ResumeDecisions,
     SendMessage,
     SendMessageAck,
+    ToolCall,
     ToolInfo,
     ToolResult,
     WalletChanged,
@@ -266,14 +267,28 @@ class ChatSession(ChatSequence):
         return CallToolAck.model_validate(ack).call_id
 
     async def tool_result(self, call_id: str) -> ToolResult:
-        """Consume events up to the ``ToolResult`` of ``call_id`` and return it: ``status`` is
-        ``success`` (``result`` holds the tool's answer: a transfer's settlement, an MCP tool's
-        ``{"server", "tool", "result"}``), ``error`` (``error`` says why) or ``rejected`` (the user's
-        reason is ``result["message"]``; an expired approval is rejected too). It waits as long as
-        the approval does: decide it elsewhere, or read ``events()`` yourself to follow it."""
+        """Consume events until the turn of ``call_id`` ends, and return the call's ``ToolResult``:
+        ``status`` is ``success`` (``result`` holds the tool's answer: a transfer's settlement, an
+        MCP tool's ``{"server", "tool", "result"}``), ``error`` (``error`` says why) or ``rejected``
+        (the user's reason is ``result["message"]``; an expired approval is rejected too). The chat
+        is free for the next call when it returns. It waits as long as the approval does: decide it
+        elsewhere (the dApp), or read ``events()`` yourself to decide it here.
+
+        Raises ``LunarkError`` when the turn ended without a result (it was aborted, or failed before
+        the call ran)."""
+        seen = False
+        result: ToolResult | None = None
         async for event in self.events():
-            if isinstance(event, ToolResult) and event.call_id == call_id:
-                return event
+            if isinstance(event, ToolCall) and event.call_id == call_id:
+                seen = True
+            elif isinstance(event, ToolResult) and event.call_id == call_id:
+                seen, result = True, event
+            elif seen and isinstance(event, MessageEnd) and event.finish_reason != "awaiting_approval":
+                if result is None:
+                    raise LunarkError(
+                        f"The call {call_id} ended without a result ({event.finish_reason}).", call_id=call_id
+                    )
+                return result
         raise Disconnected("The client closed before the tool call ended.")
 
     async def continue_message(self, message_id: str) -> None:
