@@ -449,6 +449,15 @@ async def test_list_tools_says_what_call_tool_takes_and_what_waits(server: Any, 
     assert tools["transfer"].mcp_server is None and tools["transfer"].hints == {}
 
 
+async def test_list_tools_needs_a_signed_in_session(server: Any) -> None:
+    client = LunarkClient(local_url(server), token="not-a-token")
+    try:
+        with pytest.raises(Unauthorized):
+            await client.list_tools()
+    finally:
+        await client.close()
+
+
 async def test_call_tool_runs_a_read_only_tool_at_once(server: Any, alice: DevAccount) -> None:
     async with client_for(local_url(server), alice) as client:
         session = await client.join()
