@@ -26,7 +26,7 @@ import test_web_e2e as e2e
 from chat_process import LUNARK
 from playwright.async_api import Locator, Page, expect
 from test_documented_commands import free_port
-from test_web_e2e import ask, open_app
+from test_web_e2e import ask, last_answer, open_app
 from web_wallet import BrowserWallet
 
 from lunark.chain.anvil import Anvil
@@ -165,6 +165,7 @@ async def test_a_newcomer_sees_the_card_of_the_mcp_tool_approves_it_and_rejects_
     await tool.locator("summary").click()
     await expect(tool.locator(".tool-body pre.result")).to_have_text("Saved: buy milk")
     assert demo.notes() == ["buy milk"]
+    await expect(last_answer(page)).to_have_text("notes.add_note answered: “Saved: buy milk”.")
     await expect(page.locator("#status")).to_have_text("")
     await page.screenshot(path=str(shots / "02-mcp-tool-result.png"))
 
@@ -177,6 +178,7 @@ async def test_a_newcomer_sees_the_card_of_the_mcp_tool_approves_it_and_rejects_
     rejected = page.locator(".approval[data-status=resolved]").last
     await expect(rejected.locator(".outcome")).to_have_text("Rejected: not this one")
     await expect(page.locator(".tool[data-status=rejected] .tool-name")).to_have_text("notes.add_note")
+    await expect(last_answer(page)).to_have_text("Okay, I did not run notes.add_note. Your reason: “not this one”.")
     await expect(page.locator("#status")).to_have_text("")
     await page.screenshot(path=str(shots / "03-mcp-rejected.png"))
     assert demo.notes() == ["buy milk"], "a rejected call writes nothing"
