@@ -57,7 +57,7 @@ def _parser() -> argparse.ArgumentParser:
                      help="environment variable holding the user's Lunark session token (default LUNARK_TOKEN)")
     mcp.add_argument("--http", action="store_true", help="serve streamable HTTP at /mcp instead of stdio")
     mcp.add_argument("--host", default="127.0.0.1", help="with --http: address to listen on")
-    mcp.add_argument("--port", type=int, default=8765, help="with --http: port to listen on")
+    mcp.add_argument("--port", type=int, default=8765, help="with --http: port to listen on (0: a free one, printed)")
 
     # The chat's own options, parsed here: `lunark chat --url URL` and `lunark chat -h` work as
     # printed (a REMAINDER under a subparser refused them).
@@ -158,8 +158,8 @@ async def _mcp(args: argparse.Namespace) -> int:
 
     token = check_token(os.environ.get(args.token_env), args.token_env)
     if args.http:
-        def ready(front: Any) -> None:
-            print(f"Lunark MCP server on http://{args.host}:{args.port}/mcp for {front.client.url}", flush=True)
+        def ready(front: Any, port: int) -> None:
+            print(f"Lunark MCP server on http://{args.host}:{port}/mcp for {front.client.url}", flush=True)
 
         await serve_http(args.url, token, host=args.host, port=args.port, ready=ready)
     else:

@@ -86,6 +86,7 @@ __all__ = [
     "Text",
     "Token",
     "ToolCall",
+    "ToolInfo",
     "ToolResult",
     "TxUpdate",
     "UnsignedTx",
@@ -512,6 +513,28 @@ class CallToolAck(_ServerModel):
     """The ack of ``call_tool``."""
 
     call_id: str = Field(description="The call id that its tool_call, action request, tx_update, tool_result carry.")
+
+
+class ToolInfo(_ServerModel):
+    """One tool the agent can call, as ``GET /api/tools`` lists it (``LunarkClient.list_tools``): what
+    ``call_tool`` takes, and whether a call waits for the user's decision."""
+
+    name: str = Field(description="The tool as the model and `call_tool` name it (`notes__add_note`).")
+    display_name: str = Field(description="What people read: `server.tool` for an MCP tool, else `name`.")
+    title: str | None = Field(default=None, description="A short human title, when the tool has one.")
+    description: str = Field(description="What the tool does, as the model reads it.")
+    input_schema: dict[str, Any] = Field(description="JSON Schema of its arguments.")
+    approval: Literal["always", "never", "rule"] = Field(
+        description="`always`: every call waits for the user; `never`: runs at once; `rule`: depends on "
+        "the call (e.g. an amount above a limit), so treat it as waiting."
+    )
+    source: Literal["builtin", "plugin", "mcp"] = Field(description="Where the tool comes from.")
+    mcp_server: str | None = Field(default=None, description="The MCP server of an MCP tool.")
+    hints: dict[str, bool] = Field(
+        default_factory=dict,
+        description="An MCP tool's annotations as its server declared them (`readOnlyHint`, "
+        "`destructiveHint`, `idempotentHint`, `openWorldHint`); empty when none.",
+    )
 
 
 class WalletChangedAck(_ServerModel):

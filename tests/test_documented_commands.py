@@ -285,8 +285,9 @@ async def test_every_documented_lunark_line_runs(demo: Demo, tmp_path: Path) -> 
 
 
 async def mcp_serves_the_wallet_tools(demo: Demo, argv: list[str], line: Line) -> None:
-    """``lunark mcp`` as an MCP host starts it: over stdio, with a signed-in user's token in
-    ``LUNARK_TOKEN`` (Anvil's published dev key #0), against the demo; it must list the wallet tools."""
+    """``lunark mcp`` as an MCP host starts it: over stdio (or, with ``--http``, as a process an HTTP
+    host connects to), with a signed-in user's token in ``LUNARK_TOKEN`` (Anvil's published dev key
+    #0), against the demo; it must list the wallet tools."""
     from mcp import ClientSession, StdioServerParameters
     from mcp.client.stdio import stdio_client
 
@@ -300,6 +301,14 @@ async def mcp_serves_the_wallet_tools(demo: Demo, argv: list[str], line: Line) -
     assert client.token is not None
     if "--url" not in argv:
         argv = [*argv, "--url", demo.url]
+    if "--http" in argv:  # on a free port instead of the documented one; the host sends the token too
+        from mcp_host import http_host, lunark_mcp_http
+
+        async with lunark_mcp_http(argv, client.token, env=demo.env) as endpoint, \
+                http_host(endpoint, client.token) as session:
+            names = {tool.name for tool in (await session.list_tools()).tools}
+        assert {"get_balance", "transfer", "switch_network"} <= names, f"{line.where}: {line.text!r} lists {names}"
+        return
     params = StdioServerParameters(command=argv[0], args=argv[1:], env={**demo.env, "LUNARK_TOKEN": client.token})
     async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
         await asyncio.wait_for(session.initialize(), 60)

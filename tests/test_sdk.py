@@ -437,3 +437,75 @@ async def test_a_request_waits_for_the_reconnection_and_close_ends_the_iterator(
     assert [e async for e in session.events()] == []
     with pytest.raises(Disconnected):
         await session.send("hello")
+
+
+async def test_list_tools_says_what_call_tool_takes_and_what_waits(server: Any, alice: DevAccount) -> None:
+    async with client_for(local_url(server), alice) as client:
+        tools = {tool.name: tool for tool in await client.list_tools()}
+    assert set(tools) == {"get_balance", "transfer", "switch_network"}
+    assert tools["get_balance"].approval == "never" and tools["transfer"].approval == "always"
+    assert {t.source for t in tools.values()} == {"builtin"}
+    assert set(tools["transfer"].input_schema["required"]) == {"to", "amount"}
+    assert tools["transfer"].mcp_server is None and tools["transfer"].hints == {}
+
+
+async def test_list_tools_needs_a_signed_in_session(server: Any) -> None:
+    client = LunarkClient(local_url(server), token="not-a-token")
+    try:
+        with pytest.raises(Unauthorized):
+            await client.list_tools()
+    finally:
+        await client.close()
+
+
+async def test_call_tool_runs_a_read_only_tool_at_once(server: Any, alice: DevAccount) -> None:
+    async with client_for(local_url(server), alice) as client:
+        session = await client.join()
+        call_id = await session.call_tool("get_balance", {})
+        result = await session.tool_result(call_id)
+        assert result.status == "success" and isinstance(result.result, dict)
+        assert result.result["symbol"] == "ETH" and int(result.result["raw"]) > 0
+        # The chat is free again: a second call goes through.
+        again = await session.tool_result(await session.call_tool("get_balance", {"token": "TKN"}))
+    assert again.status == "success" and isinstance(again.result, dict) and again.result["symbol"] == "TKN"
+
+
+async def test_call_tool_waits_for_the_wallet_and_returns_the_settlement(
+    server: Any, anvil: Anvil, alice: DevAccount, bob: DevAccount
+) -> None:
+    before = native_balance(anvil, bob.address)
+    async with client_for(local_url(server), alice) as client:
+        session = await client.join()
+        call_id = await session.call_tool("transfer", {"to": bob.address, "amount": "0.1"})
+        paused = await session.until_message_end()
+        assert isinstance(paused[-1], MessageEnd) and paused[-1].finish_reason == "awaiting_approval"
+        approval = session.pending_approval
+        assert approval is not None and [r.call_id for r in approval.action_requests] == [call_id]
+        assert native_balance(anvil, bob.address) == before, "nothing moves before the decision"
+        with pytest.raises(Busy):
+            await session.call_tool("get_balance", {})
+        request = approval.action_requests[0]
+        assert request.tx is not None
+        await session.approve(tx_hash=await sign_and_send(request.tx, anvil.url, alice.private_key))
+        result = await session.tool_result(call_id)
+    assert result.status == "success" and isinstance(result.result, dict)
+    assert result.result["status"] == "confirmed" and isinstance(result.result["block_number"], int)
+    assert native_balance(anvil, bob.address) - before == ETH // 10
+
+
+async def test_call_tool_refuses_unknown_tools_and_bad_arguments(server: Any, alice: DevAccount) -> None:
+    async with client_for(local_url(server), alice) as client:
+        session = await client.join()
+        with pytest.raises(InvalidInput, match="no tool named 'send_everything'"):
+            await session.call_tool("send_everything", {})
+        with pytest.raises(InvalidInput):
+            await session.call_tool("transfer", {"to": "nobody"})
+        with pytest.raises(InvalidInput):  # refused by the protocol model before it is sent
+            await session.call_tool("x" * 65, {})
+        rejected = await session.call_tool("transfer", {"to": "0x70997970C51812dc3A010C7d01b50e0d17dc79C8",
+                                                        "amount": "1"})
+        await session.until_message_end()
+        await session.reject(message="not today")
+        result = await session.tool_result(rejected)
+    assert result.status == "rejected" and isinstance(result.result, dict)
+    assert result.result["message"] == "not today"

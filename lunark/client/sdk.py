@@ -50,10 +50,12 @@ from pydantic import BaseModel
 from lunark.client.connection import Connection, _payload
 from lunark.client.errors import ERROR_CLASSES, Disconnected, error_from_body
 from lunark.client.ordering import ChatSequence
-from lunark.errors import InvalidInput, NoPendingApproval
+from lunark.errors import InvalidInput, LunarkError, NoPendingApproval
 from lunark.protocol import (
     Abort,
     ApprovalRequest,
+    CallTool,
+    CallToolAck,
     ChatEvent,
     ContinueMessage,
     JoinChat,
@@ -63,6 +65,9 @@ from lunark.protocol import (
     ResumeDecisions,
     SendMessage,
     SendMessageAck,
+    ToolCall,
+    ToolInfo,
+    ToolResult,
     WalletChanged,
     WalletChangedAck,
 )
@@ -240,6 +245,52 @@ class ChatSession(ChatSequence):
         ]
         await self.decide(approval.approval_id, decisions)
 
+    async def call_tool(self, name: str, arguments: Mapping[str, Any] | None = None) -> str:
+        """Run one tool call yourself, in this chat, as if the model had proposed it (``call_tool`` in
+        the protocol); returns its ``call_id``. The call is validated against the tool's schema and
+        checked by the spending policy; a tool that needs approval waits for a decision like any
+        other (``pending_approval`` is set, decided with ``approve``/``reject``/``edit`` here or in
+        the dApp), and its ``ToolCall``, ``TxUpdate`` and ``ToolResult`` events carry the returned
+        id. The turn ends after the call, without a model answer::
+
+            call_id = await session.call_tool("get_balance", {})
+            result = await session.tool_result(call_id)     # a ToolResult: status, result, error
+
+        ``name`` is the tool as the model names it (``LunarkClient.list_tools``: ``notes__add_note``
+        for MCP tool ``add_note`` of server ``notes``). Raises ``InvalidInput`` for a tool that does
+        not exist or arguments its schema refuses, ``Busy`` while a turn runs or an approval waits,
+        ``Forbidden``/``NotFound`` for a chat that is not yours. Not repeated after a dropped
+        connection (the call may have started): then ``Disconnected`` is raised, and the events tell.
+        """
+        payload = _payload(CallTool, chat_id=self.chat_id, name=name, args=dict(arguments or {}))
+        ack = await self._client._call("call_tool", payload, retry=False)
+        return CallToolAck.model_validate(ack).call_id
+
+    async def tool_result(self, call_id: str) -> ToolResult:
+        """Consume events until the turn of ``call_id`` ends, and return the call's ``ToolResult``:
+        ``status`` is ``success`` (``result`` holds the tool's answer: a transfer's settlement, an
+        MCP tool's ``{"server", "tool", "result"}``), ``error`` (``error`` says why) or ``rejected``
+        (the user's reason is ``result["message"]``; an expired approval is rejected too). The chat
+        is free for the next call when it returns. It waits as long as the approval does: decide it
+        elsewhere (the dApp), or read ``events()`` yourself to decide it here.
+
+        Raises ``LunarkError`` when the turn ended without a result (it was aborted, or failed before
+        the call ran)."""
+        seen = False
+        result: ToolResult | None = None
+        async for event in self.events():
+            if isinstance(event, ToolCall) and event.call_id == call_id:
+                seen = True
+            elif isinstance(event, ToolResult) and event.call_id == call_id:
+                seen, result = True, event
+            elif seen and isinstance(event, MessageEnd) and event.finish_reason != "awaiting_approval":
+                if result is None:
+                    raise LunarkError(
+                        f"The call {call_id} ended without a result ({event.finish_reason}).", call_id=call_id
+                    )
+                return result
+        raise Disconnected("The client closed before the tool call ended.")
+
     async def continue_message(self, message_id: str) -> None:
         """Go on with an answer the model cut at its output limit (its ``MessageEnd`` has
         ``finish_reason == "length"``): more ``Token`` events for the same ``message_id`` follow,
@@ -359,6 +410,14 @@ class LunarkClient(Connection):
     async def get_chat(self, chat_id: str) -> dict[str, Any]:
         """One chat over HTTP: ``messages``, ``transactions``, ``pending_approval``, ``last_seq``, ``network``."""
         return dict(await self._request("GET", f"/api/chats/{chat_id}"))
+
+    async def list_tools(self) -> list[ToolInfo]:
+        """The tools the server's agent can call (``GET /api/tools``), each a ``ToolInfo``: the name
+        ``ChatSession.call_tool`` takes, the argument schema, whether a call waits for approval
+        (``approval``), where it comes from (built-in, an entry-point plugin, an MCP server) and an
+        MCP tool's declared hints."""
+        body = await self._request("GET", "/api/tools")
+        return [ToolInfo.model_validate(tool) for tool in body["tools"]]
 
     # -- chats --------------------------------------------------------------------------------
 

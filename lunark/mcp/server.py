@@ -3,10 +3,13 @@
 A thin front-end: it holds no wallet, no agent and no database. It signs in to a running
 ``lunark serve`` with the user's session token (from sign-in with Ethereum, given in the host's
 configuration as ``LUNARK_TOKEN``), opens one chat there for the host, and turns each MCP tool
-call into a ``call_tool`` request in that chat (``lunark.protocol.CallTool``). The server runs it
-as if its model had proposed it: ``get_balance`` answers at once; ``transfer`` and
-``switch_network`` become a normal approval in the user's rooms, decided in the dApp or the
-terminal chat with the user's own wallet. The MCP call returns the outcome: a transfer's
+call into a call in that chat (``ChatSession.call_tool``, the protocol's ``call_tool``). The
+tools are the server's (``LunarkClient.list_tools``): the built-in ``get_balance``, ``transfer``
+and ``switch_network``, the entry-point plugins' tools and every configured MCP server's tools
+(``server.tool``), annotated by their approval class (``annotations_for``). The server runs a
+call as if its model had proposed it: a read-only one answers at once; a state-changing one
+becomes a normal approval in the user's rooms, decided in the dApp or the terminal chat with the
+user's own wallet. The MCP call returns the outcome: a transfer's
 settlement (``confirmed`` with hash and block, ``mismatch``, ``failed``, ``dropped``...),
 ``rejected`` with the reason, or ``expired``. Nothing here can approve: the only decision it ever
 sends is a rejection, when the host cancels its request.
@@ -27,7 +30,7 @@ import asyncio
 import hmac
 import json
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,19 +45,16 @@ from lunark.client.sdk import ChatSession
 from lunark.errors import LunarkError, Unauthorized
 from lunark.protocol import (
     ApprovalResolved,
-    CallTool,
-    CallToolAck,
     Error,
     MessageEnd,
     PendingApproval,
     ToolCall,
+    ToolInfo,
     ToolResult,
     TxUpdate,
 )
-from lunark.tools.base import Tool
-from lunark.tools.registry import default_tools
 
-__all__ = ["ANNOTATIONS", "LunarkMcp", "serve_http", "serve_stdio"]
+__all__ = ["ANNOTATIONS", "LunarkMcp", "annotations_for", "exposed_name", "serve_http", "serve_stdio"]
 
 logger = logging.getLogger(__name__)
 
@@ -97,41 +97,57 @@ class _Progress:
 
 
 class LunarkMcp:
-    """The MCP server: one Lunark client, one chat, the tools as the host sees them."""
+    """The MCP server: one Lunark client, one chat, the tools as the host sees them.
 
-    def __init__(self, client: LunarkClient, tools: Sequence[Tool] | None = None) -> None:
+    The tools are the running server's (``LunarkClient.list_tools``): the built-in ones, the
+    entry-point plugins' and every configured MCP server's, listed again at each ``tools/list`` so
+    the host sees what the agent has now. An MCP tool is named ``server.tool`` here, as on the
+    approval card; the rest keep their names."""
+
+    def __init__(self, client: LunarkClient) -> None:
         self.client = client
-        self.tools = {tool.name: tool for tool in (tools if tools is not None else default_tools())}
+        self.tools: dict[str, ToolInfo] = {}
+        """The tools by the name the host sees, as last listed."""
         self.server: Server[Any, Any] = Server("lunark", instructions=(
-            "Lunark's wallet tools for one signed-in user. get_balance answers at once; transfer and "
-            "switch_network wait until the user approves or rejects them in Lunark with their own wallet, "
-            "and return the outcome (confirmed with hash and block, rejected with the reason, expired, "
-            "mismatch). Amounts are whole units as decimal strings ('0.5'), never wei."
+            "Lunark's wallet tools for one signed-in user. get_balance answers at once; transfer, "
+            "switch_network and every other tool not marked read-only wait until the user approves or "
+            "rejects them in Lunark with their own wallet, and return the outcome (confirmed with hash "
+            "and block, rejected with the reason, expired, mismatch). Amounts are whole units as decimal "
+            "strings ('0.5'), never wei. Tools named server.tool come from MCP servers Lunark connects to."
         ))
         self.chat: ChatSession | None = None
         self._lock = asyncio.Lock()
         self.server.list_tools()(self._list_tools)  # type: ignore[no-untyped-call]
         self.server.call_tool()(self._call_tool)
 
+    async def refresh(self) -> dict[str, ToolInfo]:
+        """List the server's tools again."""
+        listed = await self.client.list_tools()
+        self.tools = {exposed_name(info): info for info in listed}
+        return self.tools
+
     def mcp_tools(self) -> list[types.Tool]:
         out = []
-        for tool in self.tools.values():
-            annotations = ANNOTATIONS.get(tool.name) or types.ToolAnnotations(
-                readOnlyHint=tool.approval == "never", openWorldHint=True
-            )
+        for name, info in self.tools.items():
+            annotations = annotations_for(info)
             out.append(types.Tool(
-                name=tool.name, title=annotations.title, description=tool.description,
-                inputSchema=tool.args_schema.model_json_schema(), annotations=annotations,
+                name=name, title=annotations.title, description=_description(info),
+                inputSchema=info.input_schema, annotations=annotations,
             ))
         return out
 
     async def _list_tools(self) -> list[types.Tool]:
+        try:
+            await self.refresh()
+        except LunarkError as exc:  # the server is away: the last list, rather than none
+            logger.warning("listing Lunark's tools failed, serving the last list: %s", exc.message)
         return self.mcp_tools()
 
     async def start(self) -> None:
-        """Connect with the token and open the host's chat. Raises ``Unauthorized`` for a token the
-        server does not take."""
+        """Connect with the token, list the tools and open the host's chat. Raises ``Unauthorized``
+        for a token the server does not take."""
         await self.client.connect()
+        await self.refresh()
         self.chat = await self.client.join()
 
     async def _call_tool(self, name: str, arguments: dict[str, Any]) -> types.CallToolResult:
@@ -139,10 +155,15 @@ class LunarkMcp:
         token = context.meta.progressToken if context.meta is not None else None
         progress = _Progress(token, context.session)
         if name not in self.tools:
-            return _error(f"There is no tool named {name!r} (tools: {', '.join(self.tools)}).")
+            try:
+                await self.refresh()  # an MCP server's list may have changed since
+            except LunarkError as exc:
+                return _error(exc.message, exc.to_dict())
+            if name not in self.tools:
+                return _error(f"There is no tool named {name!r} (tools: {', '.join(self.tools)}).")
         async with self._lock:
             try:
-                return await self.call(name, arguments, progress)
+                return await self.call(self.tools[name].name, arguments, progress)
             except LunarkError as exc:
                 return _error(exc.message, exc.to_dict())
 
@@ -150,11 +171,8 @@ class LunarkMcp:
         """Run one call in the host's chat and wait for its outcome."""
         assert self.chat is not None, "start() first"
         chat = self.chat
-        payload = CallTool(chat_id=chat.chat_id, name=name, args=arguments).model_dump(mode="json")
         events = chat.events()
-        # The SDK's own request path (ChatSession gets a call_tool method once its split lands).
-        ack = await self.client._call("call_tool", payload, retry=False)
-        call_id = CallToolAck.model_validate(ack).call_id
+        call_id = await chat.call_tool(name, arguments)
         approval_id: str | None = None
         expired = False
         result: ToolResult | None = None
@@ -202,6 +220,41 @@ class LunarkMcp:
                     await chat.reject(approval_id, message=WITHDRAWN)
             except LunarkError as exc:
                 logger.info("withdrawing the cancelled call: %s", exc.message)
+
+
+def exposed_name(info: ToolInfo) -> str:
+    """The name the MCP host sees: ``server.tool`` for an MCP server's tool (as on the approval card),
+    the tool's own name otherwise."""
+    return info.display_name if info.source == "mcp" else info.name
+
+
+def annotations_for(info: ToolInfo) -> types.ToolAnnotations:
+    """The MCP annotations of a tool as ``lunark mcp`` serves it.
+
+    The built-in tools have their own (``ANNOTATIONS``). For any other, ``readOnlyHint`` follows its
+    approval class in this Lunark: true only when a call runs without the user's decision
+    (``approval == "never"``) and its MCP server did not declare it state-changing; everything that
+    waits for approval is not read-only (fail closed). An MCP tool's other hints
+    (``destructiveHint``, ``idempotentHint``, ``openWorldHint``) are carried as its server declared
+    them; a plugin tool that is not read-only is marked destructive, as MCP assumes."""
+    if info.source == "builtin" and info.name in ANNOTATIONS:
+        return ANNOTATIONS[info.name]
+    hints = info.hints
+    read_only = info.approval == "never" and hints.get("readOnlyHint") is not False
+    waits = "" if read_only else " (after the user's approval)"
+    title = f"{info.title or info.display_name}{waits}"
+    if read_only:
+        return types.ToolAnnotations(title=title, readOnlyHint=True, openWorldHint=hints.get("openWorldHint", True))
+    return types.ToolAnnotations(
+        title=title, readOnlyHint=False, destructiveHint=hints.get("destructiveHint", True),
+        idempotentHint=hints.get("idempotentHint", False), openWorldHint=hints.get("openWorldHint", True),
+    )
+
+
+def _description(info: ToolInfo) -> str:
+    if info.approval == "never":
+        return info.description
+    return f"{info.description} Waits for the user's approval in Lunark and returns the outcome."
 
 
 def _tx_text(event: TxUpdate) -> str:
@@ -270,7 +323,9 @@ async def serve_stdio(url: str, token: str) -> None:
 
 
 async def serve_http(url: str, token: str, *, host: str, port: int, ready: Any = None) -> None:
-    """Serve streamable HTTP at ``http://host:port/mcp``; every request must carry the token."""
+    """Serve streamable HTTP at ``http://host:port/mcp``; every request must carry the token.
+    ``ready(front, port)`` is called once it listens (``port`` is the bound one: ``0`` picks a free
+    port)."""
     import uvicorn
     from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
     from starlette.applications import Starlette
@@ -300,10 +355,14 @@ async def serve_http(url: str, token: str, *, host: str, port: int, ready: Any =
 
         app = Starlette(routes=[Mount("/mcp", app=endpoint)], lifespan=lifespan)
         config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on")
-        server = uvicorn.Server(config)
-        if ready is not None:
-            ready(front)
-        await server.serve()
+
+        class Server(uvicorn.Server):
+            async def startup(self, sockets: Any = None) -> None:
+                await super().startup(sockets)
+                if ready is not None and self.started:  # listening now: say so, with the bound port
+                    ready(front, self.servers[0].sockets[0].getsockname()[1])
+
+        await Server(config).serve()
 
 
 def check_token(token: str | None, variable: str) -> str:

@@ -334,6 +334,8 @@ class McpServer:
             except ConfigError as exc:
                 logger.warning("MCP server %r: tool %r left out: %s", self.name, name, exc.message)
         refused = self.toolset.replace_group(self.group, tools)
+        logger.info("MCP server %r (%s): tools %s", self.name, self.where,
+                    ", ".join(self.toolset.group(self.group)) or "none")
         for name in refused:
             logger.warning("MCP server %r: tool %r left out: another tool has that name", self.name, name)
         unknown = set(self.settings.tools) - set(listed)
@@ -367,8 +369,7 @@ class McpServer:
         except Exception as exc:
             logger.warning("MCP server %r: listing its tools again failed: %s", self.name, _reason(exc))
             return
-        self._install(listed)
-        logger.info("MCP server %r: tools are now %s", self.name, sorted(listed))
+        self._install(listed)  # logs the new list
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)

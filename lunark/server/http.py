@@ -213,6 +213,10 @@ def routes(*, auth: Authenticator, service: ChatService, hub: Hub, store: Store,
         payload = _validate(CallTool, {**await json_body(request), "chat_id": _chat_id(request)})
         return web.json_response({"call_id": await service.call_tool(address, payload)}, status=202)
 
+    async def list_tools(request: web.Request) -> web.Response:
+        await address_of(request)
+        return web.json_response({"tools": [t.to_wire() for t in service.agent.tools.info()]})
+
     async def post_decisions(request: web.Request) -> web.Response:
         address = await address_of(request)
         payload = _validate(ResumeDecisions, {**await json_body(request), "chat_id": _chat_id(request)})
@@ -312,6 +316,7 @@ def routes(*, auth: Authenticator, service: ChatService, hub: Hub, store: Store,
         web.post("/api/chats/{chat_id}/messages", post_message),
         web.post("/api/chats/{chat_id}/messages/{message_id}/continue", post_continue),
         web.post("/api/chats/{chat_id}/tool_calls", post_tool_call),
+        web.get("/api/tools", list_tools),
         web.post("/api/chats/{chat_id}/decisions", post_decisions),
         web.post("/api/chats/{chat_id}/abort", post_abort),
         web.post("/api/chats/{chat_id}/wallet", post_wallet),

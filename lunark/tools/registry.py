@@ -17,6 +17,7 @@ from importlib.metadata import entry_points
 from typing import Any
 
 from lunark.errors import ConfigError, InvalidInput
+from lunark.protocol import ToolInfo
 from lunark.tools.balance import GetBalance
 from lunark.tools.base import ApprovalRule, Proposal, Tool
 from lunark.tools.network import SwitchNetwork
@@ -28,6 +29,7 @@ __all__ = [
 ]
 
 PLUGIN_GROUP = "lunark.tools"
+_BUILTIN = (GetBalance, Transfer, SwitchNetwork)
 
 
 def default_tools() -> list[Tool]:
@@ -160,6 +162,30 @@ class ToolSet:
     @property
     def names(self) -> list[str]:
         return list(self._tools)
+
+    def info(self) -> list[ToolInfo]:
+        """Every tool as ``GET /api/tools`` lists it: name, schema, approval class, where it comes from
+        and, for an MCP tool, its server and declared annotations."""
+        servers = {name: group.removeprefix("mcp:") for group, names in self._groups.items()
+                   if group.startswith("mcp:") for name in names}
+        out = []
+        for tool in self:
+            rule = self.rule(tool.name)
+            server = servers.get(tool.name)
+            hints = getattr(tool, "hints", None) if server is not None else None
+            title = getattr(tool, "title", None)
+            out.append(ToolInfo(
+                name=tool.name,
+                display_name=str(getattr(tool, "display", tool.name)) if server is not None else tool.name,
+                title=title if isinstance(title, str) else None,
+                description=tool.description,
+                input_schema=tool.args_schema.model_json_schema(),
+                approval=rule if rule in ("always", "never") else "rule",
+                source="mcp" if server is not None else "builtin" if isinstance(tool, _BUILTIN) else "plugin",
+                mcp_server=server,
+                hints={k: v for k, v in (hints or {}).items() if isinstance(v, bool)},
+            ))
+        return out
 
     def schemas(self) -> list[dict[str, Any]]:
         """The tools in OpenAI function format, for ``model.bind_tools``."""

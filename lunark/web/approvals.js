@@ -5,7 +5,7 @@
 import * as P from "./lib/protocol.js";
 import { decisionFor } from "./lib/reducer.js";
 import { app, describeError, h, show } from "./page.js";
-import { nodes, renderTx, scheduleRender, TOOL_LABELS } from "./render.js";
+import { nodes, renderTx, scheduleRender, TOOL_LABELS, toolLabel } from "./render.js";
 import { networkName, switchWallet } from "./wallet.js";
 
 export { createApproval, updateApproval };
@@ -81,8 +81,9 @@ function createApproval(approval) {
   const single = approval.action_requests.length === 1;
   const rows = approval.action_requests.map((request) => approvalFacts(request, network, networks));
   const first = approval.action_requests[0] || { name: "action", args: {} };
-  const label = TOOL_LABELS[first.name] || first.name;
-  const title = single ? `Approve ${label.toLowerCase()}` : `Approve ${approval.action_requests.length} actions`;
+  const label = toolLabel(first.name);
+  // A built-in tool's label is a phrase ("Approve transfer"); any other keeps its name ("Approve notes.add_note").
+  const title = single ? `Approve ${TOOL_LABELS[first.name] ? label.toLowerCase() : label}` : `Approve ${approval.action_requests.length} actions`;
   const doneTitle = single ? `${label} request` : `${approval.action_requests.length} actions`;
 
   const reason = h("input", { type: "text", class: "reason", maxlength: "500", placeholder: "Reason (optional)", "aria-label": "Reason for rejecting" });
@@ -132,7 +133,8 @@ function approvalFacts(request, network, networks) {
     const feeSymbol = networks[chainId] ? networks[chainId].symbol : "ETH";
     facts.push(["Network", networkName(chainId, `Chain ${chainId}`), "network"]);
     facts.push(["Estimated fee", `at most ${P.formatUnits(P.maxFeeWei(request.tx), decimals, 8)} ${feeSymbol}`, "fee"]);
-  } else if (network && request.name !== "switch_network") {
+  } else if (network && request.name !== "switch_network" && !(request.facts || []).length) {
+    // A tool that sends its own rows (an MCP tool) says what it touches; the chat's network is not it.
     facts.push(["Network", networkName(network.chain_id, `Chain ${network.chain_id}`), "network"]);
   }
   // A tool the dApp has no card of its own for (an MCP tool) sends its rows: server, tool, hints, arguments.

@@ -13,12 +13,27 @@ import { app, el, h, show } from "./page.js";
 import { networkLabel, networkName } from "./wallet.js";
 
 export {
-  TOOL_LABELS, addNote, dispatch, markChat, nearBottom, nodes, render, renderChats, renderChrome, renderTx,
+  TOOL_LABELS, addNote, toolLabel, dispatch, markChat, nearBottom, nodes, render, renderChats, renderChrome, renderTx,
   scheduleRender, scrollToBottom,
 };
 
 const FOLLOW_SLACK_PX = 80;
 const TOOL_LABELS = { get_balance: "Balance", transfer: "Transfer", switch_network: "Switch network" };
+
+// An MCP tool is `server__tool` on the wire and `server.tool` to people, as on its approval card.
+function toolLabel(name) {
+  if (TOOL_LABELS[name]) return TOOL_LABELS[name];
+  const at = String(name).indexOf("__");
+  return at > 0 ? `${name.slice(0, at)}.${name.slice(at + 2)}` : String(name);
+}
+
+// What a tool answered, for its card: an MCP tool's `{server, tool, result}` shows its result
+// (text as written, anything else as JSON), the rest as JSON.
+function resultText(result) {
+  const mcp = result && typeof result === "object" && !Array.isArray(result) && "server" in result && "tool" in result && "result" in result;
+  const value = mcp ? result.result : result;
+  return typeof value === "string" ? value : JSON.stringify(value, null, 2);
+}
 
 function safeUrl(url) {
   return typeof url === "string" && /^https?:\/\//i.test(url) ? url : null;
@@ -251,7 +266,7 @@ const UPDATE = {
   },
 
   tool(node, [tool, tx, network]) {
-    const label = TOOL_LABELS[tool.name] || tool.name;
+    const label = toolLabel(tool.name);
     node.dataset.callId = tool.callId;
     node.dataset.status = tool.status;
     node.className = `tool ${tool.status}`;
@@ -263,7 +278,7 @@ const UPDATE = {
     const body = node.querySelector(".tool-body");
     const parts = [h("div", { class: "label" }, "Arguments"), h("pre", {}, JSON.stringify(tool.args, null, 2))];
     if (tool.result !== undefined && tool.result !== null) {
-      parts.push(h("div", { class: "label" }, "Result"), h("pre", {}, JSON.stringify(tool.result, null, 2)));
+      parts.push(h("div", { class: "label" }, "Result"), h("pre", { class: "result" }, resultText(tool.result)));
     }
     if (tool.error) parts.push(h("div", { class: "label" }, "Error"), h("pre", { class: "error" }, tool.error.message || JSON.stringify(tool.error)));
     body.replaceChildren(...parts);

@@ -77,6 +77,11 @@ def _describe_result(name: str, args: Mapping[str, Any], message: ToolMessage) -
         or message.status == "error"
     ):
         return _error(data.get("error", data))
+    if {"server", "tool", "result"} <= set(data) and isinstance(data["server"], str):
+        # An MCP tool's result: its text as written, anything else as JSON.
+        value = data["result"]
+        said = value if isinstance(value, str) else json.dumps(value)
+        return f"{data['server']}.{data['tool']} answered: “{said}”."
     # Recognize results by shape, so plugins' results read well and odd ones aren't misread.
     if "tx_hash" in data or status in _TX_STATUSES:
         return _transfer_result(args, data)
@@ -110,10 +115,16 @@ def _rejected(
     elif name == BALANCE:
         text = "Okay, I did not check the balance."
     else:
-        text = f"Okay, I did not run {name}."
+        text = f"Okay, I did not run {_display(name)}."
     if reason:
         text += f" Your reason: “{reason}”."
     return text
+
+
+def _display(name: str) -> str:
+    """A tool's name as people read it: an MCP tool's ``server__tool`` is ``server.tool``."""
+    server, sep, tool = name.partition("__")
+    return f"{server}.{tool}" if sep and server and tool else name
 
 
 def _error(error: Any) -> str:
