@@ -1,0 +1,246 @@
+"""docs/deployment.md's "Two processes by hand", followed as a newcomer would, with a browser at the end.
+
+The commands and settings are read from the page itself: its ``export`` lines are the only settings the
+two ``lunark serve`` processes get (with this machine's addresses in place of the documented ports),
+its ``sed`` line turns deploy/nginx.conf into the balancer's site, and Debian's real nginx runs it in
+front of both processes, on a real Postgres and Redis (tests/services.py) and the test Anvil. Then
+Chromium opens the dApp through nginx with the injected wallet (tests/web_wallet.py), signs in (the
+message names the balancer's address), asks for a transfer, approves it, and sees it confirmed and
+the recipient paid on chain. The process that served the page is killed with SIGKILL: the page
+reconnects through nginx to the other one, a reload replays the chat from Postgres there, and a new
+message is answered. Screenshots of each step go to the test's temporary directory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shlex
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from chat_process import LUNARK
+from playwright.async_api import Browser, BrowserContext, async_playwright, expect
+from services import DEPLOY_NGINX_CONF, NginxServer, RedisServer
+from test_web_e2e import CHROMIUM, CHROMIUM_ARGS, DESKTOP, short
+from wallet import native_balance
+from web_wallet import BrowserWallet
+
+from lunark.chain.anvil import Anvil, DevAccount, free_port
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parent.parent
+GUIDE = ROOT / "docs" / "deployment.md"
+QUARTER_ETH = 25 * 10**16
+# Console noise Chromium prints when a connection it had drops, not errors of the page's own.
+NETWORK_NOISE = re.compile(r"WebSocket connection to .* failed|Failed to load resource")
+
+
+@dataclass(frozen=True)
+class Walkthrough:
+    """What "Two processes by hand" tells a newcomer to do."""
+
+    exports: dict[str, str]
+    """The settings every process gets: name -> documented value."""
+    ports: list[int]
+    """One ``lunark serve --port N`` line per process."""
+    nginx_edits: dict[str, str]
+    """The ``sed`` line's substitutions on deploy/nginx.conf: compose service -> process address."""
+    balancer: str
+    """The address the page is opened at (host:port)."""
+
+
+def walkthrough() -> Walkthrough:
+    text = GUIDE.read_text()
+    section = re.search(r"^## Two processes by hand\n(.*?)(?=^## )", text, re.MULTILINE | re.DOTALL)
+    assert section, "docs/deployment.md has no 'Two processes by hand' section"
+    body = section.group(1)
+    blocks = re.findall(r"^```sh\n(.*?)^```", body, re.MULTILINE | re.DOTALL)
+    lines = [re.split(r"\s+#\s", line)[0].strip() for block in blocks for line in block.splitlines()]
+    exports = dict(re.findall(r"^export (LUNARK_[A-Z_]+)=(\S+)$", "\n".join(lines), re.MULTILINE))
+    ports = [int(p) for p in re.findall(r"^\.venv/bin/lunark serve --port (\d+) &$", "\n".join(lines), re.MULTILINE)]
+    edits: dict[str, str] = {}
+    for line in lines:
+        if line.startswith("sed "):
+            for word in shlex.split(line.rstrip("\\").strip()):
+                if word.startswith("s/"):
+                    _, old, new, _ = word.split("/")
+                    edits[old] = new
+    opened = re.search(r"[Oo]pen `http://([\w.:-]+)/`", body)
+    assert opened, "the section does not say which address to open"
+    return Walkthrough(exports=exports, ports=ports, nginx_edits=edits, balancer=opened.group(1))
+
+
+@dataclass
+class Process:
+    name: str
+    port: int
+    proc: asyncio.subprocess.Process
+    log: Path
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+
+async def serve(name: str, port: int, env: dict[str, str], cwd: Path) -> Process:
+    """``.venv/bin/lunark serve --port N &`` from the shell that ran the exports."""
+    log = cwd / f"{name}.log"
+    with log.open("ab") as err:
+        proc = await asyncio.create_subprocess_exec(
+            str(LUNARK), "serve", "--port", str(port), cwd=cwd, env=env, stdout=asyncio.subprocess.PIPE, stderr=err,
+        )
+    assert proc.stdout is not None
+    line = (await asyncio.wait_for(proc.stdout.readline(), 60)).decode()
+    assert f"listening on http://127.0.0.1:{port}" in line, f"lunark serve {name}: {line!r}\n{log.read_text()[-3000:]}"
+    return Process(name, port, proc, log)
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing: run ./dev setup (it installs Debian's chromium).", pytrace=False)
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield browser
+        await browser.close()
+
+
+def test_the_guide_gives_what_this_test_follows() -> None:
+    guide = walkthrough()
+    assert guide.exports == {
+        "LUNARK_STORE__URL": "postgresql://lunark:lunark@127.0.0.1:5432/lunark",
+        "LUNARK_SERVER__REDIS_URL": "redis://127.0.0.1:6379/0",
+        "LUNARK_SERVER__DOMAIN": "localhost:8080",
+        "LUNARK_CHAIN__RPC_URL": "http://127.0.0.1:8545",
+    }
+    assert guide.ports == [8081, 8082]
+    assert guide.nginx_edits == {"lunark-a:8080": "127.0.0.1:8081", "lunark-b:8080": "127.0.0.1:8082"}
+    assert guide.balancer == guide.exports["LUNARK_SERVER__DOMAIN"] == "localhost:8080"
+
+
+async def test_two_processes_by_hand_behind_nginx_serve_the_dapp_and_survive_a_kill(
+    tmp_path: Path, pg_url: str, redis_server: RedisServer, anvil: Anvil, alice: DevAccount, bob: DevAccount,
+    browser: Browser,
+) -> None:
+    guide = walkthrough()
+    shots = tmp_path / "screenshots"
+    shots.mkdir()
+    ports = {documented: free_port() for documented in guide.ports}
+    # The sed line, with this machine's ports for the documented 8081 and 8082.
+    edits = {old: re.sub(r":(\d+)$", lambda m: f":{ports[int(m.group(1))]}", new) for old, new in guide.nginx_edits.items()}
+
+    with NginxServer.start(DEPLOY_NGINX_CONF, edits) as nginx:
+        # The exports, with this machine's Postgres, Redis, balancer and chain in place of the documented ones.
+        here = {
+            "LUNARK_STORE__URL": pg_url,
+            "LUNARK_SERVER__REDIS_URL": redis_server.url,
+            "LUNARK_SERVER__DOMAIN": guide.balancer.replace(":8080", f":{nginx.port}"),
+            "LUNARK_CHAIN__RPC_URL": anvil.url,
+        }
+        assert set(here) == set(guide.exports), "the guide's settings are not the ones this test sets"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("LUNARK_")} | here
+        processes = list(await asyncio.gather(*(
+            serve(name, ports[documented], env, tmp_path) for name, documented in zip("ab", guide.ports, strict=True)
+        )))
+        context = await browser.new_context(viewport=DESKTOP)
+        try:
+            await follow_the_guide(context, nginx, processes, anvil, alice, bob, shots)
+        finally:
+            await context.close()
+            for process in processes:
+                if process.proc.returncode is None:
+                    process.proc.kill()
+                    await process.proc.wait()
+
+
+async def follow_the_guide(context: BrowserContext, nginx: NginxServer, processes: list[Process], anvil: Anvil,
+                           alice: DevAccount, bob: DevAccount, shots: Path) -> None:
+    page = await context.new_page()
+    page.set_default_timeout(20_000)
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(f"uncaught: {exc}"))
+    page.on("console", lambda msg: errors.append(f"console: {msg.text}") if msg.type == "error" else None)
+    wallet = BrowserWallet(alice, {anvil.chain_id: anvil})
+    await wallet.install(page)
+
+    # Open the balancer's address, connect the wallet, sign in.
+    await page.goto(f"http://{nginx.address}/")
+    await expect(page.locator("#connect")).to_be_visible()
+    await page.screenshot(path=shots / "01-signed-out.png")
+    await page.click("#connect")
+    await expect(page.locator("#address")).to_have_text(short(alice.address))
+    await expect(page.locator("#input")).to_be_enabled()
+    [[signed, _]] = wallet.params_of("personal_sign")
+    message = bytes.fromhex(signed[2:]).decode()
+    assert message.startswith(f"{nginx.address} wants you to sign in with your Ethereum account:\n"), message
+    assert f"\nURI: http://{nginx.address}\n" in message
+
+    # A transfer: the card, the wallet, the confirmation, the recipient paid.
+    bob_before = native_balance(anvil, bob.address)
+    await page.fill("#input", f"send 0.25 ETH to {bob.address}")
+    await page.press("#input", "Enter")
+    card = page.locator(".approval[data-status=pending]")
+    await expect(card.locator(".amount")).to_have_text("0.25 ETH")
+    await expect(card.locator(".recipient")).to_have_text(bob.address)
+    assert native_balance(anvil, bob.address) == bob_before, "nothing moves before approval"
+    await page.screenshot(path=shots / "02-approval.png")
+    await card.locator("button.approve").click()
+    done = page.locator(".approval[data-status=resolved]")
+    await expect(done.locator(".outcome")).to_have_text("Approved — signed in your wallet.")
+    await expect(done.locator(".approval-txs .tx")).to_have_attribute("data-status", "confirmed")
+    await expect(page.locator(".message.assistant:not(.streaming) .body").last).to_contain_text("confirmed")
+    assert len(wallet.sent) == 1
+    assert native_balance(anvil, bob.address) - bob_before == QUARTER_ETH
+    await page.screenshot(path=shots / "03-confirmed.png")
+    assert not errors, errors
+
+    # Which process served the page: nginx's access log of the Socket.IO requests so far.
+    served = {upstream for upstream, _, request in nginx.served() if "/socket.io/" in request}
+    assert len(served) == 1, f"one client's Socket.IO requests went to {served}: not sticky"
+    [victim] = [p for p in processes if p.address in served]
+    [survivor] = [p for p in processes if p is not victim]
+    states = "window.__states"
+    await page.evaluate(f"() => {{ {states} = []; window.lunark.transport.onState((s) => {states}.push(s)); }}")
+    seen_before = len(nginx.served())
+
+    victim.proc.kill()  # SIGKILL: no goodbye to anyone
+    await victim.proc.wait()
+
+    # The page notices, reconnects through nginx to the other process and re-joins the chat.
+    await page.wait_for_function(f"() => {states}.includes('reconnecting') && {states}.at(-1) === 'connected'")
+    await expect(page.locator("#banner")).to_be_hidden()
+    await page.screenshot(path=shots / "04-reconnected.png")
+
+    # A reload replays the chat from Postgres through the survivor; the session is valid there too.
+    await page.reload()
+    await expect(page.locator("#address")).to_have_text(short(alice.address))
+    await expect(page.locator(".message.user .body")).to_have_text([f"send 0.25 ETH to {bob.address}"])
+    await expect(page.locator(".approval[data-status=resolved] .approval-txs .tx")).to_have_attribute(
+        "data-status", "confirmed")
+    await expect(page.locator(".approval")).to_have_count(1)
+
+    # And a new message is answered.
+    await page.fill("#input", "what's my balance")
+    await page.press("#input", "Enter")
+    answer = page.locator(".message.assistant:not(.streaming) .body").last
+    await expect(answer).to_contain_text("ETH")
+    await expect(answer).not_to_contain_text("confirmed")
+    await expect(page.locator(".message.user .body")).to_have_text(
+        [f"send 0.25 ETH to {bob.address}", "what's my balance"])
+    await page.screenshot(path=shots / "05-answered-after-the-kill.png")
+    assert len(wallet.params_of("personal_sign")) == 1, "nobody signed in again"
+
+    # Through nginx: after the kill only the survivor answered, but for the WebSocket that was open
+    # to the victim, which nginx logs when it closes.
+    after = [(upstream, status, request) for upstream, status, request in nginx.served()[seen_before:]
+             if "/socket.io/" in request]
+    to_victim = [(status, request) for upstream, status, request in after if upstream == victim.address]
+    assert len(to_victim) == 1 and to_victim[0][0] == 101 and "transport=websocket" in to_victim[0][1], after
+    assert {upstream for upstream, status, _ in after if status in (101, 200)} == {victim.address, survivor.address}
+    assert survivor.proc.returncode is None
+    assert not [e for e in errors if not NETWORK_NOISE.search(e)], errors
