@@ -278,7 +278,8 @@ class NginxServer:
         proc: subprocess.Popen[bytes] | None = None
         try:
             # -e: the error log before the configuration is read (the default is under /var/log).
-            argv = [program, "-p", str(directory), "-c", str(directory / "nginx.conf"), "-e", str(directory / "error.log")]
+            argv = [program, "-p", str(directory), "-c", str(directory / "nginx.conf"),
+                    "-e", str(directory / "error.log")]
             checked = subprocess.run([*argv, "-t"], capture_output=True)
             if checked.returncode != 0:
                 raise RuntimeError(f"nginx -t rejected the site:\n{checked.stderr.decode(errors='replace')}")

@@ -14,6 +14,7 @@ message is answered. Screenshots of each step go to the test's temporary directo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import shlex
@@ -23,7 +24,7 @@ from pathlib import Path
 
 import pytest
 from chat_process import LUNARK
-from playwright.async_api import Browser, BrowserContext, async_playwright, expect
+from playwright.async_api import Browser, Page, async_playwright, expect
 from services import DEPLOY_NGINX_CONF, NginxServer, RedisServer
 from test_web_e2e import CHROMIUM, CHROMIUM_ARGS, DESKTOP, short
 from wallet import native_balance
@@ -100,6 +101,23 @@ async def serve(name: str, port: int, env: dict[str, str], cwd: Path) -> Process
     return Process(name, port, proc, log)
 
 
+def established(port: int) -> int:
+    """How many TCP connections to 127.0.0.1:``port`` are established (Linux's /proc/net/tcp)."""
+    rows = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    local = f"0100007F:{port:04X}"
+    return sum(1 for row in rows if row.split()[1] == local and row.split()[3] == "01")
+
+
+async def holders(processes: list[Process]) -> list[Process]:
+    """The processes with established connections, once a request that happened to be in flight is done."""
+    async with asyncio.timeout(15):
+        while True:
+            holding = [p for p in processes if established(p.port)]
+            if len(holding) <= 1:
+                return holding
+            await asyncio.sleep(0.05)
+
+
 @pytest.fixture
 async def browser() -> AsyncIterator[Browser]:
     if not CHROMIUM.exists():
@@ -123,33 +141,51 @@ def test_the_guide_gives_what_this_test_follows() -> None:
     assert guide.balancer == guide.exports["LUNARK_SERVER__DOMAIN"] == "localhost:8080"
 
 
-async def test_two_processes_by_hand_behind_nginx_serve_the_dapp_and_survive_a_kill(
-    tmp_path: Path, pg_url: str, redis_server: RedisServer, anvil: Anvil, alice: DevAccount, bob: DevAccount,
-    browser: Browser,
-) -> None:
-    guide = walkthrough()
-    shots = tmp_path / "screenshots"
-    shots.mkdir()
-    ports = {documented: free_port() for documented in guide.ports}
-    # The sed line, with this machine's ports for the documented 8081 and 8082.
-    edits = {old: re.sub(r":(\d+)$", lambda m: f":{ports[int(m.group(1))]}", new) for old, new in guide.nginx_edits.items()}
+@dataclass
+class Deployment:
+    """The guide's two processes and nginx, running; a browser page with the wallet, not yet opened."""
 
-    with NginxServer.start(DEPLOY_NGINX_CONF, edits) as nginx:
-        # The exports, with this machine's Postgres, Redis, balancer and chain in place of the documented ones.
+    nginx: NginxServer
+    processes: list[Process]
+    page: Page
+    wallet: BrowserWallet
+    errors: list[str]
+    """Uncaught exceptions and console errors of the page."""
+
+
+@contextlib.asynccontextmanager
+async def deployed(tmp_path: Path, pg_url: str, redis_url: str, anvil: Anvil, account: DevAccount, browser: Browser,
+                   *, nginx_edits: dict[str, str] | None = None) -> AsyncIterator[Deployment]:
+    """Run the guide's commands here: its exports (with this machine's Postgres, Redis, balancer and chain
+    in place of the documented ones), its two ``lunark serve`` lines (on free ports in place of 8081 and
+    8082), and nginx with its ``sed`` line applied to deploy/nginx.conf (plus ``nginx_edits``)."""
+    guide = walkthrough()
+    ports = {documented: free_port() for documented in guide.ports}
+    edits = {old: re.sub(r":(\d+)$", lambda m: f":{ports[int(m.group(1))]}", new)
+             for old, new in guide.nginx_edits.items()}
+    processes: list[Process] = []
+    with NginxServer.start(DEPLOY_NGINX_CONF, {**edits, **(nginx_edits or {})}) as nginx:
         here = {
             "LUNARK_STORE__URL": pg_url,
-            "LUNARK_SERVER__REDIS_URL": redis_server.url,
+            "LUNARK_SERVER__REDIS_URL": redis_url,
             "LUNARK_SERVER__DOMAIN": guide.balancer.replace(":8080", f":{nginx.port}"),
             "LUNARK_CHAIN__RPC_URL": anvil.url,
         }
         assert set(here) == set(guide.exports), "the guide's settings are not the ones this test sets"
         env = {k: v for k, v in os.environ.items() if not k.startswith("LUNARK_")} | here
-        processes = list(await asyncio.gather(*(
-            serve(name, ports[documented], env, tmp_path) for name, documented in zip("ab", guide.ports, strict=True)
-        )))
         context = await browser.new_context(viewport=DESKTOP)
         try:
-            await follow_the_guide(context, nginx, processes, anvil, alice, bob, shots)
+            processes.extend(await asyncio.gather(*(
+                serve(name, ports[port], env, tmp_path) for name, port in zip("ab", guide.ports, strict=True)
+            )))
+            page = await context.new_page()
+            page.set_default_timeout(20_000)
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(f"uncaught: {exc}"))
+            page.on("console", lambda msg: errors.append(f"console: {msg.text}") if msg.type == "error" else None)
+            wallet = BrowserWallet(account, {anvil.chain_id: anvil})
+            await wallet.install(page)
+            yield Deployment(nginx, processes, page, wallet, errors)
         finally:
             await context.close()
             for process in processes:
@@ -158,89 +194,114 @@ async def test_two_processes_by_hand_behind_nginx_serve_the_dapp_and_survive_a_k
                     await process.proc.wait()
 
 
-async def follow_the_guide(context: BrowserContext, nginx: NginxServer, processes: list[Process], anvil: Anvil,
-                           alice: DevAccount, bob: DevAccount, shots: Path) -> None:
-    page = await context.new_page()
-    page.set_default_timeout(20_000)
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(f"uncaught: {exc}"))
-    page.on("console", lambda msg: errors.append(f"console: {msg.text}") if msg.type == "error" else None)
-    wallet = BrowserWallet(alice, {anvil.chain_id: anvil})
-    await wallet.install(page)
-
-    # Open the balancer's address, connect the wallet, sign in.
+async def sign_in(deployment: Deployment, shot: Path | None = None) -> None:
+    """Open the balancer's address, connect the wallet, sign in: the message names the balancer."""
+    page, nginx, wallet = deployment.page, deployment.nginx, deployment.wallet
     await page.goto(f"http://{nginx.address}/")
     await expect(page.locator("#connect")).to_be_visible()
-    await page.screenshot(path=shots / "01-signed-out.png")
+    if shot:
+        await page.screenshot(path=shot)
     await page.click("#connect")
-    await expect(page.locator("#address")).to_have_text(short(alice.address))
+    await expect(page.locator("#address")).to_have_text(short(wallet.account.address))
     await expect(page.locator("#input")).to_be_enabled()
     [[signed, _]] = wallet.params_of("personal_sign")
     message = bytes.fromhex(signed[2:]).decode()
     assert message.startswith(f"{nginx.address} wants you to sign in with your Ethereum account:\n"), message
     assert f"\nURI: http://{nginx.address}\n" in message
 
-    # A transfer: the card, the wallet, the confirmation, the recipient paid.
-    bob_before = native_balance(anvil, bob.address)
-    await page.fill("#input", f"send 0.25 ETH to {bob.address}")
-    await page.press("#input", "Enter")
-    card = page.locator(".approval[data-status=pending]")
-    await expect(card.locator(".amount")).to_have_text("0.25 ETH")
-    await expect(card.locator(".recipient")).to_have_text(bob.address)
-    assert native_balance(anvil, bob.address) == bob_before, "nothing moves before approval"
-    await page.screenshot(path=shots / "02-approval.png")
-    await card.locator("button.approve").click()
-    done = page.locator(".approval[data-status=resolved]")
-    await expect(done.locator(".outcome")).to_have_text("Approved — signed in your wallet.")
-    await expect(done.locator(".approval-txs .tx")).to_have_attribute("data-status", "confirmed")
-    await expect(page.locator(".message.assistant:not(.streaming) .body").last).to_contain_text("confirmed")
-    assert len(wallet.sent) == 1
-    assert native_balance(anvil, bob.address) - bob_before == QUARTER_ETH
-    await page.screenshot(path=shots / "03-confirmed.png")
-    assert not errors, errors
 
-    # Which process served the page: nginx's access log of the Socket.IO requests so far.
-    served = {upstream for upstream, _, request in nginx.served() if "/socket.io/" in request}
-    assert len(served) == 1, f"one client's Socket.IO requests went to {served}: not sticky"
-    [victim] = [p for p in processes if p.address in served]
-    [survivor] = [p for p in processes if p is not victim]
-    states = "window.__states"
-    await page.evaluate(f"() => {{ {states} = []; window.lunark.transport.onState((s) => {states}.push(s)); }}")
-    seen_before = len(nginx.served())
+async def test_two_processes_by_hand_behind_nginx_serve_the_dapp_and_survive_a_kill(
+    tmp_path: Path, pg_url: str, redis_server: RedisServer, anvil: Anvil, alice: DevAccount, bob: DevAccount,
+    browser: Browser,
+) -> None:
+    shots = tmp_path / "screenshots"
+    shots.mkdir()
+    async with deployed(tmp_path, pg_url, redis_server.url, anvil, alice, browser) as deployment:
+        await sign_in(deployment, shots / "01-signed-out.png")
+        page, nginx, wallet, errors = deployment.page, deployment.nginx, deployment.wallet, deployment.errors
+        # A transfer: the card, the wallet, the confirmation, the recipient paid.
+        bob_before = native_balance(anvil, bob.address)
+        await page.fill("#input", f"send 0.25 ETH to {bob.address}")
+        await page.press("#input", "Enter")
+        card = page.locator(".approval[data-status=pending]")
+        await expect(card.locator(".amount")).to_have_text("0.25 ETH")
+        await expect(card.locator(".recipient")).to_have_text(bob.address)
+        assert native_balance(anvil, bob.address) == bob_before, "nothing moves before approval"
+        await page.screenshot(path=shots / "02-approval.png")
+        await card.locator("button.approve").click()
+        done = page.locator(".approval[data-status=resolved]")
+        await expect(done.locator(".outcome")).to_have_text("Approved — signed in your wallet.")
+        await expect(done.locator(".approval-txs .tx")).to_have_attribute("data-status", "confirmed")
+        await expect(page.locator(".message.assistant:not(.streaming) .body").last).to_contain_text("confirmed")
+        assert len(wallet.sent) == 1
+        assert native_balance(anvil, bob.address) - bob_before == QUARTER_ETH
+        await page.screenshot(path=shots / "03-confirmed.png")
+        assert not errors, errors
 
-    victim.proc.kill()  # SIGKILL: no goodbye to anyone
-    await victim.proc.wait()
+        # Which process holds the page's connection: nginx logs a WebSocket only when it closes, so ask
+        # the kernel which process has an established connection (from nginx) on its port.
+        holding = await holders(deployment.processes)
+        assert len(holding) == 1, "the page is connected to both processes"
+        [victim] = holding
+        [survivor] = [p for p in deployment.processes if p is not victim]
+        states = "window.__states"
+        await page.evaluate(f"() => {{ {states} = []; window.lunark.transport.onState((s) => {states}.push(s)); }}")
+        seen_before = len(nginx.served())
 
-    # The page notices, reconnects through nginx to the other process and re-joins the chat.
-    await page.wait_for_function(f"() => {states}.includes('reconnecting') && {states}.at(-1) === 'connected'")
-    await expect(page.locator("#banner")).to_be_hidden()
-    await page.screenshot(path=shots / "04-reconnected.png")
+        victim.proc.kill()  # SIGKILL: no goodbye to anyone
+        await victim.proc.wait()
 
-    # A reload replays the chat from Postgres through the survivor; the session is valid there too.
-    await page.reload()
-    await expect(page.locator("#address")).to_have_text(short(alice.address))
-    await expect(page.locator(".message.user .body")).to_have_text([f"send 0.25 ETH to {bob.address}"])
-    await expect(page.locator(".approval[data-status=resolved] .approval-txs .tx")).to_have_attribute(
-        "data-status", "confirmed")
-    await expect(page.locator(".approval")).to_have_count(1)
+        # The page notices, reconnects through nginx to the other process and re-joins the chat.
+        await page.wait_for_function(f"() => {states}.includes('reconnecting') && {states}.at(-1) === 'connected'")
+        await expect(page.locator("#banner")).to_be_hidden()
+        await page.screenshot(path=shots / "04-reconnected.png")
 
-    # And a new message is answered.
-    await page.fill("#input", "what's my balance")
-    await page.press("#input", "Enter")
-    answer = page.locator(".message.assistant:not(.streaming) .body").last
-    await expect(answer).to_contain_text("ETH")
-    await expect(answer).not_to_contain_text("confirmed")
-    await expect(page.locator(".message.user .body")).to_have_text(
-        [f"send 0.25 ETH to {bob.address}", "what's my balance"])
-    await page.screenshot(path=shots / "05-answered-after-the-kill.png")
-    assert len(wallet.params_of("personal_sign")) == 1, "nobody signed in again"
+        # A reload replays the chat from Postgres through the survivor; the session is valid there too.
+        await page.reload()
+        await expect(page.locator("#address")).to_have_text(short(alice.address))
+        await expect(page.locator(".message.user .body")).to_have_text([f"send 0.25 ETH to {bob.address}"])
+        await expect(page.locator(".approval[data-status=resolved] .approval-txs .tx")).to_have_attribute(
+            "data-status", "confirmed")
+        await expect(page.locator(".approval")).to_have_count(1)
 
-    # Through nginx: after the kill only the survivor answered, but for the WebSocket that was open
-    # to the victim, which nginx logs when it closes.
-    after = [(upstream, status, request) for upstream, status, request in nginx.served()[seen_before:]
-             if "/socket.io/" in request]
-    to_victim = [(status, request) for upstream, status, request in after if upstream == victim.address]
-    assert len(to_victim) == 1 and to_victim[0][0] == 101 and "transport=websocket" in to_victim[0][1], after
-    assert {upstream for upstream, status, _ in after if status in (101, 200)} == {victim.address, survivor.address}
-    assert survivor.proc.returncode is None
-    assert not [e for e in errors if not NETWORK_NOISE.search(e)], errors
+        # And a new message is answered.
+        await page.fill("#input", "what's my balance")
+        await page.press("#input", "Enter")
+        await expect(page.locator(".message.user .body")).to_have_text(
+            [f"send 0.25 ETH to {bob.address}", "what's my balance"])
+        answers = page.locator(".message.assistant:not(.streaming) .body")
+        await expect(answers).to_have_count(2)
+        await expect(answers.last).to_contain_text(re.compile(r"balance.* [\d,.]+ ETH"))
+        await page.screenshot(path=shots / "05-answered-after-the-kill.png")
+        assert len(wallet.params_of("personal_sign")) == 1, "nobody signed in again"
+
+        # Through nginx: after the kill only the survivor answered, but for the WebSocket that was open
+        # to the victim, which nginx logs when it closes.
+        after = [(upstream, status, request) for upstream, status, request in nginx.served()[seen_before:]
+                 if "/socket.io/" in request]
+        to_victim = [(status, request) for upstream, status, request in after if upstream == victim.address]
+        assert len(to_victim) == 1 and to_victim[0][0] == 101 and "transport=websocket" in to_victim[0][1], after
+        assert any(upstream == survivor.address and status in (101, 200) for upstream, status, _ in after), after
+        assert survivor.proc.returncode is None
+        assert not [e for e in errors if not NETWORK_NOISE.search(e)], errors
+
+
+async def test_the_dapp_needs_no_sticky_balancer(
+    tmp_path: Path, pg_url: str, redis_server: RedisServer, anvil: Anvil, alice: DevAccount, browser: Browser,
+) -> None:
+    """The dApp connects by WebSocket, one request: a balancer that spreads requests round-robin works."""
+    round_robin = {"ip_hash;": "# round-robin: no ip_hash"}
+    async with deployed(tmp_path, pg_url, redis_server.url, anvil, alice, browser,
+                        nginx_edits=round_robin) as deployment:
+        page, nginx = deployment.page, deployment.nginx
+        await sign_in(deployment)
+        await page.fill("#input", "what's my balance")
+        await page.press("#input", "Enter")
+        await expect(page.locator(".message.assistant:not(.streaming) .body")).to_contain_text(
+            re.compile(r"balance.* [\d,.]+ ETH"))
+        assert await page.evaluate("window.lunark.transport.socket.io.engine.transport.name") == "websocket"
+        served = nginx.served()
+        # The page's HTTP requests went to both processes; none was a long-polling one.
+        assert {upstream for upstream, _, request in served} == {p.address for p in deployment.processes}, served
+        assert not [request for _, _, request in served if "transport=polling" in request], served
+        assert not deployment.errors, deployment.errors
