@@ -22,9 +22,11 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import aiohttp
 import pytest
 from chat_process import LUNARK
 from playwright.async_api import Browser, Page, async_playwright, expect
+from server_harness import EventStream
 from services import DEPLOY_NGINX_CONF, NginxServer, RedisServer
 from test_web_e2e import CHROMIUM, CHROMIUM_ARGS, DESKTOP, short
 from wallet import native_balance
@@ -237,6 +239,8 @@ async def test_two_processes_by_hand_behind_nginx_serve_the_dapp_and_survive_a_k
         assert native_balance(anvil, bob.address) - bob_before == QUARTER_ETH
         await page.screenshot(path=shots / "03-confirmed.png")
         assert not errors, errors
+        # nginx passes the WebSocket upgrade: the page did not have to fall back to long-polling.
+        assert await page.evaluate("window.lunark.transport.socket.io.engine.transport.name") == "websocket"
 
         # Which process holds the page's connection: nginx logs a WebSocket only when it closes, so ask
         # the kernel which process has an established connection (from nginx) on its port.
@@ -289,17 +293,37 @@ async def test_two_processes_by_hand_behind_nginx_serve_the_dapp_and_survive_a_k
 async def test_the_dapp_needs_no_sticky_balancer(
     tmp_path: Path, pg_url: str, redis_server: RedisServer, anvil: Anvil, alice: DevAccount, browser: Browser,
 ) -> None:
-    """The dApp connects by WebSocket, one request: a balancer that spreads requests round-robin works."""
+    """The dApp connects by WebSocket, one request: a balancer that spreads requests round-robin works.
+    An SSE stream through it gets the chat's events, whichever process runs the turn."""
     round_robin = {"ip_hash;": "# round-robin: no ip_hash"}
     async with deployed(tmp_path, pg_url, redis_server.url, anvil, alice, browser,
                         nginx_edits=round_robin) as deployment:
         page, nginx = deployment.page, deployment.nginx
         await sign_in(deployment)
+        answers = page.locator(".message.assistant:not(.streaming) .body")
         await page.fill("#input", "what's my balance")
         await page.press("#input", "Enter")
-        await expect(page.locator(".message.assistant:not(.streaming) .body")).to_contain_text(
-            re.compile(r"balance.* [\d,.]+ ETH"))
+        await expect(answers).to_contain_text(re.compile(r"balance.* [\d,.]+ ETH"))
         assert await page.evaluate("window.lunark.transport.socket.io.engine.transport.name") == "websocket"
+
+        chat_id = await page.evaluate("window.lunark.state.chatId")
+        token = await page.evaluate("JSON.parse(sessionStorage.getItem('lunark.session')).token")
+        async with aiohttp.ClientSession() as http, http.get(
+            f"http://{nginx.address}/api/chats/{chat_id}/events", headers={"Authorization": f"Bearer {token}"},
+        ) as response:
+            assert response.status == 200, await response.text()
+            stream = EventStream(response)
+            await page.fill("#input", "what's my balance now")
+            await page.press("#input", "Enter")
+            events = []
+            while len([e for e in events if e["type"] == "message_end"]) < 2:  # the first answer's, replayed, then live
+                events.append((await stream.next())["data"])
+        await expect(answers).to_have_count(2)
+        assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+        assert events[-1]["finish_reason"] == "stop"
+        assert [e["content"] for e in events if e["type"] == "message_start" and e["role"] == "user"] == [
+            "what's my balance", "what's my balance now"]
+
         served = nginx.served()
         # The page's HTTP requests went to both processes; none was a long-polling one.
         assert {upstream for upstream, _, request in served} == {p.address for p in deployment.processes}, served
