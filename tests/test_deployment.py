@@ -9,6 +9,9 @@ message names the balancer's address), asks for a transfer, approves it, and see
 the recipient paid on chain. The process that served the page is killed with SIGKILL: the page
 reconnects through nginx to the other one, a reload replays the chat from Postgres there, and a new
 message is answered. Screenshots of each step go to the test's temporary directory.
+
+A second test runs the same processes behind nginx with its stickiness (``ip_hash``) taken out: the
+dApp, which connects by WebSocket, works all the same, and an SSE stream through nginx gets the chat.
 """
 
 from __future__ import annotations
