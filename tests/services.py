@@ -262,14 +262,15 @@ class NginxServer:
 
     @classmethod
     @contextlib.contextmanager
-    def start(cls, site: Path, replacements: dict[str, str]) -> Iterator[NginxServer]:
+    def start(cls, site: Path, replacements: dict[str, str], *, port: int | None = None) -> Iterator[NginxServer]:
+        """``port``: the one a stopped nginx had (a balancer restarted with another site); else a free one."""
         program = _program("nginx", "/usr/sbin/nginx")
         directory = Path(tempfile.mkdtemp(prefix="lunark-nginx-"))
         directory.chmod(0o755)
         for temp in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
             (directory / temp).mkdir(mode=0o777)
             (directory / temp).chmod(0o777)  # whatever the umask: the worker may be another user
-        port = free_port()
+        port = port or free_port()
         (directory / "site.conf").write_text(render_site(site.read_text(), {
             **replacements, "listen 8080;": f"listen 127.0.0.1:{port};",
         }))

@@ -10,8 +10,8 @@ the recipient paid on chain. The process that served the page is killed with SIG
 reconnects through nginx to the other one, a reload replays the chat from Postgres there, and a new
 message is answered. Screenshots of each step go to the test's temporary directory.
 
-A second test runs the same processes behind nginx with its stickiness (``ip_hash``) taken out: the
-dApp, which connects by WebSocket, works all the same, and an SSE stream through nginx gets the chat.
+Before the kill, nginx is restarted once without its stickiness (``ip_hash``): the dApp, which connects
+by WebSocket, works all the same, and an SSE stream through nginx gets the chat from either process.
 """
 
 from __future__ import annotations
@@ -113,13 +113,14 @@ def established(port: int) -> int:
     return sum(1 for row in rows if row.split()[1] == local and row.split()[3] == "01")
 
 
-async def holders(processes: list[Process]) -> list[Process]:
-    """The processes with established connections, once a request that happened to be in flight is done."""
-    async with asyncio.timeout(15):
+async def holder(processes: list[Process]) -> Process:
+    """The one process with an established connection, once the page has connected and a request that
+    happened to be in flight is done."""
+    async with asyncio.timeout(20):
         while True:
             holding = [p for p in processes if established(p.port)]
-            if len(holding) <= 1:
-                return holding
+            if len(holding) == 1:
+                return holding[0]
             await asyncio.sleep(0.05)
 
 
@@ -148,7 +149,7 @@ def test_the_guide_gives_what_this_test_follows() -> None:
 
 @dataclass
 class Deployment:
-    """The guide's two processes and nginx, running; a browser page with the wallet, not yet opened."""
+    """The guide's two processes behind nginx, running; a browser page with the wallet, not yet opened."""
 
     nginx: NginxServer
     processes: list[Process]
@@ -156,20 +157,32 @@ class Deployment:
     wallet: BrowserWallet
     errors: list[str]
     """Uncaught exceptions and console errors of the page."""
+    site: dict[str, str]
+    """The sed line's substitutions with this machine's ports: nginx's site as the guide makes it."""
+    stack: contextlib.ExitStack
+
+    def restart_nginx(self, **changes: str) -> None:
+        """Stop nginx and start it again on the same port with the guide's site, ``changes`` applied on top."""
+        port = self.nginx.port
+        self.stack.close()
+        self.stack = contextlib.ExitStack()
+        self.nginx = self.stack.enter_context(NginxServer.start(DEPLOY_NGINX_CONF, {**self.site, **changes}, port=port))
 
 
 @contextlib.asynccontextmanager
-async def deployed(tmp_path: Path, pg_url: str, redis_url: str, anvil: Anvil, account: DevAccount, browser: Browser,
-                   *, nginx_edits: dict[str, str] | None = None) -> AsyncIterator[Deployment]:
+async def deployed(tmp_path: Path, pg_url: str, redis_url: str, anvil: Anvil, account: DevAccount,
+                   browser: Browser) -> AsyncIterator[Deployment]:
     """Run the guide's commands here: its exports (with this machine's Postgres, Redis, balancer and chain
     in place of the documented ones), its two ``lunark serve`` lines (on free ports in place of 8081 and
-    8082), and nginx with its ``sed`` line applied to deploy/nginx.conf (plus ``nginx_edits``)."""
+    8082), and nginx with its ``sed`` line applied to deploy/nginx.conf."""
     guide = walkthrough()
     ports = {documented: free_port() for documented in guide.ports}
-    edits = {old: re.sub(r":(\d+)$", lambda m: f":{ports[int(m.group(1))]}", new)
-             for old, new in guide.nginx_edits.items()}
+    site = {old: re.sub(r":(\d+)$", lambda m: f":{ports[int(m.group(1))]}", new)
+            for old, new in guide.nginx_edits.items()}
     processes: list[Process] = []
-    with NginxServer.start(DEPLOY_NGINX_CONF, {**edits, **(nginx_edits or {})}) as nginx:
+    stack = contextlib.ExitStack()
+    try:
+        nginx = stack.enter_context(NginxServer.start(DEPLOY_NGINX_CONF, site))
         here = {
             "LUNARK_STORE__URL": pg_url,
             "LUNARK_SERVER__REDIS_URL": redis_url,
@@ -179,6 +192,7 @@ async def deployed(tmp_path: Path, pg_url: str, redis_url: str, anvil: Anvil, ac
         assert set(here) == set(guide.exports), "the guide's settings are not the ones this test sets"
         env = {k: v for k, v in os.environ.items() if not k.startswith("LUNARK_")} | here
         context = await browser.new_context(viewport=DESKTOP)
+        deployment = None
         try:
             processes.extend(await asyncio.gather(*(
                 serve(name, ports[port], env, tmp_path) for name, port in zip("ab", guide.ports, strict=True)
@@ -190,29 +204,23 @@ async def deployed(tmp_path: Path, pg_url: str, redis_url: str, anvil: Anvil, ac
             page.on("console", lambda msg: errors.append(f"console: {msg.text}") if msg.type == "error" else None)
             wallet = BrowserWallet(account, {anvil.chain_id: anvil})
             await wallet.install(page)
-            yield Deployment(nginx, processes, page, wallet, errors)
+            deployment = Deployment(nginx, processes, page, wallet, errors, site, stack)
+            yield deployment
         finally:
             await context.close()
             for process in processes:
                 if process.proc.returncode is None:
                     process.proc.kill()
                     await process.proc.wait()
+            if deployment is not None:
+                stack = deployment.stack
+    finally:
+        stack.close()
 
 
-async def sign_in(deployment: Deployment, shot: Path | None = None) -> None:
-    """Open the balancer's address, connect the wallet, sign in: the message names the balancer."""
-    page, nginx, wallet = deployment.page, deployment.nginx, deployment.wallet
-    await page.goto(f"http://{nginx.address}/")
-    await expect(page.locator("#connect")).to_be_visible()
-    if shot:
-        await page.screenshot(path=shot)
-    await page.click("#connect")
-    await expect(page.locator("#address")).to_have_text(short(wallet.account.address))
-    await expect(page.locator("#input")).to_be_enabled()
-    [[signed, _]] = wallet.params_of("personal_sign")
-    message = bytes.fromhex(signed[2:]).decode()
-    assert message.startswith(f"{nginx.address} wants you to sign in with your Ethereum account:\n"), message
-    assert f"\nURI: http://{nginx.address}\n" in message
+async def ask(page: Page, text: str) -> None:
+    await page.fill("#input", text)
+    await page.press("#input", "Enter")
 
 
 async def test_two_processes_by_hand_behind_nginx_serve_the_dapp_and_survive_a_kill(
@@ -222,12 +230,27 @@ async def test_two_processes_by_hand_behind_nginx_serve_the_dapp_and_survive_a_k
     shots = tmp_path / "screenshots"
     shots.mkdir()
     async with deployed(tmp_path, pg_url, redis_server.url, anvil, alice, browser) as deployment:
-        await sign_in(deployment, shots / "01-signed-out.png")
-        page, nginx, wallet, errors = deployment.page, deployment.nginx, deployment.wallet, deployment.errors
+        page, wallet, errors = deployment.page, deployment.wallet, deployment.errors
+        answers = page.locator(".message.assistant:not(.streaming) .body")
+        user_messages = page.locator(".message.user .body")
+        balance = re.compile(r"balance.* [\d,.]+ ETH")
+
+        # Open the balancer's address, connect the wallet, sign in: the message names the balancer.
+        address = deployment.nginx.address
+        await page.goto(f"http://{address}/")
+        await expect(page.locator("#connect")).to_be_visible()
+        await page.screenshot(path=shots / "01-signed-out.png")
+        await page.click("#connect")
+        await expect(page.locator("#address")).to_have_text(short(alice.address))
+        await expect(page.locator("#input")).to_be_enabled()
+        [[signed, _]] = wallet.params_of("personal_sign")
+        message = bytes.fromhex(signed[2:]).decode()
+        assert message.startswith(f"{address} wants you to sign in with your Ethereum account:\n"), message
+        assert f"\nURI: http://{address}\n" in message
+
         # A transfer: the card, the wallet, the confirmation, the recipient paid.
         bob_before = native_balance(anvil, bob.address)
-        await page.fill("#input", f"send 0.25 ETH to {bob.address}")
-        await page.press("#input", "Enter")
+        await ask(page, f"send 0.25 ETH to {bob.address}")
         card = page.locator(".approval[data-status=pending]")
         await expect(card.locator(".amount")).to_have_text("0.25 ETH")
         await expect(card.locator(".recipient")).to_have_text(bob.address)
@@ -237,19 +260,50 @@ async def test_two_processes_by_hand_behind_nginx_serve_the_dapp_and_survive_a_k
         done = page.locator(".approval[data-status=resolved]")
         await expect(done.locator(".outcome")).to_have_text("Approved — signed in your wallet.")
         await expect(done.locator(".approval-txs .tx")).to_have_attribute("data-status", "confirmed")
-        await expect(page.locator(".message.assistant:not(.streaming) .body").last).to_contain_text("confirmed")
+        await expect(answers.last).to_contain_text("confirmed")
         assert len(wallet.sent) == 1
         assert native_balance(anvil, bob.address) - bob_before == QUARTER_ETH
         await page.screenshot(path=shots / "03-confirmed.png")
-        assert not errors, errors
         # nginx passes the WebSocket upgrade: the page did not have to fall back to long-polling.
         assert await page.evaluate("window.lunark.transport.socket.io.engine.transport.name") == "websocket"
+        assert not errors, errors
 
-        # Which process holds the page's connection: nginx logs a WebSocket only when it closes, so ask
-        # the kernel which process has an established connection (from nginx) on its port.
-        holding = await holders(deployment.processes)
-        assert len(holding) == 1, "the page is connected to both processes"
-        [victim] = holding
+        # The same processes behind nginx without its stickiness (ip_hash): the dApp, on WebSocket, works
+        # all the same, and an SSE stream through nginx gets the chat whichever process runs the turn.
+        deployment.restart_nginx(**{"ip_hash;": "# round-robin: no ip_hash"})
+        nginx = deployment.nginx
+        await page.reload()
+        await expect(user_messages).to_have_text([f"send 0.25 ETH to {bob.address}"])
+        chat_id = await page.evaluate("window.lunark.state.chatId")
+        token = await page.evaluate("JSON.parse(sessionStorage.getItem('lunark.session')).token")
+        async with aiohttp.ClientSession() as http, http.get(
+            f"http://{nginx.address}/api/chats/{chat_id}/events", headers={"Authorization": f"Bearer {token}"},
+        ) as response:
+            assert response.status == 200, await response.text()
+            stream = EventStream(response)
+            await ask(page, "what's my balance")
+            events = [(await stream.next())["data"]]  # the transfer's, replayed; then the new message's, live
+            while not (any(e.get("content") == "what's my balance" for e in events)
+                       and events[-1]["type"] == "message_end" and events[-1]["finish_reason"] == "stop"):
+                events.append((await stream.next())["data"])
+        await expect(answers).to_have_count(3)  # the transfer's two (before and after the approval), this one
+        await expect(answers.last).to_contain_text(balance)
+        assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+        assert events[-1]["type"] == "message_end" and events[-1]["finish_reason"] == "stop"
+        assert [e["content"] for e in events if e["type"] == "message_start" and e["role"] == "user"] == [
+            f"send 0.25 ETH to {bob.address}", "what's my balance"]
+        served = nginx.served()
+        assert {upstream for upstream, _, _ in served} == {p.address for p in deployment.processes}, served
+        assert not [request for _, _, request in served if "transport=polling" in request], served
+        assert await page.evaluate("window.lunark.transport.socket.io.engine.transport.name") == "websocket"
+        assert not [e for e in errors if not NETWORK_NOISE.search(e)], errors  # nginx's restart dropped the socket
+
+        # Back to the guide's nginx; then kill -9 the process holding the page's connection. nginx logs a
+        # WebSocket only when it closes, so ask the kernel which process has it.
+        deployment.restart_nginx()
+        nginx = deployment.nginx
+        await page.wait_for_function("() => window.lunark.transport.state === 'connected'")
+        victim = await holder(deployment.processes)
         [survivor] = [p for p in deployment.processes if p is not victim]
         states = "window.__states"
         await page.evaluate(f"() => {{ {states} = []; window.lunark.transport.onState((s) => {states}.push(s)); }}")
@@ -266,19 +320,17 @@ async def test_two_processes_by_hand_behind_nginx_serve_the_dapp_and_survive_a_k
         # A reload replays the chat from Postgres through the survivor; the session is valid there too.
         await page.reload()
         await expect(page.locator("#address")).to_have_text(short(alice.address))
-        await expect(page.locator(".message.user .body")).to_have_text([f"send 0.25 ETH to {bob.address}"])
+        await expect(user_messages).to_have_text([f"send 0.25 ETH to {bob.address}", "what's my balance"])
         await expect(page.locator(".approval[data-status=resolved] .approval-txs .tx")).to_have_attribute(
             "data-status", "confirmed")
         await expect(page.locator(".approval")).to_have_count(1)
 
         # And a new message is answered.
-        await page.fill("#input", "what's my balance")
-        await page.press("#input", "Enter")
-        await expect(page.locator(".message.user .body")).to_have_text(
-            [f"send 0.25 ETH to {bob.address}", "what's my balance"])
-        answers = page.locator(".message.assistant:not(.streaming) .body")
-        await expect(answers).to_have_count(2)
-        await expect(answers.last).to_contain_text(re.compile(r"balance.* [\d,.]+ ETH"))
+        await ask(page, "what's my balance now")
+        await expect(user_messages).to_have_text(
+            [f"send 0.25 ETH to {bob.address}", "what's my balance", "what's my balance now"])
+        await expect(answers).to_have_count(4)
+        await expect(answers.last).to_contain_text(balance)
         await page.screenshot(path=shots / "05-answered-after-the-kill.png")
         assert len(wallet.params_of("personal_sign")) == 1, "nobody signed in again"
 
@@ -291,44 +343,3 @@ async def test_two_processes_by_hand_behind_nginx_serve_the_dapp_and_survive_a_k
         assert any(upstream == survivor.address and status in (101, 200) for upstream, status, _ in after), after
         assert survivor.proc.returncode is None
         assert not [e for e in errors if not NETWORK_NOISE.search(e)], errors
-
-
-async def test_the_dapp_needs_no_sticky_balancer(
-    tmp_path: Path, pg_url: str, redis_server: RedisServer, anvil: Anvil, alice: DevAccount, browser: Browser,
-) -> None:
-    """The dApp connects by WebSocket, one request: a balancer that spreads requests round-robin works.
-    An SSE stream through it gets the chat's events, whichever process runs the turn."""
-    round_robin = {"ip_hash;": "# round-robin: no ip_hash"}
-    async with deployed(tmp_path, pg_url, redis_server.url, anvil, alice, browser,
-                        nginx_edits=round_robin) as deployment:
-        page, nginx = deployment.page, deployment.nginx
-        await sign_in(deployment)
-        answers = page.locator(".message.assistant:not(.streaming) .body")
-        await page.fill("#input", "what's my balance")
-        await page.press("#input", "Enter")
-        await expect(answers).to_contain_text(re.compile(r"balance.* [\d,.]+ ETH"))
-        assert await page.evaluate("window.lunark.transport.socket.io.engine.transport.name") == "websocket"
-
-        chat_id = await page.evaluate("window.lunark.state.chatId")
-        token = await page.evaluate("JSON.parse(sessionStorage.getItem('lunark.session')).token")
-        async with aiohttp.ClientSession() as http, http.get(
-            f"http://{nginx.address}/api/chats/{chat_id}/events", headers={"Authorization": f"Bearer {token}"},
-        ) as response:
-            assert response.status == 200, await response.text()
-            stream = EventStream(response)
-            await page.fill("#input", "what's my balance now")
-            await page.press("#input", "Enter")
-            events = []
-            while len([e for e in events if e["type"] == "message_end"]) < 2:  # the first answer's, replayed, then live
-                events.append((await stream.next())["data"])
-        await expect(answers).to_have_count(2)
-        assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
-        assert events[-1]["finish_reason"] == "stop"
-        assert [e["content"] for e in events if e["type"] == "message_start" and e["role"] == "user"] == [
-            "what's my balance", "what's my balance now"]
-
-        served = nginx.served()
-        # The page's HTTP requests went to both processes; none was a long-polling one.
-        assert {upstream for upstream, _, request in served} == {p.address for p in deployment.processes}, served
-        assert not [request for _, _, request in served if "transport=polling" in request], served
-        assert not deployment.errors, deployment.errors
