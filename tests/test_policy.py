@@ -23,7 +23,9 @@ TKN = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
 
 
 NOW = datetime.now(UTC)
-LATER = NOW + timedelta(hours=6)  # still ahead when the module runs late in a long suite (it is set at import)
+# Hours, not minutes: NOW is taken when the module is imported, and a check without `now=` reads the
+# clock, so on a slow full run a reservation must not lapse before this module's tests get to run.
+LATER = NOW + timedelta(hours=6)
 
 
 def eth(amount: str, to: str = BOB, sender: str = ALICE) -> TransferIntent:

@@ -48,6 +48,9 @@ test("connects with auth {token} and reports its state", () => {
   assert.equal(socket.url, "http://server.test");
   assert.deepEqual(socket.options.auth, { token: "tok" });
   assert.equal(socket.options.reconnection, true);
+  // WebSocket first, so a load balancer need not be sticky; polling only if WebSocket fails.
+  assert.deepEqual(socket.options.transports, ["websocket", "polling"]);
+  assert.equal(socket.options.tryAllTransports, true);
   socket.open();
   assert.deepEqual(states, ["connecting", "connected"]);
   transport.close();

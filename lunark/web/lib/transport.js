@@ -83,6 +83,11 @@ export class LunarkTransport {
     this._setState("connecting");
     const socket = this._io(this.url || undefined, {
       auth: { token: this.token },
+      // WebSocket first: one long-lived request, which any server process behind a load balancer
+      // can take (docs/deployment.md). HTTP long-polling only where WebSocket fails; its requests
+      // must all reach one process, so that needs a sticky balancer.
+      transports: ["websocket", "polling"],
+      tryAllTransports: true,
       reconnection: true,
       reconnectionDelay: 500,
       reconnectionDelayMax: 5000,
