@@ -9,6 +9,7 @@ Sources, strongest first: arguments to ``Settings.load`` (command-line flags),
 from __future__ import annotations
 
 import contextvars
+import ipaddress
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -202,12 +203,28 @@ class ServerSettings(_Section):
         default=None,
         description="Redis for Socket.IO fan-out across server processes (redis://host:port/0); none: in-process.",
     )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="Addresses or networks (CIDR) of the load balancers in front of this server: a request "
+        "from one of them is counted by the client address its X-Forwarded-For names (the sign-in rate "
+        "limit); from anywhere else that header is ignored.",
+    )
     sweep_interval_seconds: float = Field(
         default=1.0, gt=0, le=60,
         description="The longest an expired approval waits to be rejected when no timer of this process knew "
         "of it; with a Postgres store, also how often each process looks for turns and settlements a dead "
         "process left.",
     )
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"{entry!r} is not an IP address or network (e.g. 10.0.0.0/8)") from None
+        return value
 
     @field_validator("redis_url")
     @classmethod

@@ -188,6 +188,14 @@ def test_invalid_environment_value(monkeypatch: pytest.MonkeyPatch) -> None:
         Settings.load()
 
 
+def test_trusted_proxies_are_addresses_or_networks(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LUNARK_SERVER__TRUSTED_PROXIES", '["10.0.0.0/8", "::1"]')
+    assert Settings.load().server.trusted_proxies == ["10.0.0.0/8", "::1"]
+    monkeypatch.setenv("LUNARK_SERVER__TRUSTED_PROXIES", '["nginx"]')
+    with pytest.raises(ConfigError, match=r"server\.trusted_proxies.*'nginx' is not an IP address"):
+        Settings.load()
+
+
 def test_environment_value_that_is_not_json(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LUNARK_POLICY__PER_TX_CAP", "ETH=1")
     with pytest.raises(ConfigError, match="policy"):

@@ -67,7 +67,8 @@ def walkthrough() -> Walkthrough:
     body = section.group(1)
     blocks = re.findall(r"^```sh\n(.*?)^```", body, re.MULTILINE | re.DOTALL)
     lines = [re.split(r"\s+#\s", line)[0].strip() for block in blocks for line in block.splitlines()]
-    exports = dict(re.findall(r"^export (LUNARK_[A-Z_]+)=(\S+)$", "\n".join(lines), re.MULTILINE))
+    exports = {name: shlex.split(value)[0]
+               for name, value in re.findall(r"^export (LUNARK_[A-Z_]+)=(\S+)$", "\n".join(lines), re.MULTILINE)}
     ports = [int(p) for p in re.findall(r"^\.venv/bin/lunark serve --port (\d+) &$", "\n".join(lines), re.MULTILINE)]
     edits: dict[str, str] = {}
     for line in lines:
@@ -141,6 +142,7 @@ def test_the_guide_gives_what_this_test_follows() -> None:
         "LUNARK_SERVER__REDIS_URL": "redis://127.0.0.1:6379/0",
         "LUNARK_SERVER__DOMAIN": "localhost:8080",
         "LUNARK_CHAIN__RPC_URL": "http://127.0.0.1:8545",
+        "LUNARK_SERVER__TRUSTED_PROXIES": '["127.0.0.1"]',
     }
     assert guide.ports == [8081, 8082]
     assert guide.nginx_edits == {"lunark-a:8080": "127.0.0.1:8081", "lunark-b:8080": "127.0.0.1:8082"}
@@ -188,6 +190,7 @@ async def deployed(tmp_path: Path, pg_url: str, redis_url: str, anvil: Anvil, ac
             "LUNARK_SERVER__REDIS_URL": redis_url,
             "LUNARK_SERVER__DOMAIN": guide.balancer.replace(":8080", f":{nginx.port}"),
             "LUNARK_CHAIN__RPC_URL": anvil.url,
+            "LUNARK_SERVER__TRUSTED_PROXIES": guide.exports["LUNARK_SERVER__TRUSTED_PROXIES"],  # nginx, here too
         }
         assert set(here) == set(guide.exports), "the guide's settings are not the ones this test sets"
         env = {k: v for k, v in os.environ.items() if not k.startswith("LUNARK_")} | here

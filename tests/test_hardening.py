@@ -322,6 +322,34 @@ async def test_sign_in_checks_origin_chain_and_size_and_every_failure_is_401(
 # -- finding 8: no rate limits; no logout --------------------------------------------------------
 
 
+async def test_behind_a_trusted_balancer_sign_in_is_limited_per_client_it_names(make_server: Any) -> None:
+    """Behind a load balancer every request comes from the balancer: with its address trusted,
+    each client has its own sign-in budget, and what a client writes into X-Forwarded-For itself
+    changes nothing; without it, the header is ignored altogether."""
+    tight = {"rate": {"sign_in": {"per_minute": 1, "burst": 3}}}
+
+    async def statuses(http: Http, forwarded_for: str, count: int) -> list[int]:
+        return [(await http.get("/auth/nonce", headers={"X-Forwarded-For": forwarded_for}))[0] for _ in range(count)]
+
+    behind = await make_server(limits=tight, server={"trusted_proxies": ["127.0.0.1", "10.0.0.0/8"]})
+    async with Http(behind) as http:
+        assert await statuses(http, "203.0.113.7", 4) == [200, 200, 200, 429]
+        # A second client is not held back by the first.
+        assert await statuses(http, "203.0.113.8", 1) == [200]
+        # The first cannot pose as someone else: the balancer appends the address it saw, and only
+        # that one (the last that is not a trusted proxy) counts.
+        assert await statuses(http, "198.51.100.1, 203.0.113.7", 1) == [429]
+        # Through two balancers (10.x appended by the outer one), still the client's budget.
+        assert await statuses(http, "203.0.113.8, 10.1.2.3", 3) == [200, 200, 429]
+        # No header (the balancer itself, a health check): the balancer's own budget.
+        assert await statuses(http, "", 1) == [200]
+
+    direct = await make_server(limits=tight)
+    async with Http(direct) as http:
+        answers = [await statuses(http, f"203.0.113.{n}", 1) for n in range(4)]
+        assert answers == [[200], [200], [200], [429]], "an untrusted X-Forwarded-For must not buy a new budget"
+
+
 async def test_nonces_and_chat_creation_are_rate_limited(
     serve: Any, anvil: Anvil, alice: DevAccount, mallory: DevAccount
 ) -> None:

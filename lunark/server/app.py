@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import os
 from collections.abc import Mapping, Sequence
@@ -186,6 +187,7 @@ class LunarkServer:
             environ = os.environ if self._environ is None else self._environ
             http_limits = HttpLimits(
                 codec=JsonCodec(limits), sign_in=self.limiters.sign_in,
+                trusted_proxies=[ipaddress.ip_network(n, strict=False) for n in settings.server.trusted_proxies],
                 admin_token=environ.get(settings.server.admin_token_env) or None,
                 replay_batch=limits.replay_batch, sse_queue=limits.sse_queue,
             )

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import ipaddress
 import json
 import logging
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -54,6 +55,8 @@ class HttpLimits:
 
     codec: JsonCodec
     sign_in: RateLimiter
+    trusted_proxies: Sequence[IPNetwork] = ()
+    """Load balancers whose X-Forwarded-For names the client (``client_address``)."""
     admin_token: str | None = None
     replay_batch: int = 256
     sse_queue: int = 4096
@@ -141,6 +144,39 @@ def _bearer(request: web.Request) -> str | None:
     return header[7:].strip() if header.lower().startswith("bearer ") else None
 
 
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def client_address(request: web.Request, trusted: Sequence[IPNetwork]) -> str:
+    """Who sent ``request``: its peer, or, when the peer is a trusted proxy, the last address in
+    X-Forwarded-For that is not one (each proxy appends the address it was reached from, so the
+    entries left of the first untrusted one are the client's to invent)."""
+    peer = request.remote or "?"
+    if not trusted or not _within(peer, trusted):
+        return peer
+    hops = [hop.strip() for value in request.headers.getall("X-Forwarded-For", []) for hop in value.split(",")]
+    for hop in reversed(hops):
+        if not _within(hop, trusted):
+            return hop if _is_ip(hop) else peer  # garbage in the header: count it as the proxy's
+    return peer
+
+
+def _within(address: str, networks: Sequence[IPNetwork]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in networks)
+
+
+def _is_ip(address: str) -> bool:
+    try:
+        ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return True
+
+
 def routes(*, auth: Authenticator, service: ChatService, hub: Hub, store: Store,
            health: Callable[[bool], Awaitable[dict[str, Any]]], limits: HttpLimits) -> list[web.RouteDef]:
     codec = limits.codec
@@ -152,11 +188,11 @@ def routes(*, auth: Authenticator, service: ChatService, hub: Hub, store: Store,
         return await _json(request, codec)
 
     async def nonce(request: web.Request) -> web.Response:
-        limits.sign_in.check(request.remote or "?")
+        limits.sign_in.check(client_address(request, limits.trusted_proxies))
         return web.json_response({"nonce": await auth.new_nonce()})
 
     async def verify(request: web.Request) -> web.Response:
-        limits.sign_in.check(request.remote or "?")
+        limits.sign_in.check(client_address(request, limits.trusted_proxies))
         # Any failed sign-in is 401 (protocol.md), a body that is not JSON or too large included:
         # a client handles one outcome, and the endpoint says nothing more to someone probing it.
         try:
