@@ -36,6 +36,7 @@ async def _wait_stdin_closed() -> None:
     from benchmarks.monitor import PauseMonitor
 
     monitor = PauseMonitor().start()
+    profiler: Any = None
     loop = asyncio.get_running_loop()
     try:
         while True:
@@ -45,6 +46,16 @@ async def _wait_stdin_closed() -> None:
                 return
             if words[0] == "pauses":
                 print(json.dumps(monitor.report(float(words[1]), float(words[2]))), flush=True)
+            elif words[0] == "profile":  # "profile start", then "profile stop PATH": cProfile of a stretch
+                import cProfile
+
+                if words[1] == "start":
+                    profiler = cProfile.Profile()
+                    profiler.enable()
+                else:
+                    profiler.disable()
+                    profiler.dump_stats(words[2])
+                print(json.dumps({"ok": True}), flush=True)
             elif words[0] == "gc":
                 import gc
 
@@ -91,8 +102,11 @@ async def serve_lunark(args: argparse.Namespace) -> None:
     await server.start()
     patches = (args.patch or "").split(",")
     if "no-gc-freeze" not in patches:
-        if hasattr(server, "schedule_collections") and "no-gc-schedule" not in patches:
-            server.schedule_collections()  # as lunark serve does
+        if hasattr(server, "tune_process") and "no-gc-schedule" not in patches:
+            # as lunark serve does
+            server.tune_process(**({"switch_interval": None} if "switch-5ms" in patches else {}))
+        elif hasattr(server, "schedule_collections") and "no-gc-schedule" not in patches:
+            server.schedule_collections()  # as lunark serve did (before the GIL switch interval)
         else:
             from lunark.cli import _freeze_startup_objects
 
