@@ -96,6 +96,10 @@ async def serve_lunark(args: argparse.Namespace) -> None:
         plugins=False,
         chain={"networks": networks, "track_timeout": 30, "verify_timeout": 10},
         server=server_section,
+        # One signed-in account drives every chat of a cell: the per-account rate limits (a
+        # hundred new chats and messages at once) are off, as they would be for a load test.
+        limits={"rate": {name: {"per_minute": 0, "burst": 1}
+                         for name in ("sign_in", "create_chat", "message", "decision", "join")}},
         **extra,
     )
     server = LunarkServer(settings, model=BenchModel(), environ={})
