@@ -57,6 +57,7 @@ from langchain_core.messages.ai import add_ai_message_chunks
 from langchain_core.runnables import Runnable, RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.config import get_stream_writer
+from langgraph.errors import GraphInterrupt
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import Command, StateSnapshot, StreamMode, interrupt
 from pydantic import ValidationError
@@ -95,10 +96,19 @@ __all__ = ["SYSTEM_PROMPT", "Agent", "AgentEvent", "ChatSnapshot"]
 
 logger = logging.getLogger(__name__)
 
-_STREAM_MODES: list[StreamMode] = ["custom", "updates"]
-"""No ``"messages"`` mode: the agent node hands its model's text deltas to ``_run`` through a
-``_Turn`` instead, which costs far less per token than LangChain's token callbacks feeding
-LangGraph's stream (see ``_Turn``)."""
+_STREAM_MODE: StreamMode = "custom"
+"""The tools' events, and the nodes' own reports (``_PAUSED``, ``_TOOLS_RAN``). No ``"messages"``
+mode: the agent node hands its model's text deltas to ``_run`` through a ``_Turn`` instead, which
+costs far less per token than LangChain's token callbacks feeding LangGraph's stream (see
+``_Turn``). No ``"updates"`` mode either: of every step's update, ``_run`` needs only two facts,
+which the nodes report themselves, so LangGraph makes and hands over no part for each step."""
+
+_PAUSED = "__lunark_paused"
+"""The custom part the approve node writes when its ``interrupt()`` pauses the run: the approval."""
+
+_TOOLS_RAN = "__lunark_tools_ran"
+"""The custom part the prepare and execute nodes write last when they leave no approval waiting
+(the model is called again, or the turn ends): ``_run`` says "thinking…"."""
 
 _TURN_KEY = "__lunark_turn"
 """Where the run's ``configurable`` carries its ``_Turn`` to the agent node (``__`` keys stay
@@ -117,7 +127,7 @@ class _Turn:
     it itself.
 
     Order: ``_run`` yields the queued tokens before the next part. A part comes from the step
-    that wrote it or from that step's end, LangGraph yields all of a step's parts before it
+    that wrote it, LangGraph yields all of a step's parts before it
     starts the next step, and the agent node runs alone in its step and writes no parts; so
     every token queued when a part arrives was streamed before that part was written.
     """
@@ -435,13 +445,13 @@ class Agent:
         messages, proposals = await self._prepare_calls(
             ctx, [(c["id"] or "", c["name"], c["args"]) for c in last.tool_calls]
         )
-        return {
+        return _tools_ran({
             "messages": messages,
             "proposals": proposals,
             "approval": self._approval(proposals, ctx),
             "decisions": None,
             "chain_id": ctx.chain_id,
-        }
+        })
 
     async def _prepare_calls(
         self, ctx: ToolContext, calls: Sequence[tuple[str, str, Mapping[str, Any]]]
@@ -527,7 +537,11 @@ class Agent:
         # Pure before interrupt(): this node runs again from the top when resumed.
         approval = state.get("approval")
         assert approval is not None
-        answer = interrupt(approval)
+        try:
+            answer = interrupt(approval)
+        except GraphInterrupt:
+            get_stream_writer()({"type": _PAUSED, "approval": approval})  # for _run, which holds it
+            raise
         try:
             decisions = validate_decisions(approval, answer.get("decisions", []))
         except LunarkError:
@@ -588,13 +602,13 @@ class Agent:
         ctx.approval_id = new_id("apr_")
         ctx.expires_at = datetime.now(UTC) + timedelta(seconds=self.approval_ttl)
         reprepared, proposals_again = await self._prepare_calls(ctx, edits)
-        return {
+        return _tools_ran({
             "messages": messages + reprepared,
             "proposals": proposals_again,
             "approval": self._approval(proposals_again, ctx),
             "decisions": None,
             "chain_id": ctx.chain_id,
-        }
+        })
 
     # -- public API -----------------------------------------------------------------------------
 
@@ -901,7 +915,7 @@ class Agent:
         config = self._config(thread_id)
         config["configurable"][_TURN_KEY] = turn
         parts: AsyncGenerator[Any] = self.graph.astream(  # type: ignore[assignment]
-            graph_input, config, stream_mode=_STREAM_MODES
+            graph_input, config, stream_mode=_STREAM_MODE
         )
         pump = asyncio.create_task(turn.pump(parts))
         pump.add_done_callback(turn.wake)
@@ -916,23 +930,22 @@ class Agent:
                     output_tokens += 1
                     yield {"type": "token", "message_id": message_id, "text": text}
                 if turn.part is not None:
-                    mode, payload = turn.part
+                    payload = turn.part
                     turn.part = None
-                    if mode == "custom":
+                    kind = payload.get("type")
+                    if kind == _PAUSED:
+                        # Held until the run is over: LangGraph writes the interrupt to the checkpoint
+                        # in the background, and only the end of the run awaits it.
+                        paused.append(payload["approval"])
+                    elif kind == _TOOLS_RAN:
+                        yield _thinking()  # the tools ran and nothing waits: the model is called again
+                    else:
                         event = dict(payload)
-                        if event.get("type") in ("tool_call",):
+                        if kind in ("tool_call",):
                             event["message_id"] = message_id
                         yield event
                         if event.get("status") == "running" and event.get("call_id") in signed:
                             yield {"type": "status", "text": "checking the transaction"}
-                    elif mode == "updates" and "__interrupt__" in payload:
-                        # Held until the run is over: LangGraph writes the interrupt to the checkpoint
-                        # in the background, and only the end of the run awaits it.
-                        paused.extend(item.value for item in payload["__interrupt__"])
-                    elif mode == "updates" and any(
-                        node in payload and not (payload[node] or {}).get("approval") for node in ("prepare", "execute")
-                    ):
-                        yield _thinking()  # the tools ran and nothing waits: the model is called again
                 elif pump.done():
                     pump.result()  # the graph's error, if it failed
                     break
@@ -1164,6 +1177,14 @@ def _keep_metadata(kept: dict[str, Any], chunk: AIMessageChunk) -> None:
             kept[key] = value
         elif held != value:
             kept[key] = held + value if isinstance(held, str) and isinstance(value, str) else held
+
+
+def _tools_ran(update: dict[str, Any]) -> dict[str, Any]:
+    """A prepare or execute step's update, reported to ``_run`` (``_TOOLS_RAN``) when it leaves no
+    approval waiting; written last, after the step's tool events, as its update came before."""
+    if not update.get("approval"):
+        get_stream_writer()({"type": _TOOLS_RAN})
+    return update
 
 
 def _text_of(content: Any) -> str:
