@@ -73,11 +73,17 @@ class PauseMonitor:
 
     def report(self, t0: float, t1: float) -> dict[str, Any]:
         """The intervals that overlap [t0, t1], and counters (JSON-ready)."""
+        enabled = gc.isenabled()
+        gc.disable()  # a collection's callback would append to the deque being read
+        try:
+            gcs, lags = list(self.gcs), list(self.lags)
+        finally:
+            if enabled:
+                gc.enable()
         return {
-            "gc": [[a, b, g] for a, b, g in self.gcs if b >= t0 and a <= t1],
-            "lag": [[a, b] for a, b in self.lags if b >= t0 and a <= t1],
+            "gc": [[a, b, g] for a, b, g in gcs if b >= t0 and a <= t1],
+            "lag": [[a, b] for a, b in lags if b >= t0 and a <= t1],
             "collections": list(self.collections),
-            "gc_frozen": gc.get_freeze_count(),
             "gc_threshold": list(gc.get_threshold()),
         }
 

@@ -9,13 +9,14 @@ A change already made is measured against the commit before it with ``--rev REV`
   (nor schedule its collections).
 - ``no-gc-schedule``: start-up objects frozen, but full collections left to Python's own thresholds
   instead of ``lunark.server.collector`` (what ``lunark serve`` did before it).
+- ``switch-5ms``: Python's own GIL switch interval (5 ms) instead of ``lunark serve``'s 1 ms.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-PATCHES = ("orjson", "asyncio-loop", "no-gc-freeze", "no-gc-schedule")
+PATCHES = ("orjson", "asyncio-loop", "no-gc-freeze", "no-gc-schedule", "switch-5ms")
 
 
 def orjson_codec() -> None:
@@ -38,6 +39,7 @@ def apply(names: list[str]) -> None:
         "asyncio-loop": lambda: None,
         "no-gc-freeze": lambda: None,
         "no-gc-schedule": lambda: None,
+        "switch-5ms": lambda: None,
     }
     for name in filter(None, names):
         if name not in known:

@@ -58,6 +58,7 @@ class Server:
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
+            limit=2**26,  # the answers to "pauses" are one line each, a large one after a long run
         )
         assert self.proc.stdout is not None
         try:
@@ -89,6 +90,8 @@ class Server:
             self.proc.stdin.write(command.encode() + b"\n")
             await self.proc.stdin.drain()
             line = await asyncio.wait_for(self.proc.stdout.readline(), timeout)
+        if not line:
+            raise RuntimeError(f"{self.name} is gone: {getattr(self, 'stderr_tail', b'').decode(errors='replace')}")
         answer: dict[str, Any] = json.loads(line)
         return answer
 

@@ -36,6 +36,7 @@ async def _wait_stdin_closed() -> None:
     from benchmarks.monitor import PauseMonitor
 
     monitor = PauseMonitor().start()
+    profiler: Any = None
     loop = asyncio.get_running_loop()
     try:
         while True:
@@ -45,6 +46,16 @@ async def _wait_stdin_closed() -> None:
                 return
             if words[0] == "pauses":
                 print(json.dumps(monitor.report(float(words[1]), float(words[2]))), flush=True)
+            elif words[0] == "profile":  # "profile start", then "profile stop PATH": cProfile of a stretch
+                import cProfile
+
+                if words[1] == "start":
+                    profiler = cProfile.Profile()
+                    profiler.enable()
+                else:
+                    profiler.disable()
+                    profiler.dump_stats(words[2])
+                print(json.dumps({"ok": True}), flush=True)
             elif words[0] == "gc":
                 import gc
 
@@ -82,22 +93,26 @@ async def serve_lunark(args: argparse.Namespace) -> None:
         extra["signer"] = {"local": args.signer}
     if args.approval_ttl:
         extra["approvals"] = {"ttl_seconds": args.approval_ttl}
-    # The benchmark is one account sending hundreds of messages and decisions: rate limits off.
-    unlimited = {"per_minute": 0, "burst": 1}
     settings = Settings.load(
         data_dir=args.data_dir,
         plugins=False,
         chain={"networks": networks, "track_timeout": 30, "verify_timeout": 10},
         server=server_section,
-        limits={"rate": dict.fromkeys(("sign_in", "create_chat", "message", "decision", "join"), unlimited)},
+        # One signed-in account drives every chat of a cell: the per-account rate limits (a
+        # hundred new chats and messages at once) are off, as they would be for a load test.
+        limits={"rate": {name: {"per_minute": 0, "burst": 1}
+                         for name in ("sign_in", "create_chat", "message", "decision", "join")}},
         **extra,
     )
     server = LunarkServer(settings, model=BenchModel(), environ={})
     await server.start()
     patches = (args.patch or "").split(",")
     if "no-gc-freeze" not in patches:
-        if hasattr(server, "schedule_collections") and "no-gc-schedule" not in patches:
-            server.schedule_collections()  # as lunark serve does
+        if hasattr(server, "tune_process") and "no-gc-schedule" not in patches:
+            # as lunark serve does
+            server.tune_process(**({"switch_interval": None} if "switch-5ms" in patches else {}))
+        elif hasattr(server, "schedule_collections") and "no-gc-schedule" not in patches:
+            server.schedule_collections()  # as lunark serve did (before the GIL switch interval)
         else:
             from lunark.cli import _freeze_startup_objects
 

@@ -111,8 +111,9 @@ def _run(main: Coroutine[Any, Any, int], loop: str) -> int:
 
 
 def _tune_collector(server: Any) -> None:
-    """Start-up objects frozen, and full collections between turns (``lunark.server.collector``)."""
-    server.schedule_collections()
+    """Start-up objects frozen, full collections between turns (``lunark.server.collector``), and
+    a 1 ms GIL switch interval (``LunarkServer.tune_process``)."""
+    server.tune_process()
 
 
 def _loop_name() -> str:

@@ -89,6 +89,9 @@ async def test_balance_answer_without_approval(make_agent: Any, anvil: Anvil, al
     assert events[-1]["type"] == "message_end" and events[-1]["finish_reason"] == "stop"
     assert len(of_type(events, "token")) > 1, "the answer streams token by token"
     assert "ETH" in answer(events)
+    # "thinking…" when the model is asked: at the start, and again once the tool ran and nothing waits.
+    assert [e.get("text", e["type"]) for e in events if e["type"] != "token"] == [
+        "message_start", "thinking…", "tool_call", "tool_result", "thinking…", "message_end"]
 
 
 async def test_native_transfer_approved_and_confirmed(
@@ -104,6 +107,9 @@ async def test_native_transfer_approved_and_confirmed(
     assert "0.5 ETH" in request["summary"] and bob.address in request["summary"]
     assert int(request["tx"]["value"], 16) == ETH // 2 and request["tx"]["to"] == bob.address
     assert native_balance(anvil, bob.address) == before, "nothing moves before approval"
+    # An approval waits: no "thinking…" after the step that prepared it; the pause is announced last.
+    assert [e.get("text", e["type"]) for e in events if e["type"] != "token"][-4:] == [
+        "tool_call", "pending_approval", "waiting for your approval", "message_end"]
 
     events = await collect(agent.resume("t", pending["approval_id"], [{"type": "approve"}]))
     statuses = [e["status"] for e in of_type(events, "tx_update")]

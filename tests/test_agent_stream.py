@@ -95,6 +95,20 @@ LIST_TURN: list[Any] = [
 ]
 
 
+META_TURN: list[Any] = [  # what merging must keep though plain text deltas are kept as text only
+    {"content": "", "response_metadata": {"model_provider": "streamer"}},
+    {"content": "One ", "response_metadata": {"model_provider": "streamer"}},
+    {"content": "two ", "response_metadata": {"model_provider": "streamer", "output_version": "v0"}},
+    {"content": "three ", "response_metadata": {"output_version": "v0"}},
+    {"content": "four ", "response_metadata": {"model_provider": "other"}},
+    {"content": "five ", "response_metadata": {"model_provider": "streamer"}},
+    {"content": "six ", "id": "provider-id-1"},
+    {"content": "seven", "additional_kwargs": {"refusal": None}},
+    {"content": " eight"},
+    {"content": "", "response_metadata": {"finish_reason": "stop"}, "chunk_position": "last"},
+]
+
+
 @pytest.fixture
 def registry(tmp_path: Path) -> NetworkRegistry:
     settings = Settings.load(
@@ -162,6 +176,60 @@ async def test_tokens_stream_in_order_and_the_checkpoint_keeps_what_ainvoke_retu
     assert stored[0].tool_calls == [{"name": "launch_rocket", "args": {"to": "moon"}, "id": "c1", "type": "tool_call"}]
     assert [c["id"] for c in stored[0].invalid_tool_calls] == ["c2"]
     assert stored[0].response_metadata["finish_reason"] == "tool_calls"
+
+
+async def test_tokens_handed_to_on_token_come_in_order_before_the_events_after_them(make_agent: Any) -> None:
+    yielded = [e async for e in make_agent(Streamer(script=[TOOL_TURN, LIST_TURN])).stream(
+        "t", "fly me to the moon", user_address=USER)]
+    seen: list[Any] = []
+    handed = make_agent(Streamer(script=[TOOL_TURN, LIST_TURN])).stream(
+        "t", "fly me to the moon", user_address=USER, on_token=lambda text: seen.append(("token", text)))
+    async for event in handed:
+        seen.append(event["type"])
+    # The same sequence, with each token handed over where the plain stream yields it.
+    assert seen == [("token", e["text"]) if e["type"] == "token" else e["type"] for e in yielded]
+    assert seen[-1] == "message_end"
+    usage = [e async for e in make_agent(Streamer(script=[TOOL_TURN, LIST_TURN])).stream(
+        "t", "again", user_address=USER, on_token=lambda text: None)][-1]["usage"]
+    assert usage["output_tokens"] == 4 and usage["ttft_ms"] is not None
+
+
+class CountingSaver(InMemorySaver):
+    """LangGraph's in-memory saver, counting checkpoint reads."""
+
+    reads = 0
+
+    async def aget_tuple(self, config: Any) -> Any:
+        self.reads += 1
+        return await super().aget_tuple(config)
+
+
+async def test_a_turn_started_from_a_snapshot_reads_the_checkpoint_once_more_not_twice(registry: Any) -> None:
+    saver = CountingSaver()
+    agent = Agent(model=Streamer(script=[[{"content": "one"}], [{"content": "two"}]]), registry=registry,
+                  checkpointer=saver)
+    try:
+        snapshot = await agent.snapshot("t")
+        assert snapshot.pending is None and saver.reads == 1
+        events = [e async for e in agent.stream("t", "hi", user_address=USER, snapshot=snapshot)]
+        assert saver.reads == 2, "LangGraph's own read only"
+        assert [e["text"] for e in of_type(events, "token")] == ["one"]
+        before = saver.reads
+        events = [e async for e in agent.stream("t", "again", user_address=USER)]
+        assert saver.reads == before + 2 and [e["text"] for e in of_type(events, "token")] == ["two"]
+    finally:
+        await agent.aclose()
+
+
+async def test_an_answer_kept_as_text_adds_up_to_what_ainvoke_returns(make_agent: Any) -> None:
+    agent = make_agent(Streamer(script=[META_TURN]))
+    events = [e async for e in agent.stream("t", "count", user_address=USER)]
+    assert "".join(t["text"] for t in of_type(events, "token")) == "One two three four five six seven eight"
+    [stored] = [m for m in await agent.messages("t") if isinstance(m, AIMessage)]
+    expected = await Streamer(script=[META_TURN]).ainvoke([HumanMessage("x")], stream=True)
+    same_message(stored, expected)
+    assert stored.id == expected.id == "provider-id-1"
+    assert stored.response_metadata["model_provider"] == "streamerotherstreamer"  # as LangChain merges it
 
 
 async def test_a_model_failure_after_tokens_ends_the_turn_with_a_model_error(make_agent: Any) -> None:

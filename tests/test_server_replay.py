@@ -127,3 +127,33 @@ async def test_sse_reconnect_with_last_event_id_gets_every_later_event_once(
         for bad in ("-1", "abc", "1.5"):
             status, body = await http.get(f"/api/chats/{chat_id}/events", token, headers={"Last-Event-ID": bad})
             assert status == 400 and body["error"]["code"] == "invalid_input"
+
+
+async def test_coalesced_streams_of_several_chats_replay_exactly_once_mid_stream(
+    make_server: Any, alice: DevAccount
+) -> None:
+    # The default flush interval: tokens are coalesced, and flushes without the chat's lock race
+    # the replay (which takes it) of a client joining while three chats stream.
+    model = ScriptedChatModel(replies=[story()] * 3, token_delay=0.001)
+    server = await make_server(model=model)
+    token = await sign_in(server, alice)
+    async with SioClient(server, token) as watcher:
+        chats = [(await watcher.call("join_chat", {}))["chat_id"] for _ in range(3)]
+        for n, chat_id in enumerate(chats):
+            await watcher.call("send_message", {"chat_id": chat_id, "content": "a story", "client_message_id": f"s{n}"})
+        await watcher.wait_until(lambda e: e.get("chat_id") == chats[0] and e.get("seq", 0) >= 20, what="20 events")
+        async with SioClient(server, token) as late:
+            ack = await late.call("join_chat", {"chat_id": chats[0], "last_seq": 5})
+            end = await late.wait_event("message_end", chat_id=chats[0], timeout=30)
+            assert ack["last_seq"] < end["seq"], "joined while the chat streamed"
+            after = late.chat_events(chats[0])
+            assert [e["seq"] for e in after] == list(range(6, end["seq"] + 1)), "exactly once, in order"
+        for chat_id in chats:
+            end = await watcher.wait_event("message_end", chat_id=chat_id, timeout=30)
+            events = watcher.chat_events(chat_id)
+            assert [e["seq"] for e in events] == list(range(1, end["seq"] + 1))
+            assert tokens_text(events) == story()
+            assert len([e for e in events if e["type"] == "token"]) < WORDS, "coalesced"
+        assert [e for e in after if e["type"] == "token"] == [
+            e for e in watcher.chat_events(chats[0]) if e["type"] == "token" and e["seq"] > 5
+        ]

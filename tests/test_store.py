@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import re
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -224,6 +225,40 @@ async def test_one_refused_append_does_not_sink_the_others_committed_with_it(sto
         # Numbered in the order they were asked for, none of the refused batch's events among them.
         assert [e.seq for e in logged] == list(range(1, 13))
         assert [e.payload["text"] for e in logged] == [f"{n}.{i}" for n in range(4) for i in range(3)]
+
+
+async def test_the_log_keeps_any_text_exactly_as_the_wire_carries_it(
+    backend: Backend, store: Store, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    texts = ["plain", 'a quote " and a \\ backslash', "emoji \U0001F600, 中文, é", "line\nbreak\ttab\u2028sep",
+             "\x00nul\x1f", '{"json": [1, "x"]}', "'; DROP TABLE events; --"]
+    chats = [await store.create_chat(ALICE, 31337) for _ in range(2)]
+    records = await asyncio.gather(*(  # concurrent: committed together, in one batch
+        store.append_events(chat.chat_id, [("token", {"message_id": "m", "text": t}), ("status", {"text": t})])
+        for t in texts for chat in chats
+    ))
+    for chat in chats:
+        logged = await store.events_after(chat.chat_id, 0)
+        mine = sorted((r for batch in records for r in batch if r.chat_id == chat.chat_id), key=lambda r: r.seq)
+        assert [e.seq for e in logged] == list(range(1, 2 * len(texts) + 1))
+        assert [e.payload for e in logged] == [r.payload for r in mine]
+        assert [e.payload["text"] for e in logged] == [t for t in texts for _ in range(2)]
+    ids = [chat.chat_id for chat in chats]
+    if backend.name == "sqlite":
+        with contextlib.closing(sqlite3.connect(tmp_path / "data" / "lunark.db")) as db:
+            stored = [row[0] for row in db.execute(
+                "SELECT payload FROM events WHERE chat_id IN (?, ?) ORDER BY chat_id, seq", ids)]
+    else:
+        import psycopg
+
+        with psycopg.connect(request.getfixturevalue("pg_url"), autocommit=True) as raw:
+            stored = [row[0] for row in raw.execute(
+                "SELECT payload FROM events WHERE chat_id = ANY(%s) ORDER BY chat_id, seq", (ids,))]
+    assert [json.loads(text) for text in stored] == sorted(
+        (r.payload for batch in records for r in batch), key=lambda p: (p["chat_id"], p["seq"]))
+    assert all(text == json.dumps(json.loads(text), separators=(",", ":"), ensure_ascii=False) for text in stored)
+    # What the records carry for the senders is the logged text itself.
+    assert sorted(str(r.text) for batch in records for r in batch) == sorted(stored)
 
 
 async def test_close_finishes_the_appends_already_asked_for(backend: Backend) -> None:

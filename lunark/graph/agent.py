@@ -38,7 +38,7 @@ import time
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack, aclosing, asynccontextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, cast
@@ -57,6 +57,7 @@ from langchain_core.messages.ai import add_ai_message_chunks
 from langchain_core.runnables import Runnable, RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.config import get_stream_writer
+from langgraph.errors import GraphInterrupt
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import Command, StateSnapshot, StreamMode, interrupt
 from pydantic import ValidationError
@@ -91,14 +92,23 @@ from lunark.tools.policy import SpendingPolicy
 from lunark.tools.registry import ToolSet, default_tools, load_plugins
 from lunark.tools.transfer import settlement_result
 
-__all__ = ["SYSTEM_PROMPT", "Agent", "AgentEvent"]
+__all__ = ["SYSTEM_PROMPT", "Agent", "AgentEvent", "ChatSnapshot"]
 
 logger = logging.getLogger(__name__)
 
-_STREAM_MODES: list[StreamMode] = ["custom", "updates"]
-"""No ``"messages"`` mode: the agent node hands its model's text deltas to ``_run`` through a
-``_Turn`` instead, which costs far less per token than LangChain's token callbacks feeding
-LangGraph's stream (see ``_Turn``)."""
+_STREAM_MODE: StreamMode = "custom"
+"""The tools' events, and the nodes' own reports (``_PAUSED``, ``_TOOLS_RAN``). No ``"messages"``
+mode: the agent node hands its model's text deltas to ``_run`` through a ``_Turn`` instead, which
+costs far less per token than LangChain's token callbacks feeding LangGraph's stream (see
+``_Turn``). No ``"updates"`` mode either: of every step's update, ``_run`` needs only two facts,
+which the nodes report themselves, so LangGraph makes and hands over no part for each step."""
+
+_PAUSED = "__lunark_paused"
+"""The custom part the approve node writes when its ``interrupt()`` pauses the run: the approval."""
+
+_TOOLS_RAN = "__lunark_tools_ran"
+"""The custom part the prepare and execute nodes write last when they leave no approval waiting
+(the model is called again, or the turn ends): ``_run`` says "thinking…"."""
 
 _TURN_KEY = "__lunark_turn"
 """Where the run's ``configurable`` carries its ``_Turn`` to the agent node (``__`` keys stay
@@ -108,21 +118,30 @@ out of checkpoint and tracing metadata)."""
 class _Turn:
     """One turn's events, in order: the agent node's tokens and the graph's stream parts.
 
-    Tokens skip LangGraph's stream: the agent node calls ``token`` (a deque append, plus one
-    wake-up when ``_run`` sleeps). The graph's stream is read by ``pump``, a task that hands
-    ``_run`` one part at a time and reads the next only once ``_run`` waits again, so the
-    graph advances no faster than the turn is consumed, as when ``_run`` iterated it itself.
+    Tokens skip LangGraph's stream: the agent node calls ``token``, which hands the text to the
+    caller's ``sink`` at once when there is one (the server's runner: no event, no wake-up, no
+    generator between the model and the hub), else queues it for ``_run`` to yield (a deque
+    append, plus one wake-up when ``_run`` sleeps). The graph's stream is read by ``pump``, a
+    task that hands ``_run`` one part at a time and reads the next only once ``_run`` waits
+    again, so the graph advances no faster than the turn is consumed, as when ``_run`` iterated
+    it itself.
 
     Order: ``_run`` yields the queued tokens before the next part. A part comes from the step
-    that wrote it or from that step's end, LangGraph yields all of a step's parts before it
+    that wrote it, LangGraph yields all of a step's parts before it
     starts the next step, and the agent node runs alone in its step and writes no parts; so
     every token queued when a part arrives was streamed before that part was written.
     """
 
-    __slots__ = ("_taken", "_waiter", "continuing", "cut", "message_id", "part", "tokens")
+    __slots__ = ("_taken", "_waiter", "continuing", "count", "cut", "first", "message_id", "part", "sink", "tokens")
 
-    def __init__(self, message_id: str = "", *, continuing: bool = False) -> None:
+    def __init__(
+        self, message_id: str = "", *, continuing: bool = False, sink: Callable[[str], None] | None = None
+    ) -> None:
+        self.sink = sink
         self.tokens: deque[str] = deque()
+        self.count = 0
+        self.first: float | None = None
+        """When the first token came from the model (``time.monotonic``)."""
         self.part: Any = None
         self.message_id = message_id
         """The protocol message the turn writes (what ``truncated_message`` records)."""
@@ -134,6 +153,12 @@ class _Turn:
         self._waiter: asyncio.Future[None] | None = None
 
     def token(self, text: str) -> None:
+        if self.first is None:
+            self.first = time.monotonic()
+        self.count += 1
+        if self.sink is not None:
+            self.sink(text)
+            return
         self.tokens.append(text)
         if self._waiter is not None:
             self.wake()
@@ -162,6 +187,17 @@ class _Turn:
 
 AgentEvent = dict[str, Any]
 """A protocol chat event without ``chat_id``/``seq``/``ts`` (the server's hub adds them)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChatSnapshot:
+    """A chat's graph as ``Agent.snapshot`` read it: handed back to ``Agent.stream``, it spares the
+    turn a second read of the same checkpoint."""
+
+    state: StateSnapshot
+    """LangGraph's snapshot of the chat's thread."""
+    pending: dict[str, Any] | None
+    """The approval the chat waits for, as ``Agent.pending_approval`` says."""
 
 SYSTEM_PROMPT = """You are Lunark, an assistant next to the user's crypto wallet.
 The user's address is {user_address}. The chat is on {network} (chain id {chain_id}, native currency {symbol}).
@@ -353,19 +389,29 @@ class Agent:
             turn.continuing = False  # only the turn's first model call continues
         if continuing:
             history.append(HumanMessage(CONTINUE_PROMPT))  # asked for this call only, never stored
-        chunks: list[Any] = []
+        # What the answer adds up to, without keeping a chunk object per token until the turn ends:
+        # a chunk that carries nothing but text (the usual token) is kept as its text only, in a
+        # run of texts; any other chunk is kept whole. ``_message_of`` merges them in order.
+        parts: list[Any] = []
+        kept: dict[str, Any] = {}  # the merged values of _SAME_WHEN_EQUAL so far
         try:
             # Streamed here rather than ainvoke'd under LangGraph's "messages" mode: the config
             # carries the node's callbacks, so tracing (and the "messages" mode of anyone who
             # streams the graph directly) still sees the chat model run and its tokens.
             async for chunk in self._model.astream(history, config):
-                chunks.append(chunk)
                 if isinstance(chunk, AIMessageChunk):
                     content = chunk.content
                     text = content if isinstance(content, str) else _text_of(content)
                     if text and turn is not None:
                         turn.token(text)
-            response = _message_of(chunks)
+                    if parts and _only_text(chunk, parts[0], kept):
+                        if not isinstance(parts[-1], list):
+                            parts.append([])
+                        parts[-1].append(content)
+                        continue
+                    _keep_metadata(kept, chunk)
+                parts.append(chunk)
+            response = _message_of([AIMessageChunk(content="".join(p)) if isinstance(p, list) else p for p in parts])
         except LunarkError:
             raise
         except Exception as exc:  # the model boundary: any provider failure is a model_error
@@ -377,13 +423,15 @@ class Agent:
             turn.cut = cut
         return {"messages": [response], "truncated_message": turn.message_id if cut and turn is not None else None}
 
+    # The routers are coroutines: LangGraph runs a plain function's route in a thread pool, one
+    # thread hop per step for a comparison.
     @staticmethod
-    def _after_agent(state: AgentState) -> str:
+    async def _after_agent(state: AgentState) -> str:
         last = state["messages"][-1]
         return "prepare" if isinstance(last, AIMessage) and last.tool_calls else END
 
     @staticmethod
-    def _after_prepare(state: AgentState) -> str:
+    async def _after_prepare(state: AgentState) -> str:
         if state.get("approval"):
             return "approve"
         return END if _called_directly(state["messages"]) else "agent"
@@ -397,13 +445,13 @@ class Agent:
         messages, proposals = await self._prepare_calls(
             ctx, [(c["id"] or "", c["name"], c["args"]) for c in last.tool_calls]
         )
-        return {
+        return _tools_ran({
             "messages": messages,
             "proposals": proposals,
             "approval": self._approval(proposals, ctx),
             "decisions": None,
             "chain_id": ctx.chain_id,
-        }
+        })
 
     async def _prepare_calls(
         self, ctx: ToolContext, calls: Sequence[tuple[str, str, Mapping[str, Any]]]
@@ -489,7 +537,11 @@ class Agent:
         # Pure before interrupt(): this node runs again from the top when resumed.
         approval = state.get("approval")
         assert approval is not None
-        answer = interrupt(approval)
+        try:
+            answer = interrupt(approval)
+        except GraphInterrupt:
+            get_stream_writer()({"type": _PAUSED, "approval": approval})  # for _run, which holds it
+            raise
         try:
             decisions = validate_decisions(approval, answer.get("decisions", []))
         except LunarkError:
@@ -550,13 +602,13 @@ class Agent:
         ctx.approval_id = new_id("apr_")
         ctx.expires_at = datetime.now(UTC) + timedelta(seconds=self.approval_ttl)
         reprepared, proposals_again = await self._prepare_calls(ctx, edits)
-        return {
+        return _tools_ran({
             "messages": messages + reprepared,
             "proposals": proposals_again,
             "approval": self._approval(proposals_again, ctx),
             "decisions": None,
             "chain_id": ctx.chain_id,
-        }
+        })
 
     # -- public API -----------------------------------------------------------------------------
 
@@ -568,15 +620,15 @@ class Agent:
         return {"configurable": {"thread_id": thread_id}, "recursion_limit": 50}
 
     @asynccontextmanager
-    async def _new_turn(self, thread_id: str) -> AsyncIterator[StateSnapshot]:
-        """Hold the chat's lock for a new turn and give its checkpoint; ``Busy`` while a turn runs
-        or an approval waits for a decision."""
+    async def _new_turn(self, thread_id: str, known: ChatSnapshot | None = None) -> AsyncIterator[StateSnapshot]:
+        """Hold the chat's lock for a new turn and give its checkpoint (``known``'s, if given: read
+        just before, no turn of the chat since); ``Busy`` while a turn runs or an approval waits."""
         await self.ready()
         lock = self._lock(thread_id)
         if lock.locked():
             raise Busy("A turn is already running in this chat.")
         async with lock:
-            snapshot = await self.graph.aget_state(self._config(thread_id))
+            snapshot = known.state if known is not None else await self.graph.aget_state(self._config(thread_id))
             pending = _pending_of(snapshot)
             if pending is not None:
                 raise Busy(
@@ -587,12 +639,17 @@ class Agent:
 
     async def pending_approval(self, thread_id: str) -> dict[str, Any] | None:
         """The approval this chat waits for, or None (also once it was decided, before it is applied)."""
-        pending = _pending_of(await self.graph.aget_state(self._config(thread_id)))
+        return (await self.snapshot(thread_id)).pending
+
+    async def snapshot(self, thread_id: str) -> ChatSnapshot:
+        """The chat's graph as it is now, with the approval it waits for (see ``pending_approval``)."""
+        state = await self.graph.aget_state(self._config(thread_id))
+        pending = _pending_of(state)
         if pending is not None and self._store is not None:
             record = await self._store.get_approval(pending["approval_id"])
             if record is not None and record.state != "pending":
-                return None
-        return pending
+                pending = None
+        return ChatSnapshot(state=state, pending=pending)
 
     async def unfinished(self, thread_id: str) -> tuple[str, str | None] | None:
         """Where a chat's graph stopped, if not at its end: ``("paused", approval_id)`` at an
@@ -621,13 +678,19 @@ class Agent:
         *,
         user_address: str,
         chain_id: int | None = None,
+        on_token: Callable[[str], None] | None = None,
+        snapshot: ChatSnapshot | None = None,
     ) -> AsyncIterator[AgentEvent]:
         """Run one turn for a user message; yields events until the answer ends or an approval is pending.
 
+        ``on_token``, when given, receives each token's text as the model streams it, and the
+        turn yields no ``token`` events (every other event is yielded as usual, in order after
+        the tokens that came before it). ``snapshot``: what ``snapshot()`` returned just before,
+        with no turn of this chat run since, so the turn does not read the chat's state again.
         Raises ``Busy`` while the chat waits for a decision on an earlier approval.
         """
-        async with self._new_turn(thread_id) as snapshot:
-            values = snapshot.values or {}
+        async with self._new_turn(thread_id, snapshot) as state:
+            values = state.values or {}
             history = values.get("messages", [])
             # Only a turn cut short (abort, crash) leaves calls unanswered: only then ask the store.
             settled = (
@@ -639,7 +702,8 @@ class Agent:
                 "user_address": user_address,
                 "chain_id": chain_id or values.get("chain_id") or self.default_chain_id,
             }
-            async with aclosing(self._run(thread_id, graph_input)) as events:  # an abort closes the run now
+            # An abort closes the run now.
+            async with aclosing(self._run(thread_id, graph_input, on_token=on_token)) as events:
                 async for event in events:
                     yield event
 
@@ -675,7 +739,9 @@ class Agent:
                 async for event in events:
                     yield event
 
-    async def continue_message(self, thread_id: str, message_id: str) -> AsyncIterator[AgentEvent]:
+    async def continue_message(
+        self, thread_id: str, message_id: str, *, on_token: Callable[[str], None] | None = None
+    ) -> AsyncIterator[AgentEvent]:
         """Go on with the answer ``message_id`` that the model cut at its output limit
         (``message_end`` with ``finish_reason: "length"``): yields ``token`` events for the same
         ``message_id`` and a new ``message_end``, with no ``message_start``. The model is asked
@@ -694,7 +760,7 @@ class Agent:
                     message_id=message_id,
                 )
             graph_input = cast(AgentState, {"messages": []})
-            async with aclosing(self._run(thread_id, graph_input, message_id=message_id)) as events:
+            async with aclosing(self._run(thread_id, graph_input, message_id=message_id, on_token=on_token)) as events:
                 async for event in events:
                     yield event
 
@@ -706,6 +772,7 @@ class Agent:
         *,
         by: str = "user",
         claimed: bool = False,
+        on_token: Callable[[str], None] | None = None,
     ) -> AsyncIterator[AgentEvent]:
         """Apply the user's decisions to the pending approval, exactly once, and continue the turn.
 
@@ -753,7 +820,7 @@ class Agent:
                                               approval_id=approval_id)
                     raise AlreadyDecided(f"Approval {approval_id} was already decided.", approval_id=approval_id)
             resume: Command[Any] = Command(resume={"decisions": checked, "by": by})
-            async with aclosing(self._run(thread_id, resume, resuming=pending)) as events:
+            async with aclosing(self._run(thread_id, resume, resuming=pending, on_token=on_token)) as events:
                 async for event in events:
                     if event["type"] == "message_end" and record is not None:
                         # Applied (the turn that resumed it ran): recovery leaves it alone from now on.
@@ -761,20 +828,27 @@ class Agent:
                         await store.finish_approval(approval_id)
                     yield event
 
-    async def carry_on(self, thread_id: str) -> AsyncIterator[AgentEvent]:
+    async def carry_on(
+        self, thread_id: str, *, on_token: Callable[[str], None] | None = None
+    ) -> AsyncIterator[AgentEvent]:
         """Run a turn that a restart interrupted after its decision was applied, from its checkpoint
         (the execute step finds its settlements already written and waits for their outcome)."""
         await self.ready()
-        async with self._lock(thread_id), aclosing(self._run(thread_id, None)) as events:
+        async with self._lock(thread_id), aclosing(self._run(thread_id, None, on_token=on_token)) as events:
             async for event in events:
                 yield event
 
-    async def expire(self, thread_id: str, approval_id: str) -> AsyncIterator[AgentEvent]:
+    async def expire(
+        self, thread_id: str, approval_id: str, *, on_token: Callable[[str], None] | None = None
+    ) -> AsyncIterator[AgentEvent]:
         """Resolve an expired approval as rejected (``by: "timeout"``): fail closed."""
         pending = await self.pending_approval(thread_id)
         count = len(pending["action_requests"]) if pending else 0
         rejects = [{"type": "reject", "message": "The approval expired."}] * count
-        resumed = cast("AsyncGenerator[AgentEvent]", self.resume(thread_id, approval_id, rejects, by="timeout"))
+        resumed = cast(
+            "AsyncGenerator[AgentEvent]",
+            self.resume(thread_id, approval_id, rejects, by="timeout", on_token=on_token),
+        )
         async with aclosing(resumed) as events:
             async for event in events:
                 yield event
@@ -819,11 +893,11 @@ class Agent:
 
     async def _run(
         self, thread_id: str, graph_input: AgentState | Command[Any] | None, *, message_id: str | None = None,
-        resuming: Mapping[str, Any] | None = None,
+        resuming: Mapping[str, Any] | None = None, on_token: Callable[[str], None] | None = None,
     ) -> AsyncGenerator[AgentEvent]:
         """One run of the graph as protocol events. With ``message_id`` it continues that message
         (no ``message_start``; the model goes on with the cut answer); ``resuming`` is the approval
-        a ``Command`` decides."""
+        a ``Command`` decides; ``on_token`` takes the tokens instead of ``token`` events (``stream``)."""
         continuing = message_id is not None
         message_id = message_id or new_id("msg_")
         started = time.monotonic()
@@ -837,11 +911,11 @@ class Agent:
         elif not isinstance(graph_input, Command):
             yield _thinking()
         finish = "stop"
-        turn = _Turn(message_id, continuing=continuing)
+        turn = _Turn(message_id, continuing=continuing, sink=on_token)
         config = self._config(thread_id)
         config["configurable"][_TURN_KEY] = turn
         parts: AsyncGenerator[Any] = self.graph.astream(  # type: ignore[assignment]
-            graph_input, config, stream_mode=_STREAM_MODES
+            graph_input, config, stream_mode=_STREAM_MODE
         )
         pump = asyncio.create_task(turn.pump(parts))
         pump.add_done_callback(turn.wake)
@@ -856,23 +930,22 @@ class Agent:
                     output_tokens += 1
                     yield {"type": "token", "message_id": message_id, "text": text}
                 if turn.part is not None:
-                    mode, payload = turn.part
+                    payload = turn.part
                     turn.part = None
-                    if mode == "custom":
+                    kind = payload.get("type")
+                    if kind == _PAUSED:
+                        # Held until the run is over: LangGraph writes the interrupt to the checkpoint
+                        # in the background, and only the end of the run awaits it.
+                        paused.append(payload["approval"])
+                    elif kind == _TOOLS_RAN:
+                        yield _thinking()  # the tools ran and nothing waits: the model is called again
+                    else:
                         event = dict(payload)
-                        if event.get("type") in ("tool_call",):
+                        if kind in ("tool_call",):
                             event["message_id"] = message_id
                         yield event
                         if event.get("status") == "running" and event.get("call_id") in signed:
                             yield {"type": "status", "text": "checking the transaction"}
-                    elif mode == "updates" and "__interrupt__" in payload:
-                        # Held until the run is over: LangGraph writes the interrupt to the checkpoint
-                        # in the background, and only the end of the run awaits it.
-                        paused.extend(item.value for item in payload["__interrupt__"])
-                    elif mode == "updates" and any(
-                        node in payload and not (payload[node] or {}).get("approval") for node in ("prepare", "execute")
-                    ):
-                        yield _thinking()  # the tools ran and nothing waits: the model is called again
                 elif pump.done():
                     pump.result()  # the graph's error, if it failed
                     break
@@ -898,6 +971,8 @@ class Agent:
                 pump.exception()  # retrieved: reported above, or by the abort's own exception
         if finish == "stop" and turn.cut:
             finish = "length"
+        if on_token is not None:  # the tokens went to on_token as the model streamed them
+            first_token, output_tokens = turn.first, turn.count
         elapsed = time.monotonic() - (first_token or started)
         yield {
             "type": "message_end",
@@ -1067,6 +1142,49 @@ def _message_of(chunks: Sequence[Any]) -> BaseMessage:
     for chunk in chunks[1:]:
         total = total + chunk
     return message_chunk_to_message(total)
+
+
+_SAME_WHEN_EQUAL = ("model_provider", "output_version")
+"""``response_metadata`` keys that merging two chunks keeps once when their values are equal."""
+
+
+def _only_text(chunk: AIMessageChunk, first: Any, kept: Mapping[str, Any]) -> bool:
+    """Whether merging ``chunk`` into a message that starts with ``first`` adds nothing but its text
+    (``add_ai_message_chunks``): str content, no kwargs, tool calls or usage, the same id, and no
+    metadata but keys equal to what the merge holds already (``kept``), which merge to themselves."""
+    if (
+        not isinstance(chunk.content, str)
+        or chunk.additional_kwargs
+        or chunk.tool_call_chunks
+        or chunk.usage_metadata is not None
+        or chunk.chunk_position is not None
+        or not isinstance(first, AIMessageChunk)
+        or not isinstance(first.content, str)
+        or (chunk.id is not None and chunk.id != first.id)
+    ):
+        return False
+    return all(key in _SAME_WHEN_EQUAL and kept.get(key) == value for key, value in chunk.response_metadata.items())
+
+
+def _keep_metadata(kept: dict[str, Any], chunk: AIMessageChunk) -> None:
+    """Follow ``merge_dicts`` for the ``_SAME_WHEN_EQUAL`` keys of a chunk kept whole."""
+    for key in _SAME_WHEN_EQUAL:
+        value = chunk.response_metadata.get(key)
+        if value is None:
+            continue
+        held = kept.get(key)
+        if held is None:
+            kept[key] = value
+        elif held != value:
+            kept[key] = held + value if isinstance(held, str) and isinstance(value, str) else held
+
+
+def _tools_ran(update: dict[str, Any]) -> dict[str, Any]:
+    """A prepare or execute step's update, reported to ``_run`` (``_TOOLS_RAN``) when it leaves no
+    approval waiting; written last, after the step's tool events, as its update came before."""
+    if not update.get("approval"):
+        get_stream_writer()({"type": _TOOLS_RAN})
+    return update
 
 
 def _text_of(content: Any) -> str:

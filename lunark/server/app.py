@@ -13,6 +13,7 @@ import asyncio
 import ipaddress
 import logging
 import os
+import sys
 from collections.abc import Mapping, Sequence
 from contextlib import AsyncExitStack
 from datetime import timedelta
@@ -53,6 +54,11 @@ WEB_ROOT = Path(__file__).resolve().parent.parent / "web"
 """The dApp's static files, served at ``/``."""
 
 SOCKETIO_ESM = WEB_ROOT.parent.parent / "node_modules" / "socket.io-client" / "dist" / "socket.io.esm.min.js"
+
+SWITCH_INTERVAL = 0.001
+"""Seconds a thread that wants the GIL waits before the running one must let go (Python: 5 ms).
+The store's and the checkpointer's threads give the GIL up at every SQLite call and must win it
+back from an event loop that may be busy: each time, up to a whole interval."""
 """socket.io-client's ES module build from the checkout's node_modules, served to the dApp at
 ``/vendor/socket.io.esm.min.js`` (no build step, no CDN)."""
 
@@ -149,7 +155,16 @@ class LunarkServer:
 
                 self.hub = ClusterHub(self.store, emit, self.relay, flush_interval=flush)
             else:
-                self.hub = Hub(self.store, emit, flush_interval=flush)
+                fanout = manager if isinstance(manager, FanoutManager) else None
+
+                def emit_now(event: str, data: dict[str, Any], rooms: list[str], text: str | None) -> None:
+                    assert fanout is not None
+                    fanout.emit_now(event, data, "/", rooms, text=text)
+
+                # Tokens logged and sent without a task or an await (lunark.server.hub); with Redis,
+                # every emit goes through the relay's gates instead.
+                self.hub = Hub(self.store, emit, flush_interval=flush,
+                               emit_now=emit_now if fanout is not None else None)
             self._stack.push_async_callback(self.hub.aclose)
             self.runner = Runner(self.agent, self.hub, self.store, turns=self.cluster,
                                  supersede=settings.approvals.on_new_message == "supersede",
@@ -222,6 +237,17 @@ class LunarkServer:
             logger.warning("settlement %s belongs to no chat here", record.settlement_id)
             return
         await self.hub.publish(record.chat_id, record.owner, event)
+
+    def tune_process(self, *, switch_interval: float | None = SWITCH_INTERVAL, **options: Any) -> Collector:
+        """What ``lunark serve`` sets for the process it runs in (undone at stop): start-up's objects
+        frozen and full garbage collections between turns (``schedule_collections``), and a shorter
+        GIL switch interval (``SWITCH_INTERVAL``)."""
+        collector = self.schedule_collections(**options)
+        if switch_interval is not None:
+            saved = sys.getswitchinterval()
+            sys.setswitchinterval(switch_interval)
+            self._stack.callback(sys.setswitchinterval, saved)
+        return collector
 
     def schedule_collections(self, **options: Any) -> Collector:
         """Freeze start-up's objects and run full garbage collections between turns, as

@@ -20,6 +20,15 @@ token stays its own event, and only the sending is batched.
 Any other event first flushes the buffer under the chat's lock, so events leave
 in the order they were published.
 
+The token path takes no task and no await when it can: given a store that logs
+without awaiting (``append_events_soon``) and an emit that sends without
+awaiting (``emit_now``), a flush whose chat's lock is free hands the tokens to
+the store and, in the store's callback, sends them and arms the next flush. One
+such flush at a time per chat (``sending``); whatever takes the lock waits for
+it first, so the order is the same either way. Nothing on that path waits for
+another chat: the store commits whatever appends are waiting together, and each
+chat's callback sends only its own events.
+
 Replays read the log in batches, so memory does not grow with the chat's length. A
 replay to a socket sends the bulk without the chat's lock (waiting for the client to
 catch up between batches), and only the tail that arrived meanwhile under it, so a slow
@@ -53,6 +62,13 @@ WALLET_EVENTS = frozenset(protocol.WALLET_EVENTS)
 
 Emit = Callable[[str, dict[str, Any], list[str]], Awaitable[None]]
 """Sends one event (name, payload) to rooms; the Socket.IO server's emit in production."""
+
+EmitNow = Callable[[str, dict[str, Any], list[str], str | None], None]
+"""Sends one event to rooms without awaiting, given its payload's JSON when at hand
+(``FanoutManager.emit_now``)."""
+
+AppendSoon = Callable[[str, list[tuple[str, dict[str, Any]]], Callable[[list[EventRecord] | Exception], None]], None]
+"""Logs events without awaiting and calls back with the records (``SqliteStore.append_events_soon``)."""
 
 
 class SubscriptionOverflow(Exception):
@@ -99,17 +115,24 @@ class _Chat:
     timer: asyncio.TimerHandle | None = None
     flushing: asyncio.Task[None] | None = None
     flush_pending: bool = False  # a flush task waits for the lock; it will take what is buffered
+    sending: bool = False  # a flush without the lock is being logged and sent
+    quiet: asyncio.Future[None] | None = None  # resolved when that flush is done, for whoever waits
     listeners: set[Subscription] = field(default_factory=set)
 
 
 class Hub:
     """Numbered, durable, coalesced fan-out of chat events."""
 
-    def __init__(self, store: Store, emit: Emit, *, flush_interval: float = 0.016) -> None:
+    def __init__(
+        self, store: Store, emit: Emit, *, flush_interval: float = 0.016, emit_now: EmitNow | None = None
+    ) -> None:
         self.store = store
         self._emit = emit
         self.flush_interval = flush_interval
         self._chats: dict[str, _Chat] = {}
+        append_soon: AppendSoon | None = getattr(store, "append_events_soon", None)
+        self._append_soon = append_soon if emit_now is not None else None
+        self._emit_now = emit_now
 
     def _chat(self, chat_id: str, owner: str) -> _Chat:
         chat = self._chats.get(chat_id)
@@ -124,6 +147,7 @@ class Hub:
             return
         chat = self._chat(chat_id, owner)
         async with chat.lock:
+            await self._quiet(chat)
             await self._flush_locked(chat_id, chat)
             await self._send_locked(chat_id, chat, [(event["type"], event)])
 
@@ -131,13 +155,64 @@ class Hub:
         """Buffer one token of a chat's message; it is logged and sent soon, in order, without waiting."""
         chat = self._chat(chat_id, owner)
         chat.buffer.append((message_id, text))
-        if chat.timer is not None or chat.flush_pending:
-            return  # a flush is on its way and takes this token too
+        if chat.timer is None and not chat.flush_pending and not chat.sending:
+            self._arm(chat_id, chat)
+        # else a flush is on its way, or one is being sent and arms the next when done: either takes this token
+
+    def _arm(self, chat_id: str, chat: _Chat) -> None:
+        """Flush now if the chat's last flush is an interval old (the leading edge), else at its end."""
         delay = chat.last_flush + self.flush_interval - time.monotonic()
         if delay <= 0:
-            self._schedule_flush(chat_id, chat)  # the leading edge: now
+            self._flush(chat_id, chat)
         else:
-            chat.timer = asyncio.get_running_loop().call_later(delay, self._schedule_flush, chat_id, chat)
+            chat.timer = asyncio.get_running_loop().call_later(delay, self._flush, chat_id, chat)
+
+    def _flush(self, chat_id: str, chat: _Chat) -> None:
+        """Flush the buffer: without a task when the chat's lock is free (see the module), else in one."""
+        chat.timer = None
+        if chat.flush_pending or chat.sending:
+            return  # that flush takes the buffer, or arms the next one when it is done
+        if self._append_soon is None or chat.lock.locked():
+            self._schedule_flush(chat_id, chat)
+            return
+        events = self._take_tokens(chat)
+        if not events:
+            return
+        chat.sending = True
+        try:
+            self._append_soon(chat_id, events, lambda outcome: self._sent(chat_id, chat, outcome))
+        except Exception:  # refused before anything was logged; as the task path does, say so
+            logger.exception("sending the tokens of chat %s failed", chat_id)
+            self._done_sending(chat_id, chat)
+
+    def _sent(self, chat_id: str, chat: _Chat, outcome: list[EventRecord] | Exception) -> None:
+        """The store's callback for a flush without the lock: send what it logged, then go on."""
+        try:
+            if isinstance(outcome, Exception):
+                logger.error("logging the tokens of chat %s failed", chat_id, exc_info=outcome)
+            else:
+                assert self._emit_now is not None
+                for record in outcome:
+                    self._emit_now(record.type, record.payload, self._rooms(chat_id, chat, record), record.text)
+                    for listener in chat.listeners:
+                        listener.put(record)
+        finally:
+            self._done_sending(chat_id, chat)
+
+    def _done_sending(self, chat_id: str, chat: _Chat) -> None:
+        chat.sending = False
+        quiet, chat.quiet = chat.quiet, None
+        if quiet is not None and not quiet.done():
+            quiet.set_result(None)  # whoever holds the lock goes on
+        if chat.buffer and chat.timer is None and not chat.flush_pending:
+            self._arm(chat_id, chat)  # tokens that came meanwhile (with the lock held: a task that waits for it)
+
+    async def _quiet(self, chat: _Chat) -> None:
+        """Wait for the flush being sent without the lock (called with the lock held)."""
+        while chat.sending:
+            if chat.quiet is None or chat.quiet.done():
+                chat.quiet = asyncio.get_running_loop().create_future()
+            await chat.quiet
 
     def _schedule_flush(self, chat_id: str, chat: _Chat) -> None:
         chat.timer = None
@@ -148,31 +223,41 @@ class Hub:
         try:
             async with chat.lock:
                 chat.flush_pending = False
+                await self._quiet(chat)
                 await self._flush_locked(chat_id, chat)
         except Exception:  # nobody awaits this task: say what went wrong
             logger.exception("sending the tokens of chat %s failed", chat_id)
 
-    async def _flush_locked(self, chat_id: str, chat: _Chat) -> None:
+    def _take_tokens(self, chat: _Chat) -> list[tuple[str, dict[str, Any]]]:
+        """The buffered tokens as events, the buffer emptied."""
         if chat.timer is not None:
             chat.timer.cancel()
             chat.timer = None
         if not chat.buffer:
-            return
+            return []
         tokens, chat.buffer = chat.buffer, []
         chat.last_flush = time.monotonic()
         if self.flush_interval > 0:
             # One event per run of the same message's tokens (a new message starts a new event).
             tokens = [(m, "".join(text for _, text in run)) for m, run in groupby(tokens, key=itemgetter(0))]
-        events = [("token", {"type": "token", "message_id": m, "text": text}) for m, text in tokens]
-        await self._send_locked(chat_id, chat, events)
+        return [("token", {"type": "token", "message_id": m, "text": text}) for m, text in tokens]
+
+    async def _flush_locked(self, chat_id: str, chat: _Chat) -> None:
+        events = self._take_tokens(chat)
+        if events:
+            await self._send_locked(chat_id, chat, events)
+
+    @staticmethod
+    def _rooms(chat_id: str, chat: _Chat, record: EventRecord) -> list[str]:
+        rooms = [f"chat:{chat_id}"]
+        if record.type in WALLET_EVENTS:
+            rooms.append(f"user:{chat.owner}")
+        return rooms
 
     async def _send_locked(self, chat_id: str, chat: _Chat, events: list[tuple[str, dict[str, Any]]]) -> None:
         records = await self.store.append_events(chat_id, events)
         for record in records:
-            rooms = [f"chat:{chat_id}"]
-            if record.type in WALLET_EVENTS:
-                rooms.append(f"user:{chat.owner}")
-            await self._emit(record.type, record.payload, rooms)
+            await self._emit(record.type, record.payload, self._rooms(chat_id, chat, record))
             for listener in chat.listeners:
                 listener.put(record)
 
@@ -184,6 +269,7 @@ class Hub:
         chat = self._chat(chat_id, owner)
         subscription = Subscription(max_pending)
         async with chat.lock:
+            await self._quiet(chat)
             subscription.snapshot_seq = await self.store.last_seq(chat_id)
             chat.listeners.add(subscription)
         try:
@@ -215,6 +301,7 @@ class Hub:
                 await send(record)
             last, sent = records[-1].seq, sent + len(records)
         async with chat.lock:
+            await self._quiet(chat)
             while True:
                 records = await self.store.events_after(chat_id, last, limit=batch)
                 for record in records:
@@ -233,3 +320,4 @@ class Hub:
             if chat.flushing is not None:
                 with suppress(asyncio.CancelledError):
                     await chat.flushing
+            await self._quiet(chat)

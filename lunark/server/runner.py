@@ -113,18 +113,20 @@ class Runner:
                 record = again
             where = await self.agent.unfinished(chat.chat_id)
             self._decided[record.approval_id] = record.by or "user"
+            answer = _Answer(self.hub, chat)
             if where == ("paused", record.approval_id):
                 events = self.agent.resume(
-                    chat.chat_id, record.approval_id, record.decisions or [], by=record.by or "user", claimed=True
+                    chat.chat_id, record.approval_id, record.decisions or [], by=record.by or "user", claimed=True,
+                    on_token=answer.token,
                 )
             elif where == ("interrupted", None):
-                events = self.agent.carry_on(chat.chat_id)
+                events = self.agent.carry_on(chat.chat_id, on_token=answer.token)
             else:
                 await self.store.finish_approval(record.approval_id)
                 return
             logger.info("resuming chat %s after a restart (approval %s)", chat.chat_id, record.approval_id)
             self._resumed[chat.chat_id] = record.approval_id
-            self._start(chat, events)
+            self._start(chat, events, answer)
             started = True
         finally:
             if not started:
@@ -164,10 +166,12 @@ class Runner:
                         return stored.message_id
                 raise Busy("A turn is already running in this chat.", chat_id=chat.chat_id)
             claimed = self.turns is not None
-            pending = await self.agent.pending_approval(chat.chat_id)
+            snapshot = await self.agent.snapshot(chat.chat_id)  # handed to the turn: one read, not two
+            pending = snapshot.pending
             if pending is not None and self.supersede and not await self._stored(chat, client_message_id):
                 await self._supersede(chat, pending)
-                pending = await self.agent.pending_approval(chat.chat_id)
+                snapshot = await self.agent.snapshot(chat.chat_id)
+                pending = snapshot.pending
             if pending is not None:
                 # Refused before storing: a stored message would show in the chat without ever being
                 # answered, and its client_message_id would turn the retry (after the decision) into
@@ -190,10 +194,12 @@ class Runner:
                 chat.owner,
                 {"type": "message_start", "message_id": record.message_id, "role": "user", "content": content},
             )
+            answer = _Answer(self.hub, chat)
             events = self.agent.stream(
-                chat.chat_id, content, user_address=to_checksum_address(chat.owner), chain_id=chat.chain_id
+                chat.chat_id, content, user_address=to_checksum_address(chat.owner), chain_id=chat.chain_id,
+                on_token=answer.token, snapshot=snapshot,
             )
-            self._start(chat, events, inflight=key)
+            self._start(chat, events, answer, inflight=key)
             claimed = False  # the turn's task releases it
             return record.message_id
         finally:
@@ -254,9 +260,10 @@ class Runner:
                     "model's output limit can be continued.",
                     message_id=message_id,
                 )
-            events = self.agent.continue_message(chat.chat_id, message_id)
+            answer = _Answer(self.hub, chat, message_id)
+            events = self.agent.continue_message(chat.chat_id, message_id, on_token=answer.token)
             first = await anext(events)  # validation happens before the first event
-            self._start(chat, _prepend(first, events), continuing=message_id)
+            self._start(chat, _prepend(first, events), answer, continuing=message_id)
         finally:
             self._reserved.discard(chat.chat_id)
 
@@ -302,7 +309,8 @@ class Runner:
             if self.turns is not None:
                 await self._claim_for_decision(chat.chat_id, approval_id)
                 claimed = True
-            events = self.agent.resume(chat.chat_id, approval_id, decisions, by=by)
+            answer = _Answer(self.hub, chat)
+            events = self.agent.resume(chat.chat_id, approval_id, decisions, by=by, on_token=answer.token)
             first = await anext(events)  # validation happens before the first event
         except ApprovalExpired:
             self._decided.pop(approval_id, None)
@@ -319,7 +327,7 @@ class Runner:
             raise
         self._trim_decided()
         self._resumed[chat.chat_id] = approval_id
-        self._start(chat, _prepend(first, events), resumed=approval_id)
+        self._start(chat, _prepend(first, events), answer, resumed=approval_id)
         self._reserved.discard(chat.chat_id)
 
     async def _claim_for_decision(self, chat_id: str, approval_id: str) -> None:
@@ -374,8 +382,9 @@ class Runner:
         self._decided[approval_id] = "timeout"
         self._asked.pop(chat.chat_id, None)
         self._reserved.add(chat.chat_id)
+        answer = _Answer(self.hub, chat)
         try:
-            events = self.agent.expire(chat.chat_id, approval_id)
+            events = self.agent.expire(chat.chat_id, approval_id, on_token=answer.token)
             first = await anext(events)
         except BaseException:
             self._decided.pop(approval_id, None)
@@ -383,7 +392,7 @@ class Runner:
             self._release_turn(chat.chat_id)
             raise
         self._resumed[chat.chat_id] = approval_id
-        self._start(chat, _prepend(first, events))
+        self._start(chat, _prepend(first, events), answer)
         self._reserved.discard(chat.chat_id)
 
     async def check_pending(self, chat: ChatRecord) -> dict[str, Any] | None:
@@ -417,10 +426,14 @@ class Runner:
         return True
 
     def _start(
-        self, chat: ChatRecord, events: AsyncIterator[AgentEvent], *, inflight: tuple[str, str] | None = None,
-        continuing: str | None = None, resumed: str | None = None,
+        self, chat: ChatRecord, events: AsyncIterator[AgentEvent], answer: _Answer | None = None, *,
+        inflight: tuple[str, str] | None = None, continuing: str | None = None, resumed: str | None = None,
     ) -> None:
-        task = asyncio.create_task(self._drive(chat, events, continuing, resumed), name=f"lunark-turn-{chat.chat_id}")
+        """Drive ``events`` in a task of its own; ``answer`` is the one whose ``token`` the turn was
+        given as ``on_token`` (a turn started without one yields its tokens as events instead)."""
+        answer = answer or _Answer(self.hub, chat, continuing)
+        task = asyncio.create_task(self._drive(chat, events, answer, continuing, resumed),
+                                   name=f"lunark-turn-{chat.chat_id}")
         self._tasks[chat.chat_id] = task
 
         def done(_: asyncio.Task[None]) -> None:
@@ -434,15 +447,16 @@ class Runner:
         task.add_done_callback(done)
 
     async def _drive(
-        self, chat: ChatRecord, events: AsyncIterator[AgentEvent], continuing: str | None = None,
+        self, chat: ChatRecord, events: AsyncIterator[AgentEvent], answer: _Answer, continuing: str | None = None,
         resumed: str | None = None,
     ) -> None:
-        """``continuing``: the message this turn appends to (it sends no ``message_start``);
+        """``answer`` keeps the turn's text (its ``token`` takes the tokens the agent hands over);
+        ``continuing``: the message this turn appends to (it sends no ``message_start``);
         ``resumed``: the approval whose decision this turn applies (reopened if the turn fails first)."""
         chat_id, owner = chat.chat_id, chat.owner
         message_id: str | None = continuing
         continued = continuing is not None  # a continuation has no message_start: one message throughout
-        text: list[str] = []
+        text = answer.text
         ended = False
         failed = False
         handling: asyncio.Future[None] | None = None
@@ -451,8 +465,9 @@ class Runner:
                 kind = event["type"]
                 if kind == "message_start":
                     message_id, ended = event["message_id"], False
-                elif kind == "token":
-                    # The hot path: synchronous, so an abort cannot cut it in half, and no task per token.
+                    answer.message_id = message_id  # before the graph runs: no token comes earlier
+                elif kind == "token":  # tokens the agent yields rather than hands to answer.token
+                    # Synchronous, so an abort cannot cut it in half, and no task per token.
                     text.append(event["text"])
                     self.hub.publish_token(chat_id, owner, event["message_id"], event["text"])
                     continue
@@ -566,6 +581,29 @@ class Runner:
         for task in list(self._tasks.values()):
             with suppress(asyncio.CancelledError):
                 await task
+
+
+class _Answer:
+    """A turn's assistant message as the runner keeps it: its id, and its text for the stored answer.
+
+    ``token`` is the hot path, called by the agent node as the model streams each token: it is
+    synchronous (an abort cannot cut it in half), and hands the token to the hub without an
+    event, a task or a wake-up in between."""
+
+    __slots__ = ("chat_id", "hub", "message_id", "owner", "text")
+
+    def __init__(self, hub: Hub, chat: ChatRecord, message_id: str | None = None) -> None:
+        self.hub = hub
+        self.chat_id = chat.chat_id
+        self.owner = chat.owner
+        self.message_id = message_id
+        """Set by ``message_start`` (a continuation starts with the message it appends to)."""
+        self.text: list[str] = []
+
+    def token(self, text: str) -> None:
+        assert self.message_id is not None, "message_start comes before any token"
+        self.text.append(text)
+        self.hub.publish_token(self.chat_id, self.owner, self.message_id, text)
 
 
 async def _prepend(first: AgentEvent, rest: AsyncIterator[AgentEvent]) -> AsyncIterator[AgentEvent]:

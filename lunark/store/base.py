@@ -8,7 +8,7 @@ Protocol for deployments beyond one machine.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -77,6 +77,9 @@ class EventRecord:
     """The full wire event, including ``type``, ``chat_id``, ``seq`` and ``ts``."""
     ts: float
     """When it was logged (unix seconds)."""
+    text: str | None = field(default=None, compare=False, repr=False)
+    """``payload`` as compact JSON, when the store has it at hand (it logged it so), for senders
+    that can reuse it instead of encoding the payload again."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager, suppress
@@ -53,6 +54,8 @@ from lunark.store.base import (
 )
 
 __all__ = ["SCHEMA_VERSION", "PostgresStore", "advisory_key", "open_checkpointer"]
+
+logger = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 2
 """The schema this code writes; a database with a newer one is refused."""
@@ -351,7 +354,7 @@ class _Append:
     chat_id: str
     events: list[tuple[str, dict[str, Any], str]]
     """(type, the event without ``seq`` and ``ts``, its JSON without the closing brace)."""
-    done: asyncio.Future[list[EventRecord]]
+    done: Callable[[list[EventRecord] | Exception], None]
 
 
 _APPEND = (
@@ -573,17 +576,38 @@ class PostgresStore:
         process one after the other."""
         if not events:
             return []
+        done: asyncio.Future[list[EventRecord]] = asyncio.get_running_loop().create_future()
+
+        def answer(outcome: list[EventRecord] | Exception) -> None:
+            if done.done():
+                return  # its caller was cancelled; the events are logged all the same
+            if isinstance(outcome, Exception):
+                done.set_exception(outcome)
+            else:
+                done.set_result(outcome)
+
+        self.append_events_soon(chat_id, events, answer)
+        return await done
+
+    def append_events_soon(
+        self, chat_id: str, events: Sequence[tuple[str, dict[str, Any]]],
+        done: Callable[[list[EventRecord] | Exception], None],
+    ) -> None:
+        """``append_events`` without awaiting: ``done`` gets the records (or the error) on the event
+        loop once they are committed, each with the JSON that was logged as its ``text``. Appends
+        are answered in the order they were made (as in the SQLite store).
+
+        Raises at once what refuses the events before anything is logged (unserializable payloads,
+        a closed store)."""
         if self._pool is None:
             raise LunarkError("The store is closed.")
         prepared = []
         for type_, payload in events:
             event = {**payload, "type": type_, "chat_id": chat_id}
             prepared.append((type_, event, _dumps(event)[:-1]))  # refused here, before anything is logged
-        done: asyncio.Future[list[EventRecord]] = asyncio.get_running_loop().create_future()
         self._appends.append(_Append(chat_id, prepared, done))
         if self._appender is None:
             self._appender = asyncio.ensure_future(self._append_pending())
-        return await done
 
     async def _append_pending(self) -> None:
         try:
@@ -594,17 +618,21 @@ class PostgresStore:
                     outcomes = await self._run(partial(_append_batch, batch=batch, ts=ts))
                 except Exception as exc:  # the transaction failed (connection lost...): none was logged
                     outcomes = [exc] * len(batch)
+                stamp = f',"ts":{ts!r}}}'
                 for append, outcome in zip(batch, outcomes, strict=True):
-                    if append.done.done():
-                        continue  # its caller was cancelled; the events are logged all the same
+                    result: list[EventRecord] | Exception
                     if isinstance(outcome, Exception):
-                        append.done.set_exception(outcome)
-                        continue
-                    records = []
-                    for seq, (type_, event, _) in enumerate(append.events, outcome + 1):
-                        event["seq"], event["ts"] = seq, ts
-                        records.append(EventRecord(chat_id=append.chat_id, seq=seq, type=type_, payload=event, ts=ts))
-                    append.done.set_result(records)
+                        result = outcome
+                    else:
+                        result = []
+                        for seq, (type_, event, head) in enumerate(append.events, outcome + 1):
+                            event["seq"], event["ts"] = seq, ts
+                            result.append(EventRecord(chat_id=append.chat_id, seq=seq, type=type_, payload=event,
+                                                      ts=ts, text=f'{head},"seq":{seq}{stamp}'))
+                    try:
+                        append.done(result)
+                    except Exception:  # one caller's failure must not keep the others waiting
+                        logger.exception("handling the append of chat %s failed", append.chat_id)
         finally:
             self._appender = None
 
