@@ -1,22 +1,7 @@
 """The agent: a LangGraph task graph with a human-in-the-loop approval gate.
 
-```
-START -> agent --(tool calls)--> prepare --(needs approval)--> approve -> execute -> agent
-           |                        |                            ^            |
-           +--(answer)--> END       +--(all ran)--> agent        +--(edits)---+
-```
-
-- ``agent`` calls the chat model with the tools bound.
-- ``prepare`` validates each call, applies the policy and builds what the user
-  will see; calls that need no approval run here. Its output is checkpointed,
-  so nothing is prepared twice.
-- ``approve`` holds one ``interrupt()`` for every action of the turn. It is pure
-  before the interrupt: it re-runs on resume, and must not touch the chain.
-- ``execute`` applies each decision: approve runs the action, reject tells the
-  model, edit re-validates, re-prepares and asks again (what executes is
-  exactly what the user saw).
-
-Errors become tool messages in exactly one place, ``_tool_error``.
+Its pieces: the graph's nodes (``lunark.graph.nodes``), one run of it as protocol events (the turn
+pump, ``lunark.graph.turn``) and its construction from settings (``lunark.graph.construction``).
 
 Use it through ``Agent``::
 
@@ -31,163 +16,52 @@ Use it through ``Agent``::
 from __future__ import annotations
 
 import asyncio
-import json
-import logging
-import os
-import time
-from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
-from contextlib import AsyncExitStack, aclosing, asynccontextmanager
-from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from contextlib import AbstractAsyncContextManager, aclosing, asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, cast
+from typing import Any, Self, cast
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import (
     AIMessage,
-    AIMessageChunk,
-    BaseMessage,
     HumanMessage,
-    SystemMessage,
     ToolMessage,
-    message_chunk_to_message,
 )
-from langchain_core.messages.ai import add_ai_message_chunks
 from langchain_core.runnables import Runnable, RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
-from langgraph.config import get_stream_writer
-from langgraph.errors import GraphInterrupt
-from langgraph.graph import END, START, StateGraph
-from langgraph.types import Command, StateSnapshot, StreamMode, interrupt
+from langgraph.types import Command, StateSnapshot
 from pydantic import ValidationError
 
 from lunark.chain.client import ChainClients
-from lunark.chain.signer import LocalSigner, Signer
+from lunark.chain.signer import Signer
 from lunark.chain.types import prepared_from_state
 from lunark.config import Settings
 from lunark.errors import (
     AlreadyDecided,
     ApprovalExpired,
     Busy,
-    ConfigError,
     InvalidInput,
     LunarkError,
-    ModelError,
     NoPendingApproval,
 )
-from lunark.graph.approval import ALL_DECISIONS, ApproveDecision, validate_decisions
-from lunark.graph.checkpoints import ThreadedSqliteSaver
+from lunark.graph.approval import ApproveDecision, validate_decisions
+from lunark.graph.construction import open_agent
+from lunark.graph.nodes import DIRECT, GraphNodes, parse_time, succeeded, tool_error, tool_ok
 from lunark.graph.state import AgentState
-from lunark.ids import new_id
-from lunark.models.factory import aclose_chat_model, bind_tools_with_fallbacks
-from lunark.models.planner import CONTINUE_PROMPT, OfflinePlanner
+from lunark.graph.turn import AgentEvent, run_turn
+from lunark.models.factory import aclose_chat_model
 from lunark.networks import NetworkRegistry
 from lunark.settlement import Settlements
 from lunark.store.base import ApprovalRecord, SettlementRecord, Store
-from lunark.store.factory import open_store
 from lunark.store.sqlite import SqliteStore
-from lunark.tools.base import Proposal, Tool, ToolContext, needs_approval, validate_args
+from lunark.tools.base import Tool, validate_args
 from lunark.tools.policy import SpendingPolicy
-from lunark.tools.registry import ToolSet, default_tools, load_plugins
+from lunark.tools.registry import ToolSet, default_tools
 from lunark.tools.transfer import settlement_result
 
 __all__ = ["SYSTEM_PROMPT", "Agent", "AgentEvent", "ChatSnapshot"]
-
-logger = logging.getLogger(__name__)
-
-_STREAM_MODE: StreamMode = "custom"
-"""The tools' events, and the nodes' own reports (``_PAUSED``, ``_TOOLS_RAN``). No ``"messages"``
-mode: the agent node hands its model's text deltas to ``_run`` through a ``_Turn`` instead, which
-costs far less per token than LangChain's token callbacks feeding LangGraph's stream (see
-``_Turn``). No ``"updates"`` mode either: of every step's update, ``_run`` needs only two facts,
-which the nodes report themselves, so LangGraph makes and hands over no part for each step."""
-
-_PAUSED = "__lunark_paused"
-"""The custom part the approve node writes when its ``interrupt()`` pauses the run: the approval."""
-
-_TOOLS_RAN = "__lunark_tools_ran"
-"""The custom part the prepare and execute nodes write last when they leave no approval waiting
-(the model is called again, or the turn ends): ``_run`` says "thinking…"."""
-
-_TURN_KEY = "__lunark_turn"
-"""Where the run's ``configurable`` carries its ``_Turn`` to the agent node (``__`` keys stay
-out of checkpoint and tracing metadata)."""
-
-
-class _Turn:
-    """One turn's events, in order: the agent node's tokens and the graph's stream parts.
-
-    Tokens skip LangGraph's stream: the agent node calls ``token``, which hands the text to the
-    caller's ``sink`` at once when there is one (the server's runner: no event, no wake-up, no
-    generator between the model and the hub), else queues it for ``_run`` to yield (a deque
-    append, plus one wake-up when ``_run`` sleeps). The graph's stream is read by ``pump``, a
-    task that hands ``_run`` one part at a time and reads the next only once ``_run`` waits
-    again, so the graph advances no faster than the turn is consumed, as when ``_run`` iterated
-    it itself.
-
-    Order: ``_run`` yields the queued tokens before the next part. A part comes from the step
-    that wrote it, LangGraph yields all of a step's parts before it
-    starts the next step, and the agent node runs alone in its step and writes no parts; so
-    every token queued when a part arrives was streamed before that part was written.
-    """
-
-    __slots__ = ("_taken", "_waiter", "continuing", "count", "cut", "first", "message_id", "part", "sink", "tokens")
-
-    def __init__(
-        self, message_id: str = "", *, continuing: bool = False, sink: Callable[[str], None] | None = None
-    ) -> None:
-        self.sink = sink
-        self.tokens: deque[str] = deque()
-        self.count = 0
-        self.first: float | None = None
-        """When the first token came from the model (``time.monotonic``)."""
-        self.part: Any = None
-        self.message_id = message_id
-        """The protocol message the turn writes (what ``truncated_message`` records)."""
-        self.continuing = continuing
-        """The turn's first model call goes on with the cut answer (``continue_message``)."""
-        self.cut = False
-        """The model's last reply stopped at its output limit."""
-        self._taken: asyncio.Future[None] | None = None
-        self._waiter: asyncio.Future[None] | None = None
-
-    def token(self, text: str) -> None:
-        if self.first is None:
-            self.first = time.monotonic()
-        self.count += 1
-        if self.sink is not None:
-            self.sink(text)
-            return
-        self.tokens.append(text)
-        if self._waiter is not None:
-            self.wake()
-
-    def wake(self, _: object = None) -> None:
-        waiter, self._waiter = self._waiter, None
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    async def wait(self) -> None:
-        """Let the pump go on past the part ``_run`` took, then sleep until there is more."""
-        taken, self._taken = self._taken, None
-        if taken is not None and not taken.done():
-            taken.set_result(None)
-        self._waiter = asyncio.get_running_loop().create_future()
-        await self._waiter
-
-    async def pump(self, parts: AsyncGenerator[Any]) -> None:
-        async with aclosing(parts):  # an abort must finalize the graph run, not leave it to the GC
-            async for part in parts:
-                self.part = part
-                self._taken = asyncio.get_running_loop().create_future()
-                self.wake()
-                await self._taken
-
-
-AgentEvent = dict[str, Any]
-"""A protocol chat event without ``chat_id``/``seq``/``ts`` (the server's hub adds them)."""
-
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ChatSnapshot:
@@ -199,6 +73,7 @@ class ChatSnapshot:
     pending: dict[str, Any] | None
     """The approval the chat waits for, as ``Agent.pending_approval`` says."""
 
+
 SYSTEM_PROMPT = """You are Lunark, an assistant next to the user's crypto wallet.
 The user's address is {user_address}. The chat is on {network} (chain id {chain_id}, native currency {symbol}).
 You can read balances, prepare transfers and switch networks with your tools. Every transfer and
@@ -207,60 +82,7 @@ Never say funds moved unless a tool result says the transaction was confirmed. A
 ("0.5" ETH), never in wei. If a tool returns an error or a rejection, explain it plainly."""
 
 
-def _thinking() -> AgentEvent:
-    return {"type": "status", "text": "thinking…"}  # a new dict each time: consumers may add to events
-
-_LENGTH_REASONS = frozenset({"length", "max_tokens"})
-"""Providers' words for "stopped at the output limit": OpenAI-compatible ``finish_reason``
-"length", Anthropic's ``stop_reason`` "max_tokens"."""
-
-
-def _at_output_limit(message: BaseMessage) -> bool:
-    metadata = message.response_metadata or {}
-    return bool({metadata.get("finish_reason"), metadata.get("stop_reason")} & _LENGTH_REASONS)
-
-
-def _continued(cut: BaseMessage, more: BaseMessage) -> AIMessage:
-    """The cut answer with the continuation appended, under the cut one's id (``add_messages``
-    replaces it): the history holds one answer, as the user sees one message."""
-    def text(message: BaseMessage) -> str:
-        return message.content if isinstance(message.content, str) else _text_of(message.content)
-
-    return AIMessage(
-        content=text(cut) + text(more),
-        id=cut.id,
-        tool_calls=more.tool_calls if isinstance(more, AIMessage) else [],
-        response_metadata=dict(more.response_metadata),
-    )
-
-
-def _tool_error(call_id: str, name: str, exc: LunarkError) -> ToolMessage:
-    """The one place an error becomes what the model reads."""
-    return ToolMessage(
-        content=json.dumps({"status": "error", "error": exc.to_dict()}, default=str),
-        tool_call_id=call_id,
-        name=name,
-        status="error",
-    )
-
-
-def _tool_ok(call_id: str, name: str, result: Any, *, ok: bool = True) -> ToolMessage:
-    return ToolMessage(
-        content=json.dumps(result, default=str),
-        tool_call_id=call_id,
-        name=name,
-        status="success" if ok else "error",
-    )
-
-
-def _succeeded(result: Any) -> bool:
-    """A transaction result is a success only when it is confirmed (or mined, on the way)."""
-    if isinstance(result, Mapping) and "tx_hash" in result and "status" in result:
-        return result["status"] in ("confirmed", "mined")
-    return True
-
-
-class Agent:
+class Agent(GraphNodes):
     """An LLM agent whose state-changing tools wait for the user's decision.
 
     One ``Agent`` serves many chats (``thread_id``). It owns no sockets: callers
@@ -320,20 +142,6 @@ class Agent:
         self._retired.append(self._model)
         self._model = binder(self.tools.schemas())
 
-    # -- graph -----------------------------------------------------------------------------------
-
-    def _build(self) -> StateGraph[AgentState]:
-        builder: StateGraph[AgentState] = StateGraph(AgentState)
-        builder.add_node("agent", self._agent_node)
-        builder.add_node("prepare", self._prepare_node)
-        builder.add_node("approve", self._approve_node)
-        builder.add_node("execute", self._execute_node)
-        builder.add_edge(START, "agent")
-        builder.add_conditional_edges("agent", self._after_agent, ["prepare", END])
-        builder.add_conditional_edges("prepare", self._after_prepare, ["approve", "agent", END])
-        builder.add_edge("approve", "execute")
-        builder.add_conditional_edges("execute", self._after_prepare, ["approve", "agent", END])
-        return builder
 
     async def ready(self) -> Store:
         """The store of approvals, settlements and spend (an in-memory one unless given)."""
@@ -356,259 +164,6 @@ class Agent:
     def settlements(self) -> Settlements:
         assert self._settlements is not None, "await agent.ready() first"
         return self._settlements
-
-    def _context(self, state: AgentState, config: RunnableConfig) -> ToolContext:
-        writer = get_stream_writer()
-        return ToolContext(
-            user_address=state["user_address"],
-            chain_id=state["chain_id"],
-            registry=self.registry,
-            clients=self.clients,
-            policy=self.policy,
-            ledger=self.store,
-            signer=self.signer,
-            emit=writer,
-            track_timeout=self.track_timeout,
-            verify_timeout=self.verify_timeout,
-            chat_id=str(config.get("configurable", {}).get("thread_id", "")),
-            settlements=self.settlements,
-        )
-
-    async def _agent_node(self, state: AgentState, config: RunnableConfig) -> dict[str, Any]:
-        network = self.registry.get(state["chain_id"])
-        prompt = self.system_prompt.format(
-            user_address=state["user_address"],
-            network=network.display_name,
-            chain_id=network.chain_id,
-            symbol=network.symbol,
-        )
-        turn: _Turn | None = config.get("configurable", {}).get(_TURN_KEY)
-        history: list[BaseMessage] = [SystemMessage(prompt), *state["messages"]]
-        continuing = turn is not None and turn.continuing
-        if turn is not None:
-            turn.continuing = False  # only the turn's first model call continues
-        if continuing:
-            history.append(HumanMessage(CONTINUE_PROMPT))  # asked for this call only, never stored
-        # What the answer adds up to, without keeping a chunk object per token until the turn ends:
-        # a chunk that carries nothing but text (the usual token) is kept as its text only, in a
-        # run of texts; any other chunk is kept whole. ``_message_of`` merges them in order.
-        parts: list[Any] = []
-        kept: dict[str, Any] = {}  # the merged values of _SAME_WHEN_EQUAL so far
-        try:
-            # Streamed here rather than ainvoke'd under LangGraph's "messages" mode: the config
-            # carries the node's callbacks, so tracing (and the "messages" mode of anyone who
-            # streams the graph directly) still sees the chat model run and its tokens.
-            async for chunk in self._model.astream(history, config):
-                if isinstance(chunk, AIMessageChunk):
-                    content = chunk.content
-                    text = content if isinstance(content, str) else _text_of(content)
-                    if text and turn is not None:
-                        turn.token(text)
-                    if parts and _only_text(chunk, parts[0], kept):
-                        if not isinstance(parts[-1], list):
-                            parts.append([])
-                        parts[-1].append(content)
-                        continue
-                    _keep_metadata(kept, chunk)
-                parts.append(chunk)
-            response = _message_of([AIMessageChunk(content="".join(p)) if isinstance(p, list) else p for p in parts])
-        except LunarkError:
-            raise
-        except Exception as exc:  # the model boundary: any provider failure is a model_error
-            raise ModelError(f"The model failed: {exc}", model_error=type(exc).__name__) from exc
-        cut = _at_output_limit(response)
-        if continuing:
-            response = _continued(state["messages"][-1], response)
-        if turn is not None:
-            turn.cut = cut
-        return {"messages": [response], "truncated_message": turn.message_id if cut and turn is not None else None}
-
-    # The routers are coroutines: LangGraph runs a plain function's route in a thread pool, one
-    # thread hop per step for a comparison.
-    @staticmethod
-    async def _after_agent(state: AgentState) -> str:
-        last = state["messages"][-1]
-        return "prepare" if isinstance(last, AIMessage) and last.tool_calls else END
-
-    @staticmethod
-    async def _after_prepare(state: AgentState) -> str:
-        if state.get("approval"):
-            return "approve"
-        return END if _called_directly(state["messages"]) else "agent"
-
-    async def _prepare_node(self, state: AgentState, config: RunnableConfig) -> dict[str, Any]:
-        last = state["messages"][-1]
-        assert isinstance(last, AIMessage)
-        ctx = self._context(state, config)
-        ctx.approval_id = new_id("apr_")
-        ctx.expires_at = datetime.now(UTC) + timedelta(seconds=self.approval_ttl)
-        messages, proposals = await self._prepare_calls(
-            ctx, [(c["id"] or "", c["name"], c["args"]) for c in last.tool_calls]
-        )
-        return _tools_ran({
-            "messages": messages,
-            "proposals": proposals,
-            "approval": self._approval(proposals, ctx),
-            "decisions": None,
-            "chain_id": ctx.chain_id,
-        })
-
-    async def _prepare_calls(
-        self, ctx: ToolContext, calls: Sequence[tuple[str, str, Mapping[str, Any]]]
-    ) -> tuple[list[ToolMessage], list[dict[str, Any]]]:
-        messages: list[ToolMessage] = []
-        proposals: list[dict[str, Any]] = []
-        switching: str | None = None
-        for call_id, name, raw_args in calls:
-            emit = _emitter(ctx, call_id)
-            if switching is not None:
-                # Never prepared on the network the user is leaving: once the switch is approved the
-                # agent plans this call again there.
-                deferred = {"status": "deferred", "action": name, "args": dict(raw_args), "message": (
-                    f"Not prepared: it follows the switch to {switching}. Once the switch is approved, "
-                    "call it again to prepare it on the new network.")}
-                emit({"type": "tool_call", "call_id": call_id, "name": name, "args": dict(raw_args),
-                      "status": "running"})
-                emit({"type": "tool_result", "call_id": call_id, "status": "rejected", "result": deferred})
-                messages.append(_tool_ok(call_id, name, deferred, ok=False))
-                continue
-            call_ctx = replace(ctx, emit=emit, call_id=call_id)
-            try:
-                tool = self.tools.get(name)
-                args = validate_args(tool, raw_args)
-                proposal = await tool.prepare(args, call_ctx)
-                if needs_approval(tool, args, self.tools.rule(name), proposal):
-                    emit({"type": "tool_call", "call_id": call_id, "name": name, "args": dict(raw_args),
-                          "status": "awaiting_approval"})
-                    proposals.append({
-                        "call_id": call_id,
-                        "name": name,
-                        "args": args.model_dump(mode="json", exclude_none=True),
-                        "proposal": proposal.to_state(),
-                        "approval_id": ctx.approval_id,
-                        "expires_at": _iso(ctx.expires_at),
-                    })
-                    if name == "switch_network":
-                        switching = proposal.summary.split(" to ", 1)[-1].split(" (", 1)[0]
-                    continue
-                emit({"type": "tool_call", "call_id": call_id, "name": name, "args": dict(raw_args),
-                      "status": "running"})
-                result = await tool.execute(args, call_ctx, proposal, None)
-                ctx.chain_id = call_ctx.chain_id
-                ok = _succeeded(result)
-                emit({"type": "tool_result", "call_id": call_id, "status": "success" if ok else "error",
-                      "result": result})
-                messages.append(_tool_ok(call_id, name, result, ok=ok))
-            except LunarkError as exc:
-                if call_ctx.action_id is not None:
-                    await self.store.release(call_ctx.action_id)
-                emit({"type": "tool_call", "call_id": call_id, "name": name, "args": dict(raw_args),
-                      "status": "running"})
-                emit({"type": "tool_result", "call_id": call_id, "status": "error", "result": None,
-                      "error": exc.to_dict()})
-                messages.append(_tool_error(call_id, name, exc))
-        return messages, proposals
-
-    def _approval(self, proposals: list[dict[str, Any]], ctx: ToolContext) -> dict[str, Any] | None:
-        if not proposals:
-            return None
-        return {
-            "approval_id": ctx.approval_id,
-            "expires_at": _iso(ctx.expires_at),
-            "action_requests": [
-                {
-                    "call_id": p["call_id"],
-                    "name": p["name"],
-                    "args": p["args"],
-                    "description": p["proposal"]["description"],
-                    "summary": p["proposal"]["summary"],
-                    "tx": p["proposal"]["tx"],
-                    **({"facts": p["proposal"]["facts"]} if p["proposal"].get("facts") else {}),
-                }
-                for p in proposals
-            ],
-            "review_configs": [
-                {"action_name": name, "allowed_decisions": list(ALL_DECISIONS)}
-                for name in dict.fromkeys(p["name"] for p in proposals)
-            ],
-        }
-
-    async def _approve_node(self, state: AgentState) -> dict[str, Any]:
-        # Pure before interrupt(): this node runs again from the top when resumed.
-        approval = state.get("approval")
-        assert approval is not None
-        try:
-            answer = interrupt(approval)
-        except GraphInterrupt:
-            get_stream_writer()({"type": _PAUSED, "approval": approval})  # for _run, which holds it
-            raise
-        try:
-            decisions = validate_decisions(approval, answer.get("decisions", []))
-        except LunarkError:
-            # Resume checks decisions first; anything malformed that still arrives fails closed.
-            decisions = [{"type": "reject", "message": "invalid decision"} for _ in approval["action_requests"]]
-        get_stream_writer()(
-            {
-                "type": "approval_resolved",
-                "approval_id": approval["approval_id"],
-                "decisions": decisions,
-                "by": answer.get("by", "user"),
-            }
-        )
-        return {"decisions": decisions, "approval": None, "resolved": [approval["approval_id"]]}
-
-    async def _execute_node(self, state: AgentState, config: RunnableConfig) -> dict[str, Any]:
-        ctx = self._context(state, config)
-        proposals = state.get("proposals") or []
-        decisions = state.get("decisions") or []
-        messages: list[ToolMessage] = []
-        edits: list[tuple[str, str, Mapping[str, Any]]] = []
-        for item, decision in zip(proposals, decisions, strict=True):
-            call_id, name = item["call_id"], item["name"]
-            emit = _emitter(ctx, call_id)
-            call_ctx = replace(ctx, emit=emit, call_id=call_id, approval_id=item.get("approval_id"),
-                               expires_at=_parse_time(item.get("expires_at")))
-            kind = decision["type"]
-            if kind in ("reject", "edit") and call_ctx.action_id is not None:
-                await self.store.release(call_ctx.action_id)  # nothing of it goes out
-            if kind == "reject":
-                result = {"status": "rejected", "action": name, "args": item["args"],
-                          "message": decision.get("message")}
-                emit({"type": "tool_result", "call_id": call_id, "status": "rejected", "result": result})
-                messages.append(_tool_ok(call_id, name, result, ok=False))
-                continue
-            if kind == "edit":
-                edits.append((call_id, name, decision["edited_action"]["args"]))
-                continue
-            try:
-                tool = self.tools.get(name)
-                args = validate_args(tool, item["args"])
-                emit({"type": "tool_call", "call_id": call_id, "name": name, "args": item["args"],
-                      "status": "running"})
-                result = await tool.execute(args, call_ctx, Proposal.from_state(item["proposal"]), decision)
-                ctx.chain_id = call_ctx.chain_id  # switch_network moves the chat
-                ok = _succeeded(result)
-                emit({"type": "tool_result", "call_id": call_id, "status": "success" if ok else "error",
-                      "result": result})
-                messages.append(_tool_ok(call_id, name, result, ok=ok))
-            except LunarkError as exc:
-                if call_ctx.action_id is not None and call_ctx.settlements is not None and (
-                    await self.store.get_settlement(call_ctx.action_id) is None
-                ):
-                    await self.store.release(call_ctx.action_id)  # refused before anything was written ahead
-                emit({"type": "tool_result", "call_id": call_id, "status": "error", "result": None,
-                      "error": exc.to_dict()})
-                messages.append(_tool_error(call_id, name, exc))
-        ctx.approval_id = new_id("apr_")
-        ctx.expires_at = datetime.now(UTC) + timedelta(seconds=self.approval_ttl)
-        reprepared, proposals_again = await self._prepare_calls(ctx, edits)
-        return _tools_ran({
-            "messages": messages + reprepared,
-            "proposals": proposals_again,
-            "approval": self._approval(proposals_again, ctx),
-            "decisions": None,
-            "chain_id": ctx.chain_id,
-        })
 
     # -- public API -----------------------------------------------------------------------------
 
@@ -728,7 +283,7 @@ class Agent:
             )
             proposed = AIMessage(
                 content="", tool_calls=[{"name": name, "args": dict(args), "id": call_id}],
-                response_metadata={_DIRECT: True},
+                response_metadata={DIRECT: True},
             )
             await self.graph.aupdate_state(config, {
                 "messages": [*_unanswered_calls(history, settled), proposed],
@@ -888,102 +443,18 @@ class Agent:
         await self.store.put_approval(ApprovalRecord(
             approval_id=approval["approval_id"], chat_id=thread_id, owner=str(values.get("user_address", "")),
             state="pending", request=approval, proposals=list(values.get("proposals") or []),
-            expires_at=_parse_time(approval["expires_at"]) or datetime.now(UTC), decisions=None, by=None,
+            expires_at=parse_time(approval["expires_at"]) or datetime.now(UTC), decisions=None, by=None,
         ))
 
-    async def _run(
+    def _run(
         self, thread_id: str, graph_input: AgentState | Command[Any] | None, *, message_id: str | None = None,
         resuming: Mapping[str, Any] | None = None, on_token: Callable[[str], None] | None = None,
     ) -> AsyncGenerator[AgentEvent]:
-        """One run of the graph as protocol events. With ``message_id`` it continues that message
-        (no ``message_start``; the model goes on with the cut answer); ``resuming`` is the approval
-        a ``Command`` decides; ``on_token`` takes the tokens instead of ``token`` events (``stream``)."""
-        continuing = message_id is not None
-        message_id = message_id or new_id("msg_")
-        started = time.monotonic()
-        first_token: float | None = None
-        output_tokens = 0
-        if not continuing:
-            yield {"type": "message_start", "message_id": message_id, "role": "assistant"}
-        signed: set[str] = set()  # calls whose execution checks and tracks a signed transaction
-        if resuming is not None:
-            signed = {r["call_id"] for r in resuming.get("action_requests", []) if r.get("tx")}
-        elif not isinstance(graph_input, Command):
-            yield _thinking()
-        finish = "stop"
-        turn = _Turn(message_id, continuing=continuing, sink=on_token)
-        config = self._config(thread_id)
-        config["configurable"][_TURN_KEY] = turn
-        parts: AsyncGenerator[Any] = self.graph.astream(  # type: ignore[assignment]
-            graph_input, config, stream_mode=_STREAM_MODE
-        )
-        pump = asyncio.create_task(turn.pump(parts))
-        pump.add_done_callback(turn.wake)
-        paused: list[dict[str, Any]] = []
-        try:
-            while True:
-                tokens = turn.tokens
-                while tokens:
-                    text = tokens.popleft()
-                    if first_token is None:
-                        first_token = time.monotonic()
-                    output_tokens += 1
-                    yield {"type": "token", "message_id": message_id, "text": text}
-                if turn.part is not None:
-                    payload = turn.part
-                    turn.part = None
-                    kind = payload.get("type")
-                    if kind == _PAUSED:
-                        # Held until the run is over: LangGraph writes the interrupt to the checkpoint
-                        # in the background, and only the end of the run awaits it.
-                        paused.append(payload["approval"])
-                    elif kind == _TOOLS_RAN:
-                        yield _thinking()  # the tools ran and nothing waits: the model is called again
-                    else:
-                        event = dict(payload)
-                        if kind in ("tool_call",):
-                            event["message_id"] = message_id
-                        yield event
-                        if event.get("status") == "running" and event.get("call_id") in signed:
-                            yield {"type": "status", "text": "checking the transaction"}
-                elif pump.done():
-                    pump.result()  # the graph's error, if it failed
-                    break
-                else:
-                    await turn.wait()
-            for approval in paused:
-                await self._record_pending(thread_id, approval)
-                finish = "awaiting_approval"
-                yield {"type": "pending_approval", **approval}
-                yield {"type": "status", "text": "waiting for your approval"}
-        except LunarkError as exc:
-            finish = "error"
-            yield {"type": "error", **exc.to_dict()}
-        except Exception as exc:  # a bug must not leave the turn hanging: report it, log it
-            logger.exception("turn failed in thread %s", thread_id)
-            finish = "error"
-            yield {"type": "error", "code": "internal", "message": f"Internal error: {type(exc).__name__}"}
-        finally:
-            if not pump.done():  # an abort: the pump closes the graph's stream on its way out
-                pump.cancel()
-                await asyncio.wait([pump])
-            if not pump.cancelled():
-                pump.exception()  # retrieved: reported above, or by the abort's own exception
-        if finish == "stop" and turn.cut:
-            finish = "length"
-        if on_token is not None:  # the tokens went to on_token as the model streamed them
-            first_token, output_tokens = turn.first, turn.count
-        elapsed = time.monotonic() - (first_token or started)
-        yield {
-            "type": "message_end",
-            "message_id": message_id,
-            "finish_reason": finish,
-            "usage": {
-                "output_tokens": output_tokens,
-                "ttft_ms": round((first_token - started) * 1000, 1) if first_token else None,
-                "tokens_per_s": round(output_tokens / elapsed, 1) if first_token and elapsed > 0 else None,
-            },
-        }
+        """One run of the graph as protocol events (``lunark.graph.turn.run_turn``)."""
+        return run_turn(self.graph, thread_id, self._config(thread_id), graph_input,
+                        record_pending=self._record_pending, message_id=message_id, resuming=resuming,
+                        on_token=on_token)
+
 
     async def aclose(self) -> None:
         if self._settlements is not None:
@@ -995,8 +466,7 @@ class Agent:
             await self._store.close()
 
     @classmethod
-    @asynccontextmanager
-    async def open(
+    def open(
         cls,
         settings: Settings,
         *,
@@ -1004,94 +474,12 @@ class Agent:
         extra_tools: Sequence[Tool] = (),
         environ: Mapping[str, str] | None = None,
         store: Store | None = None,
-    ) -> AsyncIterator[Agent]:
+    ) -> AbstractAsyncContextManager[Self]:
         """An agent built from ``settings``: SQLite checkpoints and store under ``data_dir``, or both on
         Postgres with ``store.url`` (``store`` overrides the store), the configured model (``model``
         overrides it, e.g. a scripted one in tests), tools and plugins, policy, signer.
         """
-        env = os.environ if environ is None else environ
-        registry = settings.network_registry()
-        tools = [*default_tools(), *(load_plugins() if settings.plugins else []), *extra_tools]
-        toolset = ToolSet(tools, settings.approvals.rules)
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        async with AsyncExitStack() as stack:
-            if settings.mcp.servers:  # MCP servers' tools join the set (lunark.mcp.tools); closed with the agent
-                from lunark.mcp.tools import McpToolbox
-
-                await stack.enter_async_context(McpToolbox.open(settings.mcp, toolset, environ=env))
-            if store is None:
-                store = await open_store(settings.store.url, settings.data_dir / "lunark.sqlite",
-                                         pool_size=settings.store.pool_size)
-                stack.push_async_callback(store.close)
-            saver: BaseCheckpointSaver[Any]
-            if settings.store.url:
-                # Several processes share one database: LangGraph's Postgres checkpointer, on psycopg too.
-                from lunark.store.postgres import open_checkpointer
-
-                saver = await stack.enter_async_context(
-                    open_checkpointer(settings.store.url, max_size=settings.store.pool_size)
-                )
-            else:
-                # One thread hop per checkpoint operation, no lock shared by every chat (WAL,
-                # synchronous = NORMAL): see lunark/graph/checkpoints.py.
-                saver = await stack.enter_async_context(
-                    ThreadedSqliteSaver.open(settings.data_dir / "checkpoints.sqlite")
-                )
-            agent = cls(
-                model=model or OfflinePlanner(),
-                bind_tools=None if model is not None else (
-                    lambda schemas: bind_tools_with_fallbacks(settings.model, schemas, environ=env)
-                ),
-                registry=registry,
-                checkpointer=saver,
-                tools=toolset,
-                policy=settings.policy.build(),
-                store=store,
-                signer=_local_signer(settings, env),
-                approval_ttl=settings.approvals.ttl_seconds,
-                track_timeout=settings.chain.track_timeout,
-                verify_timeout=settings.chain.verify_timeout,
-                default_network=settings.chain.default_network,
-                fee_factor=settings.approvals.fee_factor,
-            )
-            await agent.ready()
-            try:
-                yield agent
-            finally:
-                await agent.aclose()
-
-
-def _local_signer(settings: Settings, environ: Mapping[str, str]) -> Signer | None:
-    local = settings.signer.local
-    if local == "anvil":
-        return LocalSigner.anvil(settings.signer.anvil_account)
-    if local == "key":
-        key = environ.get(settings.signer.key_env)
-        if not key:
-            raise ConfigError(
-                f"signer.local is 'key' but the environment variable {settings.signer.key_env} is not set."
-            )
-        return LocalSigner(key, allowed_chain_ids=None)
-    return None
-
-
-def _emitter(ctx: ToolContext, call_id: str) -> Callable[[dict[str, Any]], None]:
-    def emit(event: dict[str, Any]) -> None:
-        ctx.emit({"call_id": call_id, **event} if event.get("type") == "tx_update" else event)
-
-    return emit
-
-
-_DIRECT = "lunark_called_by_user"
-"""Marks (in ``response_metadata``, which no provider is sent) a tool call the user's own client
-made (``Agent.call_tool``): its turn ends after the call instead of asking the model again."""
-
-
-def _called_directly(messages: Sequence[Any]) -> bool:
-    for message in reversed(messages):
-        if isinstance(message, AIMessage):
-            return bool(message.response_metadata.get(_DIRECT))
-    return False
+        return open_agent(cls, settings, model=model, extra_tools=extra_tools, environ=environ, store=store)
 
 
 def _pending_of(snapshot: StateSnapshot) -> dict[str, Any] | None:
@@ -1124,82 +512,11 @@ def _unanswered_calls(messages: Sequence[Any], settled: Mapping[str, SettlementR
                 continue
             record = settled.get(call["id"])
             if record is None:
-                out.append(_tool_error(call["id"], call["name"], stopped))
+                out.append(tool_error(call["id"], call["name"], stopped))
                 continue
             result = settlement_result(record, {})
-            out.append(_tool_ok(call["id"], call["name"], result, ok=_succeeded(result)))
+            out.append(tool_ok(call["id"], call["name"], result, ok=succeeded(result)))
     return out
-
-
-def _message_of(chunks: Sequence[Any]) -> BaseMessage:
-    """The message a model's stream adds up to: what ``ainvoke`` returns for the same stream."""
-    if not chunks:
-        raise ModelError("The model returned an empty stream.", error_type="EmptyStream")
-    pieces = [chunk for chunk in chunks if isinstance(chunk, AIMessageChunk)]
-    if len(pieces) == len(chunks):  # a chat model's stream: merged at once, as BaseChatModel does
-        return message_chunk_to_message(add_ai_message_chunks(pieces[0], *pieces[1:]))
-    total = chunks[0]  # a runnable that does not stream yields its whole output once
-    for chunk in chunks[1:]:
-        total = total + chunk
-    return message_chunk_to_message(total)
-
-
-_SAME_WHEN_EQUAL = ("model_provider", "output_version")
-"""``response_metadata`` keys that merging two chunks keeps once when their values are equal."""
-
-
-def _only_text(chunk: AIMessageChunk, first: Any, kept: Mapping[str, Any]) -> bool:
-    """Whether merging ``chunk`` into a message that starts with ``first`` adds nothing but its text
-    (``add_ai_message_chunks``): str content, no kwargs, tool calls or usage, the same id, and no
-    metadata but keys equal to what the merge holds already (``kept``), which merge to themselves."""
-    if (
-        not isinstance(chunk.content, str)
-        or chunk.additional_kwargs
-        or chunk.tool_call_chunks
-        or chunk.usage_metadata is not None
-        or chunk.chunk_position is not None
-        or not isinstance(first, AIMessageChunk)
-        or not isinstance(first.content, str)
-        or (chunk.id is not None and chunk.id != first.id)
-    ):
-        return False
-    return all(key in _SAME_WHEN_EQUAL and kept.get(key) == value for key, value in chunk.response_metadata.items())
-
-
-def _keep_metadata(kept: dict[str, Any], chunk: AIMessageChunk) -> None:
-    """Follow ``merge_dicts`` for the ``_SAME_WHEN_EQUAL`` keys of a chunk kept whole."""
-    for key in _SAME_WHEN_EQUAL:
-        value = chunk.response_metadata.get(key)
-        if value is None:
-            continue
-        held = kept.get(key)
-        if held is None:
-            kept[key] = value
-        elif held != value:
-            kept[key] = held + value if isinstance(held, str) and isinstance(value, str) else held
-
-
-def _tools_ran(update: dict[str, Any]) -> dict[str, Any]:
-    """A prepare or execute step's update, reported to ``_run`` (``_TOOLS_RAN``) when it leaves no
-    approval waiting; written last, after the step's tool events, as its update came before."""
-    if not update.get("approval"):
-        get_stream_writer()({"type": _TOOLS_RAN})
-    return update
-
-
-def _text_of(content: Any) -> str:
-    if isinstance(content, list):
-        return "".join(part.get("text", "") for part in content if isinstance(part, dict))
-    return ""
-
-
-def _iso(when: datetime | None) -> str:
-    assert when is not None
-    return when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _parse_time(text: Any) -> datetime | None:
-    return datetime.fromisoformat(str(text).replace("Z", "+00:00")) if text else None
 
 
 def _expired(approval: Mapping[str, Any]) -> bool:

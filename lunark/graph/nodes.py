@@ -1,0 +1,499 @@
+"""The agent's graph: its nodes and routes, with a human-in-the-loop approval gate.
+
+```
+START -> agent --(tool calls)--> prepare --(needs approval)--> approve -> execute -> agent
+           |                        |                            ^            |
+           +--(answer)--> END       +--(all ran)--> agent        +--(edits)---+
+```
+
+- ``agent`` calls the chat model with the tools bound.
+- ``prepare`` validates each call, applies the policy and builds what the user
+  will see; calls that need no approval run here. Its output is checkpointed,
+  so nothing is prepared twice.
+- ``approve`` holds one ``interrupt()`` for every action of the turn. It is pure
+  before the interrupt: it re-runs on resume, and must not touch the chain.
+- ``execute`` applies each decision: approve runs the action, reject tells the
+  model, edit re-validates, re-prepares and asks again (what executes is
+  exactly what the user saw).
+
+Errors become tool messages in exactly one place, ``tool_error``.
+
+``GraphNodes`` holds them; ``Agent`` (``lunark.graph.agent``) is one, with the tools, model,
+store and settlements they use.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from langchain_core.messages import (
+    AIMessage,
+    AIMessageChunk,
+    BaseMessage,
+    HumanMessage,
+    SystemMessage,
+    ToolMessage,
+    message_chunk_to_message,
+)
+from langchain_core.messages.ai import add_ai_message_chunks
+from langchain_core.runnables import Runnable, RunnableConfig
+from langgraph.config import get_stream_writer
+from langgraph.errors import GraphInterrupt
+from langgraph.graph import END, START, StateGraph
+from langgraph.types import interrupt
+
+from lunark.chain.client import ChainClients
+from lunark.chain.signer import Signer
+from lunark.errors import (
+    LunarkError,
+    ModelError,
+)
+from lunark.graph.approval import ALL_DECISIONS, validate_decisions
+from lunark.graph.state import AgentState
+from lunark.graph.turn import PAUSED, TOOLS_RAN, TURN_KEY, Turn
+from lunark.ids import new_id
+from lunark.models.planner import CONTINUE_PROMPT
+from lunark.networks import NetworkRegistry
+from lunark.settlement import Settlements
+from lunark.store.base import Store
+from lunark.tools.base import Proposal, ToolContext, needs_approval, validate_args
+from lunark.tools.policy import SpendingPolicy
+from lunark.tools.registry import ToolSet
+
+__all__ = ["DIRECT", "GraphNodes", "parse_time", "succeeded", "tool_error", "tool_ok"]
+
+_LENGTH_REASONS = frozenset({"length", "max_tokens"})
+"""Providers' words for "stopped at the output limit": OpenAI-compatible ``finish_reason``
+"length", Anthropic's ``stop_reason`` "max_tokens"."""
+
+
+def _at_output_limit(message: BaseMessage) -> bool:
+    metadata = message.response_metadata or {}
+    return bool({metadata.get("finish_reason"), metadata.get("stop_reason")} & _LENGTH_REASONS)
+
+
+def _continued(cut: BaseMessage, more: BaseMessage) -> AIMessage:
+    """The cut answer with the continuation appended, under the cut one's id (``add_messages``
+    replaces it): the history holds one answer, as the user sees one message."""
+    def text(message: BaseMessage) -> str:
+        return message.content if isinstance(message.content, str) else _text_of(message.content)
+
+    return AIMessage(
+        content=text(cut) + text(more),
+        id=cut.id,
+        tool_calls=more.tool_calls if isinstance(more, AIMessage) else [],
+        response_metadata=dict(more.response_metadata),
+    )
+
+
+def tool_error(call_id: str, name: str, exc: LunarkError) -> ToolMessage:
+    """The one place an error becomes what the model reads."""
+    return ToolMessage(
+        content=json.dumps({"status": "error", "error": exc.to_dict()}, default=str),
+        tool_call_id=call_id,
+        name=name,
+        status="error",
+    )
+
+
+def tool_ok(call_id: str, name: str, result: Any, *, ok: bool = True) -> ToolMessage:
+    return ToolMessage(
+        content=json.dumps(result, default=str),
+        tool_call_id=call_id,
+        name=name,
+        status="success" if ok else "error",
+    )
+
+
+def succeeded(result: Any) -> bool:
+    """A transaction result is a success only when it is confirmed (or mined, on the way)."""
+    if isinstance(result, Mapping) and "tx_hash" in result and "status" in result:
+        return result["status"] in ("confirmed", "mined")
+    return True
+
+
+class GraphNodes(ABC):
+    """The graph's nodes and routes, as methods of the agent that runs them."""
+
+    registry: NetworkRegistry
+    clients: ChainClients
+    tools: ToolSet
+    policy: SpendingPolicy
+    signer: Signer | None
+    approval_ttl: float
+    track_timeout: float
+    verify_timeout: float
+    system_prompt: str
+    _model: Runnable[Any, Any]
+
+    @property
+    @abstractmethod
+    def store(self) -> Store: ...
+
+    @property
+    @abstractmethod
+    def settlements(self) -> Settlements: ...
+
+    # -- the graph -----------------------------------------------------------------------------------
+
+    def _build(self) -> StateGraph[AgentState]:
+        builder: StateGraph[AgentState] = StateGraph(AgentState)
+        builder.add_node("agent", self._agent_node)
+        builder.add_node("prepare", self._prepare_node)
+        builder.add_node("approve", self._approve_node)
+        builder.add_node("execute", self._execute_node)
+        builder.add_edge(START, "agent")
+        builder.add_conditional_edges("agent", self._after_agent, ["prepare", END])
+        builder.add_conditional_edges("prepare", self._after_prepare, ["approve", "agent", END])
+        builder.add_edge("approve", "execute")
+        builder.add_conditional_edges("execute", self._after_prepare, ["approve", "agent", END])
+        return builder
+
+    def _context(self, state: AgentState, config: RunnableConfig) -> ToolContext:
+        writer = get_stream_writer()
+        return ToolContext(
+            user_address=state["user_address"],
+            chain_id=state["chain_id"],
+            registry=self.registry,
+            clients=self.clients,
+            policy=self.policy,
+            ledger=self.store,
+            signer=self.signer,
+            emit=writer,
+            track_timeout=self.track_timeout,
+            verify_timeout=self.verify_timeout,
+            chat_id=str(config.get("configurable", {}).get("thread_id", "")),
+            settlements=self.settlements,
+        )
+
+    async def _agent_node(self, state: AgentState, config: RunnableConfig) -> dict[str, Any]:
+        network = self.registry.get(state["chain_id"])
+        prompt = self.system_prompt.format(
+            user_address=state["user_address"],
+            network=network.display_name,
+            chain_id=network.chain_id,
+            symbol=network.symbol,
+        )
+        turn: Turn | None = config.get("configurable", {}).get(TURN_KEY)
+        history: list[BaseMessage] = [SystemMessage(prompt), *state["messages"]]
+        continuing = turn is not None and turn.continuing
+        if turn is not None:
+            turn.continuing = False  # only the turn's first model call continues
+        if continuing:
+            history.append(HumanMessage(CONTINUE_PROMPT))  # asked for this call only, never stored
+        # What the answer adds up to, without keeping a chunk object per token until the turn ends:
+        # a chunk that carries nothing but text (the usual token) is kept as its text only, in a
+        # run of texts; any other chunk is kept whole. ``_message_of`` merges them in order.
+        parts: list[Any] = []
+        kept: dict[str, Any] = {}  # the merged values of _SAME_WHEN_EQUAL so far
+        try:
+            # Streamed here rather than ainvoke'd under LangGraph's "messages" mode: the config
+            # carries the node's callbacks, so tracing (and the "messages" mode of anyone who
+            # streams the graph directly) still sees the chat model run and its tokens.
+            async for chunk in self._model.astream(history, config):
+                if isinstance(chunk, AIMessageChunk):
+                    content = chunk.content
+                    text = content if isinstance(content, str) else _text_of(content)
+                    if text and turn is not None:
+                        turn.token(text)
+                    if parts and _only_text(chunk, parts[0], kept):
+                        if not isinstance(parts[-1], list):
+                            parts.append([])
+                        parts[-1].append(content)
+                        continue
+                    _keep_metadata(kept, chunk)
+                parts.append(chunk)
+            response = _message_of([AIMessageChunk(content="".join(p)) if isinstance(p, list) else p for p in parts])
+        except LunarkError:
+            raise
+        except Exception as exc:  # the model boundary: any provider failure is a model_error
+            raise ModelError(f"The model failed: {exc}", model_error=type(exc).__name__) from exc
+        cut = _at_output_limit(response)
+        if continuing:
+            response = _continued(state["messages"][-1], response)
+        if turn is not None:
+            turn.cut = cut
+        return {"messages": [response], "truncated_message": turn.message_id if cut and turn is not None else None}
+
+    # The routers are coroutines: LangGraph runs a plain function's route in a thread pool, one
+    # thread hop per step for a comparison.
+    @staticmethod
+    async def _after_agent(state: AgentState) -> str:
+        last = state["messages"][-1]
+        return "prepare" if isinstance(last, AIMessage) and last.tool_calls else END
+
+    @staticmethod
+    async def _after_prepare(state: AgentState) -> str:
+        if state.get("approval"):
+            return "approve"
+        return END if _called_directly(state["messages"]) else "agent"
+
+    async def _prepare_node(self, state: AgentState, config: RunnableConfig) -> dict[str, Any]:
+        last = state["messages"][-1]
+        assert isinstance(last, AIMessage)
+        ctx = self._context(state, config)
+        ctx.approval_id = new_id("apr_")
+        ctx.expires_at = datetime.now(UTC) + timedelta(seconds=self.approval_ttl)
+        messages, proposals = await self._prepare_calls(
+            ctx, [(c["id"] or "", c["name"], c["args"]) for c in last.tool_calls]
+        )
+        return _tools_ran({
+            "messages": messages,
+            "proposals": proposals,
+            "approval": self._approval(proposals, ctx),
+            "decisions": None,
+            "chain_id": ctx.chain_id,
+        })
+
+    async def _prepare_calls(
+        self, ctx: ToolContext, calls: Sequence[tuple[str, str, Mapping[str, Any]]]
+    ) -> tuple[list[ToolMessage], list[dict[str, Any]]]:
+        messages: list[ToolMessage] = []
+        proposals: list[dict[str, Any]] = []
+        switching: str | None = None
+        for call_id, name, raw_args in calls:
+            emit = _emitter(ctx, call_id)
+            if switching is not None:
+                # Never prepared on the network the user is leaving: once the switch is approved the
+                # agent plans this call again there.
+                deferred = {"status": "deferred", "action": name, "args": dict(raw_args), "message": (
+                    f"Not prepared: it follows the switch to {switching}. Once the switch is approved, "
+                    "call it again to prepare it on the new network.")}
+                emit({"type": "tool_call", "call_id": call_id, "name": name, "args": dict(raw_args),
+                      "status": "running"})
+                emit({"type": "tool_result", "call_id": call_id, "status": "rejected", "result": deferred})
+                messages.append(tool_ok(call_id, name, deferred, ok=False))
+                continue
+            call_ctx = replace(ctx, emit=emit, call_id=call_id)
+            try:
+                tool = self.tools.get(name)
+                args = validate_args(tool, raw_args)
+                proposal = await tool.prepare(args, call_ctx)
+                if needs_approval(tool, args, self.tools.rule(name), proposal):
+                    emit({"type": "tool_call", "call_id": call_id, "name": name, "args": dict(raw_args),
+                          "status": "awaiting_approval"})
+                    proposals.append({
+                        "call_id": call_id,
+                        "name": name,
+                        "args": args.model_dump(mode="json", exclude_none=True),
+                        "proposal": proposal.to_state(),
+                        "approval_id": ctx.approval_id,
+                        "expires_at": _iso(ctx.expires_at),
+                    })
+                    if name == "switch_network":
+                        switching = proposal.summary.split(" to ", 1)[-1].split(" (", 1)[0]
+                    continue
+                emit({"type": "tool_call", "call_id": call_id, "name": name, "args": dict(raw_args),
+                      "status": "running"})
+                result = await tool.execute(args, call_ctx, proposal, None)
+                ctx.chain_id = call_ctx.chain_id
+                ok = succeeded(result)
+                emit({"type": "tool_result", "call_id": call_id, "status": "success" if ok else "error",
+                      "result": result})
+                messages.append(tool_ok(call_id, name, result, ok=ok))
+            except LunarkError as exc:
+                if call_ctx.action_id is not None:
+                    await self.store.release(call_ctx.action_id)
+                emit({"type": "tool_call", "call_id": call_id, "name": name, "args": dict(raw_args),
+                      "status": "running"})
+                emit({"type": "tool_result", "call_id": call_id, "status": "error", "result": None,
+                      "error": exc.to_dict()})
+                messages.append(tool_error(call_id, name, exc))
+        return messages, proposals
+
+    def _approval(self, proposals: list[dict[str, Any]], ctx: ToolContext) -> dict[str, Any] | None:
+        if not proposals:
+            return None
+        return {
+            "approval_id": ctx.approval_id,
+            "expires_at": _iso(ctx.expires_at),
+            "action_requests": [
+                {
+                    "call_id": p["call_id"],
+                    "name": p["name"],
+                    "args": p["args"],
+                    "description": p["proposal"]["description"],
+                    "summary": p["proposal"]["summary"],
+                    "tx": p["proposal"]["tx"],
+                    **({"facts": p["proposal"]["facts"]} if p["proposal"].get("facts") else {}),
+                }
+                for p in proposals
+            ],
+            "review_configs": [
+                {"action_name": name, "allowed_decisions": list(ALL_DECISIONS)}
+                for name in dict.fromkeys(p["name"] for p in proposals)
+            ],
+        }
+
+    async def _approve_node(self, state: AgentState) -> dict[str, Any]:
+        # Pure before interrupt(): this node runs again from the top when resumed.
+        approval = state.get("approval")
+        assert approval is not None
+        try:
+            answer = interrupt(approval)
+        except GraphInterrupt:
+            get_stream_writer()({"type": PAUSED, "approval": approval})  # for run_turn, which holds it
+            raise
+        try:
+            decisions = validate_decisions(approval, answer.get("decisions", []))
+        except LunarkError:
+            # Resume checks decisions first; anything malformed that still arrives fails closed.
+            decisions = [{"type": "reject", "message": "invalid decision"} for _ in approval["action_requests"]]
+        get_stream_writer()(
+            {
+                "type": "approval_resolved",
+                "approval_id": approval["approval_id"],
+                "decisions": decisions,
+                "by": answer.get("by", "user"),
+            }
+        )
+        return {"decisions": decisions, "approval": None, "resolved": [approval["approval_id"]]}
+
+    async def _execute_node(self, state: AgentState, config: RunnableConfig) -> dict[str, Any]:
+        ctx = self._context(state, config)
+        proposals = state.get("proposals") or []
+        decisions = state.get("decisions") or []
+        messages: list[ToolMessage] = []
+        edits: list[tuple[str, str, Mapping[str, Any]]] = []
+        for item, decision in zip(proposals, decisions, strict=True):
+            call_id, name = item["call_id"], item["name"]
+            emit = _emitter(ctx, call_id)
+            call_ctx = replace(ctx, emit=emit, call_id=call_id, approval_id=item.get("approval_id"),
+                               expires_at=parse_time(item.get("expires_at")))
+            kind = decision["type"]
+            if kind in ("reject", "edit") and call_ctx.action_id is not None:
+                await self.store.release(call_ctx.action_id)  # nothing of it goes out
+            if kind == "reject":
+                result = {"status": "rejected", "action": name, "args": item["args"],
+                          "message": decision.get("message")}
+                emit({"type": "tool_result", "call_id": call_id, "status": "rejected", "result": result})
+                messages.append(tool_ok(call_id, name, result, ok=False))
+                continue
+            if kind == "edit":
+                edits.append((call_id, name, decision["edited_action"]["args"]))
+                continue
+            try:
+                tool = self.tools.get(name)
+                args = validate_args(tool, item["args"])
+                emit({"type": "tool_call", "call_id": call_id, "name": name, "args": item["args"],
+                      "status": "running"})
+                result = await tool.execute(args, call_ctx, Proposal.from_state(item["proposal"]), decision)
+                ctx.chain_id = call_ctx.chain_id  # switch_network moves the chat
+                ok = succeeded(result)
+                emit({"type": "tool_result", "call_id": call_id, "status": "success" if ok else "error",
+                      "result": result})
+                messages.append(tool_ok(call_id, name, result, ok=ok))
+            except LunarkError as exc:
+                if call_ctx.action_id is not None and call_ctx.settlements is not None and (
+                    await self.store.get_settlement(call_ctx.action_id) is None
+                ):
+                    await self.store.release(call_ctx.action_id)  # refused before anything was written ahead
+                emit({"type": "tool_result", "call_id": call_id, "status": "error", "result": None,
+                      "error": exc.to_dict()})
+                messages.append(tool_error(call_id, name, exc))
+        ctx.approval_id = new_id("apr_")
+        ctx.expires_at = datetime.now(UTC) + timedelta(seconds=self.approval_ttl)
+        reprepared, proposals_again = await self._prepare_calls(ctx, edits)
+        return _tools_ran({
+            "messages": messages + reprepared,
+            "proposals": proposals_again,
+            "approval": self._approval(proposals_again, ctx),
+            "decisions": None,
+            "chain_id": ctx.chain_id,
+        })
+
+
+def _emitter(ctx: ToolContext, call_id: str) -> Callable[[dict[str, Any]], None]:
+    def emit(event: dict[str, Any]) -> None:
+        ctx.emit({"call_id": call_id, **event} if event.get("type") == "tx_update" else event)
+
+    return emit
+
+
+
+DIRECT = "lunark_called_by_user"
+"""Marks (in ``response_metadata``, which no provider is sent) a tool call the user's own client
+made (``Agent.call_tool``): its turn ends after the call instead of asking the model again."""
+
+
+def _called_directly(messages: Sequence[Any]) -> bool:
+    for message in reversed(messages):
+        if isinstance(message, AIMessage):
+            return bool(message.response_metadata.get(DIRECT))
+    return False
+
+
+def _message_of(chunks: Sequence[Any]) -> BaseMessage:
+    """The message a model's stream adds up to: what ``ainvoke`` returns for the same stream."""
+    if not chunks:
+        raise ModelError("The model returned an empty stream.", error_type="EmptyStream")
+    pieces = [chunk for chunk in chunks if isinstance(chunk, AIMessageChunk)]
+    if len(pieces) == len(chunks):  # a chat model's stream: merged at once, as BaseChatModel does
+        return message_chunk_to_message(add_ai_message_chunks(pieces[0], *pieces[1:]))
+    total = chunks[0]  # a runnable that does not stream yields its whole output once
+    for chunk in chunks[1:]:
+        total = total + chunk
+    return message_chunk_to_message(total)
+
+
+_SAME_WHEN_EQUAL = ("model_provider", "output_version")
+"""``response_metadata`` keys that merging two chunks keeps once when their values are equal."""
+
+
+def _only_text(chunk: AIMessageChunk, first: Any, kept: Mapping[str, Any]) -> bool:
+    """Whether merging ``chunk`` into a message that starts with ``first`` adds nothing but its text
+    (``add_ai_message_chunks``): str content, no kwargs, tool calls or usage, the same id, and no
+    metadata but keys equal to what the merge holds already (``kept``), which merge to themselves."""
+    if (
+        not isinstance(chunk.content, str)
+        or chunk.additional_kwargs
+        or chunk.tool_call_chunks
+        or chunk.usage_metadata is not None
+        or chunk.chunk_position is not None
+        or not isinstance(first, AIMessageChunk)
+        or not isinstance(first.content, str)
+        or (chunk.id is not None and chunk.id != first.id)
+    ):
+        return False
+    return all(key in _SAME_WHEN_EQUAL and kept.get(key) == value for key, value in chunk.response_metadata.items())
+
+
+def _keep_metadata(kept: dict[str, Any], chunk: AIMessageChunk) -> None:
+    """Follow ``merge_dicts`` for the ``_SAME_WHEN_EQUAL`` keys of a chunk kept whole."""
+    for key in _SAME_WHEN_EQUAL:
+        value = chunk.response_metadata.get(key)
+        if value is None:
+            continue
+        held = kept.get(key)
+        if held is None:
+            kept[key] = value
+        elif held != value:
+            kept[key] = held + value if isinstance(held, str) and isinstance(value, str) else held
+
+
+def _tools_ran(update: dict[str, Any]) -> dict[str, Any]:
+    """A prepare or execute step's update, reported to ``run_turn`` (``TOOLS_RAN``) when it leaves no
+    approval waiting; written last, after the step's tool events, as its update came before."""
+    if not update.get("approval"):
+        get_stream_writer()({"type": TOOLS_RAN})
+    return update
+
+
+def _text_of(content: Any) -> str:
+    if isinstance(content, list):
+        return "".join(part.get("text", "") for part in content if isinstance(part, dict))
+    return ""
+
+
+def _iso(when: datetime | None) -> str:
+    assert when is not None
+    return when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def parse_time(text: Any) -> datetime | None:
+    return datetime.fromisoformat(str(text).replace("Z", "+00:00")) if text else None
