@@ -304,6 +304,44 @@ async def test_an_abort_sent_to_another_process_stops_the_turn(processes: Proces
         assert on_b.chat_events(chat_id) == on_a.chat_events(chat_id)
 
 
+async def test_a_chat_is_free_cluster_wide_as_soon_as_its_turn_ends(processes: Processes, alice: DevAccount) -> None:
+    """``message_end`` means the chat is free: a message sent at once through another process is
+    taken, not refused as busy while the process whose turn ended still lets go of the chat's lock."""
+    import psycopg
+
+    from lunark.store.postgres import advisory_key
+
+    a, b = await processes.start("a", "b", model={"delay": 0.001})
+    token = await sign_in(a, alice)
+    async with SioClient(a, token) as on_a, SioClient(b, token) as on_b:
+        chat_id = (await on_a.call("join_chat", {}))["chat_id"]
+        await on_b.call("join_chat", {"chat_id": chat_id})
+        for n in range(4):  # each turn runs on one process; the next message goes to the other
+            sender, other = (on_a, on_b) if n % 2 == 0 else (on_b, on_a)
+            mark = other.mark()
+            ack = await sender.call("send_message", {"chat_id": chat_id, "content": f"hello {n}",
+                                                     "client_message_id": f"m{n}"})
+            assert "message_id" in ack, f"message {n}, just after the previous turn ended: {ack}"
+            await other.wait_event("message_end", chat_id=chat_id, after=mark, timeout=20)
+
+        # The window made wide: the chat's lock is still held (as by a process that has sent its
+        # turn's message_end and not yet released it) when the next message arrives.
+        async with await psycopg.AsyncConnection.connect(processes.pg_url, autocommit=True) as holder:
+            await holder.execute("SELECT pg_advisory_lock(%s)", (advisory_key(f"turn:{chat_id}"),))
+
+            async def release_soon() -> None:
+                await asyncio.sleep(0.3)
+                await holder.execute("SELECT pg_advisory_unlock(%s)", (advisory_key(f"turn:{chat_id}"),))
+
+            releasing = asyncio.create_task(release_soon())
+            ack = await on_b.call("send_message", {"chat_id": chat_id, "content": "after the end",
+                                                   "client_message_id": "late"})
+            await releasing
+        assert "message_id" in ack, ack
+        await answered(on_b, chat_id, 5)
+        assert_once_in_order(on_a, chat_id)
+
+
 async def test_a_client_of_a_killed_process_reconnects_elsewhere_and_gets_every_event_once(
     processes: Processes, alice: DevAccount
 ) -> None:

@@ -35,6 +35,11 @@ _UNDECIDED = object()
 _DECISION_WAIT = 10.0
 """Seconds a decision waits for another process's turn of the chat to end (it is sending its last
 events after ``pending_approval``)."""
+_ENDING_WAIT = 2.0
+"""Seconds a new message waits for a turn whose ``message_end`` is already out to let go of the
+chat (its task ends and, with several processes, its lock is released just after that event)."""
+_TURN_END_LOOKBACK = 16
+"""How many of a chat's latest events ``_turn_ended`` reads to find the end of its last turn."""
 _DECISION_POLL = 0.01
 """How often it tries the chat's lock meanwhile: a dead process's lock is gone within milliseconds
 of its death (benchmarks/cluster.py, failover), so a coarse poll would be most of the wait."""
@@ -132,6 +137,36 @@ class Runner:
             if not started:
                 self._release_turn(chat.chat_id)
 
+    async def _let_go(self, chat_id: str) -> bool:
+        """A turn of this process that has sent its ``message_end`` is only letting go of the chat:
+        wait for it (briefly), so that a client that saw the turn end finds the chat free."""
+        task = self._tasks.get(chat_id)
+        if task is None or chat_id in self._reserved or not await self._turn_ended(chat_id):
+            return False
+        await asyncio.wait({task}, timeout=_ENDING_WAIT)
+        return task.done()
+
+    async def _claim_next_turn(self, chat_id: str) -> bool:
+        """Claim the chat for a new turn; across processes, wait (briefly) for a turn elsewhere whose
+        ``message_end`` is already logged to release the chat's lock, as ``_let_go`` does here."""
+        if await self._claim_turn(chat_id):
+            return True
+        deadline = time.monotonic() + _ENDING_WAIT
+        while time.monotonic() < deadline and await self._turn_ended(chat_id):
+            await asyncio.sleep(_DECISION_POLL)
+            if await self._claim_turn(chat_id):
+                return True
+        return False
+
+    async def _turn_ended(self, chat_id: str) -> bool:
+        """Whether the chat's log says its last turn is over: of its latest events, the last
+        ``message_start`` or ``message_end`` is a ``message_end`` (settlement updates may follow it)."""
+        last = await self.store.last_seq(chat_id)
+        for event in reversed(await self.store.events_after(chat_id, max(0, last - _TURN_END_LOOKBACK))):
+            if event.type in ("message_start", "message_end"):
+                return event.type == "message_end"
+        return False
+
     async def _claim_turn(self, chat_id: str) -> bool:
         return self.turns is None or await self.turns.acquire_turn(chat_id)
 
@@ -154,12 +189,14 @@ class Runner:
         key = (chat.chat_id, client_message_id)
         if key in self._inflight:
             return self._inflight[key]
-        if self.running(chat.chat_id):
+        if self.running(chat.chat_id) and not await self._let_go(chat.chat_id):
+            raise Busy("A turn is already running in this chat.", chat_id=chat.chat_id)
+        if self.running(chat.chat_id):  # another message took the chat while this one waited
             raise Busy("A turn is already running in this chat.", chat_id=chat.chat_id)
         self._reserved.add(chat.chat_id)  # no await between the check and this line
         claimed = False
         try:
-            if not await self._claim_turn(chat.chat_id):
+            if not await self._claim_next_turn(chat.chat_id):
                 # Another process runs this chat's turn: a repeat of a message it stored is that message.
                 for stored in await self.store.list_messages(chat.chat_id):
                     if stored.client_message_id == client_message_id:
