@@ -7,7 +7,8 @@ Protocol for deployments beyond one machine.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import asyncio
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -22,6 +23,7 @@ __all__ = [
     "SpendEntry",
     "Store",
     "TransactionRecord",
+    "appended",
 ]
 
 Role = Literal["user", "assistant"]
@@ -419,3 +421,28 @@ class Store(Protocol):
     async def close(self) -> None:
         """Release the database; idempotent."""
         ...
+
+
+async def appended(
+    append_soon: Callable[
+        [str, Sequence[tuple[str, dict[str, Any]]], Callable[[list[EventRecord] | Exception], None]], None
+    ],
+    chat_id: str,
+    events: Sequence[tuple[str, dict[str, Any]]],
+) -> list[EventRecord]:
+    """``append_events`` on a store's ``append_events_soon``: the records once they are committed.
+    A caller cancelled meanwhile loses only the answer; the events are logged all the same."""
+    if not events:
+        return []
+    done: asyncio.Future[list[EventRecord]] = asyncio.get_running_loop().create_future()
+
+    def answer(outcome: list[EventRecord] | Exception) -> None:
+        if done.done():
+            return
+        if isinstance(outcome, Exception):
+            done.set_exception(outcome)
+        else:
+            done.set_result(outcome)
+
+    append_soon(chat_id, events, answer)
+    return await done

@@ -51,6 +51,7 @@ from lunark.store.base import (
     SettlementRecord,
     SpendEntry,
     TransactionRecord,
+    appended,
 )
 
 __all__ = ["SCHEMA_VERSION", "PostgresStore", "advisory_key", "open_checkpointer"]
@@ -574,20 +575,7 @@ class PostgresStore:
         next transaction (one round trip, pipelined). Each append is one statement that moves its
         chat row's ``last_seq`` and inserts the events, so the row lock numbers appends from any
         process one after the other."""
-        if not events:
-            return []
-        done: asyncio.Future[list[EventRecord]] = asyncio.get_running_loop().create_future()
-
-        def answer(outcome: list[EventRecord] | Exception) -> None:
-            if done.done():
-                return  # its caller was cancelled; the events are logged all the same
-            if isinstance(outcome, Exception):
-                done.set_exception(outcome)
-            else:
-                done.set_result(outcome)
-
-        self.append_events_soon(chat_id, events, answer)
-        return await done
+        return await appended(self.append_events_soon, chat_id, events)
 
     def append_events_soon(
         self, chat_id: str, events: Sequence[tuple[str, dict[str, Any]]],

@@ -49,6 +49,7 @@ from lunark.store.base import (
     SettlementRecord,
     SpendEntry,
     TransactionRecord,
+    appended,
 )
 
 __all__ = ["SCHEMA_VERSION", "SqliteStore"]
@@ -608,20 +609,7 @@ class SqliteStore:
         """Number and log ``events``. Appends of concurrent chats share one transaction (a group
         commit): while one commits, the next ones gather, so the log costs one thread hop and one
         commit per batch, not per event."""
-        if not events:
-            return []
-        done: asyncio.Future[list[EventRecord]] = asyncio.get_running_loop().create_future()
-
-        def answer(outcome: list[EventRecord] | Exception) -> None:
-            if done.done():
-                return  # its caller was cancelled; the events are logged all the same
-            if isinstance(outcome, Exception):
-                done.set_exception(outcome)
-            else:
-                done.set_result(outcome)
-
-        self.append_events_soon(chat_id, events, answer)
-        return await done
+        return await appended(self.append_events_soon, chat_id, events)
 
     def append_events_soon(
         self, chat_id: str, events: Sequence[tuple[str, dict[str, Any]]],
