@@ -530,6 +530,31 @@ async def test_due_approvals_come_soonest_first_a_page_at_a_time(store: Store) -
     assert [a.approval_id for a in await store.due_approvals(now + timedelta(minutes=6))] == ["apr_2", "apr_1"]
 
 
+async def test_the_expiry_clock_works_a_backlog_off_a_page_at_a_time(store: Store) -> None:
+    """After an outage, every approval is due at once; each expiry starts a turn, so the clock hands
+    over a page per pass, going on after the last one, and the ones its runner leaves due (their
+    chat busy) do not hold the rest back."""
+    from lunark.server.expiry import ExpiryClock
+
+    chat = await store.create_chat(ALICE, 31337)
+    past = datetime.now(UTC) - timedelta(hours=1)
+    for n in range(25):
+        await store.put_approval(approval(f"apr_{n:02}", chat.chat_id, expires_at=past + timedelta(seconds=n)))
+    handed: list[str] = []
+
+    async def expire(record: ApprovalRecord) -> None:  # as the runner does, except for a busy chat
+        handed.append(record.approval_id)
+        if record.approval_id not in ("apr_00", "apr_01"):
+            await store.claim_approval(record.approval_id, [{"type": "reject"}], "timeout")
+
+    clock = ExpiryClock(store, expire, page=10)
+    assert [await clock.expire_due() for _ in range(3)] == [10, 10, 5]
+    assert handed == [f"apr_{n:02}" for n in range(25)], "each once, soonest first, a page per pass"
+    handed.clear()
+    assert await clock.expire_due() == 2 and handed == ["apr_00", "apr_01"]  # left due: looked at again
+    assert await store.next_expiry() == past
+
+
 async def test_settlements_are_written_once_and_final_states_stay(store: Store) -> None:
     first = await store.open_settlement(settlement("apr_1/c1", nonce=None))
     assert first.state == "approved" and not first.final and first.history == [{"state": "approved", "ts": 1.5}]

@@ -7,6 +7,11 @@ new approval announced here pokes it awake if it is due sooner; the sleep never 
 ``interval``, so an approval this process was not told of (another process's, one reopened after
 a failed decision) is picked up within it. Nothing is held per approval: a server starts on
 100,000 paused chats without reading one of them (``benchmarks/cluster.py``).
+
+Each expiry starts a turn (the model hears of the rejection), so a pass hands over at most a
+page: after a long outage the backlog is worked off a page per ``interval``, not all at once. The
+next pass starts after the last record of the one before, so records that stay due (their chat
+is busy) never hold the others back.
 """
 
 from __future__ import annotations
@@ -27,12 +32,17 @@ logger = logging.getLogger(__name__)
 
 class ExpiryClock:
     def __init__(
-        self, store: Store, expire: Callable[[ApprovalRecord], Awaitable[None]], *, interval: float = 1.0
+        self, store: Store, expire: Callable[[ApprovalRecord], Awaitable[None]], *, interval: float = 1.0,
+        page: int = 100,
     ) -> None:
         self.store = store
         self._expire = expire
         self.interval = interval
         """The longest sleep: how soon an approval nobody poked for is expired."""
+        self.page = page
+        """The most approvals handed over in one pass."""
+        self._cursor: ApprovalRecord | None = None
+        """Where the next pass goes on from, after a full page."""
         self._wake = asyncio.Event()
         self._next: datetime | None = None
         self._task: asyncio.Task[None] | None = None
@@ -53,17 +63,20 @@ class ExpiryClock:
                 await self._task
             self._task = None
 
-    async def expire_due(self) -> None:
-        """Hand every approval due by now to the runner, a page at a time."""
+    async def expire_due(self) -> int:
+        """Hand the next page of approvals due by now to the runner; how many it was."""
         now = datetime.now(UTC)
-        after: ApprovalRecord | None = None
-        while page := await self.store.due_approvals(now, after=after):
-            for record in page:
-                try:
-                    await self._expire(record)
-                except LunarkError as exc:
-                    logger.info("approval %s not expired: %s", record.approval_id, exc.message)
-            after = page[-1]
+        page = await self.store.due_approvals(now, limit=self.page, after=self._cursor)
+        if not page and self._cursor is not None:  # past the last one: round again from the soonest
+            self._cursor = None
+            page = await self.store.due_approvals(now, limit=self.page)
+        self._cursor = page[-1] if len(page) == self.page else None
+        for record in page:
+            try:
+                await self._expire(record)
+            except LunarkError as exc:
+                logger.info("approval %s not expired: %s", record.approval_id, exc.message)
+        return len(page)
 
     async def _run(self) -> None:
         while True:
@@ -77,7 +90,7 @@ class ExpiryClock:
                 logger.exception("expiring approvals failed; trying again in %ss", self.interval)
                 soonest = None
             now = datetime.now(UTC)
-            # One still due was left (its chat is busy): look again after the interval, no sooner.
+            # Still due (a chat busy, or more than a page of backlog): again after the interval, no sooner.
             wait = self.interval if soonest is None else min(self.interval, (soonest - now).total_seconds())
             wait = self.interval if wait <= 0 else wait
             self._next = soonest if soonest is not None and soonest > now else None
