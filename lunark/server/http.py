@@ -152,29 +152,25 @@ def client_address(request: web.Request, trusted: Sequence[IPNetwork]) -> str:
     X-Forwarded-For that is not one (each proxy appends the address it was reached from, so the
     entries left of the first untrusted one are the client's to invent)."""
     peer = request.remote or "?"
-    if not trusted or not _within(peer, trusted):
+    if not _trusted(peer, trusted):
         return peer
     hops = [hop.strip() for value in request.headers.getall("X-Forwarded-For", []) for hop in value.split(",")]
     for hop in reversed(hops):
-        if not _within(hop, trusted):
-            return hop if _is_ip(hop) else peer  # garbage in the header: count it as the proxy's
+        try:
+            address = ipaddress.ip_address(hop)
+        except ValueError:
+            return peer  # garbage in the header: count it as the proxy's
+        if not any(address in network for network in trusted):
+            return hop
     return peer
 
 
-def _within(address: str, networks: Sequence[IPNetwork]) -> bool:
+def _trusted(address: str, networks: Sequence[IPNetwork]) -> bool:
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:
         return False
     return any(ip in network for network in networks)
-
-
-def _is_ip(address: str) -> bool:
-    try:
-        ipaddress.ip_address(address)
-    except ValueError:
-        return False
-    return True
 
 
 def routes(*, auth: Authenticator, service: ChatService, hub: Hub, store: Store,
