@@ -157,3 +157,52 @@ async def test_a_crash_at_any_step_loses_nothing_and_sends_once(
     # Exactly the one transfer the user approved reached the chain.
     assert native_balance(anvil, bob.address) - bob_before == 5 * 10**17
     assert int(anvil.rpc("eth_getTransactionCount", [alice.address, "latest"]), 16) == nonce_before + 1
+
+
+async def test_an_approval_that_expires_while_the_server_is_dead_is_expired_by_it_after_restart(
+    server: Server, anvil: Anvil, alice: DevAccount, bob: DevAccount
+) -> None:
+    """kill -9 with a card waiting; it expires while no server runs. Restarted on the same data,
+    the server expires it by itself (nobody opens the chat): nothing is sent, the spend reserved
+    for it is released, and the chat says it was rejected by timeout."""
+    import sqlite3
+
+    config = json.loads(server.config.read_text())
+    server.config.write_text(json.dumps({**config, "approvals": {"ttl_seconds": 2}}))
+    served = await server.start()
+    token = await sign_in(served, alice)
+    nonce_before = int(anvil.rpc("eth_getTransactionCount", [alice.address, "latest"]), 16)
+    async with SioClient(served, token) as sio:
+        chat_id = (await sio.call("join_chat", {}))["chat_id"]
+        await sio.call("send_message", {"chat_id": chat_id, "content": f"send 0.5 ETH to {bob.address}",
+                                        "client_message_id": "m1"})
+        pending = await sio.wait_event("pending_approval", chat_id=chat_id, timeout=30)
+        await server.kill()
+    await asyncio.sleep(2.5)  # past its expiry, with no server alive
+
+    served = await server.start()
+    database = Path(config["data_dir"]) / "lunark.sqlite"
+
+    def stored() -> tuple[tuple[str, str | None], list[str]]:
+        with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as db:
+            state = db.execute("SELECT state, by FROM approvals WHERE approval_id = ?",
+                               (pending["approval_id"],)).fetchone()
+            ledger = [row[0] for row in db.execute("SELECT state FROM ledger")]
+        return state, ledger
+
+    for _ in range(200):
+        if stored()[0][0] == "expired":
+            break
+        await asyncio.sleep(0.05)
+    state, ledger = stored()
+    assert state == ("expired", "timeout"), state
+    assert ledger and set(ledger) == {"released"}, f"the reservation must be released: {ledger}"
+
+    async with SioClient(served, token) as sio:
+        ack = await sio.call("join_chat", {"chat_id": chat_id, "last_seq": 0})
+        assert "pending_approval" not in ack
+        resolved = await sio.wait_event("approval_resolved", chat_id=chat_id)
+        assert resolved["approval_id"] == pending["approval_id"] and resolved["by"] == "timeout"
+        late = {"chat_id": chat_id, "approval_id": pending["approval_id"], "decisions": [{"type": "approve"}]}
+        assert_error(await sio.call("resume_decisions", late), "approval_expired")
+    assert int(anvil.rpc("eth_getTransactionCount", [alice.address, "latest"]), 16) == nonce_before
