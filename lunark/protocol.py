@@ -56,7 +56,9 @@ __all__ = [
     "ActionRequest",
     "ApprovalRequest",
     "ApprovalResolved",
+    "ApprovalWarning",
     "ApproveDecision",
+    "BalanceChange",
     "CallTool",
     "CallToolAck",
     "ChatEvent",
@@ -77,6 +79,7 @@ __all__ = [
     "NetworkSwitch",
     "OkAck",
     "PendingApproval",
+    "Preview",
     "RejectDecision",
     "ResumeDecisions",
     "ReviewConfig",
@@ -192,6 +195,12 @@ class ApproveDecision(BaseModel):
     signed_tx: str | None = Field(
         default=None, pattern=_HEX, max_length=262_144, description="Signed by the wallet; the server broadcasts it."
     )
+    acknowledge: list[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")]] = Field(
+        default_factory=list,
+        max_length=32,
+        description="Codes of the card's danger warnings the user acknowledged; without them the approve is "
+        "refused with acknowledgement_required.",
+    )
 
     @model_validator(mode="after")
     def _one_signature(self) -> ApproveDecision:
@@ -259,6 +268,8 @@ class ErrorCode(StrEnum):
     TOOL_ERROR = "tool_error"
     INTERNAL = "internal"
     RATE_LIMITED = "rate_limited"
+    ACKNOWLEDGEMENT_REQUIRED = "acknowledgement_required"
+    PREVIEW_CHANGED = "preview_changed"
 
 
 ERROR_MEANINGS: Mapping[ErrorCode, str] = {
@@ -276,6 +287,10 @@ ERROR_MEANINGS: Mapping[ErrorCode, str] = {
     ErrorCode.TOOL_ERROR: "A tool outside Lunark (an MCP server, a plugin's service) failed, timed out or is down.",
     ErrorCode.INTERNAL: "A bug or an unexpected failure on the server.",
     ErrorCode.RATE_LIMITED: "Too many requests of this kind; `retry_after` (seconds) says when to try again.",
+    ErrorCode.ACKNOWLEDGEMENT_REQUIRED: "The card has a danger warning the decision did not acknowledge; nothing "
+    "was signed.",
+    ErrorCode.PREVIEW_CHANGED: "Simulated again at signing, the transaction would change balances differently "
+    "than the card showed; nothing was broadcast and a fresh card is offered.",
 }
 """One line per error code, for people (and the generated doc)."""
 
@@ -294,6 +309,8 @@ HTTP_STATUS: Mapping[ErrorCode, int] = {
     ErrorCode.TOOL_ERROR: 502,
     ErrorCode.INTERNAL: 500,
     ErrorCode.RATE_LIMITED: 429,
+    ErrorCode.ACKNOWLEDGEMENT_REQUIRED: 422,
+    ErrorCode.PREVIEW_CHANGED: 409,
 }
 """The HTTP status of each error code on the HTTP mirror."""
 
@@ -376,6 +393,42 @@ class Fact(_ServerModel):
     value: str = Field(description="Its value, as text.")
 
 
+class BalanceChange(_ServerModel):
+    """One asset balance a transaction would change, as the simulation saw it."""
+
+    address: str = Field(pattern=_ADDRESS, description="Whose balance: the user's or the recipient's.")
+    asset: str = Field(description='"native", or the ERC-20 token\'s contract address.')
+    symbol: str = Field(description="The asset's symbol, e.g. ETH or TKN.")
+    decimals: int = Field(ge=0, le=255, description="The asset's decimals.")
+    before: str = Field(pattern=r"^[0-9]+$", description="Balance before, base units, decimal string.")
+    after: str = Field(pattern=r"^[0-9]+$", description="Balance after, base units, decimal string.")
+    delta: str = Field(pattern=r"^-?[0-9]+$", description="after - before, base units, decimal string.")
+
+
+class Preview(_ServerModel):
+    """What the transaction would change, simulated (``eth_simulateV1``) on the chat's network."""
+
+    simulated: bool = Field(description="False when the node could not simulate it: then there are no changes.")
+    changes: list[BalanceChange] = Field(
+        default_factory=list, description="Every balance that changes, the user's first; native includes no fee."
+    )
+    gas_used: int | None = Field(default=None, ge=0, description="Gas the simulation used.")
+    max_fee: str | None = Field(
+        default=None, pattern=r"^[0-9]+$", description="Worst-case fee in wei (gas limit x fee cap), decimal string."
+    )
+    reason: str | None = Field(default=None, description="Why there is no preview, when simulated is false.")
+
+
+class ApprovalWarning(_ServerModel):
+    """Something the user should know before deciding (docs/safety.md lists every code)."""
+
+    code: str = Field(description="Stable code, e.g. lookalike_recipient.")
+    severity: Literal["info", "warning", "danger"] = Field(
+        description="danger needs the code in the approve decision's acknowledge list."
+    )
+    message: str = Field(description="A plain sentence for the user.")
+
+
 class ActionRequest(_ServerModel):
     """One tool call that waits for the user's decision."""
 
@@ -389,6 +442,18 @@ class ActionRequest(_ServerModel):
         default=None,
         description="Rows to show on the card, in order, for tools a client has no card of its own for "
         "(an MCP tool: server, tool, hints, arguments).",
+    )
+    preview: Preview | None = Field(default=None, description="The balance changes, for transactions.")
+    warnings: list[ApprovalWarning] = Field(
+        default_factory=list, description="What the user should know first; danger ones need acknowledging."
+    )
+    fingerprint: str | None = Field(
+        default=None,
+        pattern=r"^[0-9a-f]{64}$",
+        description="sha256 of the canonical JSON of the approved action: the audit trail's intent fingerprint.",
+    )
+    recipient_name: str | None = Field(
+        default=None, description="The recipient's ENS name or contact label, when it has one."
     )
 
 
@@ -786,6 +851,9 @@ _SHARED_MODELS: tuple[type[BaseModel], ...] = (
     ApprovalRequest,
     ActionRequest,
     Fact,
+    Preview,
+    BalanceChange,
+    ApprovalWarning,
     ReviewConfig,
     UnsignedTx,
     Usage,

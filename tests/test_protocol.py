@@ -28,6 +28,8 @@ from lunark.protocol import (
     ActionRequest,
     ApprovalRequest,
     ApprovalResolved,
+    ApprovalWarning,
+    BalanceChange,
     ContinueMessage,
     Error,
     ErrorAck,
@@ -41,6 +43,7 @@ from lunark.protocol import (
     NetworkSwitch,
     OkAck,
     PendingApproval,
+    Preview,
     ResumeDecisions,
     ReviewConfig,
     SendMessage,
@@ -90,7 +93,15 @@ CONTRACT_LITERALS: dict[tuple[str, str], set[str]] = {
 }
 CONTRACT_TX_STATUSES = {"submitted", "mined", "confirmed", "failed", "replaced", "mismatch", "dropped"}
 CONTRACT_OBJECTS: dict[type[BaseModel], set[str]] = {
-    ActionRequest: {"call_id", "name", "args", "description", "summary", "tx"},
+    ActionRequest: {
+        "call_id", "name", "args", "description", "summary", "tx",
+        # informed approval (issue 23): wire names outside clients rely on
+        "preview", "warnings", "fingerprint", "recipient_name",
+    },
+    Preview: {"simulated", "changes", "gas_used", "reason"},
+    BalanceChange: {"address", "asset", "symbol", "decimals", "before", "after", "delta"},
+    ApprovalWarning: {"code", "severity", "message"},
+    ApproveDecision: {"type", "tx_hash", "signed_tx", "acknowledge"},
     ReviewConfig: {"action_name", "allowed_decisions"},
     Usage: {"output_tokens", "ttft_ms", "tokens_per_s"},
     UnsignedTx: {
@@ -113,6 +124,8 @@ CONTRACT_ERROR_CODES = {
     "unauthorized", "forbidden", "not_found", "invalid_input", "busy", "already_decided", "approval_expired",
     "no_pending_approval", "policy_violation", "chain_error", "model_error", "internal", "rate_limited",
     "tool_error",  # an extension (issue 15): an MCP server or plugin service failed, timed out or is down
+    # informed approval (issue 23): a danger warning not acknowledged; the outcome changed at signing
+    "acknowledgement_required", "preview_changed",
 }
 
 

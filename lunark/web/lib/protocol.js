@@ -40,6 +40,8 @@ export const ERROR_CODES = Object.freeze({
   tool_error: 502,
   internal: 500,
   rate_limited: 429,
+  acknowledgement_required: 422,
+  preview_changed: 409,
 });
 // END GENERATED
 
