@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import shlex
 import sys
 from collections.abc import AsyncIterator
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from chat_process import LUNARK
 from conftest import sign_in
@@ -55,8 +57,21 @@ class Stack:
     async def host(self) -> AsyncIterator[ClientSession]:
         """The documented line running, and an MCP host connected to it (both in the test's task:
         the MCP SDK's cancel scopes must be left in the task that entered them)."""
-        async with lunark_mcp_http(self.argv, self.token) as endpoint, http_host(endpoint, self.token) as host:
-            yield host
+        async with lunark_mcp_http(self.argv, self.token) as endpoint:
+            await answers_without_redirect(endpoint, self.token)
+            async with http_host(endpoint, self.token) as host:
+                yield host
+
+
+async def answers_without_redirect(endpoint: str, token: str) -> None:
+    """The printed endpoint answers itself: no 307 to ``/mcp/`` that a host must follow."""
+    assert endpoint.endswith("/mcp"), endpoint
+    ping = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
+    headers = {"Authorization": f"Bearer {token}", "Accept": "application/json, text/event-stream"}
+    async with aiohttp.ClientSession() as http, http.post(
+        endpoint, json=ping, headers=headers, allow_redirects=False
+    ) as response:
+        assert response.status not in (301, 302, 307, 308), (response.status, response.headers.get("Location"))
 
 
 @pytest.fixture
@@ -86,7 +101,9 @@ async def test_over_http_a_transfer_waits_for_the_users_wallet_and_comes_back_co
 async def a_transfer(stack: Stack, host: ClientSession, anvil: Anvil, alice: DevAccount, bob: DevAccount) -> None:
     names = {tool.name for tool in (await host.list_tools()).tools}
     assert {"get_balance", "transfer", "switch_network", "save_note", "count_notes",
-            "notes.add_note", "notes.list_notes"} <= names, names
+            "notes__add_note", "notes__list_notes"} <= names, names
+    # names a host can forward to OpenAI's or Anthropic's API as they are
+    assert all(re.fullmatch(r"[a-zA-Z0-9_-]{1,64}", name) for name in names), names
     balance = await host.call_tool("get_balance", {})
     assert not balance.isError and balance.structuredContent is not None
     assert balance.structuredContent["symbol"] == "ETH" and int(balance.structuredContent["raw"]) > 0
@@ -126,29 +143,29 @@ async def plugin_and_mcp_tools(stack: Stack, host: ClientSession) -> None:
 
     # Read-only: runs at once in this Lunark, and says so.
     assert hints("count_notes") == {"readOnlyHint": True, "openWorldHint": True}
-    assert hints("notes.list_notes") == {"readOnlyHint": True, "openWorldHint": True}
+    assert hints("notes__list_notes") == {"readOnlyHint": True, "openWorldHint": True}
     # Waits for approval: never read-only; an MCP tool's own hints carried as its server declared them.
-    assert hints("notes.add_note") == {
+    assert hints("notes__add_note") == {
         "readOnlyHint": False, "destructiveHint": True, "idempotentHint": False, "openWorldHint": False,
     }
-    assert hints("notes.clear_notes") == {  # no annotations at all: fail closed, MCP's defaults
+    assert hints("notes__clear_notes") == {  # no annotations at all: fail closed, MCP's defaults
         "readOnlyHint": False, "destructiveHint": True, "idempotentHint": False, "openWorldHint": True,
     }
-    assert hints("notes.header")["readOnlyHint"] is False, "the configuration makes it wait: not read-only"
+    assert hints("notes__header")["readOnlyHint"] is False, "the configuration makes it wait: not read-only"
     assert hints("save_note") == {
         "readOnlyHint": False, "destructiveHint": True, "idempotentHint": False, "openWorldHint": True,
     }
-    assert tools["notes.add_note"].title == "Add a note (after the user's approval)"
-    assert tools["notes.add_note"].inputSchema["required"] == ["text"]
+    assert tools["notes__add_note"].title == "Add a note (after the user's approval)"
+    assert tools["notes__add_note"].inputSchema["required"] == ["text"]
     assert "Waits for the user's approval" in (tools["save_note"].description or "")
 
     count = await host.call_tool("count_notes", {})
     assert count.structuredContent == {"count": 0}
-    listed = await host.call_tool("notes.list_notes", {})
+    listed = await host.call_tool("notes__list_notes", {})
     assert listed.structuredContent == {"server": "notes", "tool": "list_notes", "result": {"notes": []}}
 
     async with the_user(stack.server.url, stack.token) as chat:
-        task, said = await start_call(host, "notes.add_note", {"text": "buy milk"})
+        task, said = await start_call(host, "notes__add_note", {"text": "buy milk"})
         approval = await next_approval(chat)
         [request] = approval.action_requests
         facts = {f.label: f.value for f in request.facts}
@@ -174,15 +191,15 @@ async def plugin_and_mcp_tools(stack: Stack, host: ClientSession) -> None:
     assert count.structuredContent == {"count": 0}, "a rejected plugin call ran nothing"
 
     # The MCP server learns a tool and says its list changed: the host sees it at its next tools/list.
-    learned = await host.call_tool("notes.learn_tool", {})
+    learned = await host.call_tool("notes__learn_tool", {})
     assert not learned.isError, learned.content
     for _ in range(100):
         names = {tool.name for tool in (await host.list_tools()).tools}
-        if "notes.shout" in names:
+        if "notes__shout" in names:
             break
         await asyncio.sleep(0.1)
-    assert "notes.shout" in names
-    shout = await host.call_tool("notes.shout", {"text": "hi"})
+    assert "notes__shout" in names
+    shout = await host.call_tool("notes__shout", {"text": "hi"})
     assert shout.structuredContent == {"server": "notes", "tool": "shout", "result": "HI"}
-    unknown = await host.call_tool("notes.nothing", {})
-    assert unknown.isError and "no tool named 'notes.nothing'" in str(unknown.content[0])
+    unknown = await host.call_tool("notes__nothing", {})
+    assert unknown.isError and "no tool named 'notes__nothing'" in str(unknown.content[0])

@@ -101,8 +101,8 @@ class LunarkMcp:
 
     The tools are the running server's (``LunarkClient.list_tools``): the built-in ones, the
     entry-point plugins' and every configured MCP server's, listed again at each ``tools/list`` so
-    the host sees what the agent has now. An MCP tool is named ``server.tool`` here, as on the
-    approval card; the rest keep their names."""
+    the host sees what the agent has now. An MCP tool is named ``server__tool`` here, as the agent
+    names it: hosts that forward names to a model API accept only ``^[a-zA-Z0-9_-]{1,64}$``."""
 
     def __init__(self, client: LunarkClient) -> None:
         self.client = client
@@ -113,7 +113,7 @@ class LunarkMcp:
             "switch_network and every other tool not marked read-only wait until the user approves or "
             "rejects them in Lunark with their own wallet, and return the outcome (confirmed with hash "
             "and block, rejected with the reason, expired, mismatch). Amounts are whole units as decimal "
-            "strings ('0.5'), never wei. Tools named server.tool come from MCP servers Lunark connects to."
+            "strings ('0.5'), never wei. Tools named server__tool come from MCP servers Lunark connects to."
         ))
         self.chat: ChatSession | None = None
         self._lock = asyncio.Lock()
@@ -223,9 +223,9 @@ class LunarkMcp:
 
 
 def exposed_name(info: ToolInfo) -> str:
-    """The name the MCP host sees: ``server.tool`` for an MCP server's tool (as on the approval card),
-    the tool's own name otherwise."""
-    return info.display_name if info.source == "mcp" else info.name
+    """The name the MCP host sees: the agent's own (``server__tool`` for an MCP server's tool), which
+    every host can forward to a model API (the card still reads ``server.tool``)."""
+    return info.name
 
 
 def annotations_for(info: ToolInfo) -> types.ToolAnnotations:
@@ -330,7 +330,7 @@ async def serve_http(url: str, token: str, *, host: str, port: int, ready: Any =
     from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
     from starlette.applications import Starlette
     from starlette.responses import JSONResponse
-    from starlette.routing import Mount
+    from starlette.routing import Mount, Route
     from starlette.types import Receive, Scope, Send
 
     async with _connected(url, token) as front:
@@ -353,7 +353,11 @@ async def serve_http(url: str, token: str, *, host: str, port: int, ready: Any =
             async with manager.run():
                 yield
 
-        app = Starlette(routes=[Mount("/mcp", app=endpoint)], lifespan=lifespan)
+        class Endpoint:  # an ASGI app, not a request handler, to Starlette's Route
+            __call__ = staticmethod(endpoint)
+
+        # /mcp exactly as printed (a Mount alone answers it with a 307 to /mcp/), and /mcp/ too
+        app = Starlette(routes=[Route("/mcp", Endpoint()), Mount("/mcp", app=endpoint)], lifespan=lifespan)
         config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on")
 
         class Server(uvicorn.Server):
