@@ -11,6 +11,8 @@ LunarkError                                   code
 ├── InvalidInput (ValueError)                 invalid_input
 │   ├── InvalidAddress
 │   ├── InvalidAmount
+│   ├── InvalidName                           (not a valid ENS name under ENSIP-15)
+│   ├── UnresolvedName                        (no address for it, or no ENS on the network)
 │   ├── UnknownNetwork                        (carries close matches)
 │   └── UnknownToken
 ├── PolicyViolation                           policy_violation
@@ -56,6 +58,7 @@ __all__ = [
     "InvalidAmount",
     "InvalidDecision",
     "InvalidInput",
+    "InvalidName",
     "LunarkError",
     "ModelError",
     "NoPendingApproval",
@@ -70,6 +73,7 @@ __all__ = [
     "Unauthorized",
     "UnknownNetwork",
     "UnknownToken",
+    "UnresolvedName",
     "WrongNetwork",
 ]
 
@@ -126,6 +130,20 @@ class InvalidAmount(InvalidInput):
 
     def __init__(self, message: str, *, value: str | None = None) -> None:
         super().__init__(message, value=value)
+
+
+class InvalidName(InvalidInput):
+    """Not an ENS name: ENSIP-15 normalisation refuses it (a disallowed character, a confusable mix)."""
+
+    def __init__(self, message: str, *, value: str | None = None) -> None:
+        super().__init__(message, value=value)
+
+
+class UnresolvedName(InvalidInput):
+    """An ENS name with no address on the chat's network, or a network without an ENS registry."""
+
+    def __init__(self, message: str, *, name: str | None = None, chain_id: int | None = None) -> None:
+        super().__init__(message, name=name, chain_id=chain_id)
 
 
 class UnknownNetwork(InvalidInput):

@@ -29,6 +29,7 @@ __all__ = [
     "ANVIL_CHAIN_ID",
     "DEFAULT_FEE_WARNING_SHARE",
     "DEFAULT_MAX_FEE_PER_GAS",
+    "ENS_REGISTRY",
     "Network",
     "NetworkConfig",
     "NetworkRegistry",
@@ -37,6 +38,8 @@ __all__ = [
 ]
 
 ANVIL_CHAIN_ID = 31337
+ENS_REGISTRY = to_checksum_address("0x00000000000C2E074eC69A0dFb2997BA6C7d2e1e")
+"""The ENS registry (with fallback) on Ethereum mainnet and Sepolia."""
 GWEI = 10**9
 DEFAULT_MAX_FEE_PER_GAS = 500 * GWEI
 """Ceiling of a prepared transaction's fee cap (wei per gas) unless a network sets its own."""
@@ -88,6 +91,8 @@ class Network:
     """Ceiling (wei per gas) of the fee cap Lunark prepares, whatever the node suggests."""
     fee_warning_share: Decimal = DEFAULT_FEE_WARNING_SHARE
     """An approval card warns when the fee may exceed this share of the (native) amount."""
+    ens_registry: ChecksumAddress | None = None
+    """The ENS registry names (alice.eth) are resolved on; None: names are refused here."""
 
     @property
     def rpc_url(self) -> str:
@@ -167,6 +172,7 @@ def _builtin_networks() -> tuple[Network, ...]:
             explorer_url="https://etherscan.io",
             confirmations=3,
             aliases=("mainnet", "eth", "ethereum mainnet", "homestead"),
+            ens_registry=ENS_REGISTRY,
             tokens=(
                 _token("USDC", "0xA0b86991c6218b36c1d19D4a2e9Eb0cE3606eB48", 6, "USD Coin"),
                 _token("USDT", "0xdAC17F958D2ee523a2206206994597C13D831ec7", 6, "Tether USD"),
@@ -182,6 +188,7 @@ def _builtin_networks() -> tuple[Network, ...]:
             explorer_url="https://sepolia.etherscan.io",
             confirmations=2,
             aliases=("sep", "sepolia testnet"),
+            ens_registry=ENS_REGISTRY,
             tokens=(_token("USDC", "0x1c7D4B196Cb0C7B01d743Fbc6116a902379C7238", 6, "USD Coin"),),
             testnet=True,
         ),
@@ -276,6 +283,11 @@ class NetworkConfig(BaseModel):
     fee_warning_share: Decimal | None = Field(
         default=None, gt=0, le=1000, description="A card warns when the fee may exceed this share of the amount."
     )
+    ens_registry: str | None = Field(
+        default=None,
+        description="The ENS registry ENS names are resolved on (built in for ethereum and sepolia); "
+        "unset on a network without one: names are refused there.",
+    )
 
 
 class NetworkRegistry:
@@ -329,6 +341,13 @@ class NetworkRegistry:
         for key in ("rpc_urls", "aliases"):
             if key in fields:
                 fields[key] = tuple(v.lower() if key == "aliases" else v for v in fields[key])
+        if "ens_registry" in fields:
+            if not is_address(fields["ens_registry"]):
+                raise ConfigError(
+                    f"Network {config.name or config.chain_id}: ens_registry {fields['ens_registry']!r} is not an address.",
+                    network=config.name,
+                )
+            fields["ens_registry"] = to_checksum_address(fields["ens_registry"])
         if "explorer_url" in fields:
             fields["explorer_url"] = fields["explorer_url"].rstrip("/") or None
         if base is None:

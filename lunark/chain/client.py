@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import unicodedata
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from decimal import Decimal
 from types import TracebackType
 from typing import Any, Final, NoReturn, Self
@@ -427,6 +427,11 @@ class ChainClient:
         parts = urlsplit(url)
         port = f":{parts.port}" if parts.port else ""
         return f"{parts.scheme}://{parts.hostname}{port}"
+
+    def errors(self, action: str) -> AbstractContextManager[None]:
+        """Web3 and transport failures inside the block as Lunark errors, for helpers that read the
+        chain through this client (ENS resolution)."""
+        return self._translate(action)
 
     @contextmanager
     def _translate(self, action: str) -> Iterator[None]:
