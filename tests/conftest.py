@@ -17,6 +17,7 @@ from eth_typing import ChecksumAddress
 
 from lunark.chain.anvil import Anvil, DevAccount
 from lunark.contracts import deploy_contract
+from lunark.contracts.ens import EnsName, deploy_ens
 from lunark.networks import ANVIL_CHAIN_ID, NetworkConfig, NetworkRegistry, TokenConfig
 
 SECOND_CHAIN_ID = 31338
@@ -34,13 +35,25 @@ class World:
     """TestToken "TUSD", 6 decimals; every dev account holds 1,000,000 TUSD."""
     reverter: ChecksumAddress
     """A contract whose calls revert with a reason."""
+    ens_registry: ChecksumAddress | None = None
+    """The real ENS contracts (first chain only): alice.eth -> accounts[1], its primary name; ali.eth ->
+    accounts[1] too (whose primary name is alice.eth, not ali.eth); nameless.eth -> accounts[2], which
+    has no primary name."""
 
 
-def _deploy_world(anvil: Anvil) -> World:
+def _deploy_world(anvil: Anvil, *, ens: bool = False) -> World:
     deployer = anvil.accounts[9]
     token = deploy_contract(anvil.url, "TestToken", "Test Token", "TKN", 18, private_key=deployer.private_key)
     usd = deploy_contract(anvil.url, "TestToken", "Test USD", "TUSD", 6, private_key=deployer.private_key)
     reverter = deploy_contract(anvil.url, "Reverter", private_key=deployer.private_key)
+    ens_registry = None
+    if ens:
+        one, two = anvil.accounts[1], anvil.accounts[2]
+        ens_registry = deploy_ens(anvil.url, private_key=deployer.private_key, names=[
+            EnsName(label="alice", address=one.address, primary_key=one.private_key),
+            EnsName(label="ali", address=one.address),
+            EnsName(label="nameless", address=two.address),
+        ]).registry
     sent = []
     for account in anvil.accounts:
         sent.append(_mint(anvil, token, deployer, account.address, INITIAL_TOKENS))
@@ -51,7 +64,7 @@ def _deploy_world(anvil: Anvil) -> World:
     while not all(anvil.rpc("eth_getTransactionReceipt", [h]) for h in sent):
         assert time.monotonic() < deadline, "the session's mint transactions were never mined"
         time.sleep(0.01)
-    return World(anvil=anvil, token=token, usd=usd, reverter=reverter)
+    return World(anvil=anvil, token=token, usd=usd, reverter=reverter, ens_registry=ens_registry)
 
 
 def _mint(anvil: Anvil, token: str, deployer: DevAccount, to: str, amount: int) -> str:
@@ -68,7 +81,7 @@ def _mint(anvil: Anvil, token: str, deployer: DevAccount, to: str, amount: int) 
 @pytest.fixture(scope="session")
 def world() -> Iterator[World]:
     with Anvil.start(chain_id=ANVIL_CHAIN_ID) as anvil:
-        yield _deploy_world(anvil)
+        yield _deploy_world(anvil, ens=True)
 
 
 @pytest.fixture(scope="session")
@@ -147,7 +160,9 @@ def registry(world: World, world2: World) -> NetworkRegistry:
 
     return NetworkRegistry.default().with_overrides(
         [
-            NetworkConfig(name="anvil", rpc_urls=[world.anvil.url], tokens=tokens(world)),
+            NetworkConfig(
+                name="anvil", rpc_urls=[world.anvil.url], tokens=tokens(world), ens_registry=world.ens_registry
+            ),
             NetworkConfig(
                 name="anvil-2",
                 chain_id=SECOND_CHAIN_ID,
@@ -203,7 +218,7 @@ def server_settings(data_dir: Any, world: World, world2: World | None = None, **
     from lunark.config import Settings
 
     networks: list[dict[str, Any]] = [{
-        "name": "anvil", "rpc_urls": [world.anvil.url],
+        "name": "anvil", "rpc_urls": [world.anvil.url], "ens_registry": world.ens_registry,
         "tokens": [{"symbol": "TKN", "address": world.token, "decimals": 18},
                    {"symbol": "TUSD", "address": world.usd, "decimals": 6}],
     }]

@@ -209,9 +209,36 @@ def test_a_message_with_an_unsupported_part_runs_nothing() -> None:
 
 
 def test_a_message_with_an_unreadable_part_runs_nothing() -> None:
-    plan = plan_reply("switch to base and send 1 ETH to bob.eth", TOOLS)
+    # "bob" is neither an address nor an ENS name (those are dotted: bob.eth).
+    plan = plan_reply("switch to base and send 1 ETH to bob", TOOLS)
     assert plan.calls == ()
     assert "Nothing was done" in plan.text
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("send 0.1 ETH to alice.eth", [("transfer", {"to": "alice.eth", "amount": "0.1"})]),
+        # normalisation is the tool's (ENSIP-15): the planner passes the name as written
+        ("send 0.1 ETH to Alice.ETH.", [("transfer", {"to": "Alice.ETH", "amount": "0.1"})]),
+        ("pay alice.eth 3 TKN", [("transfer", {"to": "alice.eth", "amount": "3", "token": "TKN"})]),
+        ("send 1 ETH to bob.base.eth and 2 TKN to carol.xyz", [
+            ("transfer", {"to": "bob.base.eth", "amount": "1"}),
+            ("transfer", {"to": "carol.xyz", "amount": "2", "token": "TKN"}),
+        ]),
+        ("send 0.1 ETH to alice.eth on sepolia", [
+            ("switch_network", {"network": "sepolia"}), ("transfer", {"to": "alice.eth", "amount": "0.1"}),
+        ]),
+        ("balance of alice.eth", [("get_balance", {"address": "alice.eth"})]),
+        ("what's the TKN balance of alice.eth?", [("get_balance", {"address": "alice.eth", "token": "TKN"})]),
+        ("how much TKN does vitalik.eth have", [("get_balance", {"address": "vitalik.eth", "token": "TKN"})]),
+        # a dotted token symbol is still a token, not a name
+        (f"send 5 USDC.e to {BOB}", [("transfer", {"to": BOB, "amount": "5", "token": "USDC.e"})]),
+        ("balance of USDC.e", [("get_balance", {"token": "USDC.e"})]),
+    ],
+)
+def test_ens_names_stand_where_addresses_do(text: str, expected: list[tuple[str, dict[str, Any]]]) -> None:
+    assert calls_of(text) == expected
 
 
 def test_unbound_tool_is_explained_not_called() -> None:

@@ -321,6 +321,9 @@ class GraphNodes(ABC):
                     "summary": p["proposal"]["summary"],
                     "tx": p["proposal"]["tx"],
                     **({"facts": p["proposal"]["facts"]} if p["proposal"].get("facts") else {}),
+                    **({"warnings": p["proposal"]["warnings"]} if p["proposal"].get("warnings") else {}),
+                    **({"recipient_name": p["proposal"]["recipient_name"]}
+                       if p["proposal"].get("recipient_name") else {}),
                 }
                 for p in proposals
             ],

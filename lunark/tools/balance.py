@@ -6,6 +6,7 @@ from typing import Any, cast
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from lunark.chain.ens import resolve_recipient
 from lunark.tools.base import ApprovalRule, Decision, Proposal, ToolContext
 
 __all__ = ["BalanceArgs", "GetBalance"]
@@ -18,7 +19,9 @@ class BalanceArgs(BaseModel):
 
     address: str | None = Field(
         default=None,
-        description="Whose balance, as a 0x address. Omit it for the user's own balance.",
+        description="Whose balance: a 0x address or an ENS name such as alice.eth. Omit it for the user's own "
+        "balance.",
+        max_length=255,
     )
     token: str | None = Field(
         default=None,
@@ -53,5 +56,7 @@ class GetBalance:
         network = ctx.network
         client = ctx.clients.get(network)
         token = None if network.is_native(args.token) else args.token
-        balance = await client.balance(args.address or ctx.user_address, token)
-        return {**balance.to_dict(), "network": network.name, "display_name": network.display_name}
+        address, name = await resolve_recipient(client, args.address) if args.address else (ctx.user_address, None)
+        balance = await client.balance(address, token)
+        named = {"name": name} if name else {}
+        return {**balance.to_dict(), **named, "network": network.name, "display_name": network.display_name}

@@ -13,17 +13,21 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from eth_typing import ChecksumAddress
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from lunark.chain.ens import primary_name, resolve_recipient
 from lunark.chain.types import prepared_from_state, prepared_to_state, to_units
 from lunark.errors import SignerError
 from lunark.settlement import outcome_message
 from lunark.store.base import SettlementRecord
 from lunark.tools.amounts import amount_for_share, share_of
 from lunark.tools.base import ApprovalRule, Decision, Proposal, ToolContext
+
+if TYPE_CHECKING:
+    from lunark.chain.client import ChainClient
 
 __all__ = ["Transfer", "TransferArgs", "prepared_from_state", "prepared_to_state", "settlement_result"]
 
@@ -33,7 +37,12 @@ class TransferArgs(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    to: str = Field(description="Recipient address: 0x followed by 40 hexadecimal characters.")
+    to: str = Field(
+        description="Recipient: a 0x address (0x followed by 40 hexadecimal characters) or an ENS name "
+        "such as alice.eth, exactly as the user wrote it. A name is resolved on the chat's network and "
+        "the user sees both the name and its address.",
+        max_length=255,
+    )
     amount: str = Field(
         description=(
             "Amount in whole units as a decimal string, e.g. '0.5' for half an ETH. Never in wei. "
@@ -88,10 +97,14 @@ class Transfer:
             # Only tokens the configuration knows: an arbitrary contract the model names could
             # claim any symbol. Fail closed.
             token = network.token(str(a.token)).address
+        # An ENS name is resolved here, once: the card shows the name and the address it resolved
+        # to, and that address is what gets approved and signed, whatever the name points to later.
+        to, name = await resolve_recipient(client, a.to)
         if (share := share_of(a.amount)) is not None:
             # "all", "half", "25%": the exact figure, from the live balance; the card shows it.
-            a.amount = await amount_for_share(client, ctx.user_address, a.to, share, token=token)
-        intent = await client.build_intent(ctx.user_address, a.to, a.amount, token)
+            a.amount = await amount_for_share(client, ctx.user_address, to, share, token=token)
+        intent = await client.build_intent(ctx.user_address, to, a.amount, token)
+        warnings = await _name_warnings(client, name, intent.recipient) if name else ()
         # Checked, and the amount reserved against the daily cap across all of the user's chats,
         # before anyone is asked; the reservation lapses with the approval.
         await ctx.policy.check(intent, ctx.ledger, reservation=ctx.action_id, expires_at=ctx.expires_at)
@@ -106,21 +119,25 @@ class Transfer:
         warn_share = network.fee_warning_share
         costly = intent.token is None and prepared.max_fee > intent.amount * warn_share
         warning = f"; the fee may be more than {_amount_text(warn_share * 100)}% of the amount" if costly else ""
+        recipient = f"{name} ({intent.recipient})" if name else intent.recipient
         return Proposal(
             summary=(
-                f"Send {_amount_text(intent.human_amount)} {intent.symbol} to {intent.recipient} "
+                f"Send {_amount_text(intent.human_amount)} {intent.symbol} to {recipient} "
                 f"on {network.display_name} (network fee at most {fee} {network.symbol}{warning})"
             ),
             description=(
                 f"Transfer {_amount_text(intent.human_amount)} {intent.symbol} from "
-                f"{_short(intent.sender)} to {_short(intent.recipient)}."
+                f"{_short(intent.sender)} to {name + ' ' if name else ''}{_short(intent.recipient)}."
             ),
+            recipient_name=name,
+            warnings=warnings,
             tx=prepared.to_wire(),
             data={
                 "prepared": prepared_to_state(prepared),
                 "amount": _amount_text(intent.human_amount),
                 "symbol": intent.symbol,
                 "recipient": intent.recipient,
+                **({"recipient_name": name} if name else {}),
                 "network": network.display_name,
                 "max_fee": fee,
             },
@@ -141,6 +158,7 @@ class Transfer:
             "amount": proposal.data["amount"],
             "symbol": intent.symbol,
             "recipient": intent.recipient,
+            **({"recipient_name": proposal.recipient_name} if proposal.recipient_name else {}),
             "network": network.display_name,
             "chain_id": network.chain_id,
         }
@@ -159,6 +177,26 @@ class Transfer:
         )
         final = await ctx.settlements.settle(record.settlement_id, forward=ctx.emit)
         return settlement_result(final, base)
+
+
+async def _name_warnings(client: ChainClient, name: str, address: str) -> tuple[dict[str, str], ...]:
+    """``ens_reverse_mismatch`` when the address does not name itself ``name`` (its primary name, the
+    reverse record verified forward): a name anyone can point at any address proves nothing about who
+    holds it, while an address's own primary name is set by its holder."""
+    primary = await primary_name(client, address)
+    if primary == name:
+        return ()
+    if primary is None:
+        message = (
+            f"{name} points to {address}, but that address has no primary ENS name: nothing on chain says "
+            f"its holder calls itself {name}. Check the address with the recipient."
+        )
+    else:
+        message = (
+            f"{name} points to {address}, but that address's primary ENS name is {primary}, not {name}. "
+            "Check that this is who you mean to pay."
+        )
+    return ({"code": "ens_reverse_mismatch", "severity": "warning", "message": message},)
 
 
 def settlement_result(record: SettlementRecord, base: dict[str, Any]) -> dict[str, Any]:

@@ -146,7 +146,10 @@ def _balance_result(args: Mapping[str, Any], data: Mapping[str, Any]) -> str:
     is_token = bool(data.get("token") or args.get("token"))
     label = f"{symbol} balance" if is_token and symbol else "balance"
     address = _text_or_none(args.get("address"))
-    subject = f"The {label} of {_short(address)}" if address else f"Your {label}"
+    name = _text_or_none(data.get("name"))
+    resolved = _text_or_none(data.get("address"))
+    whose = f"{name} ({_short(resolved)})" if name and resolved else _short(address)
+    subject = f"The {label} of {whose}" if address else f"Your {label}"
     return f"{subject}{where} is {amount} {symbol}".rstrip() + "."
 
 
@@ -233,6 +236,10 @@ def _what(args: Mapping[str, Any], data: Mapping[str, Any]) -> str:
 
 
 def _recipient(args: Mapping[str, Any], data: Mapping[str, Any]) -> str | None:
+    name = _text_or_none(data.get("recipient_name"))
+    address = _text_or_none(data.get("recipient"))
+    if name and address:
+        return f"{name} ({_short(address)})"
     value = (
         _text_or_none(data.get("recipient"))
         or _text_or_none(data.get("to"))

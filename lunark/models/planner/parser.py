@@ -157,9 +157,15 @@ _ADDRESS = r"(?<![0-9A-Za-z])0x[0-9a-fA-F]{40}(?![0-9A-Za-z])"
 _AMOUNT = r"(?<![\w.])(?:\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?|\.\d+)(?!\w)"
 _SYMBOL = r"(?<![\w.'’])[A-Za-z][A-Za-z0-9]{0,15}(?:\.[A-Za-z0-9]+)?(?![\w'’])"
 _TOKEN = rf"(?:{_ADDRESS}|{_SYMBOL})"
+# An ENS name where an address can stand: dotted labels, the last one (the TLD: eth, xyz, com) two
+# letters or more, so "0.5" or a token like USDC.e is never taken for one. Labels may be any
+# letters (ENSIP-15 allows far more); the tool normalises and validates the name itself.
+_NAME = r"(?<![\w.@/:-])(?:[^\W_](?:[\w-]*[^\W_])?\.)+[^\W\d_]{2,}(?![\w@/:-]|\.[^\W_])"
+_RECIPIENT = rf"(?:{_ADDRESS}|{_NAME})"
 
 _AMOUNT_FULL = re.compile(r"\d+(?:\.\d+)?|\.\d+")
 _ADDRESS_RE = re.compile(_ADDRESS)
+_NAME_RE = re.compile(_NAME)
 
 _CLAUSE_SPLIT = re.compile(
     r"\s*(?:[;!?\n]|,(?!\d)|\.(?=\s|$)"
@@ -174,8 +180,8 @@ _SHARE = r"(?<![\w.])(?:all|max|everything|half|\d{1,3}(?:\.\d+)?\s?%|\d{1,3}/\d
 # "send half of my TKN to 0x…"  |  "pay 0x… 3 TUSD"
 _TRANSFER_RE = re.compile(
     rf"(?P<amount>{_AMOUNT}|{_SHARE})(?:\s+of)?(?:\s+(?:my|the|your))?(?:\s+token)?(?:\s+(?P<token>{_TOKEN}))?"
-    rf"(?:\s+(?:tokens?|coins?))?\s+(?:over\s+)?(?:to|->|=>)\s+(?P<to>{_ADDRESS})"
-    rf"|(?P<to2>{_ADDRESS})\s+(?P<amount2>{_AMOUNT})"
+    rf"(?:\s+(?:tokens?|coins?))?\s+(?:over\s+)?(?:to|->|=>)\s+(?P<to>{_RECIPIENT})"
+    rf"|(?P<to2>{_RECIPIENT})\s+(?P<amount2>{_AMOUNT})"
     rf"(?:\s+(?:of\s+)?(?:token\s+)?(?P<token2>{_TOKEN}))?",
     re.IGNORECASE,
 )
@@ -383,7 +389,8 @@ def _read_clause(clause: str, previous: _Intent | None) -> list[_Intent] | str:
     if has_transfer_verb:
         return (
             f"I couldn't read a transfer in “{clause}”: I need an amount and a full recipient "
-            "address (0x followed by 40 hex characters), like “send 0.5 ETH to 0x…”."
+            "address (0x followed by 40 hex characters) or ENS name, like “send 0.5 ETH to 0x…” "
+            "or “send 0.5 ETH to alice.eth”."
         )
     if _SWITCH_WORD.search(clause):
         return f"I couldn't tell which network you meant in “{clause}”; try “switch to sepolia”."
@@ -394,7 +401,7 @@ def _read_clause(clause: str, previous: _Intent | None) -> list[_Intent] | str:
         if follow_up and follow_up["t"].lower() not in _NOT_TOKENS:
             args = dict(previous.args)
             value = follow_up["t"]
-            if _ADDRESS_RE.fullmatch(value):
+            if _ADDRESS_RE.fullmatch(value) or _NAME_RE.fullmatch(value):
                 args["address"] = value
             elif value.lower() in _NATIVE_WORDS:
                 args.pop("token", None)
@@ -422,9 +429,10 @@ def _read_transfers(clause: str) -> tuple[list[_Intent], int]:
 
 
 def _read_balance(clause: str) -> _Intent:
-    token = _balance_token(clause)
+    names = [m.group(0) for m in _NAME_RE.finditer(clause)]
+    token = _balance_token(clause, exclude=names)
     args: dict[str, str] = {}
-    holder = next((a for a in _ADDRESS_RE.findall(clause) if a != token), None)
+    holder = next((a for a in _ADDRESS_RE.findall(clause) if a != token), None) or next(iter(names), None)
     if holder:
         args["address"] = holder
     if token and token.lower() not in _NATIVE_WORDS:
@@ -432,11 +440,13 @@ def _read_balance(clause: str) -> _Intent:
     return _Intent(BALANCE, args)
 
 
-def _balance_token(clause: str) -> str | None:
-    """The token a balance question names: the first candidate that isn't a filler word."""
+def _balance_token(clause: str, exclude: Sequence[str] = ()) -> str | None:
+    """The token a balance question names: the first candidate that isn't a filler word (or one of
+    the ENS names in ``exclude``, whose holder is asked about)."""
+    skip = {word.lower() for word in exclude}
     for pattern in _BALANCE_TOKEN_RES:
         for match in pattern.finditer(clause):
-            if match["t"].lower() not in _NOT_TOKENS:
+            if match["t"].lower() not in _NOT_TOKENS and match["t"].lower() not in skip:
                 return match["t"]
     return None
 
