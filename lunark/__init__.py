@@ -29,6 +29,7 @@ if TYPE_CHECKING:
         InvalidAmount,
         InvalidDecision,
         InvalidInput,
+        InvalidName,
         LunarkError,
         ModelError,
         NoPendingApproval,
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
         Unauthorized,
         UnknownNetwork,
         UnknownToken,
+        UnresolvedName,
         WrongNetwork,
     )
     from lunark.graph import Agent
@@ -68,6 +70,7 @@ _EXPORTS: dict[str, str] = {
     "IntentMismatch": "lunark.errors",
     "InvalidAddress": "lunark.errors",
     "InvalidAmount": "lunark.errors",
+    "InvalidName": "lunark.errors",
     "InvalidDecision": "lunark.errors",
     "InvalidInput": "lunark.errors",
     "LocalSigner": "lunark.chain",
@@ -99,6 +102,7 @@ _EXPORTS: dict[str, str] = {
     "Unauthorized": "lunark.errors",
     "UnknownNetwork": "lunark.errors",
     "UnknownToken": "lunark.errors",
+    "UnresolvedName": "lunark.errors",
     "WrongNetwork": "lunark.errors",
 }
 """Where each public name lives: imported on first use, so ``import lunark`` (and any of its
@@ -138,6 +142,7 @@ __all__ = [
     "InvalidAmount",
     "InvalidDecision",
     "InvalidInput",
+    "InvalidName",
     "LocalSigner",
     "LunarkError",
     "ModelError",
@@ -167,6 +172,7 @@ __all__ = [
     "Unauthorized",
     "UnknownNetwork",
     "UnknownToken",
+    "UnresolvedName",
     "WrongNetwork",
     "__version__",
 ]

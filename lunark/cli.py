@@ -172,6 +172,7 @@ async def _demo(args: argparse.Namespace) -> int:
     from lunark.chain.anvil import Anvil, free_port
     from lunark.config import Settings
     from lunark.contracts import deploy_contract
+    from lunark.contracts.ens import EnsName, deploy_ens
     from lunark.server.app import LunarkServer
 
     if args.data_dir.exists():
@@ -188,12 +189,19 @@ async def _demo(args: argparse.Namespace) -> int:
             for account in node.accounts:
                 _mint(node, token, deployer.address, account.address, 10_000 * 10**18)
             tokens[node.chain_id] = token
+        # The real ENS contracts on the first chain: alice.eth is dev account #1's name and its
+        # primary name; ali.eth points at the same account, which does not claim it (the card warns).
+        one = anvil.accounts[1]
+        ens = deploy_ens(anvil.url, private_key=anvil.accounts[9].private_key, names=[
+            EnsName(label="alice", address=one.address, primary_key=one.private_key),
+            EnsName(label="ali", address=one.address),
+        ])
         settings = Settings.load(
             data_dir=args.data_dir,
             server={"host": args.host, "port": server_port},
             chain={
                 "networks": [
-                    {"name": "anvil", "rpc_urls": [anvil.url],
+                    {"name": "anvil", "rpc_urls": [anvil.url], "ens_registry": ens.registry,
                      "tokens": [{"symbol": "TKN", "address": tokens[31337], "decimals": 18}]},
                     {"name": "anvil-2", "chain_id": 31338, "display_name": "Anvil 2 (local)",
                      "rpc_urls": [anvil2.url], "aliases": ["anvil2", "second"],
@@ -213,17 +221,22 @@ Lunark demo is running.
   dApp:          {server.url}/
   Anvil RPC:     {anvil.url}  (chain id 31337), second chain {anvil2.url} (31338)
   Test token:    TKN at {tokens[31337]} (every dev account holds 10,000)
+  ENS registry:  {ens.registry}  (alice.eth is dev account #1)
 
   Connect a wallet: add the network "Anvil" with RPC {anvil.url} and chain id 31337 to MetaMask
   (or any EIP-1193 wallet), import Anvil's published dev key #0 below, open the dApp, Connect, Sign in.
 
   Dev account #0: {a0.address}
       key {a0.private_key}  (Anvil's published dev key: never use it anywhere else)
-  Dev account #1: {a1.address}  (send it something)
+  Dev account #1: {a1.address}  (alice.eth: send it something)
 
   Terminal chat:  .venv/bin/lunark chat --url {server.url}
   Try: "what's my balance", "send 0.5 ETH to {a1.address}", "send 10 TKN to {a1.address}",
-       "send half my TKN to {a1.address}", "switch to anvil-2"
+       "send half my TKN to {a1.address}", "send 0.1 ETH to alice.eth", "balance of alice.eth",
+       "switch to anvil-2"
+
+  ENS names: alice.eth is dev account #1's primary name; ali.eth points at the same account, which
+  does not claim it, so a card paying ali.eth warns (ens_reverse_mismatch).
 
 Ctrl-C stops everything.""",
                 flush=True,

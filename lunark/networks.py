@@ -343,9 +343,9 @@ class NetworkRegistry:
                 fields[key] = tuple(v.lower() if key == "aliases" else v for v in fields[key])
         if "ens_registry" in fields:
             if not is_address(fields["ens_registry"]):
+                where = config.name or config.chain_id
                 raise ConfigError(
-                    f"Network {config.name or config.chain_id}: ens_registry {fields['ens_registry']!r} is not an address.",
-                    network=config.name,
+                    f"Network {where}: ens_registry {fields['ens_registry']!r} is not an address.", network=config.name
                 )
             fields["ens_registry"] = to_checksum_address(fields["ens_registry"])
         if "explorer_url" in fields:

@@ -145,7 +145,7 @@ async def test_a_name_that_does_not_resolve_is_refused_and_nothing_is_offered(
 async def test_a_network_without_an_ens_registry_refuses_names(registry: NetworkRegistry, world2: World) -> None:
     client = ChainClient(registry.get("anvil-2"))
     try:
-        with pytest.raises(UnresolvedName, match="Anvil 2 \\(local\\) has no ENS registry configured"):
+        with pytest.raises(UnresolvedName, match=r"Anvil 2 \(local\) has no ENS registry configured"):
             await resolve_name(client, "alice.eth")
         assert await primary_name(client, world2.anvil.accounts[1].address) is None
     finally:
@@ -160,7 +160,7 @@ async def test_resolution_reads_the_configured_registry(registry: NetworkRegistr
         assert (resolved.name, resolved.address) == ("alice.eth", accounts[1].address)
         assert await primary_name(client, accounts[1].address) == "alice.eth"
         assert await primary_name(client, accounts[2].address) is None
-        with pytest.raises(UnresolvedName, match="x.alice.eth has no Ethereum address"):
+        with pytest.raises(UnresolvedName, match=r"x\.alice\.eth has no Ethereum address"):
             await resolve_name(client, "x.alice.eth")  # a subname nobody set up
     finally:
         await client.close()

@@ -5,7 +5,10 @@ The JSON artifacts next to this module are built from ``contracts/*.sol`` by
 checks they match a fresh build). They back the test suite and ``lunark demo``:
 
 * ``TestToken``: a plain ERC-20 anyone may ``mint``;
-* ``Reverter``: every entry point reverts with a known reason.
+* ``Reverter``: every entry point reverts with a known reason;
+* ``ENSRegistry``, ``ENSRegistryWithFallback``, ``PublicResolver``, ``ReverseRegistrar``: the real ENS
+  contracts, from the ``@ensdomains/ens`` and ``@ensdomains/resolver`` npm sources (solc 0.7.6);
+  ``lunark.contracts.ens.deploy_ens`` sets them up with names.
 
     >>> token = deploy_contract(url, "TestToken", "Test Token", "TKN", 18, private_key=key)
 """
