@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from conftest import World, sign_in
+from langchain_core.messages import AIMessage
 from server_harness import Http, SioClient
 from wallet import native_balance, wallet_send
 
@@ -19,7 +20,10 @@ from lunark.chain.anvil import Anvil, DevAccount
 from lunark.chain.client import ChainClient
 from lunark.chain.ens import normalize_name, primary_name, resolve_name
 from lunark.errors import InvalidName, UnresolvedName
+from lunark.models.scripted import ScriptedChatModel
 from lunark.networks import NetworkRegistry
+from lunark.tools.balance import BalanceArgs
+from lunark.tools.transfer import TransferArgs
 
 ETH = 10**18
 
@@ -91,6 +95,31 @@ async def test_balance_of_an_ens_name(make_server: Any, anvil: Anvil, alice: Dev
         assert int(result["result"]["raw"]) == native_balance(anvil, accounts[1].address)
         answer = text_of(sio.events, end["message_id"])
         assert "alice.eth" in answer and result["result"]["amount"] in answer.replace(",", "")
+
+
+async def test_any_models_tool_call_may_name_the_recipient(
+    make_server: Any, alice: DevAccount, accounts: list[DevAccount]
+) -> None:
+    # What a model reads: both tools say they take a name.
+    assert "ENS name" in TransferArgs.model_fields["to"].description  # type: ignore[operator]
+    assert "ENS name" in BalanceArgs.model_fields["address"].description  # type: ignore[operator]
+    model = ScriptedChatModel(replies=[
+        AIMessage(content="", tool_calls=[
+            {"name": "transfer", "args": {"to": "alice.eth", "amount": "0.2", "token": "TKN"}, "id": "c1"},
+        ]),
+    ])
+    server = await make_server(model=model)
+    token = await sign_in(server, alice)
+    async with SioClient(server, token) as sio:
+        chat_id = (await sio.call("join_chat", {}))["chat_id"]
+        mark, end = await ask(sio, chat_id, "pay my friend")
+        assert end["finish_reason"] == "awaiting_approval"
+        pending = await sio.wait_event("pending_approval", chat_id=chat_id, after=mark)
+        [request] = pending["action_requests"]
+        assert request["recipient_name"] == "alice.eth" and request["args"]["to"] == "alice.eth"
+        # a token transfer: the transaction calls the token; the recipient is in its data
+        assert accounts[1].address[2:].lower() in request["tx"]["data"].lower()
+        assert "0.2 TKN to alice.eth (" + accounts[1].address + ")" in request["summary"]
 
 
 @pytest.mark.parametrize(
