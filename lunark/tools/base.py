@@ -78,12 +78,20 @@ class Proposal:
     facts: tuple[tuple[str, str], ...] = ()
     """Rows of the approval card, ``(label, value)``, for a tool whose card the clients do not know
     (e.g. an MCP tool: server, tool, hints, each argument). Sent as the action's ``facts``."""
+    preview: dict[str, Any] | None = None
+    """The balance-change preview (protocol ``Preview``), for a transaction."""
+    warnings: tuple[dict[str, str], ...] = ()
+    """What the user should know first (protocol ``ApprovalWarning``: code, severity, message)."""
 
     def to_state(self) -> dict[str, Any]:
         state: dict[str, Any] = {"summary": self.summary, "description": self.description, "tx": self.tx,
                                  "data": self.data}
         if self.facts:
             state["facts"] = [{"label": label, "value": value} for label, value in self.facts]
+        if self.preview is not None:
+            state["preview"] = self.preview
+        if self.warnings:
+            state["warnings"] = [dict(w) for w in self.warnings]
         return state
 
     @classmethod
@@ -94,6 +102,8 @@ class Proposal:
             tx=raw.get("tx"),
             data=dict(raw.get("data") or {}),
             facts=tuple((str(f["label"]), str(f["value"])) for f in raw.get("facts") or ()),
+            preview=raw.get("preview"),
+            warnings=tuple(dict(w) for w in raw.get("warnings") or ()),
         )
 
 
