@@ -440,17 +440,26 @@ class ChainClient:
             "maxPriorityFeePerGas": hex(prepared.max_priority_fee_per_gas), "nonce": hex(prepared.nonce),
         }
         params = [{"blockStateCalls": [{"calls": [call]}], "traceTransfers": True, "validation": True}, hex(number)]
-        try:
-            with self._translate("simulating the transfer"):
-                blocks = await self.w3.manager.coro_request(RPCEndpoint("eth_simulateV1"), params)
-        except ChainError as exc:
-            if isinstance(exc, RpcUnavailable):
+
+        async def simulate() -> tuple[Any, str | None]:
+            """The node's answer, or why there is none (a node that is away is not a reason: it raises)."""
+            try:
+                with self._translate("simulating the transfer"):
+                    return await self.w3.manager.coro_request(RPCEndpoint("eth_simulateV1"), params), None
+            except RpcUnavailable:
                 raise
-            code = exc.details.get("rpc_code")
-            why = (
-                "this node does not support eth_simulateV1" if code == -32601
-                else f"the node could not simulate it ({exc.details.get('node_message') or exc.message})"
-            )
+            except ChainError as exc:
+                if exc.details.get("rpc_code") == -32601:
+                    return None, "this node does not support eth_simulateV1"
+                return None, f"the node could not simulate it ({exc.details.get('node_message') or exc.message})"
+
+        async def has_code() -> bool:
+            with self._translate(f"reading the code at {intent.recipient}"):
+                return bool(await self.w3.eth.get_code(intent.recipient, number))
+
+        # Both at once: the card waits for the slower of the two, not their sum.
+        (blocks, why), code = await asyncio.gather(simulate(), has_code())
+        if why is not None:
             return BalancePreview(simulated=False, max_fee=prepared.max_fee, reason=why)
         try:
             result = blocks[0]["calls"][0]
@@ -490,11 +499,7 @@ class ChainClient:
             token = Token(symbol=units[asset][0], address=to_checksum_address(asset), decimals=units[asset][1])
             return await self._raw_token_balance(token, owner, block=number)
 
-        async def has_code() -> bool:
-            with self._translate(f"reading the code at {intent.recipient}"):
-                return bool(await self.w3.eth.get_code(intent.recipient, number))
-
-        code, *balances = await asyncio.gather(has_code(), *(before(key) for key in shown))
+        balances = await asyncio.gather(*(before(key) for key in shown))
         preview = BalancePreview(
             simulated=True, gas_used=gas_used, max_fee=prepared.max_fee, block=number,
             changes=changes_for(parties, {k: deltas[k] for k in shown}, dict(zip(shown, balances, strict=True)),

@@ -11,6 +11,8 @@ for the final outcome.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, cast
@@ -21,11 +23,13 @@ from web3.exceptions import TransactionNotFound, Web3Exception
 
 from lunark.chain.preview import BalancePreview, preview_differences, unexpected_movement
 from lunark.chain.types import PreparedTx, prepared_from_state, prepared_to_state, to_units
-from lunark.errors import PreviewChanged, SignerError, SimulationFailed
+from lunark.errors import LunarkError, PreviewChanged, SignerError, SimulationFailed
 from lunark.settlement import outcome_message
 from lunark.store.base import SettlementRecord
 from lunark.tools.amounts import amount_for_share, share_of
 from lunark.tools.base import ApprovalRule, Decision, Proposal, ToolContext
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["Transfer", "TransferArgs", "prepared_from_state", "prepared_to_state", "settlement_result"]
 
@@ -161,17 +165,17 @@ class Transfer:
             # anew under the cap. (A wallet that broadcast itself has already moved the funds: the
             # settlement records and counts it instead.)
             await ctx.policy.check(intent, ctx.ledger, reservation=ctx.action_id, executing=True)
-        changed = await _recheck(ctx, prepared, proposal, decision.get("tx_hash"))
-        if changed and not decision.get("tx_hash"):
+        recheck: asyncio.Task[list[str]] | None = None
+        if decision.get("tx_hash"):
+            # The wallet already broadcast it: nothing can stop it, so the re-check only has to be told, and
+            # runs alongside the settlement rather than in front of it.
+            recheck = asyncio.create_task(_recheck(ctx, prepared, proposal, decision["tx_hash"]))
+        elif changed := await _recheck(ctx, prepared, proposal, None):
             raise PreviewChanged(
                 f"Simulated again before signing, this transfer would not do what the card showed: "
                 f"{'; '.join(changed)}. Nothing was signed or sent; decide again on the fresh card.",
                 differences=changed,
             )
-        if changed:
-            # The wallet already broadcast it: nothing can stop it, so the difference is recorded with the
-            # decision and told with the outcome, never hidden.
-            decision["preview_changed"] = changed
         prepared_state = dict(proposal.data["prepared"])
         if proposal.data.get("preview") is not None:
             prepared_state["preview"] = proposal.data["preview"]
@@ -180,9 +184,17 @@ class Transfer:
             prepared_state=prepared_state, decision=decision,
             expires_at=ctx.expires_at or datetime.now(UTC),
         )
-        final = await ctx.settlements.settle(record.settlement_id, forward=ctx.emit)
+        try:
+            final = await ctx.settlements.settle(record.settlement_id, forward=ctx.emit)
+            changed = await recheck if recheck is not None else []
+        finally:
+            if recheck is not None and not recheck.done():
+                recheck.cancel()
         result = settlement_result(final, base)
         if changed:
+            # Told with the outcome (the tool result is kept in the chat's log), never hidden.
+            logger.warning("settlement %s: the wallet's transaction no longer matched its card: %s",
+                           record.settlement_id, "; ".join(changed))
             result["preview_changed"] = changed
             result["message"] += (" Simulated again when your wallet reported it, it did not match the card: "
                                   + "; ".join(changed) + ".")
@@ -203,16 +215,23 @@ async def _recheck(ctx: ToolContext, prepared: PreparedTx, proposal: Proposal, t
         return []
     client = ctx.clients.get(prepared.intent.chain_id)
     block: int | None = None
-    if tx_hash:
-        try:
-            mined = (await client.w3.eth.get_transaction(HexStr(str(tx_hash)))).get("blockNumber")
-        except (TransactionNotFound, Web3Exception, ValueError):
-            mined = None  # not seen yet: it has not changed anything, the latest block is the one before it
-        block = None if mined is None else int(mined) - 1
     try:
+        if tx_hash:
+            # Read first: a transaction not mined after this block was read is not in it.
+            block = int(await client.w3.eth.block_number)
+            try:
+                mined = (await client.w3.eth.get_transaction(HexStr(str(tx_hash)))).get("blockNumber")
+            except TransactionNotFound:
+                mined = None
+            if mined is not None:
+                block = int(mined) - 1
         now = await client.preview(prepared, block=block)
     except SimulationFailed as exc:
         return [f"it would now fail ({exc.reason or exc.message})"]
+    except (LunarkError, Web3Exception, OSError) as exc:
+        if not tx_hash:
+            raise  # nothing is signed without the re-check: the decision fails closed
+        return [f"it could not be simulated again ({exc})"]
     return preview_differences(shown, now)
 
 
