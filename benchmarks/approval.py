@@ -6,6 +6,11 @@ approval's ``tx`` with the Anvil dev key and broadcasts it, the client sends
 received. Baseline: the same transfer (same fields, next nonce) signed, sent and
 awaited (``wait_for_transaction_receipt``) with web3.py, nothing else in the way.
 The two alternate, so both see the same chain and machine.
+
+The card itself: ``card_ms`` is send_message -> ``pending_approval`` received (the model stub, the
+transfer's preparation and its balance-change preview); ``preview`` times what the preview adds,
+directly on a ``ChainClient``: ``prepare`` alone, then ``preview`` (eth_simulateV1 and the balance
+reads) of the same prepared transfer.
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ async def run_approval(server_url: str, anvil_url: str, reps: int, *, log: Any =
                 chat_id = (await client.call("join_chat", {}))["chat_id"]
                 pending = client.expect("pending_approval", chat_id=chat_id)
                 ended = client.expect("message_end", chat_id=chat_id)
+                t_ask = time.monotonic()
                 await client.call(
                     "send_message",
                     {
@@ -59,6 +65,7 @@ async def run_approval(server_url: str, anvil_url: str, reps: int, *, log: Any =
                 )
                 await asyncio.wait_for(pending, 30)
                 t0 = time.monotonic()
+                card_ms = (t0 - t_ask) * 1000
                 approval = client.last("pending_approval")
                 tx = approval["action_requests"][0]["tx"]
                 template = tx
@@ -96,6 +103,7 @@ async def run_approval(server_url: str, anvil_url: str, reps: int, *, log: Any =
                     lunark.append(
                         {
                             "round_trip_ms": (t_confirmed - t0) * 1000,
+                            "card_ms": card_ms,
                             "sign_send_ms": (t_sent - t0) * 1000,
                             "resolved_after_ack_ms": first("approval_resolved", t_sent),
                             "submitted_after_ack_ms": first("tx_update", status="submitted"),
@@ -123,9 +131,35 @@ async def run_approval(server_url: str, anvil_url: str, reps: int, *, log: Any =
         "reps": reps,
         "lunark": {k: summary([r[k] for r in lunark]) for k in lunark[0]},
         "direct_web3_ms": summary(direct),
+        "preview": await run_preview(anvil_url, max(reps, 10)),
     }
     rt, base = out["lunark"]["round_trip_ms"]["median"], out["direct_web3_ms"]["median"]
     out["aim_ms"] = 1.5 * base + 20
     out["ratio"] = rt / base
     log(f"  approval round trip {rt:.1f} ms (p50) vs direct web3 {base:.1f} ms; aim <= {out['aim_ms']:.1f} ms")
+    log(f"  card shown {out['lunark']['card_ms']['median']:.1f} ms after send_message (p50); the preview adds "
+        f"{out['preview']['preview_ms']['median']:.1f} ms to a {out['preview']['prepare_ms']['median']:.1f} ms prepare")
     return out
+
+
+async def run_preview(anvil_url: str, reps: int) -> dict[str, Any]:
+    """``prepare`` then ``preview`` of the same 0.001 ETH transfer, each timed, ``reps`` times after one warm-up."""
+    from lunark.chain.client import ChainClient
+    from lunark.networks import NetworkConfig, NetworkRegistry
+
+    network = NetworkRegistry.default().with_overrides([NetworkConfig(name="anvil", rpc_urls=[anvil_url])]).get("anvil")
+    prepare_ms: list[float] = []
+    preview_ms: list[float] = []
+    async with ChainClient(network) as chain:
+        sender = (await chain.w3.eth.accounts)[0]
+        for rep in range(reps + 1):
+            t0 = time.monotonic()
+            prepared = await chain.prepare_transfer(sender, BOB, "0.001")
+            t1 = time.monotonic()
+            preview = await chain.preview(prepared)
+            t2 = time.monotonic()
+            assert preview.simulated, preview.reason
+            if rep:
+                prepare_ms.append((t1 - t0) * 1000)
+                preview_ms.append((t2 - t1) * 1000)
+    return {"reps": reps, "prepare_ms": summary(prepare_ms), "preview_ms": summary(preview_ms)}

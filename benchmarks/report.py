@@ -272,6 +272,16 @@ def tables(results: dict[str, Any]) -> str:
             f"{fmt(a['direct_web3_ms'])} |",
             f"| ratio | {a['ratio']:.2f}x (aim <= 1.5x + 20 ms = {a['aim_ms']:.1f} ms) |",
         ]
+        if "card_ms" in a["lunark"]:
+            lines.append(f"| card shown: send_message -> pending_approval (with its preview) | "
+                         f"{fmt(a['lunark']['card_ms'])} |")
+        if "preview" in a:
+            lines += [
+                f"| of a card: prepare (balance, eth_call, estimateGas, nonce, fees) | "
+                f"{fmt(a['preview']['prepare_ms'])} |",
+                f"| of a card: the balance-change preview (eth_simulateV1, balance reads) | "
+                f"{fmt(a['preview']['preview_ms'])} |",
+            ]
     if "replay" in results:
         lines += [
             "",

@@ -22,7 +22,8 @@ LunarkError                                   code
 │   ├── SimulationFailed                      (eth_call reverted; carries reason)
 │   │   └── InsufficientFunds                 (balance below amount or amount + fee)
 │   ├── TransactionFailed                     (mined with receipt status 0)
-│   └── IntentMismatch                        (signed tx differs from the approval)
+│   ├── IntentMismatch                        (signed tx differs from the approval)
+│   └── PreviewChanged                        preview_changed (simulated again at signing, it differs)
 ├── SignerError                               chain_error (no signer, or it refused)
 ├── ApprovalError
 │   ├── NoPendingApproval                     no_pending_approval
@@ -64,6 +65,7 @@ __all__ = [
     "NoPendingApproval",
     "NotFound",
     "PolicyViolation",
+    "PreviewChanged",
     "RateLimited",
     "RpcUnavailable",
     "SignerError",
@@ -250,6 +252,20 @@ class IntentMismatch(ChainError):
         super().__init__(message, differences={k: dict(v) for k, v in differences.items()}, tx_hash=tx_hash)
         self.differences = {k: dict(v) for k, v in differences.items()}
         self.tx_hash = tx_hash
+
+
+class PreviewChanged(ChainError):
+    """Simulated again when the decision arrived, the transaction would change balances differently
+    than the card showed (or would now fail). Nothing is signed or broadcast; a fresh card is offered.
+
+    ``differences`` says each difference in words.
+    """
+
+    code = "preview_changed"
+
+    def __init__(self, message: str, *, differences: Sequence[str], **details: Any) -> None:
+        super().__init__(message, differences=list(differences), **details)
+        self.differences = list(differences)
 
 
 class SignerError(LunarkError):

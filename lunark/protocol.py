@@ -195,8 +195,8 @@ class ApproveDecision(BaseModel):
     signed_tx: str | None = Field(
         default=None, pattern=_HEX, max_length=262_144, description="Signed by the wallet; the server broadcasts it."
     )
-    acknowledge: list[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")]] = Field(
-        default_factory=list,
+    acknowledge: list[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")]] | None = Field(
+        default=None,
         max_length=32,
         description="Codes of the card's danger warnings the user acknowledged; without them the approve is "
         "refused with acknowledgement_required.",

@@ -102,6 +102,12 @@ async def test_transfer_waits_for_the_users_wallet_and_returns_the_confirmation(
     assert native_balance(anvil, bob.address) == before + 25 * 10**16
     assert "Waiting for the user's approval in Lunark." in said
     assert any(s.startswith("Confirmed " + tx_hash) for s in said), said
+    # The host is told what the transfer changes while the user decides, as the SDK's typed preview says.
+    assert any("you -0.25 ETH (" in s and f"recipient {bob.address[:6]}…{bob.address[-4:]} +0.25 ETH (" in s
+               for s in said), said
+    assert request.preview is not None and request.preview.simulated
+    assert [(c.address, c.asset, c.delta) for c in request.preview.changes] == [
+        (alice.address, "native", str(-25 * 10**16)), (bob.address, "native", str(25 * 10**16))]
 
 
 async def test_a_rejection_returns_the_reason(

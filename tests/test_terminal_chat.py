@@ -62,6 +62,11 @@ async def test_balance_approve_and_reject_through_the_terminal(
     assert re.search(r"max fee    0\.\d+ ETH", card)
     assert re.search(r"time left  \d+m \d\ds", card)
     assert max(len(row) for row in card.splitlines()) <= 80
+    # The balance changes come first, right under the summary: simulated, with before and after.
+    assert re.search(r"\| you -0\.1 ETH \([\d.]+ -> [\d.]+ ETH\)", card), card
+    assert f"| recipient {bob.address[:6]}…{bob.address[-4:]} +0.1 ETH (" in card
+    assert re.search(r"\| simulated: 21000 gas, fee at most 0\.\d+ ETH", card)
+    assert card.index("| you -0.1 ETH") < card.index("amount     0.1 ETH")
 
     await chat.type("a")
     flow = await chat.expect(PROMPT)

@@ -180,6 +180,17 @@ async def test_approve_a_transfer_in_the_wallet_and_see_it_confirmed(
     await expect(card.locator(".network")).to_have_text("Anvil (local)")
     await expect(card.locator(".fee")).to_have_text(re.compile(r"^at most 0\.\d+ ETH$"))
     await expect(card.locator(".countdown")).to_have_text(re.compile(r"^\d+:\d\d left$"))
+    # The balance changes come first on the card: the user's outgoing, then the recipient's incoming.
+    changes = card.locator(".preview .change")
+    await expect(changes).to_have_count(2)
+    await expect(changes.nth(0).locator("th")).to_have_text("You")
+    await expect(changes.nth(0).locator(".delta")).to_have_text("-0.25 ETH")
+    await expect(changes.nth(1).locator("th")).to_have_text(f"Recipient {bob.address[:6]}…{bob.address[-4:]}")
+    await expect(changes.nth(1).locator(".delta")).to_have_text("+0.25 ETH")
+    await expect(changes.nth(1).locator(".balances")).to_have_text(re.compile(r"^[\d.]+ ETH → [\d.]+ ETH$"))
+    gas = re.compile(r"^Simulated: 21000 gas, fee at most 0\.\d+ ETH$")
+    await expect(card.locator(".preview .gas")).to_have_text(gas)
+    assert await card.locator(".request > *").first.get_attribute("class") == "preview"
     await expect(page.locator(".tool[data-status=awaiting_approval]")).to_have_count(1)
     assert native_balance(anvil, bob.address) == bob_before, "nothing moves before approval"
     await screenshot(page, "04-approval")

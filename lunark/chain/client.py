@@ -13,6 +13,7 @@ the decoded revert reason), one the sender cannot pay is ``InsufficientFunds``.
 
 from __future__ import annotations
 
+import asyncio
 import unicodedata
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -26,6 +27,7 @@ from eth_abi.abi import decode as abi_decode
 from eth_abi.exceptions import DecodingError
 from eth_typing import ABIFunction, ChecksumAddress, HexStr
 from eth_utils.abi import function_abi_to_4byte_selector
+from eth_utils.address import to_checksum_address
 from hexbytes import HexBytes
 from web3 import AsyncHTTPProvider, AsyncWeb3
 from web3.exceptions import (
@@ -37,8 +39,9 @@ from web3.exceptions import (
 )
 from web3.providers.persistent import PersistentConnectionProvider
 from web3.providers.rpc.utils import REQUEST_RETRY_ALLOWLIST, ExceptionRetryConfiguration
-from web3.types import BlockIdentifier, TxParams, Wei
+from web3.types import BlockIdentifier, RPCEndpoint, TxParams, Wei
 
+from lunark.chain.preview import NATIVE, BalancePreview, changes_for, net_deltas, transfers_in_logs
 from lunark.chain.tokens import ERC20_ABI, ERC20_DECIMALS, ERC20_NAME, ERC20_SYMBOL
 from lunark.chain.types import Balance, PreparedTx, TransferIntent
 from lunark.chain.validation import MAX_UINT256, format_amount, parse_address, parse_amount
@@ -110,6 +113,7 @@ class ChainClient:
         self.w3 = w3
         self._chain_verified = False
         self._tokens: dict[ChecksumAddress, Token] = {}
+        self._units: dict[str, tuple[str, int]] = {}
 
     def __repr__(self) -> str:
         network = self.network
@@ -414,6 +418,103 @@ class ChainClient:
         with self._translate("broadcasting the transaction"):
             tx_hash = await self.w3.eth.send_raw_transaction(bytes(payload))
         return tx_hash.to_0x_hex()
+
+    async def preview(self, prepared: PreparedTx, *, block: int | None = None) -> BalancePreview:
+        """Simulate ``prepared`` exactly (``eth_simulateV1``) at the latest block (or on top of
+        ``block``, for a transaction already mined in the next one): the balance changes
+        of the user and the recipient, every party's movements, gas used and the worst-case fee.
+
+        A node without ``eth_simulateV1``, or one that refuses the simulation, gives a preview with
+        ``simulated`` False and the reason: the card then says there is none (never a guess). A
+        transaction the simulation says reverts raises ``SimulationFailed``.
+        """
+        intent = prepared.intent
+        await self.ensure_chain()
+        if block is None:
+            with self._translate("reading the latest block"):
+                block = int(await self.w3.eth.block_number)
+        number = block
+        call = {
+            "from": intent.sender, "to": intent.tx_to, "value": hex(intent.tx_value), "data": intent.tx_data,
+            "gas": hex(prepared.gas), "maxFeePerGas": hex(prepared.max_fee_per_gas),
+            "maxPriorityFeePerGas": hex(prepared.max_priority_fee_per_gas), "nonce": hex(prepared.nonce),
+        }
+        params = [{"blockStateCalls": [{"calls": [call]}], "traceTransfers": True, "validation": True}, hex(number)]
+
+        async def simulate() -> tuple[Any, str | None]:
+            """The node's answer, or why there is none (a node that is away is not a reason: it raises)."""
+            try:
+                with self._translate("simulating the transfer"):
+                    return await self.w3.manager.coro_request(RPCEndpoint("eth_simulateV1"), params), None
+            except RpcUnavailable:
+                raise
+            except ChainError as exc:
+                if exc.details.get("rpc_code") == -32601:
+                    return None, "this node does not support eth_simulateV1"
+                return None, f"the node could not simulate it ({exc.details.get('node_message') or exc.message})"
+
+        async def has_code() -> bool:
+            with self._translate(f"reading the code at {intent.recipient}"):
+                return bool(await self.w3.eth.get_code(intent.recipient, number))
+
+        # Both at once: the card waits for the slower of the two, not their sum.
+        (blocks, why), code = await asyncio.gather(simulate(), has_code())
+        if why is not None:
+            return BalancePreview(simulated=False, max_fee=prepared.max_fee, reason=why)
+        try:
+            result = blocks[0]["calls"][0]
+            status = int(result["status"], 16) if isinstance(result["status"], str) else int(result["status"])
+            gas_used = result["gasUsed"]
+            gas_used = int(gas_used, 16) if isinstance(gas_used, str) else int(gas_used)
+            movements = transfers_in_logs(result.get("logs") or ())
+        except (LookupError, TypeError, ValueError):
+            return BalancePreview(simulated=False, max_fee=prepared.max_fee,
+                                  reason="the node's eth_simulateV1 answer could not be read")
+        if status != 1:
+            raw = result.get("returnData") or "0x"
+            reason, data = _revert_reason(ContractLogicError(str((result.get("error") or {}).get("message") or ""),
+                                                             data=raw if len(raw) > 2 else None))
+            raise SimulationFailed(
+                f"Sending {self._fmt(intent.amount, intent)} to {intent.recipient} would fail on "
+                f"{self.network.display_name}: {reason or 'the transaction reverts without a reason'}. "
+                "Nothing was sent.",
+                reason=reason, revert_data=data, chain_id=self.network.chain_id,
+            )
+        deltas = net_deltas(movements)
+        parties = [intent.sender, intent.recipient]
+        shown = [key for key in deltas if key[0] in parties]
+        units: dict[str, tuple[str, int]] = {NATIVE: (self.network.symbol, self.network.decimals)}
+        for asset in {asset for _, asset in deltas} - {NATIVE}:
+            try:
+                token = await self.resolve_token(asset)
+                units[asset] = (token.symbol, token.decimals)
+            except UnknownToken:
+                units[asset] = (asset[:10], 0)  # not an ERC-20 that says its decimals: base units, as logged
+
+        async def before(key: tuple[ChecksumAddress, str]) -> int:
+            owner, asset = key
+            if asset == NATIVE:
+                with self._translate(f"reading the {self.network.symbol} balance of {owner}"):
+                    return int(await self.w3.eth.get_balance(owner, number))
+            token = Token(symbol=units[asset][0], address=to_checksum_address(asset), decimals=units[asset][1])
+            return await self._raw_token_balance(token, owner, block=number)
+
+        balances = await asyncio.gather(*(before(key) for key in shown))
+        preview = BalancePreview(
+            simulated=True, gas_used=gas_used, max_fee=prepared.max_fee, block=number,
+            changes=changes_for(parties, {k: deltas[k] for k in shown}, dict(zip(shown, balances, strict=True)),
+                                units),
+            moved=tuple(sorted((a, s, d) for (a, s), d in deltas.items())),
+            recipient_has_code=bool(code),
+        )
+        self._units.update(units)
+        return preview
+
+    def units(self, asset: str) -> tuple[str, int] | None:
+        """``(symbol, decimals)`` of an asset a preview met (``"native"`` or a token address)."""
+        if asset == NATIVE:
+            return self.network.symbol, self.network.decimals
+        return self._units.get(asset)
 
     # -- internals -----------------------------------------------------------------------------
 

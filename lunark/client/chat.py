@@ -36,7 +36,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Literal, TextIO
 
-from lunark.client.sdk import ChatSession, LunarkClient
+from lunark.client.sdk import ChatSession, LunarkClient, preview_lines
 from lunark.client.wallet import sign_and_send
 from lunark.errors import LunarkError
 from lunark.protocol import (
@@ -525,6 +525,7 @@ class TerminalChat:
         title = "approval needed" + (f" ({index + 1} of {count})" if count > 1 else "")
         self.line("  +-- " + title + " " + "-" * max(0, WIDTH - 7 - len(title)))
         self.wrapped(request.summary, indent="  | ")
+        self.preview_card(request)
         rows: list[tuple[str, str]] = []
         tx = request.tx
         if request.name == "transfer" or tx is not None:
@@ -550,6 +551,16 @@ class TerminalChat:
         for label, value in rows:
             self.wrapped(f"{label:<10} {value}", indent="  | ")
         self.line("  +" + "-" * (WIDTH - 3))
+
+    def preview_card(self, request: ActionRequest) -> None:
+        """The balance changes, first on the card, then the warnings (their severity in capitals)."""
+        assert self.session is not None
+        network = self.session.network
+        native = str(network.get("symbol") or "ETH"), int(network.get("decimals", 18))
+        for line in preview_lines(request, symbol=native[0], decimals=native[1]):
+            self.wrapped(line, indent="  | ")
+        for warning in request.warnings:
+            self.wrapped(f"{warning.severity.upper()}: {warning.message}", indent="  | ")
 
     def _allowed(self, approval: ApprovalRequest, request: ActionRequest) -> list[str]:
         for config in approval.review_configs:

@@ -53,7 +53,10 @@ from lunark.client.ordering import ChatSequence
 from lunark.errors import InvalidInput, LunarkError, NoPendingApproval
 from lunark.protocol import (
     Abort,
+    ActionRequest,
     ApprovalRequest,
+    ApprovalWarning,
+    BalanceChange,
     CallTool,
     CallToolAck,
     ChatEvent,
@@ -62,6 +65,7 @@ from lunark.protocol import (
     JoinChatAck,
     MessageEnd,
     MessageStart,
+    Preview,
     ResumeDecisions,
     SendMessage,
     SendMessageAck,
@@ -72,7 +76,51 @@ from lunark.protocol import (
     WalletChangedAck,
 )
 
-__all__ = ["ERROR_CLASSES", "ChatSession", "Disconnected", "LunarkClient", "error_from_body"]
+__all__ = [
+    "ERROR_CLASSES",
+    "ApprovalWarning",
+    "BalanceChange",
+    "ChatSession",
+    "Disconnected",
+    "LunarkClient",
+    "Preview",
+    "error_from_body",
+    "preview_lines",
+]
+
+
+def _units(raw: int, decimals: int) -> str:
+    sign = "-" if raw < 0 else ""
+    whole, fraction = divmod(abs(raw), 10**decimals)
+    digits = str(fraction).rjust(decimals, "0").rstrip("0") if decimals else ""
+    return f"{sign}{whole}" + (f".{digits}" if digits else "")
+
+
+def preview_lines(request: ActionRequest, *, symbol: str = "ETH", decimals: int = 18) -> list[str]:
+    """An action's balance-change preview in plain lines, as the terminal and ``lunark mcp`` show it.
+
+    One line per change (``you -1.5 ETH (10 -> 8.5 ETH)``, ``recipient 0x7099…79C8 +1.5 ETH ...``),
+    then the simulated gas and the worst-case fee (in ``symbol``/``decimals``, the network's native
+    currency); or the one line saying why there is no preview. Empty without a preview.
+    """
+    preview = request.preview
+    if preview is None:
+        return []
+    if not preview.simulated:
+        return [f"no balance preview: {preview.reason or 'the node could not simulate it'}"]
+    sender = (request.tx.from_ if request.tx is not None else "").lower()
+    lines: list[str] = []
+    for change in preview.changes:
+        who = "you" if change.address.lower() == sender else f"recipient {change.address[:6]}…{change.address[-4:]}"
+        delta = int(change.delta)
+        amount = f"{'+' if delta > 0 else ''}{_units(delta, change.decimals)} {change.symbol}"
+        lines.append(f"{who} {amount} ({_units(int(change.before), change.decimals)} -> "
+                     f"{_units(int(change.after), change.decimals)} {change.symbol})")
+    figures = [f"{preview.gas_used} gas" if preview.gas_used is not None else "",
+               f"fee at most {_units(int(preview.max_fee), decimals)} {symbol}" if preview.max_fee is not None else ""]
+    if any(figures):
+        lines.append("simulated: " + ", ".join(f for f in figures if f))
+    return lines
 
 
 class ChatSession(ChatSequence):

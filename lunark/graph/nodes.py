@@ -52,7 +52,9 @@ from lunark.chain.signer import Signer
 from lunark.errors import (
     LunarkError,
     ModelError,
+    PreviewChanged,
 )
+from lunark.fingerprint import action_fingerprint
 from lunark.graph.approval import ALL_DECISIONS, validate_decisions
 from lunark.graph.state import AgentState
 from lunark.graph.turn import PAUSED, TOOLS_RAN, TURN_KEY, Turn
@@ -284,6 +286,8 @@ class GraphNodes(ABC):
                         "proposal": proposal.to_state(),
                         "approval_id": ctx.approval_id,
                         "expires_at": _iso(ctx.expires_at),
+                        "fingerprint": action_fingerprint(
+                            name, args.model_dump(mode="json", exclude_none=True), call_ctx.chain_id, proposal.tx),
                     })
                     if name == "switch_network":
                         switching = proposal.summary.split(" to ", 1)[-1].split(" (", 1)[0]
@@ -321,7 +325,9 @@ class GraphNodes(ABC):
                     "summary": p["proposal"]["summary"],
                     "tx": p["proposal"]["tx"],
                     **({"facts": p["proposal"]["facts"]} if p["proposal"].get("facts") else {}),
+                    **({"preview": p["proposal"]["preview"]} if p["proposal"].get("preview") else {}),
                     **({"warnings": p["proposal"]["warnings"]} if p["proposal"].get("warnings") else {}),
+                    **({"fingerprint": p["fingerprint"]} if p.get("fingerprint") else {}),
                     **({"recipient_name": p["proposal"]["recipient_name"]}
                        if p["proposal"].get("recipient_name") else {}),
                 }
@@ -391,6 +397,14 @@ class GraphNodes(ABC):
                 emit({"type": "tool_result", "call_id": call_id, "status": "success" if ok else "error",
                       "result": result})
                 messages.append(tool_ok(call_id, name, result, ok=ok))
+            except PreviewChanged as exc:
+                # Nothing was signed or sent: the reservation goes, and the call is prepared again, so
+                # the user decides on a fresh card with what the transaction would do now.
+                if call_ctx.action_id is not None:
+                    await self.store.release(call_ctx.action_id)
+                emit({"type": "tool_result", "call_id": call_id, "status": "error", "result": None,
+                      "error": exc.to_dict()})
+                edits.append((call_id, name, item["args"]))
             except LunarkError as exc:
                 if call_ctx.action_id is not None and call_ctx.settlements is not None and (
                     await self.store.get_settlement(call_ctx.action_id) is None

@@ -41,7 +41,7 @@ from mcp.server.lowlevel import Server
 from pydantic import BaseModel
 
 from lunark.client import LunarkClient
-from lunark.client.sdk import ChatSession
+from lunark.client.sdk import ChatSession, preview_lines
 from lunark.errors import LunarkError, Unauthorized
 from lunark.protocol import (
     ApprovalResolved,
@@ -182,7 +182,8 @@ class LunarkMcp:
                     await progress.say("Waiting for the user's approval in Lunark.")
                 elif isinstance(event, PendingApproval) and any(r.call_id == call_id for r in event.action_requests):
                     approval_id = event.approval_id
-                    await progress.say(f"Approval {approval_id} is waiting for the user until {event.expires_at}.")
+                    await progress.say(f"Approval {approval_id} is waiting for the user until {event.expires_at}."
+                                       + _preview_text(event, call_id, chat.network))
                 elif isinstance(event, ApprovalResolved) and event.approval_id == approval_id:
                     kinds = {d.type for d in event.decisions}
                     expired = event.by == "timeout"
@@ -194,6 +195,9 @@ class LunarkMcp:
                     await progress.say(_tx_text(event))
                 elif isinstance(event, ToolResult) and event.call_id == call_id:
                     result = event
+                    if _code_of(event) == "preview_changed":
+                        await progress.say("What the transfer would do changed before it was signed; nothing was "
+                                           "sent, and the user is asked again on a fresh card.")
                 elif isinstance(event, Error) and result is None:
                     return _error(event.message, event.to_wire())
                 elif isinstance(event, MessageEnd) and event.finish_reason != "awaiting_approval":
@@ -255,6 +259,21 @@ def _description(info: ToolInfo) -> str:
     if info.approval == "never":
         return info.description
     return f"{info.description} Waits for the user's approval in Lunark and returns the outcome."
+
+
+def _preview_text(event: PendingApproval, call_id: str, network: dict[str, Any]) -> str:
+    """The call's balance changes and warnings, for the host to relay while the user decides."""
+    request = next(r for r in event.action_requests if r.call_id == call_id)
+    native = str(network.get("symbol") or "ETH"), int(network.get("decimals", 18))
+    said = preview_lines(request, symbol=native[0], decimals=native[1])
+    said += [f"{w.severity}: {w.message}" for w in request.warnings]
+    return (" " + "; ".join(said) + ".") if said else ""
+
+
+def _code_of(event: ToolResult) -> str | None:
+    error = event.error
+    code = error.get("code") if isinstance(error, dict) else getattr(error, "code", None)
+    return str(code) if code is not None else None
 
 
 def _tx_text(event: TxUpdate) -> str:

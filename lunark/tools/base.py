@@ -80,8 +80,10 @@ class Proposal:
     (e.g. an MCP tool: server, tool, hints, each argument). Sent as the action's ``facts``."""
     recipient_name: str | None = None
     """The ENS name (or contact label) the recipient was given as; the card shows it next to the address."""
-    warnings: tuple[Mapping[str, str], ...] = ()
-    """What the user should know first, protocol ``ApprovalWarning`` shape: ``{code, severity, message}``."""
+    preview: dict[str, Any] | None = None
+    """The balance-change preview (protocol ``Preview``), for a transaction."""
+    warnings: tuple[dict[str, str], ...] = ()
+    """What the user should know first (protocol ``ApprovalWarning``: code, severity, message)."""
 
     def to_state(self) -> dict[str, Any]:
         state: dict[str, Any] = {"summary": self.summary, "description": self.description, "tx": self.tx,
@@ -90,6 +92,8 @@ class Proposal:
             state["facts"] = [{"label": label, "value": value} for label, value in self.facts]
         if self.recipient_name is not None:
             state["recipient_name"] = self.recipient_name
+        if self.preview is not None:
+            state["preview"] = self.preview
         if self.warnings:
             state["warnings"] = [dict(w) for w in self.warnings]
         return state
@@ -103,6 +107,7 @@ class Proposal:
             data=dict(raw.get("data") or {}),
             facts=tuple((str(f["label"]), str(f["value"])) for f in raw.get("facts") or ()),
             recipient_name=raw.get("recipient_name"),
+            preview=raw.get("preview"),
             warnings=tuple(dict(w) for w in raw.get("warnings") or ()),
         )
 

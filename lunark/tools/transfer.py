@@ -11,16 +11,20 @@ for the final outcome.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, cast
 
-from eth_typing import ChecksumAddress
+from eth_typing import ChecksumAddress, HexStr
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from web3.exceptions import TransactionNotFound, Web3Exception
 
 from lunark.chain.ens import primary_name, resolve_recipient
-from lunark.chain.types import prepared_from_state, prepared_to_state, to_units
-from lunark.errors import SignerError
+from lunark.chain.preview import BalancePreview, preview_differences, unexpected_movement
+from lunark.chain.types import PreparedTx, prepared_from_state, prepared_to_state, to_units
+from lunark.errors import LunarkError, PreviewChanged, SignerError, SimulationFailed
 from lunark.settlement import outcome_message
 from lunark.store.base import SettlementRecord
 from lunark.tools.amounts import amount_for_share, share_of
@@ -28,6 +32,8 @@ from lunark.tools.base import ApprovalRule, Decision, Proposal, ToolContext
 
 if TYPE_CHECKING:
     from lunark.chain.client import ChainClient
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["Transfer", "TransferArgs", "prepared_from_state", "prepared_to_state", "settlement_result"]
 
@@ -110,10 +116,14 @@ class Transfer:
         await ctx.policy.check(intent, ctx.ledger, reservation=ctx.action_id, expires_at=ctx.expires_at)
         try:
             prepared = await client.prepare(intent)
+            # The exact transaction, simulated: the card shows what it changes, not what we hope it does.
+            preview = await client.preview(prepared)
         except BaseException:
             if ctx.action_id is not None:
                 await ctx.ledger.release(ctx.action_id)
             raise
+        units = {asset: client.units(asset) for _, asset, _ in preview.moved}
+        unexpected = unexpected_movement(intent, preview, {a: u for a, u in units.items() if u is not None})
         fee = _amount_text(to_units(prepared.max_fee, network.decimals))
         # A fee in the same currency as the amount can be compared with it (a token's cannot, without a price).
         warn_share = network.fee_warning_share
@@ -130,10 +140,12 @@ class Transfer:
                 f"{_short(intent.sender)} to {name + ' ' if name else ''}{_short(intent.recipient)}."
             ),
             recipient_name=name,
-            warnings=warnings,
             tx=prepared.to_wire(),
+            preview=preview.to_wire(),
+            warnings=warnings + ((unexpected,) if unexpected else ()),
             data={
                 "prepared": prepared_to_state(prepared),
+                "preview": preview.to_state(),
                 "amount": _amount_text(intent.human_amount),
                 "symbol": intent.symbol,
                 "recipient": intent.recipient,
@@ -170,13 +182,74 @@ class Transfer:
             # anew under the cap. (A wallet that broadcast itself has already moved the funds: the
             # settlement records and counts it instead.)
             await ctx.policy.check(intent, ctx.ledger, reservation=ctx.action_id, executing=True)
+        recheck: asyncio.Task[list[str]] | None = None
+        if decision.get("tx_hash"):
+            # The wallet already broadcast it: nothing can stop it, so the re-check only has to be told, and
+            # runs alongside the settlement rather than in front of it.
+            recheck = asyncio.create_task(_recheck(ctx, prepared, proposal, decision["tx_hash"]))
+        elif changed := await _recheck(ctx, prepared, proposal, None):
+            raise PreviewChanged(
+                f"Simulated again before signing, this transfer would not do what the card showed: "
+                f"{'; '.join(changed)}. Nothing was signed or sent; decide again on the fresh card.",
+                differences=changed,
+            )
+        prepared_state = dict(proposal.data["prepared"])
+        if proposal.data.get("preview") is not None:
+            prepared_state["preview"] = proposal.data["preview"]
         record = await ctx.settlements.open(
             approval_id=ctx.approval_id, call_id=ctx.call_id, chat_id=ctx.chat_id, prepared=prepared,
-            prepared_state=proposal.data["prepared"], decision=decision,
+            prepared_state=prepared_state, decision=decision,
             expires_at=ctx.expires_at or datetime.now(UTC),
         )
-        final = await ctx.settlements.settle(record.settlement_id, forward=ctx.emit)
-        return settlement_result(final, base)
+        try:
+            final = await ctx.settlements.settle(record.settlement_id, forward=ctx.emit)
+            changed = await recheck if recheck is not None else []
+        finally:
+            if recheck is not None and not recheck.done():
+                recheck.cancel()
+        result = settlement_result(final, base)
+        if changed:
+            # Told with the outcome (the tool result is kept in the chat's log), never hidden.
+            logger.warning("settlement %s: the wallet's transaction no longer matched its card: %s",
+                           record.settlement_id, "; ".join(changed))
+            result["preview_changed"] = changed
+            result["message"] += (" Simulated again when your wallet reported it, it did not match the card: "
+                                  + "; ".join(changed) + ".")
+        return result
+
+
+async def _recheck(ctx: ToolContext, prepared: PreparedTx, proposal: Proposal, tx_hash: Any) -> list[str]:
+    """The transfer simulated again now, against the card's preview: the differences in words.
+
+    A wallet's broadcast transaction is simulated on top of the block before the one that holds
+    it (where it was mined), so its own effects are not mistaken for a change.
+    """
+    raw = proposal.data.get("preview")
+    if not raw:
+        return []
+    shown = BalancePreview.from_state(raw)
+    if not shown.simulated:
+        return []
+    client = ctx.clients.get(prepared.intent.chain_id)
+    block: int | None = None
+    try:
+        if tx_hash:
+            # Read first: a transaction not mined after this block was read is not in it.
+            block = int(await client.w3.eth.block_number)
+            try:
+                mined = (await client.w3.eth.get_transaction(HexStr(str(tx_hash)))).get("blockNumber")
+            except TransactionNotFound:
+                mined = None
+            if mined is not None:
+                block = int(mined) - 1
+        now = await client.preview(prepared, block=block)
+    except SimulationFailed as exc:
+        return [f"it would now fail ({exc.reason or exc.message})"]
+    except (LunarkError, Web3Exception, OSError) as exc:
+        if not tx_hash:
+            raise  # nothing is signed without the re-check: the decision fails closed
+        return [f"it could not be simulated again ({exc})"]
+    return preview_differences(shown, now)
 
 
 async def _name_warnings(client: ChainClient, name: str, address: str) -> tuple[dict[str, str], ...]:

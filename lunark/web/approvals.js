@@ -140,9 +140,44 @@ function approvalFacts(request, network, networks) {
   // A tool the dApp has no card of its own for (an MCP tool) sends its rows: server, tool, hints, arguments.
   for (const fact of request.facts || []) facts.push([String(fact.label), String(fact.value), "fact"]);
   const list = h("dl", { class: "facts" }, ...facts.flatMap(([term, value, cls]) => [h("dt", {}, term), h("dd", { class: cls }, value)]));
-  const row = h("div", { class: "request", "data-call-id": request.call_id }, list, h("p", { class: "summary" }, request.summary));
+  const row = h("div", { class: "request", "data-call-id": request.call_id },
+    previewBlock(request, networks), warningsBlock(request), list, h("p", { class: "summary" }, request.summary));
   row.dataset.symbol = symbol;
   return row;
+}
+
+// The balance changes the simulation saw, first on the card: whose, which asset, by how much, from
+// what to what; or, when the node could not simulate, that there is no preview and why.
+function previewBlock(request, networks) {
+  const preview = request.preview;
+  if (!preview) return null;
+  if (!preview.simulated) {
+    return h("p", { class: "preview preview-none" }, `No balance preview: ${preview.reason || "the node could not simulate it"}.`);
+  }
+  const from = request.tx ? String(request.tx.from).toLowerCase() : "";
+  const amount = (value, c) => `${P.formatUnits(value, c.decimals)} ${c.symbol}`;
+  const rows = preview.changes.map((c) => {
+    const mine = c.address.toLowerCase() === from;
+    const delta = BigInt(c.delta);
+    return h("tr", { class: `change ${delta < 0n ? "out" : "in"}` },
+      h("th", { scope: "row" }, mine ? "You" : `Recipient ${P.shortHex(c.address)}`),
+      h("td", { class: "delta" }, `${delta > 0n ? "+" : ""}${amount(c.delta, c)}`),
+      h("td", { class: "balances" }, `${amount(c.before, c)} → ${amount(c.after, c)}`));
+  });
+  const chainId = request.tx ? Number(BigInt(request.tx.chain_id)) : 0;
+  const native = networks[chainId] || { symbol: "ETH", decimals: 18 };
+  const gas = [preview.gas_used != null ? `${preview.gas_used} gas` : null,
+    preview.max_fee != null ? `fee at most ${P.formatUnits(preview.max_fee, native.decimals, 8)} ${native.symbol}` : null].filter(Boolean);
+  return h("div", { class: "preview" },
+    h("table", { class: "changes", "aria-label": "Balance changes" }, h("caption", {}, "Balance changes"), ...rows),
+    gas.length ? h("p", { class: "gas" }, `Simulated: ${gas.join(", ")}`) : null);
+}
+
+function warningsBlock(request) {
+  const warnings = request.warnings || [];
+  if (!warnings.length) return null;
+  return h("ul", { class: "warnings" }, ...warnings.map((w) =>
+    h("li", { class: `warning ${w.severity}`, "data-code": w.code }, w.message)));
 }
 
 function updateApproval(node, approval, ui, network, txs) {
