@@ -23,7 +23,7 @@ from typing import Any
 import aiohttp
 import pytest
 from conftest import World, sign_in
-from server_harness import EventStream, Http, SioClient, assert_contiguous, assert_error
+from server_harness import EventStream, Http, SioClient, assert_contiguous, assert_error, assert_http_error
 from services import RedisServer
 from wallet import native_balance
 
@@ -426,3 +426,113 @@ async def test_redis_restarting_mid_stream_loses_nothing(
         async with aiohttp.ClientSession() as session, session.get(f"{b.url}/healthz") as response:
             health = await response.json()
         assert health["redis"] is True and health["cluster"]["ok"] is True, health
+
+
+# -- logout reaches every process -----------------------------------------------------------------
+
+
+async def ended_on(sio: SioClient, *, timeout: float = 5.0) -> None:
+    """The socket was told its session ended (``error`` ``unauthorized``) and the server closed it."""
+    await sio.wait_event("error", code="unauthorized", timeout=timeout)
+    async with asyncio.timeout(timeout):
+        while sio.sio.connected:
+            await asyncio.sleep(0.05)
+
+
+async def stream_ends(stream: EventStream, *, timeout: float = 5.0) -> None:
+    """Read the SSE stream until the server ends it (live events, keep-alives and all)."""
+    with pytest.raises(EOFError):
+        async with asyncio.timeout(timeout):
+            while True:
+                await stream.next(timeout=timeout)
+
+
+async def refused(sio: SioClient, event: str, data: dict[str, Any]) -> None:
+    """``event`` on ``sio`` does nothing: refused ``unauthorized`` while the socket is still open, or not
+    sent at all because the server closed the socket."""
+    try:
+        ack = await sio.call(event, data, timeout=5)
+    except Exception as exc:  # the client's own refusal: no connection to send on
+        assert not sio.sio.connected, f"{event} failed on an open socket: {exc!r}"
+        return
+    assert_error(ack, "unauthorized")
+
+
+async def test_a_logout_on_one_process_closes_the_sessions_sockets_and_streams_on_the_others(
+    processes: Processes, alice: DevAccount
+) -> None:
+    a, b = await processes.start("a", "b")
+    token, other = await sign_in(a, alice), await sign_in(a, alice)
+    async with SioClient(b, token) as on_b, SioClient(b, other) as other_on_b, Http(a) as on_a, Http(b) as http:
+        chat_id = (await on_b.call("join_chat", {}))["chat_id"]
+        response = await http.session.get(f"{b.url}/api/chats/{chat_id}/events",
+                                          headers={"Authorization": f"Bearer {token}"})
+        assert response.status == 200
+        stream = EventStream(response)
+
+        status, body = await on_a.post("/auth/logout", token)
+        assert status == 200 and body == {"ok": True, "ended": 1}, body
+
+        # B closes the socket and ends the stream it holds open with that session (A's NOTIFY).
+        await ended_on(on_b, timeout=3)
+        await stream_ends(stream, timeout=3)
+        response.close()
+        await refused(on_b, "join_chat", {})  # no new chat through the ended session
+        await refused(on_b, "join_chat", {"chat_id": chat_id})  # nor a replay of this one
+        assert_http_error(*await http.get("/api/chats", token), 401, "unauthorized")
+        # The account's other session, on the same process, is untouched.
+        assert other_on_b.sio.connected and not other_on_b.of("error")
+        assert (await other_on_b.call("join_chat", {"chat_id": chat_id}))["last_seq"] >= 0
+        _, chats = await http.get("/api/chats", other)
+        assert [c["chat_id"] for c in chats["chats"]] == [chat_id]
+
+        # Everywhere: every session of the account, on every process.
+        status, body = await on_a.post("/auth/logout", other, json={"everywhere": True})
+        assert status == 200 and body["ended"] == 1, body
+        await ended_on(other_on_b, timeout=3)
+
+
+async def test_a_logout_whose_notification_was_missed_is_still_refused_on_the_other_process(
+    processes: Processes, alice: DevAccount
+) -> None:
+    """B's notification connection is cut just before the logout on A, so the NOTIFY never reaches B
+    (Postgres keeps nothing for a listener that is not connected). B's session check still ends it."""
+    import psycopg
+
+    from lunark.server.cluster import LISTENER_NAME
+
+    # A long sweep interval: B's listener waits 2 s before it reconnects, well after the logout.
+    a, b = await processes.start("a", "b", server={"sweep_interval_seconds": 2.0})
+    token = await sign_in(a, alice)
+    async with SioClient(b, token) as on_b, Http(a) as on_a, Http(b) as http:
+        chat_id = (await on_b.call("join_chat", {}))["chat_id"]
+        response = await http.session.get(f"{b.url}/api/chats/{chat_id}/events",
+                                          headers={"Authorization": f"Bearer {token}"})
+        stream = EventStream(response)
+        async with await psycopg.AsyncConnection.connect(processes.pg_url, autocommit=True) as admin:
+            cursor = await admin.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = %s",
+                (LISTENER_NAME,),
+            )
+            assert (await cursor.fetchone()) == (2,), "each process has one notification connection"
+        status, body = await on_a.post("/auth/logout", token)
+        assert status == 200 and body == {"ok": True, "ended": 1}, body
+
+        # Within B's session check (at most 2 s, bounded here by 8): every further event is refused.
+        async with asyncio.timeout(8):
+            while True:
+                try:
+                    ack = await on_b.call("join_chat", {"chat_id": chat_id}, timeout=5)
+                except Exception:
+                    break  # the server closed the socket meanwhile (ended_on checks it said why)
+                if "error" in ack:
+                    assert_error(ack, "unauthorized")
+                    break
+                await asyncio.sleep(0.05)
+        await ended_on(on_b, timeout=5)
+        await refused(on_b, "join_chat", {})
+        await stream_ends(stream, timeout=5)
+        response.close()
+        _, chats = await http.get("/api/chats", await sign_in(b, alice))
+        assert [c["chat_id"] for c in chats["chats"]] == [chat_id], "nothing was created after the logout"
+    assert "cluster listener lost its connection" in b.log.read_text()

@@ -16,7 +16,7 @@ re-established without losing events (the SDK does that).
     LUNARK_CHAT_KEY=0x... lunark chat --url http://localhost:8080 --chat chat_abc
 
 Commands: ``/new``, ``/chats``, ``/join ID``, ``/approval``, ``/continue``, ``/stats``,
-``/help``, ``/quit``.
+``/logout`` (``/logout all``: every session of the account), ``/help``, ``/quit``.
 Ctrl-C stops a running answer; at the prompt it quits.
 """
 
@@ -82,6 +82,8 @@ Type a message and press Enter. Commands:
   /approval   show the pending approval again
   /continue   go on with an answer cut at the model's output limit
   /stats      output tokens, time to first token and speed of the last answer
+  /logout     end this session on the server and leave
+  /logout all end every session of your account (every device, every server process)
   /help       this help
   /quit       leave (Ctrl-D works too)
 At an approval card: a = approve (sign and send), e = edit the amount,
@@ -207,6 +209,7 @@ class TerminalChat:
         self._echo = not _isatty(reader.stream)
         self._in_turn = False
         self._down = False
+        self._signing_out = False
         self._own_messages: set[str] = set()
         self._queued: str | None = None
         """A message typed at an approval's prompt, sent once the current turn is over."""
@@ -281,7 +284,11 @@ class TerminalChat:
                 self.line(row)
 
     def connection_changed(self, up: bool) -> None:
-        if not up:
+        if not up and self._signing_out:
+            return  # the /logout it asked for; it says so itself
+        if not up and self.client.session_ended:
+            self.line("  [signed out: this session was ended (logout); sign in again]")
+        elif not up:
             self._down = True
             self.line("  [connection lost; reconnecting...]")
         elif self._down:
@@ -337,6 +344,20 @@ class TerminalChat:
         name, _, rest = text.partition(" ")
         name = name.lower()
         if name in ("/quit", "/exit", "/q"):
+            return False
+        if name == "/logout":
+            scope = rest.strip().lower()
+            if scope not in ("", "all", "everywhere"):
+                self.line("  usage: /logout (this session) or /logout all (every session of your account)")
+                return True
+            self._signing_out = True
+            try:
+                ended = await self.client.logout(everywhere=bool(scope))
+            except LunarkError as exc:
+                self._signing_out = False
+                self.line(f"  [error] {exc.message}")
+                return True
+            self.line(f"  signed out: {ended} session{'s' if ended != 1 else ''} ended")
             return False
         if name == "/help":
             self.line(HELP)

@@ -21,7 +21,7 @@ from lunark.client.errors import Disconnected, error_from_body
 from lunark.client.ordering import ChatSequence
 from lunark.client.signin import SignIn
 from lunark.errors import InvalidInput, LunarkError, Unauthorized
-from lunark.protocol import EVENT_TYPES, ChatEvent, JoinChat, JoinChatAck, parse_event
+from lunark.protocol import EVENT_TYPES, ChatEvent, Error, JoinChat, JoinChatAck, parse_event
 
 if TYPE_CHECKING:
     from lunark.client.sdk import ChatSession
@@ -69,6 +69,7 @@ class Connection(SignIn):
     _ever_connected: bool
     _closed: bool
     _refusal: Any
+    session_ended: bool
 
     async def _auth(self) -> dict[str, Any]:
         return {"token": self.token}
@@ -170,10 +171,14 @@ class Connection(SignIn):
             return
         chat_id = parsed.chat_id
         if chat_id is None:
-            # Not bound to a chat (a failed replay): every chat resyncs, every session hears it.
+            # Not bound to a chat: every session hears it. A failed replay: every chat resyncs. The
+            # session ended (a logout, here or elsewhere): the server closes the socket; nothing to rejoin.
+            ended = isinstance(parsed, Error) and parsed.code == "unauthorized"
+            self.session_ended = self.session_ended or ended
             for each in list(self._sessions.values()):
                 each._accept(parsed)
-                self._spawn(self._rejoin(each))
+                if not ended:
+                    self._spawn(self._rejoin(each))
             return
         session = self._sessions.get(chat_id)
         if session is not None:

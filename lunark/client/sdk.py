@@ -436,6 +436,9 @@ class LunarkClient(Connection):
         self._refreshing = False
         self._closed = False
         self._refusal: Any = None
+        self.session_ended = False
+        """True once the server said this client's session ended (a logout, here or elsewhere): the
+        server closed the connection, and it is not re-established."""
 
     async def __aenter__(self) -> LunarkClient:
         await self.connect()
@@ -443,6 +446,20 @@ class LunarkClient(Connection):
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+    # -- the session ------------------------------------------------------------------------
+
+    async def logout(self, *, everywhere: bool = False) -> int:
+        """End this client's session (``POST /auth/logout``), or with ``everywhere`` every session of
+        the account, on every server process: their sockets get an ``error`` (``unauthorized``) and
+        are closed, their SSE streams end. Then this client closes (make a new one to sign in again).
+        Returns how many sessions ended; ``Unauthorized`` if the session had already ended."""
+        body = {"everywhere": True} if everywhere else {}
+        answer = await self._request("POST", "/auth/logout", body)
+        self.token = None
+        self._signer_key = None  # never signed in again behind the user's back
+        await self.close()
+        return int(answer["ended"])
 
     # -- chats over HTTP ----------------------------------------------------------------------
 

@@ -15,7 +15,7 @@ import logging
 import os
 import sys
 from collections.abc import Mapping, Sequence
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, suppress
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -187,6 +187,13 @@ class LunarkServer:
                 allowed_chain_ids=[n.chain_id for n in self.agent.registry],
                 session_ttl=_seconds(settings.server.token_ttl_seconds),
             )
+            if self.cluster is not None:
+                self.auth.announce = self.cluster.revoke_elsewhere
+            # The safety net under logout's notification (lunark.server.auth): every process looks up
+            # the sessions it holds open, and ends those the store no longer has.
+            checks = asyncio.create_task(self.auth.check_forever(settings.server.sweep_interval_seconds),
+                                         name="lunark-session-checks")
+            self._stack.push_async_callback(_cancel, checks)
             namespace_class = ChatNamespace
             if self.relay is not None:
                 from lunark.server.relay import ClusterNamespace
@@ -221,7 +228,8 @@ class LunarkServer:
             self._site = web.TCPSite(self._app_runner, self.host, self.port)
             await self._site.start()
             if self.cluster is not None:
-                await self.cluster.start(self.runner, self.agent.settlements)  # before recovery: it takes locks
+                # Before recovery: it takes locks.
+                await self.cluster.start(self.runner, self.agent.settlements, self.auth)
             await self.runner.recover()
         except BaseException:
             await self._stack.aclose()
@@ -307,6 +315,12 @@ async def _index(request: web.Request) -> web.FileResponse:
 
 async def _socketio_esm(request: web.Request) -> web.FileResponse:
     return web.FileResponse(SOCKETIO_ESM, headers={"Content-Type": "text/javascript"})
+
+
+async def _cancel(task: asyncio.Task[Any]) -> None:
+    task.cancel()
+    with suppress(asyncio.CancelledError):
+        await task
 
 
 def _seconds(value: float) -> timedelta:

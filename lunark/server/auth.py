@@ -22,17 +22,27 @@ invalid_token       the session token is unknown or expired
 
 Only a hash of each token is stored, so a leaked database holds no usable
 credentials.
+
+Ending a session (``logout``) deletes it from the store, which every process
+shares, and then ends what this process holds open with it (a socket, an SSE
+stream: a ``Watch`` each). Other processes hear of it from ``announce`` (the
+cluster's notification channel), and, should that be missed, from
+``check_sessions``: each process looks up the sessions it holds open every few
+seconds (``server.sweep_interval_seconds``) in one query. Between the two, a
+socket event checks only its watch, in memory: no database round trip per
+event.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import re
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 from urllib.parse import urlsplit
@@ -47,7 +57,9 @@ from eth_utils.exceptions import ValidationError
 from lunark.errors import ConfigError, Unauthorized
 from lunark.siwe import SiweMessage, make_nonce
 
-__all__ = ["AuthStore", "Authenticator", "Revoked", "Session", "token_hash", "utcnow"]
+__all__ = ["AuthStore", "Authenticator", "Revoked", "Session", "Watch", "token_hash", "utcnow"]
+
+logger = logging.getLogger(__name__)
 
 CLOCK_SKEW = timedelta(seconds=60)
 """How far in the future ``Issued At`` may be: client clocks drift."""
@@ -58,6 +70,17 @@ _DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 
 Revoked = Callable[[str, str | None], Awaitable[None]]
 """Told when sessions end: ``(address, token hash)``, the hash ``None`` for all of the address's."""
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Watch:
+    """One thing this process holds open with a session (a socket, an SSE stream)."""
+
+    token_hash: str
+    address: str
+    """Lowercase."""
+    ended: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set once the session ends (logout here or on another process); never cleared."""
 
 
 def utcnow() -> datetime:
@@ -90,6 +113,10 @@ class AuthStore(Protocol):
 
     async def delete_sessions(self, address: str) -> int:
         """End every session of ``address`` (any case); how many there were."""
+        ...
+
+    async def stored_sessions(self, token_hashes: Sequence[str]) -> set[str]:
+        """Which of ``token_hashes`` still name a session (expired or not)."""
         ...
 
 
@@ -148,7 +175,9 @@ class Authenticator:
         self._origins = frozenset(o for _, o in parsed if o is not None)
         self._schemes = frozenset(o[0] for o in self._origins)
         self._listeners: list[Revoked] = []
-        self._watches: set[tuple[str, str, asyncio.Event]] = set()
+        self._watches: set[Watch] = set()
+        self.announce: Revoked | None = None
+        """Tells the other processes that sessions ended (the cluster sets it); None: one process."""
         self._nonce_ttl = nonce_ttl
         self._session_ttl = session_ttl
         self._chain_ids = None if allowed_chain_ids is None else frozenset(allowed_chain_ids)
@@ -159,7 +188,7 @@ class Authenticator:
         self._listeners.append(listener)
 
     async def logout(self, token: str | None, *, everywhere: bool = False) -> int:
-        """End the session of ``token`` (``everywhere``: every session of its account).
+        """End the session of ``token`` (``everywhere``: every session of its account), on every process.
 
         Returns how many sessions ended; ``Unauthorized`` when the token is not a live session.
         """
@@ -172,22 +201,69 @@ class Authenticator:
         else:
             count = 1 if await self._store.delete_session(hashed) is not None else 0
             ended = hashed
-        for hashed_, owner, event in list(self._watches):
-            if hashed_ == ended or (ended is None and owner == address.lower()):
-                event.set()
-        for listener in self._listeners:
-            await listener(address, ended)
+        # The store is the truth, and it is written: what follows only makes it felt sooner.
+        await self.sessions_ended(address, ended)
+        if self.announce is not None:
+            try:
+                await self.announce(address, ended)
+            except Exception as exc:  # the others find out from check_sessions
+                logger.warning("could not tell the other processes of a logout (%s); their next session "
+                               "check ends it", exc)
         return count
+
+    async def sessions_ended(self, address: str, hashed: str | None) -> None:
+        """End what this process holds open with the session ``hashed`` (``None``: every session of
+        ``address``): its watches are set and the listeners told. Safe to repeat."""
+        owner = address.lower()
+        for watch in list(self._watches):
+            if watch.token_hash == hashed or (hashed is None and watch.address == owner):
+                watch.ended.set()
+        for listener in self._listeners:
+            try:
+                await listener(address, hashed)
+            except Exception:
+                logger.exception("ending the connections of a session failed")
+
+    async def check_sessions(self) -> int:
+        """Look up every session this process holds open (one query) and end those the store no longer
+        has: the safety net under ``announce``. Returns how many ended."""
+        held = {w.token_hash: w.address for w in self._watches if not w.ended.is_set()}
+        if not held:
+            return 0
+        stored = await self._store.stored_sessions(list(held))
+        gone = [(address, hashed) for hashed, address in held.items() if hashed not in stored]
+        for address, hashed in gone:
+            await self.sessions_ended(address, hashed)
+        return len(gone)
+
+    async def check_forever(self, interval: float) -> None:
+        """``check_sessions`` every ``interval`` seconds, until cancelled."""
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.check_sessions()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                logger.warning("checking the open sessions failed (%s); trying again in %ss", exc, interval)
+
+    def open_watch(self, token_hash_: str, address: str) -> Watch:
+        """Start watching a session this process holds open; ``close_watch`` when it is closed."""
+        watch = Watch(token_hash_, address.lower())
+        self._watches.add(watch)
+        return watch
+
+    def close_watch(self, watch: Watch) -> None:
+        self._watches.discard(watch)
 
     @asynccontextmanager
     async def watch(self, token: str, address: str) -> AsyncIterator[asyncio.Event]:
         """An event that is set if the session of ``token`` (signed in as ``address``) ends."""
-        entry = (_hash_token(token), address.lower(), asyncio.Event())
-        self._watches.add(entry)
+        watch = self.open_watch(_hash_token(token), address)
         try:
-            yield entry[2]
+            yield watch.ended
         finally:
-            self._watches.discard(entry)
+            self.close_watch(watch)
 
     async def new_nonce(self) -> str:
         """A fresh single-use nonce, valid for ``nonce_ttl``."""

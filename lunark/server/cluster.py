@@ -20,6 +20,11 @@ database says which process owns what:
   process is alive does it; the locks make sure only one does.
 - **Aborts** reach the turn wherever it runs: a process with no such turn sends ``NOTIFY``, and the
   process running it aborts it.
+- **Logouts** reach every process: the process that ended the session in the database sends
+  ``NOTIFY``, and each process closes the sockets and SSE streams it holds open with that session.
+  A process that missed the notification (its listener was reconnecting) finds the session gone at its
+  next session check (``Authenticator.check_sessions``, every ``sweep_interval``, and at once when the
+  listener is back).
 
 If the lock connection itself breaks, this process can no longer prove it owns anything: it stops
 its turns and settlement drivers (others may take them over) and reconnects. That is the fencing.
@@ -28,6 +33,7 @@ its turns and settlement drivers (others may take them over) and reconnects. Tha
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from contextlib import suppress
 from typing import TYPE_CHECKING, Any
@@ -38,6 +44,7 @@ from lunark.ids import new_id
 from lunark.store.postgres import PostgresStore, advisory_key
 
 if TYPE_CHECKING:
+    from lunark.server.auth import Authenticator
     from lunark.server.runner import Runner
     from lunark.settlement import Settlements
 
@@ -46,6 +53,10 @@ __all__ = ["Cluster"]
 logger = logging.getLogger(__name__)
 
 _ABORT_CHANNEL = "lunark_abort"
+_REVOKE_CHANNEL = "lunark_revoke"
+LISTENER_NAME = "lunark-listen"
+"""``application_name`` of each process's notification connection (what an operator sees in
+``pg_stat_activity``)."""
 
 
 class Cluster:
@@ -64,16 +75,16 @@ class Cluster:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._runner: Runner | None = None
         self._settlements: Settlements | None = None
+        self._auth: Authenticator | None = None
         """Pending approvals the sweep found no paused turn for: not tried again by this process."""
         self.healthy_locks = False
 
     # -- life -----------------------------------------------------------------------------------
 
-    async def start(self, runner: Runner, settlements: Settlements) -> None:
-        self._runner, self._settlements = runner, settlements
+    async def start(self, runner: Runner, settlements: Settlements, auth: Authenticator | None = None) -> None:
+        self._runner, self._settlements, self._auth = runner, settlements, auth
         await self._connect_locks()
-        self._listener = await psycopg.AsyncConnection.connect(self.store.url, autocommit=True)
-        await self._listener.execute(f"LISTEN {_ABORT_CHANNEL}")
+        self._listener = await self._connect_listener()
         self._spawn(self._listen(), "lunark-cluster-listen")
         self._spawn(self._sweep_forever(), "lunark-cluster-sweep")
         logger.info("cluster node %s joined (sweep every %ss)", self.node, self.sweep_interval)
@@ -97,6 +108,13 @@ class Cluster:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
+
+    async def _connect_listener(self) -> psycopg.AsyncConnection[Any]:
+        conn = await psycopg.AsyncConnection.connect(self.store.url, autocommit=True,
+                                                     application_name=LISTENER_NAME)
+        await conn.execute(f"LISTEN {_ABORT_CHANNEL}")
+        await conn.execute(f"LISTEN {_REVOKE_CHANNEL}")
+        return conn
 
     async def _connect_locks(self) -> None:
         self._locks = await psycopg.AsyncConnection.connect(self.store.url, autocommit=True)
@@ -146,6 +164,13 @@ class Cluster:
         async with self.store.connection() as conn:
             await conn.execute("SELECT pg_notify(%s, %s)", (_ABORT_CHANNEL, chat_id))
 
+    async def revoke_elsewhere(self, address: str, token_hash: str | None) -> None:
+        """Tell every other process that sessions ended (``Authenticator.announce``): the one of
+        ``token_hash``, or with ``None`` every session of ``address``. Hashes only, never tokens."""
+        payload = json.dumps({"node": self.node, "address": address, "token_hash": token_hash})
+        async with self.store.connection() as conn:
+            await conn.execute("SELECT pg_notify(%s, %s)", (_REVOKE_CHANNEL, payload))
+
     # -- what comes from other processes ----------------------------------------------------------
 
     async def _listen(self) -> None:
@@ -156,6 +181,8 @@ class Cluster:
                     if notify.channel == _ABORT_CHANNEL and self._runner is not None:
                         self._spawn(self._runner.abort(notify.payload, forward=False),
                                     f"lunark-abort-{notify.payload}")
+                    elif notify.channel == _REVOKE_CHANNEL:
+                        self._revoked(notify.payload)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -164,8 +191,22 @@ class Cluster:
                 with suppress(Exception):
                     if self._listener is not None:
                         await self._listener.close()
-                    self._listener = await psycopg.AsyncConnection.connect(self.store.url, autocommit=True)
-                    await self._listener.execute(f"LISTEN {_ABORT_CHANNEL}")
+                    self._listener = await self._connect_listener()
+                    if self._auth is not None:
+                        # Logouts announced meanwhile were missed: look the open sessions up now.
+                        self._spawn(self._auth.check_sessions(), "lunark-session-check")
+
+    def _revoked(self, payload: str) -> None:
+        try:
+            message = json.loads(payload)
+            node, address, hashed = message["node"], message["address"], message["token_hash"]
+        except (ValueError, KeyError, TypeError):
+            logger.warning("ignoring a malformed logout notification: %.200r", payload)
+            return
+        if self._auth is None or node == self.node or not isinstance(address, str):
+            return  # this process ended them itself before telling the others
+        self._spawn(self._auth.sessions_ended(address, hashed if isinstance(hashed, str) else None),
+                    "lunark-logout")
 
     # -- the sweep --------------------------------------------------------------------------------
 

@@ -6,8 +6,12 @@ silence, and never takes the server down.
 
 Each connection gets at most ``limits.max_events_in_flight`` events handled at
 once and ``_MAX_REPLAYS`` replays running; more are answered ``rate_limited``.
-A disconnect cancels the connection's replays, and ending a session (logout)
-disconnects the sockets that signed in with it.
+A disconnect cancels the connection's replays, and ending a session (logout, on
+any process) disconnects the sockets that signed in with it, after an ``error``
+event (``unauthorized``). Until the socket is gone, every event it sends is
+refused with ``unauthorized``: the handlers check the session's ``Watch`` (in
+memory, set by the logout's notification or by the process's periodic session
+check, ``Authenticator.check_sessions``), never only the address saved at connect.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from pydantic import BaseModel, ValidationError
 from lunark.config import LimitsSettings
 from lunark.errors import LunarkError, RateLimited, Unauthorized
 from lunark.protocol import Abort, CallTool, ContinueMessage, JoinChat, ResumeDecisions, SendMessage, WalletChanged
-from lunark.server.auth import Authenticator, token_hash
+from lunark.server.auth import Authenticator, Watch, token_hash
 from lunark.server.hub import Hub
 from lunark.server.limits import Limiters
 from lunark.server.service import ChatService
@@ -37,6 +41,9 @@ M = TypeVar("M", bound=BaseModel)
 
 _MAX_REPLAYS = 4
 """Replays one connection may have running at once."""
+
+
+_ENDED = "The session ended (logout); sign in again."
 
 
 def error_ack(code: str, message: str, **details: Any) -> dict[str, Any]:
@@ -54,8 +61,8 @@ class ChatNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         self.limiters = limiters
         self._replays: dict[str, set[asyncio.Task[None]]] = {}
         self._in_flight: dict[str, int] = {}
-        self._signed_in: dict[str, tuple[str, str]] = {}
-        """sid -> (address lowercase, token hash): whom to disconnect on logout."""
+        self._signed_in: dict[str, Watch] = {}
+        """sid -> the session it signed in with: whom to refuse and disconnect once it ends."""
         auth.on_revoked(self._revoked)
 
     async def trigger_event(self, event: str, *args: Any) -> Any:
@@ -104,25 +111,45 @@ class ChatNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             refused.error_args = {**body, "data": body}
             raise refused from None
         await self.save_session(sid, {"address": address})
-        self._signed_in[sid] = (address.lower(), token_hash(str(token)))
+        # Watched from here on; a logout between the authenticate above and now is caught by the
+        # next session check (Authenticator.check_sessions), as is one whose notification was missed.
+        self._signed_in[sid] = self.auth.open_watch(token_hash(str(token)), address)
         await self.enter_room(sid, f"user:{address.lower()}")
 
     async def on_disconnect(self, sid: str, reason: Any = None) -> None:
-        self._signed_in.pop(sid, None)
+        watch = self._signed_in.pop(sid, None)
+        if watch is not None:
+            self.auth.close_watch(watch)
         for task in self._replays.pop(sid, set()):
             task.cancel()  # the client is gone: what it asked to be sent is dropped
 
     async def _revoked(self, address: str, hashed: str | None) -> None:
-        gone = [sid for sid, (owner, token) in self._signed_in.items()
-                if token == hashed or (hashed is None and owner == address.lower())]
-        for sid in gone:
-            await self.emit("error", {"code": "unauthorized", "message": "The session ended (logout); sign in again."},
-                            to=sid)
-            await self.disconnect(sid)
+        for sid in [sid for sid, watch in self._signed_in.items() if watch.ended.is_set()]:
+            await self._end(sid)
+
+    async def _end(self, sid: str) -> None:
+        """Tell the socket its session ended and close it; only this process's sockets are asked
+        about, so neither goes through the relay (it works with Redis down)."""
+        watch = self._signed_in.pop(sid, None)
+        if watch is None:
+            return  # already being closed
+        self.auth.close_watch(watch)
+        for task in self._replays.pop(sid, set()):
+            task.cancel()
+        try:
+            await self.emit("error", {"code": "unauthorized", "message": _ENDED}, to=sid, ignore_queue=True)
+            await self.server.disconnect(sid, namespace=self.namespace, ignore_queue=True)
+        except Exception:
+            logger.exception("closing socket %s of an ended session failed", sid)
 
     async def _call(
         self, sid: str, data: Any, model: type[M], handler: Callable[[str, M], Awaitable[dict[str, Any]]]
     ) -> dict[str, Any]:
+        watch = self._signed_in.get(sid)
+        if watch is None or watch.ended.is_set():
+            # The session ended (the socket is being closed, or will be by the listener that set the
+            # watch): checked in memory, no database read.
+            return {"error": Unauthorized(_ENDED, reason="invalid_token").to_dict()}
         try:
             session = await self.get_session(sid)
             payload = model.model_validate(data if data is not None else {})

@@ -414,6 +414,10 @@ class Store(Protocol):
         """End every session of ``address`` (any case); how many there were."""
         ...
 
+    async def stored_sessions(self, token_hashes: Sequence[str]) -> set[str]:
+        """Which of ``token_hashes`` still name a session (expired or not): the others were ended."""
+        ...
+
     async def healthy(self) -> bool:
         """Whether the database answers."""
         ...

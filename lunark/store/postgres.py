@@ -897,6 +897,10 @@ class PostgresStore:
         )
         return len(rows)
 
+    async def stored_sessions(self, token_hashes: Sequence[str]) -> set[str]:
+        rows = await self._fetch("SELECT token_hash FROM sessions WHERE token_hash = ANY(%s)", (list(token_hashes),))
+        return {str(row[0]) for row in rows}
+
     async def healthy(self) -> bool:
         try:
             async with asyncio.timeout(3):

@@ -931,6 +931,13 @@ class SqliteStore:
         )
         return len(rows)
 
+    async def stored_sessions(self, token_hashes: Sequence[str]) -> set[str]:
+        rows = await self._fetch(
+            "SELECT token_hash FROM sessions WHERE token_hash IN (SELECT value FROM json_each(?))",
+            (json.dumps(list(token_hashes)),),
+        )
+        return {str(row[0]) for row in rows}
+
     async def healthy(self) -> bool:
         try:
             return await self._fetch("SELECT 1") == [(1,)]
