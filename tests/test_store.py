@@ -449,6 +449,18 @@ async def test_sessions_expire(store: Store) -> None:
         await store.add_session("hash1", BOB, now + timedelta(hours=1))
 
 
+async def test_stored_sessions_tells_which_sessions_a_logout_ended(store: Store) -> None:
+    later = datetime.now(UTC) + timedelta(hours=1)
+    for hashed, owner in (("h1", ALICE), ("h2", ALICE), ("h3", BOB)):
+        await store.add_session(hashed, owner, later)
+    assert await store.stored_sessions(["h1", "h2", "h3", "unknown"]) == {"h1", "h2", "h3"}
+    assert await store.delete_session("h1") == ALICE
+    assert await store.stored_sessions(["h1", "h2", "h3"]) == {"h2", "h3"}
+    assert await store.delete_sessions(ALICE.lower()) == 1
+    assert await store.stored_sessions(["h1", "h2", "h3"]) == {"h3"}
+    assert await store.stored_sessions([]) == set()
+
+
 async def test_health_and_close(backend: Backend) -> None:
     store = await backend.open()
     assert await store.healthy()

@@ -137,7 +137,8 @@ class ChatNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         for task in self._replays.pop(sid, set()):
             task.cancel()
         try:
-            await self.emit("error", {"code": "unauthorized", "message": _ENDED}, to=sid, ignore_queue=True)
+            await self.emit("error", {"type": "error", "code": "unauthorized", "message": _ENDED}, to=sid,
+                            ignore_queue=True)
             await self.server.disconnect(sid, namespace=self.namespace, ignore_queue=True)
         except Exception:
             logger.exception("closing socket %s of an ended session failed", sid)
@@ -196,7 +197,8 @@ class ChatNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
                                             writable=lambda: self._writable(sid))
         except Exception:
             logger.exception("replay of chat %s to %s failed", chat_id, sid)
-            await self.emit("error", {"code": "internal", "message": "Replay failed; join again."}, to=sid)
+            await self.emit("error", {"type": "error", "code": "internal", "message": "Replay failed; join again."},
+                            to=sid)
 
     async def _writable(self, sid: str) -> None:
         """Until the client has read enough of what it was sent (the transport's back-pressure)."""

@@ -346,4 +346,5 @@ class ClusterNamespace(ChatNamespace):
                 await gate.start(last + 1)
         except Exception:
             logger.exception("replay of chat %s to %s failed", chat_id, sid)
-            await self.emit("error", {"code": "internal", "message": "Replay failed; join again."}, to=sid)
+            await self.emit("error", {"type": "error", "code": "internal", "message": "Replay failed; join again."},
+                            to=sid)
