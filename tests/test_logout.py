@@ -21,9 +21,11 @@ from lunark.errors import Unauthorized
 async def ended_on(sio: SioClient, *, timeout: float = 5.0) -> None:
     """The socket was told its session ended (``error`` ``unauthorized``) and the server closed it."""
     await sio.wait_event("error", code="unauthorized", timeout=timeout)
-    async with asyncio.timeout(timeout):
-        while sio.sio.connected:
-            await asyncio.sleep(0.05)
+    for _ in range(int(timeout / 0.05)):
+        if not sio.sio.connected:
+            break
+        await asyncio.sleep(0.05)
+    assert not sio.sio.connected, f"the socket of the ended session is still open after {timeout} s"
 
 
 async def stream_ends(stream: EventStream, *, timeout: float = 5.0) -> None:
