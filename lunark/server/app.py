@@ -28,6 +28,7 @@ from lunark.config import Settings
 from lunark.errors import LunarkError, NotFound
 from lunark.graph.agent import Agent
 from lunark.netutil import free_port
+from lunark.server.agui import agui_routes
 from lunark.server.auth import Authenticator
 from lunark.server.collector import Collector
 from lunark.server.fanout import FanoutManager
@@ -217,6 +218,9 @@ class LunarkServer:
                 routes(auth=self.auth, service=self.service, hub=self.hub, store=self.store, health=self.health,
                        limits=http_limits)
             )
+            # AG-UI (docs/ag-ui.md): the same chats and decisions, for CopilotKit and @ag-ui/client.
+            app.add_routes(agui_routes(auth=self.auth, service=self.service, hub=self.hub, codec=http_limits.codec,
+                                       sse_queue=limits.sse_queue))
             if WEB_ROOT.is_dir():
                 app.router.add_get("/", _index)
                 app.router.add_static("/static/", WEB_ROOT, follow_symlinks=False)

@@ -1,0 +1,281 @@
+"""AG-UI: the official @ag-ui/client HttpAgent (tests/js/agui.mjs) against a real ``lunark serve`` on
+a real Anvil, and the ag-ui-validate conformance validator over streams recorded from it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from conftest import sign_in
+from wallet import native_balance, sign_wire_tx
+
+from lunark.chain.anvil import Anvil, DevAccount
+
+ROOT = Path(__file__).parent.parent
+DRIVER = Path(__file__).parent / "js" / "agui.mjs"
+VALIDATOR = Path(sys.executable).parent / "ag-ui-validate"
+ETH = 10**18
+
+
+class AguiClient:
+    """tests/js/agui.mjs: one HttpAgent on one thread, a command per line in, an answer per line out."""
+
+    def __init__(self, url: str, token: str, thread_id: str | None = None) -> None:
+        self.args = [url, token, *([thread_id] if thread_id else [])]
+        self.process: asyncio.subprocess.Process | None = None
+
+    async def __aenter__(self) -> AguiClient:
+        node = shutil.which("node")
+        assert node is not None, "node runs the official AG-UI client"
+        self.process = await asyncio.create_subprocess_exec(
+            node, str(DRIVER), *self.args, cwd=ROOT,
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self.process is not None and self.process.stdin is not None
+        self.process.stdin.close()
+        try:
+            await asyncio.wait_for(self.process.wait(), 10)
+        except TimeoutError:
+            self.process.kill()
+            await self.process.wait()
+
+    async def command(self, op: str, **fields: Any) -> dict[str, Any]:
+        process = self.process
+        assert process is not None and process.stdin is not None and process.stdout is not None
+        process.stdin.write((json.dumps({"op": op, **fields}) + "\n").encode())
+        await process.stdin.drain()
+        line = await asyncio.wait_for(process.stdout.readline(), 60)
+        if not line:
+            assert process.stderr is not None
+            raise AssertionError(f"agui.mjs ended: {(await process.stderr.read()).decode()}")
+        answer: dict[str, Any] = json.loads(line)
+        return answer
+
+    async def say(self, text: str) -> dict[str, Any]:
+        return await self.command("say", text=text)
+
+    async def resume(self, *entries: dict[str, Any]) -> dict[str, Any]:
+        return await self.command("resume", resume=list(entries))
+
+
+def types(answer: dict[str, Any]) -> list[str]:
+    return [e["type"] for e in answer["events"]]
+
+
+def finished(answer: dict[str, Any]) -> dict[str, Any]:
+    assert "error" not in answer, answer
+    last = answer["events"][-1]
+    assert last["type"] == "RUN_FINISHED", types(answer)
+    return dict(last)
+
+
+def run_error(answer: dict[str, Any]) -> dict[str, Any]:
+    [error] = [e for e in answer["events"] if e["type"] == "RUN_ERROR"]
+    assert answer["events"][-1] is not None and answer["events"][-1]["type"] == "RUN_ERROR", types(answer)
+    return dict(error)
+
+
+def the_interrupt(answer: dict[str, Any]) -> dict[str, Any]:
+    outcome = finished(answer)["outcome"]
+    assert outcome["type"] == "interrupt", outcome
+    [interrupt] = outcome["interrupts"]
+    return dict(interrupt)
+
+
+def assistant_text(answer: dict[str, Any]) -> str:
+    return "".join(e["delta"] for e in answer["events"] if e["type"] == "TEXT_MESSAGE_CONTENT")
+
+
+def approve(interrupt: dict[str, Any], **payload: Any) -> dict[str, Any]:
+    fingerprint = interrupt["metadata"]["governance"]["actionFingerprint"]
+    return {"interruptId": interrupt["id"], "status": "resolved",
+            "payload": {"type": "approve", "actionFingerprint": fingerprint, **payload}}
+
+
+async def test_an_agui_client_chats_and_approves_a_wallet_signed_transfer(
+    serve: Any, anvil: Anvil, alice: DevAccount, bob: DevAccount, carol: DevAccount
+) -> None:
+    server = await serve()
+    token = await sign_in(server, alice)
+    bob_before, carol_before = native_balance(anvil, bob.address), native_balance(anvil, carol.address)
+
+    async with AguiClient(server.url, token, "copilot-thread-1") as client:
+        # A plain answer streams as one text message inside one run.
+        hello = await client.say("hello")
+        assert types(hello)[0] == "RUN_STARTED" and hello["events"][0]["threadId"] == "copilot-thread-1"
+        shown = [t for t in types(hello) if t != "CUSTOM"]  # lunark.status: "thinking…"
+        assert shown[:2] == ["RUN_STARTED", "TEXT_MESSAGE_START"] and shown[-2:] == ["TEXT_MESSAGE_END", "RUN_FINISHED"]
+        assert set(shown[2:-2]) == {"TEXT_MESSAGE_CONTENT"}
+        assert finished(hello)["outcome"] == {"type": "success"}
+        assert "send ETH or tokens" in assistant_text(hello)
+        assert hello["messages"][-1]["role"] == "assistant" and "check balances" in hello["messages"][-1]["content"]
+
+        # A transfer stops the run with an interrupt that carries the card.
+        asked = await client.say(f"send 0.25 ETH to {bob.address}")
+        interrupt = the_interrupt(asked)
+        [start] = [e for e in asked["events"] if e["type"] == "TOOL_CALL_START"]
+        assert start["toolCallName"] == "transfer" and interrupt["toolCallId"] == start["toolCallId"]
+        assert interrupt["reason"] == "tool_approval"
+        assert "0.25 ETH" in interrupt["message"] and bob.address in interrupt["message"]
+        card = interrupt["metadata"]
+        assert card["amount"] == "0.25" and card["recipient"] == bob.address and card["symbol"] == "ETH"
+        assert card["network"]["chainId"] == 31337 and card["network"]["name"] == "anvil"
+        assert int(card["fee"]["maxFeeWei"]) > 0 and card["fee"]["symbol"] == "ETH"
+        assert card["tx"]["to"] == bob.address and int(card["tx"]["value"], 16) == ETH // 4
+        fingerprint = card["governance"]["actionFingerprint"]
+        assert len(fingerprint) == 64 and int(fingerprint, 16) >= 0
+        assert datetime.fromisoformat(interrupt["expiresAt"].replace("Z", "+00:00")) > datetime.now(UTC)
+        approve_schema = next(v for v in interrupt["responseSchema"]["oneOf"]
+                              if v["properties"]["type"]["const"] == "approve")
+        assert approve_schema["properties"]["actionFingerprint"]["const"] == fingerprint
+        assert {v["properties"]["type"]["const"] for v in interrupt["responseSchema"]["oneOf"]} == {
+            "approve", "edit", "reject"}
+        assert [i["id"] for i in asked["pendingInterrupts"]] == [interrupt["id"]]
+
+        # A decision bound to another card is refused, and nothing is decided.
+        signed = sign_wire_tx(card["tx"], alice.private_key)
+        forged = approve(interrupt, signedTx=signed)
+        forged["payload"]["actionFingerprint"] = "0" * 64
+        refused = await client.resume(forged)
+        error = run_error(refused)
+        assert error["code"] == "invalid_input" and "fingerprint" in error["message"]
+        assert native_balance(anvil, bob.address) == bob_before
+
+        # The wallet signs the card's transaction; the server checks it, broadcasts it, follows it.
+        done = await client.resume(approve(interrupt, signedTx=signed))
+        end = finished(done)
+        assert end["outcome"] == {"type": "success"}
+        updates = [e["value"] for e in done["events"] if e["type"] == "CUSTOM" and e["name"] == "lunark.tx_update"]
+        assert [u["status"] for u in updates][-1] == "confirmed", updates
+        [result] = [e for e in done["events"] if e["type"] == "TOOL_CALL_RESULT"]
+        assert result["toolCallId"] == interrupt["toolCallId"] and json.loads(result["content"])["status"] == "success"
+        assert "confirmed" in assistant_text(done).lower()
+        assert done["pendingInterrupts"] == []
+        tx_hash = updates[-1]["tx_hash"]
+        receipt = anvil.rpc("eth_getTransactionReceipt", [tx_hash])
+        assert receipt["status"] == "0x1" and receipt["from"].lower() == alice.address.lower()
+        assert native_balance(anvil, bob.address) - bob_before == ETH // 4
+
+        # The same decision again is late: Lunark's already_decided, as a run error.
+        again = await client.command("raw", input={"resume": [approve(interrupt, signedTx=signed)]})
+        assert "error" not in again, again
+        assert [e["type"] for e in again["events"]] == ["RUN_STARTED", "RUN_ERROR"]
+        assert again["events"][-1]["code"] == "already_decided"
+
+        # A rejection reaches the model as a rejected tool result, and nothing is sent.
+        second = the_interrupt(await client.say(f"send 1 ETH to {carol.address}"))
+        rejected = await client.resume({"interruptId": second["id"], "status": "resolved",
+                                        "payload": {"type": "reject", "message": "not today"}})
+        assert finished(rejected)["outcome"] == {"type": "success"}
+        [result] = [e for e in rejected["events"] if e["type"] == "TOOL_CALL_RESULT"]
+        assert json.loads(result["content"])["status"] == "rejected"
+        assert native_balance(anvil, carol.address) == carol_before
+
+    # The thread is a Lunark chat of the signed-in user, with everything the other clients see.
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as http, \
+            http.get(f"{server.url}/api/chats/copilot-thread-1") as response:
+        detail = await response.json()
+    [tx] = detail["transactions"]
+    assert tx["tx_hash"] == tx_hash and tx["status"] == "confirmed"
+    assert [m["role"] for m in detail["messages"]][:2] == ["user", "assistant"]
+
+
+async def test_a_late_resume_of_an_expired_approval_is_a_run_error(
+    serve: Any, anvil: Anvil, alice: DevAccount, bob: DevAccount
+) -> None:
+    server = await serve(approvals={"ttl_seconds": 2}, server={"sweep_interval_seconds": 0.2})
+    token = await sign_in(server, alice)
+    before = native_balance(anvil, bob.address)
+    async with AguiClient(server.url, token) as client:
+        interrupt = the_interrupt(await client.say(f"send 0.1 ETH to {bob.address}"))
+        expires = datetime.fromisoformat(interrupt["expiresAt"].replace("Z", "+00:00"))
+        await asyncio.sleep(max(0.0, (expires - datetime.now(UTC)).total_seconds()) + 1.0)
+        signed = sign_wire_tx(interrupt["metadata"]["tx"], alice.private_key)
+
+        # The official client itself refuses to answer an interrupt past its expiresAt...
+        stale = await client.resume(approve(interrupt, signedTx=signed))
+        assert "expired" in stale["error"] and stale["events"] == []
+
+        # ...and a client that sends it anyway gets Lunark's approval_expired, with nothing sent.
+        late = await client.command("raw", input={"resume": [approve(interrupt, signedTx=signed)]})
+        assert [e["type"] for e in late["events"]] == ["RUN_STARTED", "RUN_ERROR"], late
+        assert late["events"][-1]["code"] == "approval_expired"
+    assert native_balance(anvil, bob.address) == before
+
+
+async def test_refusals_before_a_run_are_http_errors(serve: Any, alice: DevAccount, bob: DevAccount) -> None:
+    server = await serve()
+    alice_token, bob_token = await sign_in(server, alice), await sign_in(server, bob)
+    async with AguiClient(server.url, "not-a-token", "t-401") as client:
+        unauthorized = await client.say("hello")
+    assert unauthorized["status"] == 401 and unauthorized["payload"]["error"]["code"] == "unauthorized"
+
+    async with AguiClient(server.url, alice_token, "alices-thread") as client:
+        assert finished(await client.say("hello"))["outcome"] == {"type": "success"}
+    async with AguiClient(server.url, bob_token, "alices-thread") as client:
+        forbidden = await client.say("hello")
+    assert forbidden["status"] == 403 and forbidden["payload"]["error"]["code"] == "forbidden"
+
+
+async def _record(http: aiohttp.ClientSession, url: str, body: dict[str, Any], path: Path) -> list[dict[str, Any]]:
+    """POST a RunAgentInput and keep the SSE body exactly as it came, for the validator."""
+    async with http.post(f"{url}/ag-ui", json=body, headers={"Accept": "text/event-stream"}) as response:
+        assert response.status == 200 and response.headers["Content-Type"].startswith("text/event-stream")
+        raw = await response.read()
+    await asyncio.to_thread(path.write_bytes, raw)
+    return [json.loads(line[6:]) for line in raw.decode().splitlines() if line.startswith("data: ")]
+
+
+async def _validate(target: str, *options: str) -> dict[str, Any]:
+    process = await asyncio.create_subprocess_exec(
+        str(VALIDATOR), target, *options, "--json", "--features", "agentic-chat,backend-tool-rendering",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    stdout, stderr = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 0, f"ag-ui-validate found errors:\n{stdout.decode()}\n{stderr.decode()}"
+    report: dict[str, Any] = json.loads(stdout)
+    return report
+
+
+async def test_recorded_streams_pass_the_conformance_validator(
+    serve: Any, tmp_path: Path, alice: DevAccount, bob: DevAccount
+) -> None:
+    server = await serve()
+    token = await sign_in(server, alice)
+    thread = f"validated-{int(time.time())}"
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as http:
+        chat = await _record(http, server.url, {
+            "threadId": thread, "runId": "r1", "protocolVersion": "1.0",
+            "messages": [{"id": "u1", "role": "user", "content": "hello"}],
+        }, tmp_path / "chat.sse")
+        interrupted = await _record(http, server.url, {
+            "threadId": thread, "runId": "r2", "protocolVersion": "1.0",
+            "messages": [{"id": "u2", "role": "user", "content": f"send 0.5 ETH to {bob.address}"}],
+        }, tmp_path / "interrupt.sse")
+        [interrupt] = interrupted[-1]["outcome"]["interrupts"]
+        resumed = await _record(http, server.url, {
+            "threadId": thread, "runId": "r3", "protocolVersion": "1.0", "messages": [],
+            "resume": [{"interruptId": interrupt["id"], "status": "cancelled"}],
+        }, tmp_path / "resume.sse")
+    assert chat[0]["type"] == "RUN_STARTED" and chat[0]["protocolVersion"] == "1.0"
+    assert chat[-1]["type"] == "RUN_FINISHED" and resumed[-1]["type"] == "RUN_FINISHED"
+    for name, events in (("chat", chat), ("interrupt", interrupted), ("resume", resumed)):
+        report = await _validate(str(tmp_path / f"{name}.sse"))
+        assert report["eventCount"] == len(events) and report["internalErrors"] == []
+        assert report["summary"]["errors"] == 0 and report["summary"]["warnings"] == 0, report["diagnostics"]
+
+    # Live, as the validator's own client: it posts its RunAgentInput and checks the transport too.
+    report = await _validate(f"{server.url}/ag-ui", "--header", f"Authorization: Bearer {token}")
+    assert report["summary"]["errors"] == 0 and report["summary"]["warnings"] == 0, report["diagnostics"]
+    assert report["features"]["agentic-chat"] == "exercised" and report["eventCount"] >= 4
+    assert "AGUI505" not in {s["rule"] for s in report["skipped"]}  # the Content-Type was checked
