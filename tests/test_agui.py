@@ -16,7 +16,9 @@ import aiohttp
 from conftest import sign_in
 from wallet import native_balance, sign_wire_tx
 
+from lunark import audit
 from lunark.chain.anvil import Anvil, DevAccount
+from lunark.server.agui import interrupts_for
 
 ROOT = Path(__file__).parent.parent
 DRIVER = Path(__file__).parent / "js" / "agui.mjs"
@@ -133,7 +135,8 @@ async def test_an_agui_client_chats_and_approves_a_wallet_signed_transfer(
         assert int(card["fee"]["maxFeeWei"]) > 0 and card["fee"]["symbol"] == "ETH"
         assert card["tx"]["to"] == bob.address and int(card["tx"]["value"], 16) == ETH // 4
         fingerprint = card["governance"]["actionFingerprint"]
-        assert len(fingerprint) == 64 and int(fingerprint, 16) >= 0
+        # No fingerprint on the card yet: sha256 of the canonical JSON of what is approved.
+        assert fingerprint == audit.fingerprint({"name": "transfer", "args": card["args"], "tx": card["tx"]})
         assert datetime.fromisoformat(interrupt["expiresAt"].replace("Z", "+00:00")) > datetime.now(UTC)
         approve_schema = next(v for v in interrupt["responseSchema"]["oneOf"]
                               if v["properties"]["type"]["const"] == "approve")
@@ -221,7 +224,20 @@ async def test_refusals_before_a_run_are_http_errors(serve: Any, alice: DevAccou
     assert unauthorized["status"] == 401 and unauthorized["payload"]["error"]["code"] == "unauthorized"
 
     async with AguiClient(server.url, alice_token, "alices-thread") as client:
-        assert finished(await client.say("hello"))["outcome"] == {"type": "success"}
+        # An edit is a decision too: the card is prepared again and offered as a new interrupt.
+        first = the_interrupt(await client.say(f"send 0.25 ETH to {bob.address}"))
+        fingerprint = first["metadata"]["governance"]["actionFingerprint"]
+        edited = await client.resume({"interruptId": first["id"], "status": "resolved", "payload": {
+            "type": "edit", "actionFingerprint": fingerprint, "args": {"to": bob.address, "amount": "0.1"}}})
+        again = the_interrupt(edited)
+        assert again["id"] != first["id"] and again["metadata"]["amount"] == "0.1"
+        assert int(again["metadata"]["tx"]["value"], 16) == 10**17
+        assert again["metadata"]["governance"]["actionFingerprint"] != fingerprint
+        # Cancelling it in the app rejects it.
+        cancelled = await client.resume({"interruptId": again["id"], "status": "cancelled"})
+        [result] = [e for e in cancelled["events"] if e["type"] == "TOOL_CALL_RESULT"]
+        assert json.loads(result["content"])["status"] == "rejected"
+        assert finished(cancelled)["outcome"] == {"type": "success"} and cancelled["pendingInterrupts"] == []
     async with AguiClient(server.url, bob_token, "alices-thread") as client:
         forbidden = await client.say("hello")
     assert forbidden["status"] == 403 and forbidden["payload"]["error"]["code"] == "forbidden"
@@ -279,3 +295,35 @@ async def test_recorded_streams_pass_the_conformance_validator(
     assert report["summary"]["errors"] == 0 and report["summary"]["warnings"] == 0, report["diagnostics"]
     assert report["features"]["agentic-chat"] == "exercised" and report["eventCount"] >= 4
     assert "AGUI505" not in {s["rule"] for s in report["skipped"]}  # the Content-Type was checked
+
+
+def test_an_interrupt_carries_the_informed_cards_preview_warnings_name_and_fingerprint() -> None:
+    """What the card computes (issue 23: preview, warnings, ENS name, fingerprint) reaches the
+    interrupt as it is, and the server's fingerprint is the one a resume must name."""
+    tx = {"chain_id": "0x7a69", "from": "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266",
+          "to": "0x70997970C51812dc3A010C7d01b50e0d17dc79C8", "value": "0x3782dace9d90000", "data": "0x",
+          "gas": "0x5208", "max_fee_per_gas": "0x3b9aca00", "max_priority_fee_per_gas": "0x1", "nonce": "0x0"}
+    change = {"address": tx["from"], "asset": "native", "symbol": "ETH", "decimals": 18,
+              "before": "1000", "after": "750", "delta": "-250"}
+    pending = {
+        "approval_id": "apr_1", "expires_at": "2026-12-07T03:24:33.268Z",
+        "action_requests": [{
+            "call_id": "call_1", "name": "transfer", "args": {"to": tx["to"], "amount": "0.25"},
+            "description": "Transfer 0.25 ETH.", "summary": "Send 0.25 ETH to bob.eth", "tx": tx,
+            "preview": {"simulated": True, "changes": [change], "gas_used": 21000, "max_fee": "21000000000000"},
+            "warnings": [{"code": "new_recipient", "severity": "info", "message": "You never sent to it."}],
+            "fingerprint": "ab" * 32, "recipient_name": "bob.eth",
+        }],
+        "review_configs": [{"action_name": "transfer", "allowed_decisions": ["approve", "reject"]}],
+    }
+    [interrupt] = interrupts_for(pending, lambda chain_id: {"chainId": chain_id, "symbol": "ETH"})
+    wire = interrupt.model_dump(mode="json", by_alias=True)
+    card = wire["metadata"]
+    assert wire["id"] == "apr_1:call_1" and wire["toolCallId"] == "call_1"
+    assert wire["expiresAt"] == pending["expires_at"]
+    assert card["governance"] == {"actionFingerprint": "ab" * 32}
+    assert card["recipientName"] == "bob.eth" and card["preview"]["changes"] == [change]
+    assert card["warnings"] == pending["action_requests"][0]["warnings"]
+    assert card["fee"] == {"maxFeeWei": "21000000000000", "symbol": "ETH"}
+    assert card["allowedDecisions"] == ["approve", "reject"]
+    assert [v["properties"]["type"]["const"] for v in wire["responseSchema"]["oneOf"]] == ["approve", "reject"]

@@ -414,7 +414,8 @@ def agui_routes(*, auth: Authenticator, service: ChatService, hub: Hub, codec: J
                 await translator.fail(exc.code, exc.message)
                 return response
             try:
-                await _follow(live, revoked, start, translator, response)
+                await _follow(live, revoked, start, translator, response,
+                              lambda: service.runner.running(chat.chat_id))
             except (ConnectionResetError, SubscriptionOverflow):
                 # The client went away, or read too slowly to keep up: the turn goes on, and the
                 # chat (GET /api/chats/{id}, any other client) shows how it ended.
@@ -486,7 +487,7 @@ async def _decide(service: ChatService, address: str, chat: ChatRecord, resume: 
 
 
 async def _follow(live: Subscription, revoked: asyncio.Event, first: Callable[[dict[str, Any]], bool],
-                  run: _Run, response: web.StreamResponse) -> None:
+                  run: _Run, response: web.StreamResponse, running: Callable[[], bool]) -> None:
     """Translate the chat's live events from the run's first one until the run is over."""
     begun = False
     current: dict[str, Any] | None = None  # the latest assistant message_start, for a resumed turn
@@ -494,6 +495,10 @@ async def _follow(live: Subscription, revoked: asyncio.Event, first: Callable[[d
         try:
             record = await _next(live, revoked)
         except TimeoutError:
+            if not begun and not running():
+                # Started, yet no event of its turn came and nothing runs: never hold a client forever.
+                await run.fail("internal", "The run's turn ended without a word; see the chat.")
+                return
             await response.write(b": keep-alive\n\n")
             continue
         if record is None:
