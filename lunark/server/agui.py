@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -69,6 +70,8 @@ from lunark.server.service import ChatService
 from lunark.store.base import ChatRecord, EventRecord
 
 __all__ = ["CUSTOM_PREFIX", "INTERRUPT_REASON", "action_fingerprint", "agui_routes", "interrupts_for"]
+
+logger = logging.getLogger(__name__)
 
 CUSTOM_PREFIX = "lunark."
 """Lunark's events without an AG-UI counterpart travel as CUSTOM events named ``lunark.<type>``."""
@@ -410,16 +413,19 @@ def agui_routes(*, auth: Authenticator, service: ChatService, hub: Hub, codec: J
             await translator.started()
             try:
                 start = await _begin(service, address, chat, run, translator.calls)
-            except LunarkError as exc:
-                await translator.fail(exc.code, exc.message)
-                return response
-            try:
                 await _follow(live, revoked, start, translator, response,
                               lambda: service.runner.running(chat.chat_id))
+            except LunarkError as exc:
+                with suppress(ConnectionResetError):
+                    await translator.fail(exc.code, exc.message)
             except (ConnectionResetError, SubscriptionOverflow):
                 # The client went away, or read too slowly to keep up: the turn goes on, and the
                 # chat (GET /api/chats/{id}, any other client) shows how it ended.
-                return response
+                pass
+            except Exception:  # the 200 is out: a bug ends the run visibly, never a torn stream
+                logger.exception("AG-UI run %s of chat %s failed", run.run_id, chat.chat_id)
+                with suppress(ConnectionResetError):
+                    await translator.fail("internal", "Internal error.")
         return response
 
     return [web.post("/ag-ui", run_agent)]
