@@ -16,8 +16,8 @@ import aiohttp
 from conftest import sign_in
 from wallet import native_balance, sign_wire_tx
 
-from lunark import audit
 from lunark.chain.anvil import Anvil, DevAccount
+from lunark.fingerprint import action_fingerprint
 from lunark.server.agui import interrupts_for
 
 ROOT = Path(__file__).parent.parent
@@ -135,8 +135,15 @@ async def test_an_agui_client_chats_and_approves_a_wallet_signed_transfer(
         assert int(card["fee"]["maxFeeWei"]) > 0 and card["fee"]["symbol"] == "ETH"
         assert card["tx"]["to"] == bob.address and int(card["tx"]["value"], 16) == ETH // 4
         fingerprint = card["governance"]["actionFingerprint"]
-        # No fingerprint on the card yet: sha256 of the canonical JSON of what is approved.
-        assert fingerprint == audit.fingerprint({"name": "transfer", "args": card["args"], "tx": card["tx"]})
+        # The card's own intent fingerprint, as every other client of the chat sees it.
+        assert fingerprint == action_fingerprint("transfer", card["args"], 31337, card["tx"])
+        async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as http, \
+                http.get(f"{server.url}/api/chats/copilot-thread-1") as response:
+            [request] = (await response.json())["pending_approval"]["action_requests"]
+        assert request["fingerprint"] == fingerprint
+        # The simulated balance changes come with it: bob gets 0.25 ETH.
+        assert card["preview"]["simulated"] is True
+        assert any(c["address"] == bob.address and c["delta"] == str(ETH // 4) for c in card["preview"]["changes"])
         assert datetime.fromisoformat(interrupt["expiresAt"].replace("Z", "+00:00")) > datetime.now(UTC)
         approve_schema = next(v for v in interrupt["responseSchema"]["oneOf"]
                               if v["properties"]["type"]["const"] == "approve")
@@ -316,7 +323,7 @@ def test_an_interrupt_carries_the_informed_cards_preview_warnings_name_and_finge
         }],
         "review_configs": [{"action_name": "transfer", "allowed_decisions": ["approve", "reject"]}],
     }
-    [interrupt] = interrupts_for(pending, lambda chain_id: {"chainId": chain_id, "symbol": "ETH"})
+    [interrupt] = interrupts_for(pending, lambda chain_id: {"chainId": chain_id, "symbol": "ETH"}, 31337)
     wire = interrupt.model_dump(mode="json", by_alias=True)
     card = wire["metadata"]
     assert wire["id"] == "apr_1:call_1" and wire["toolCallId"] == "call_1"
@@ -327,3 +334,17 @@ def test_an_interrupt_carries_the_informed_cards_preview_warnings_name_and_finge
     assert card["fee"] == {"maxFeeWei": "21000000000000", "symbol": "ETH"}
     assert card["allowedDecisions"] == ["approve", "reject"]
     assert [v["properties"]["type"]["const"] for v in wire["responseSchema"]["oneOf"]] == ["approve", "reject"]
+
+
+def test_a_card_offered_before_cards_had_fingerprints_gets_the_same_hash() -> None:
+    """An approval checkpointed by an older server has no fingerprint: the interrupt carries the
+    one lunark.fingerprint computes, and a resume is bound to it all the same."""
+    pending = {
+        "approval_id": "apr_2", "expires_at": "2026-12-07T03:24:33.268Z",
+        "action_requests": [{"call_id": "call_2", "name": "switch_network", "args": {"network": "anvil-2"},
+                             "description": "Switch network.", "summary": "Switch to Anvil 2", "tx": None}],
+        "review_configs": [],
+    }
+    [interrupt] = interrupts_for(pending, lambda chain_id: None, 31337)
+    expected = action_fingerprint("switch_network", {"network": "anvil-2"}, 31337, None)
+    assert interrupt.metadata is not None and interrupt.metadata["governance"]["actionFingerprint"] == expected

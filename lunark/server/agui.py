@@ -59,8 +59,8 @@ from ag_ui.encoder import EventEncoder
 from aiohttp import web
 from pydantic import ValidationError
 
-from lunark import audit
 from lunark.errors import InvalidInput, LunarkError, NotFound
+from lunark.fingerprint import action_fingerprint as card_fingerprint
 from lunark.protocol import ID_PATTERN, ActionRequest, ResumeDecisions, SendMessage
 from lunark.server.auth import Authenticator
 from lunark.server.http import _json as read_json
@@ -86,23 +86,26 @@ _HASH = r"^0x[0-9a-fA-F]{64}$"
 _FINGERPRINT = r"^[0-9a-f]{64}$"
 
 
-def action_fingerprint(action: ActionRequest) -> str:
-    """The card's intent fingerprint: the one the server computed, or else sha256 of the canonical
-    JSON of what is being approved (the tool, its arguments and its transaction)."""
+def action_fingerprint(action: ActionRequest, chain_id: int) -> str:
+    """The card's intent fingerprint: the one the server put on it, or, for a card offered before
+    cards carried one, the same hash computed here (``lunark.fingerprint``; ``chain_id`` is the
+    chat's, used when the action has no transaction to name its chain)."""
     if action.fingerprint:
         return action.fingerprint
     tx = action.tx.model_dump(mode="json", by_alias=True) if action.tx is not None else None
-    return audit.fingerprint({"name": action.name, "args": action.args, "tx": tx})
+    return card_fingerprint(action.name, action.args, int(tx["chain_id"], 16) if tx else chain_id, tx)
 
 
-def interrupts_for(pending: Mapping[str, Any], network_name: Callable[[int], dict[str, Any] | None]) -> list[Interrupt]:
-    """One AG-UI interrupt per action of a ``pending_approval`` card, the card in its metadata."""
+def interrupts_for(pending: Mapping[str, Any], network_name: Callable[[int], dict[str, Any] | None],
+                   chain_id: int) -> list[Interrupt]:
+    """One AG-UI interrupt per action of a ``pending_approval`` card of a chat on ``chain_id``, the
+    card in its metadata."""
     allowed = {c["action_name"]: list(c["allowed_decisions"]) for c in pending.get("review_configs", [])}
     out: list[Interrupt] = []
     for raw in pending["action_requests"]:
         action = ActionRequest.model_validate(raw)
         decisions = allowed.get(action.name, ["approve", "edit", "reject"])
-        fingerprint = action_fingerprint(action)
+        fingerprint = action_fingerprint(action, chain_id)
         out.append(Interrupt(
             id=interrupt_id(pending["approval_id"], action.call_id),
             reason=INTERRUPT_REASON,
@@ -207,7 +210,7 @@ def _response_schema(decisions: Sequence[str], fingerprint: str) -> dict[str, An
     return {"oneOf": [variants[d] for d in ("approve", "edit", "reject") if d in decisions]}
 
 
-def _decision(entry: ResumeEntry, action: ActionRequest | None) -> dict[str, Any]:
+def _decision(entry: ResumeEntry, action: ActionRequest | None, chain_id: int) -> dict[str, Any]:
     """A Lunark decision from one resume entry; ``action`` is the card's action when it is pending
     (then the entry's fingerprint must be that card's)."""
     if entry.status == "cancelled":
@@ -228,7 +231,7 @@ def _decision(entry: ResumeEntry, action: ActionRequest | None) -> dict[str, Any
         raise InvalidInput(f"Interrupt {entry.interrupt_id}: to {kind}, name the card you decided on "
                            "(payload.actionFingerprint = metadata.governance.actionFingerprint).",
                            interrupt_id=entry.interrupt_id, reason="fingerprint_missing")
-    if action is not None and given is not None and given != action_fingerprint(action):
+    if action is not None and given is not None and given != action_fingerprint(action, chain_id):
         raise InvalidInput(f"Interrupt {entry.interrupt_id}: the fingerprint is not the pending card's; that card "
                            "changed or was never offered. Nothing was decided.",
                            interrupt_id=entry.interrupt_id, reason="fingerprint_mismatch")
@@ -262,8 +265,9 @@ class _Run:
     """One AG-UI run over a chat's live events: translates them and knows when the run is over."""
 
     def __init__(self, run: RunAgentInput, write: Callable[[BaseEvent], Awaitable[None]],
-                 network_name: Callable[[int], dict[str, Any] | None]) -> None:
+                 network_name: Callable[[int], dict[str, Any] | None], chain_id: int) -> None:
         self.input = run
+        self.chain_id = chain_id
         self.write = write
         self.network_name = network_name
         self.message_id: str | None = None
@@ -349,7 +353,7 @@ class _Run:
             return
         run = {"thread_id": self.input.thread_id, "run_id": self.input.run_id, "timestamp": ts}
         if finish == "awaiting_approval" and self.pending is not None:
-            interrupts = interrupts_for(self.pending, self.network_name)
+            interrupts = interrupts_for(self.pending, self.network_name, self.chain_id)
             await self.write(RunFinishedEvent(**run, outcome=RunFinishedInterruptOutcome(interrupts=interrupts)))
         elif finish == "aborted":
             await self.write(RunFinishedEvent(**run, outcome=RunFinishedCancelledOutcome()))
@@ -406,7 +410,7 @@ def agui_routes(*, auth: Authenticator, service: ChatService, hub: Hub, codec: J
         async def write(event: BaseEvent) -> None:
             await response.write(encoder.encode(event).encode())
 
-        translator = _Run(run, write, network_name)
+        translator = _Run(run, write, network_name, chat.chain_id)
         async with hub.subscribe(chat.chat_id, chat.owner, max_pending=sse_queue) as live, \
                 auth.watch(token or "", address) as revoked:
             await response.prepare(request)
@@ -474,12 +478,12 @@ async def _decide(service: ChatService, address: str, chat: ChatRecord, resume: 
         if missing or unknown:
             raise InvalidInput("Answer every interrupt of the card, and only those: "
                                f"missing {missing}, unknown {sorted(unknown)}.", approval_id=approval_id)
-        decisions = [_decision(by_call[a.call_id], a) for a in actions]
+        decisions = [_decision(by_call[a.call_id], a, chat.chain_id) for a in actions]
         calls.update({a.call_id: (a.name, a.args) for a in actions})
     else:
         # Not the pending card (decided, expired, never offered): the runner's decision path says
         # which, with Lunark's code, and records a transaction a late wallet already sent.
-        decisions = [_decision(entry, None) for entry in resume]
+        decisions = [_decision(entry, None, chat.chain_id) for entry in resume]
     try:
         payload = ResumeDecisions.model_validate(
             {"chat_id": chat.chat_id, "approval_id": approval_id, "decisions": decisions}
