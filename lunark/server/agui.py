@@ -276,7 +276,6 @@ class _Run:
         self.tools: set[str] = set()
         self.calls: dict[str, tuple[str, Any]] = {}
         """The calls of the card a resumed run decides: call id -> (tool, arguments)."""
-        self.results = 0
         self.pending: dict[str, Any] | None = None
         self.error: dict[str, Any] | None = None
         self.finished = False
@@ -321,7 +320,6 @@ class _Run:
                 name, args = self.calls[call_id]
                 await self._call(call_id, name, args, self.message_id, ts)
             body = {key: event[key] for key in ("status", "result", "error") if event.get(key) is not None}
-            self.results += 1
             await self.write(ToolCallResultEvent(message_id=f"{call_id}:result", tool_call_id=call_id,
                                                  content=json.dumps(body), role="tool", timestamp=ts,
                                                  metadata={"status": event["status"]}))
