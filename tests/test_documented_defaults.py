@@ -133,6 +133,17 @@ def test_every_default_in_the_configuration_table_is_the_settings_default(defaul
             assert cell == said, f"{paths[0]}: the docs now say {cell!r}; check it against Settings()"
             assert default_at(defaults, paths[0]) == meant, paths[0]
             continue
+        if paths[0].startswith("chain.networks[].") and (per := re.fullmatch(
+                r"([a-z0-9 ,-]+): `([^`]+)`; others none", cell)):
+            # A default some built-in networks have and the rest lack.
+            names = set(re.split(r", | and ", per.group(1)))
+            assert names <= {network.name for network in registry}, names
+            for network in registry:
+                actual = getattr(network, paths[0].rsplit(".", 1)[1])
+                expected = per.group(2) if network.name in names else None
+                assert actual == expected, f"docs/configuration.md: {paths[0]} of {network.name} is {actual!r}"
+            checked += 1
+            continue
         values = documented(cell, len(paths))
         for path, value in zip(paths, values, strict=True):
             if path.startswith("chain.networks[]."):
