@@ -667,7 +667,16 @@ class ToolResult(_ChatEvent):
 
     type: Literal["tool_result"] = Field("tool_result", description=_TYPE)
     call_id: str = Field(description="The call it answers.")
-    status: Literal["success", "error", "rejected"] = Field(description="How it ended.")
+    status: Literal["success", "error", "rejected", "postponed", "superseded"] = Field(
+        description=(
+            "How it ended. success: a transfer confirmed on chain (its settlement's final state), any other "
+            "tool ran; error: it failed, or its settlement ended in any other state (refused, mismatch, "
+            "failed, dropped, replaced, expired); rejected: the user (or expiry) rejected it; postponed: "
+            "set aside before it was prepared, to be planned again once the network switch before it is "
+            "approved; superseded: set aside because the user sent a new message instead of deciding. "
+            "Nothing was sent for rejected, postponed and superseded."
+        )
+    )
     result: Any = Field(default=None, description="The tool's result (JSON); absent when there is none.")
     # left_to_right: a dict that is a valid ErrorBody becomes one; anything else stays a dict.
     error: ErrorBody | dict[str, Any] | None = Field(

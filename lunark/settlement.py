@@ -530,6 +530,10 @@ def outcome_message(record: SettlementRecord, last: Mapping[str, Any] | None = N
         return f"The transfer of {what} was not sent{tx}: {reason or 'it was dropped'}."
     if state == "expired":
         return f"The transfer of {what} was not sent: {reason or 'the approval expired'}."
+    if state == "mismatch" and not (record.tx_hash or evidence.get("tx_hash")):
+        # Refused before any transaction existed (no signer here, bytes that are no transaction):
+        # saying the wallet signed something else would be untrue.
+        return f"Nothing was signed, so the transfer of {what} was not sent: {reason}."
     if state == "mismatch":
-        return f"The transaction from your wallet was not accepted as the transfer of {what}: {reason}."
+        return f"Your wallet signed something else: it was not accepted as the transfer of {what}: {reason}."
     return f"The transfer of {what} is {state}{tx}."

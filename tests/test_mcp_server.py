@@ -123,6 +123,7 @@ async def test_a_rejection_returns_the_reason(
     assert result.structuredContent == {
         "status": "rejected", "reason": "not to Bob", "message": "The user rejected it: not to Bob",
     }
+    assert result.isError is True  # nothing was done: the host must not take it for done (issue 24)
     assert native_balance(anvil, bob.address) == before
 
 
@@ -134,6 +135,7 @@ async def test_an_expired_approval_returns_expired(
     async with mcp_host(server.url, token) as host:
         result = await host.call_tool("transfer", {"to": bob.address, "amount": "1"})
     assert result.structuredContent is not None and result.structuredContent["status"] == "expired"
+    assert result.isError is True
 
 
 async def test_a_cancelled_request_withdraws_its_approval(

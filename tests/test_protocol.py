@@ -87,7 +87,7 @@ CONTRACT_EVENTS: dict[str, set[str]] = {
 CONTRACT_LITERALS: dict[tuple[str, str], set[str]] = {
     ("message_start", "role"): {"user", "assistant"},
     ("tool_call", "status"): {"running", "awaiting_approval"},
-    ("tool_result", "status"): {"success", "error", "rejected"},
+    ("tool_result", "status"): {"success", "error", "rejected", "postponed", "superseded"},
     ("approval_resolved", "by"): {"user", "timeout"},
     ("message_end", "finish_reason"): {"stop", "aborted", "error", "awaiting_approval"},
 }

@@ -453,3 +453,76 @@ async def test_a_new_message_sets_the_waiting_approval_aside(
     await expect(last_answer(page)).to_contain_text("balance")
     await screenshot(page, "approval-set-aside")
     assert native_balance(anvil, bob.address) == before
+    await expect(page.locator(".tool").first).to_have_attribute("data-status", "superseded")
+    await expect(page.locator(".tool").first.locator(".badge")).to_have_text("set aside")
+
+
+# -- issue 24: a badge tells what happened -------------------------------------------------------------
+
+
+async def badge_colors(page: Page, tool: Any) -> tuple[str, str]:
+    """The badge's text colour and the page's colours for failure, as computed."""
+    color = await tool.locator(".badge").evaluate("e => getComputedStyle(e).color")
+    bad = await page.evaluate(
+        "(() => { const p = document.createElement('span'); p.style.color = 'var(--bad)'; document.body.append(p);"
+        " const c = getComputedStyle(p).color; p.remove(); return c; })()")
+    return str(color), str(bad)
+
+
+async def test_a_transfer_refused_before_signing_is_never_a_green_success(
+    serve: Any, page: Page, wallet: BrowserWallet, anvil: Anvil, alice: DevAccount, bob: DevAccount
+) -> None:
+    from conftest import sign_in
+
+    from lunark.client import LunarkClient
+
+    server = await serve()  # a real `lunark serve` with no local signer
+    await open_app(page, server, wallet)
+    before = native_balance(anvil, bob.address)
+    await ask(page, f"send 0.25 ETH to {bob.address}")
+    await expect(page.locator(".approval[data-status=pending]")).to_be_visible()
+    # Alice approves from another client of hers without a signature (`lunark chat --sign-mode
+    # server`): the server has no signer, so nothing is signed and nothing is sent.
+    chat_id = await page.evaluate("window.lunark.state.chatId")
+    approval_id = await page.evaluate("window.lunark.state.pendingApprovalId")
+    async with LunarkClient(server.url, token=await sign_in(server, alice)) as client:
+        session = await client.join(chat_id, last_seq=0)
+        await session.approve(approval_id)
+    tool = page.locator(".tool").last
+    await expect(tool).to_have_attribute("data-status", "error")  # was "success", green
+    await expect(tool.locator(".badge")).to_have_text("error")
+    await expect(page.locator(".tool[data-status=success]")).to_have_count(0)
+    await expect(last_answer(page)).to_contain_text("Nothing was signed")
+    await expect(last_answer(page)).not_to_contain_text("your wallet signed")
+    await screenshot(page, "refused-before-signing")
+    assert wallet.sent == [] and native_balance(anvil, bob.address) == before
+
+
+async def test_a_transfer_after_a_switch_is_shown_postponed_then_asked_again_on_the_new_network(
+    serve: Any, page: Page, wallet: BrowserWallet, anvil2: Anvil, bob: DevAccount
+) -> None:
+    server = await serve()
+    await open_app(page, server, wallet)
+    before = native_balance(anvil2, bob.address)
+    await ask(page, f"send 0.25 ETH to {bob.address} on anvil-2")
+    switch = page.locator(".approval[data-status=pending]")
+    await expect(switch.locator(".target")).to_have_text("anvil-2")
+    postponed = page.locator(".tool[data-status=postponed]")
+    await expect(postponed).to_have_count(1)  # was data-status=rejected, a red badge
+    await expect(postponed.locator(".tool-name")).to_have_text("Transfer")
+    await expect(postponed.locator(".badge")).to_have_text("postponed")
+    color, bad = await badge_colors(page, postponed)
+    assert color != bad, "a postponed call is not shown as a failure"
+    await expect(page.locator(".tool[data-status=rejected], .tool[data-status=error]")).to_have_count(0)
+    await screenshot(page, "postponed-behind-a-switch")
+
+    await switch.locator("button.approve").click()
+    await wallet.wait_for_chain(31338)
+    card = page.locator(".approval[data-status=pending]")
+    await expect(card.locator(".amount")).to_have_text("0.25 ETH")
+    await expect(card.locator(".network")).to_have_text("Anvil 2 (local)")
+    await card.locator("button.approve").click()
+    await expect(page.locator(".tool[data-status=success]").last.locator(".tx")).to_have_attribute(
+        "data-status", "confirmed")
+    await expect(page.locator(".tool[data-status=rejected]")).to_have_count(0)
+    assert native_balance(anvil2, bob.address) - before == ETH // 4

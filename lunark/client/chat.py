@@ -511,6 +511,11 @@ class TerminalChat:
             self.line("  < ok")
         elif event.status == "rejected":
             self.line("  < rejected: nothing was sent")
+        elif event.status == "postponed":
+            # Not a refusal: the call is planned again once the switch before it is approved.
+            self.line("  < postponed until the network switch is decided: nothing was sent yet")
+        elif event.status == "superseded":
+            self.line("  < superseded by your new message: nothing was sent")
         else:
             error = event.error
             message: Any = None

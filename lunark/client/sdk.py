@@ -317,8 +317,10 @@ class ChatSession(ChatSequence):
     async def tool_result(self, call_id: str) -> ToolResult:
         """Consume events until the turn of ``call_id`` ends, and return the call's ``ToolResult``:
         ``status`` is ``success`` (``result`` holds the tool's answer: a transfer's settlement, an
-        MCP tool's ``{"server", "tool", "result"}``), ``error`` (``error`` says why) or ``rejected``
-        (the user's reason is ``result["message"]``; an expired approval is rejected too). The chat
+        MCP tool's ``{"server", "tool", "result"}``), ``error`` (``error`` says why; also a transfer
+        whose settlement ended in any state but ``confirmed``), ``rejected`` (the user's reason is
+        ``result["message"]``; an expired approval is rejected too) or ``superseded`` (set aside: a new
+        message was sent instead of deciding; nothing was done). The chat
         is free for the next call when it returns. It waits as long as the approval does: decide it
         elsewhere (the dApp), or read ``events()`` yourself to decide it here.
 

@@ -515,7 +515,7 @@ def _unanswered_calls(messages: Sequence[Any], settled: Mapping[str, SettlementR
                 out.append(tool_error(call["id"], call["name"], stopped))
                 continue
             result = settlement_result(record, {})
-            out.append(tool_ok(call["id"], call["name"], result, ok=succeeded(result)))
+            out.append(tool_ok(call["id"], call["name"], result, ok=succeeded(record)))
     return out
 
 

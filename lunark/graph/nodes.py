@@ -62,7 +62,7 @@ from lunark.ids import new_id
 from lunark.models.planner import CONTINUE_PROMPT
 from lunark.networks import NetworkRegistry
 from lunark.settlement import Settlements
-from lunark.store.base import Store
+from lunark.store.base import SettlementRecord, Store
 from lunark.tools.base import Proposal, ToolContext, needs_approval, validate_args
 from lunark.tools.policy import SpendingPolicy
 from lunark.tools.registry import ToolSet
@@ -112,11 +112,12 @@ def tool_ok(call_id: str, name: str, result: Any, *, ok: bool = True) -> ToolMes
     )
 
 
-def succeeded(result: Any) -> bool:
-    """A transaction result is a success only when it is confirmed (or mined, on the way)."""
-    if isinstance(result, Mapping) and "tx_hash" in result and "status" in result:
-        return result["status"] in ("confirmed", "mined")
-    return True
+def succeeded(settlement: SettlementRecord | None) -> bool:
+    """Whether a call that ran succeeded: a call that settled a transaction did only when its
+    settlement ended ``confirmed``; any other final state (refused before anything was signed,
+    mismatch, failed, dropped, replaced, expired) is not success, hash or no hash. A call with no
+    settlement succeeded by returning (a tool's failure is a ``LunarkError``)."""
+    return settlement is None or settlement.state == "confirmed"
 
 
 class GraphNodes(ABC):
@@ -140,6 +141,12 @@ class GraphNodes(ABC):
     @property
     @abstractmethod
     def settlements(self) -> Settlements: ...
+
+    async def _settlement_of(self, ctx: ToolContext) -> SettlementRecord | None:
+        """The settlement the call drove, if it drove one: its final state is the call's outcome."""
+        if ctx.action_id is None or ctx.settlements is None:
+            return None
+        return await self.store.get_settlement(ctx.action_id)
 
     # -- the graph -----------------------------------------------------------------------------------
 
@@ -268,7 +275,7 @@ class GraphNodes(ABC):
                     "call it again to prepare it on the new network.")}
                 emit({"type": "tool_call", "call_id": call_id, "name": name, "args": dict(raw_args),
                       "status": "running"})
-                emit({"type": "tool_result", "call_id": call_id, "status": "rejected", "result": deferred})
+                emit({"type": "tool_result", "call_id": call_id, "status": "postponed", "result": deferred})
                 messages.append(tool_ok(call_id, name, deferred, ok=False))
                 continue
             call_ctx = replace(ctx, emit=emit, call_id=call_id)
@@ -296,7 +303,7 @@ class GraphNodes(ABC):
                       "status": "running"})
                 result = await tool.execute(args, call_ctx, proposal, None)
                 ctx.chain_id = call_ctx.chain_id
-                ok = succeeded(result)
+                ok = succeeded(await self._settlement_of(call_ctx))
                 emit({"type": "tool_result", "call_id": call_id, "status": "success" if ok else "error",
                       "result": result})
                 messages.append(tool_ok(call_id, name, result, ok=ok))
@@ -361,7 +368,8 @@ class GraphNodes(ABC):
                 "by": answer.get("by", "user"),
             }
         )
-        return {"decisions": decisions, "approval": None, "resolved": [approval["approval_id"]]}
+        return {"decisions": decisions, "approval": None, "resolved": [approval["approval_id"]],
+                "decided_by": answer.get("by", "user")}
 
     async def _execute_node(self, state: AgentState, config: RunnableConfig) -> dict[str, Any]:
         ctx = self._context(state, config)
@@ -378,9 +386,11 @@ class GraphNodes(ABC):
             if kind in ("reject", "edit") and call_ctx.action_id is not None:
                 await self.store.release(call_ctx.action_id)  # nothing of it goes out
             if kind == "reject":
-                result = {"status": "rejected", "action": name, "args": item["args"],
+                # Set aside for the user's new message is not the user's "no": the chat says which.
+                status = "superseded" if state.get("decided_by") == "superseded" else "rejected"
+                result = {"status": status, "action": name, "args": item["args"],
                           "message": decision.get("message")}
-                emit({"type": "tool_result", "call_id": call_id, "status": "rejected", "result": result})
+                emit({"type": "tool_result", "call_id": call_id, "status": status, "result": result})
                 messages.append(tool_ok(call_id, name, result, ok=False))
                 continue
             if kind == "edit":
@@ -393,7 +403,7 @@ class GraphNodes(ABC):
                       "status": "running"})
                 result = await tool.execute(args, call_ctx, Proposal.from_state(item["proposal"]), decision)
                 ctx.chain_id = call_ctx.chain_id  # switch_network moves the chat
-                ok = succeeded(result)
+                ok = succeeded(await self._settlement_of(call_ctx))
                 emit({"type": "tool_result", "call_id": call_id, "status": "success" if ok else "error",
                       "result": result})
                 messages.append(tool_ok(call_id, name, result, ok=ok))

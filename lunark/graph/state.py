@@ -31,6 +31,9 @@ class AgentState(TypedDict):
     """The pending approval request as the protocol shows it, or None."""
     decisions: NotRequired[list[dict[str, Any]] | None]
     """The decisions that resolved ``approval``, one per proposal, same order."""
+    decided_by: NotRequired[str | None]
+    """Who decided ``decisions``: ``user``, ``timeout`` or ``superseded`` (a new message set the
+    approval aside), so a call set aside is not shown as the user's rejection."""
     resolved: NotRequired[Annotated[list[str], keep_last]]
     """Recently resolved approval ids."""
     truncated_message: NotRequired[str | None]

@@ -11,7 +11,9 @@ call as if its model had proposed it: a read-only one answers at once; a state-c
 becomes a normal approval in the user's rooms, decided in the dApp or the terminal chat with the
 user's own wallet. The MCP call returns the outcome: a transfer's
 settlement (``confirmed`` with hash and block, ``mismatch``, ``failed``, ``dropped``...),
-``rejected`` with the reason, or ``expired``. Nothing here can approve: the only decision it ever
+``rejected`` with the reason, or ``expired``; only a confirmed transfer (or another tool that ran)
+is not ``isError``, and a call set aside for the user's new message (``superseded``) is neither a
+success nor a failure. Nothing here can approve: the only decision it ever
 sends is a rejection, when the host cancels its request.
 
 While a call waits the host gets MCP progress notifications: waiting for approval, approved,
@@ -188,7 +190,8 @@ class LunarkMcp:
                     kinds = {d.type for d in event.decisions}
                     expired = event.by == "timeout"
                     said = "expired" if expired else "approved" if kinds == {"approve"} else (
-                        "edited: asked again" if "edit" in kinds else "rejected")
+                        "edited: asked again" if "edit" in kinds else
+                        "set aside: the user sent a new message instead" if event.by == "superseded" else "rejected")
                     await progress.say(f"The approval was {said}.")
                     approval_id = None if "edit" not in kinds else approval_id
                 elif isinstance(event, TxUpdate) and event.call_id == call_id:
@@ -292,13 +295,26 @@ def _tx_text(event: TxUpdate) -> str:
 
 def _outcome(result: ToolResult, expired: bool) -> types.CallToolResult:
     """The call's final answer for the host: the tool's result (a transfer's settlement outcome),
-    ``rejected`` with the reason, or ``expired``."""
+    ``rejected`` with the reason, ``expired``, or set aside (``superseded``, ``postponed``).
+
+    ``isError`` is false only for what the call was asked to do and did (a transfer: confirmed on
+    chain) and for a call set aside, which is no failure: nothing was done, and it may be asked
+    again. A rejection, an expiry and a settlement that ended any other way (refused before
+    signing, mismatch, failed, dropped) are errors, with the reason."""
     body: dict[str, Any]
+    reason = result.result.get("message") if isinstance(result.result, dict) else None
     if result.status == "rejected":
-        reason = result.result.get("message") if isinstance(result.result, dict) else None
         body = {"status": "expired", "message": "The approval expired; nothing was done."} if expired else {
             "status": "rejected", "reason": reason, "message": f"The user rejected it{f': {reason}' if reason else '.'}"
         }
+        return _structured(body, error=True)
+    if result.status == "superseded":
+        body = {"status": "superseded", "reason": reason,
+                "message": "Set aside: the user sent a new message instead of deciding; nothing was done."}
+        return _structured(body, error=False)
+    if result.status == "postponed":
+        body = {"status": "postponed", "reason": reason,
+                "message": "Postponed until a network switch is decided; nothing was done. Call it again then."}
         return _structured(body, error=False)
     if isinstance(result.result, dict):
         return _structured(result.result, error=result.status == "error")

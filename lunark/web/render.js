@@ -295,6 +295,8 @@ const UPDATE = {
 
 const STATUS_LABELS = {
   running: "running", awaiting_approval: "awaiting approval", success: "success", error: "error", rejected: "rejected",
+  // Set aside, not refused: neutral (style.css), and nothing was sent.
+  postponed: "postponed", superseded: "set aside",
 };
 
 const TX_TEXT = {

@@ -67,6 +67,8 @@ def _describe_result(name: str, args: Mapping[str, Any], message: ToolMessage) -
     status = data.get("status")
     if status == "deferred":
         return f"I did not prepare the {name.replace('_', ' ')} yet: it waits for the network switch."
+    if status == "superseded":
+        return _superseded(name, args, data)
     if status == "rejected":
         return _rejected(name, args, data, _text_or_none(data.get("message") or data.get("reason")))
     if status in _TX_STATUSES and not data.get("error"):
@@ -119,6 +121,18 @@ def _rejected(
     if reason:
         text += f" Your reason: “{reason}”."
     return text
+
+
+def _superseded(name: str, args: Mapping[str, Any], data: Mapping[str, Any]) -> str:
+    if name == TRANSFER:
+        recipient = _recipient(args, data)
+        what = f"the transfer of {_what(args, data)}" + (f" to {recipient}" if recipient else "")
+    elif name == SWITCH:
+        network = args.get("network") or data.get("network")
+        what = "the network switch" + (f" to {network}" if network else "")
+    else:
+        what = f"the call to {_display(name)}"
+    return f"I set aside {what}: you sent a new message instead of deciding, so nothing was done."
 
 
 def _display(name: str) -> str:
@@ -182,12 +196,17 @@ def _transfer_result(args: Mapping[str, Any], data: Mapping[str, Any]) -> str:
             f"The transfer of {what}{to}{where} failed on chain{because}. {tx} was mined{in_block} "
             f"but reverted, so nothing was sent; only the network fee was spent.{link}"
         )
-    if status == "mismatch":
-        signed = f" ({_short(tx_hash)})" if tx_hash else ""
+    if status == "mismatch" and not tx_hash:
+        # Refused before any transaction existed: no signer here, or bytes that decode to none.
         return (
-            f"Warning: the transaction your wallet signed{signed} does not match the transfer you "
-            f"approved ({what}{to}){because}, so it was not accepted. Please check your wallet's "
-            "activity before trying again."
+            f"Nothing was signed, so I did not send {what}{to}{where}{because}. Nothing left your "
+            "wallet."
+        )
+    if status == "mismatch":
+        return (
+            f"Warning: your wallet signed something else. The transaction it signed ({_short(tx_hash)}) "
+            f"does not match the transfer you approved ({what}{to}){because}, so it was not accepted. "
+            "Please check your wallet's activity before trying again."
         )
     if status == "replaced":
         by = _text_or_none(data.get("replaced_by"))

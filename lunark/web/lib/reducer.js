@@ -45,7 +45,7 @@
  * @property {string} messageId
  * @property {string} name
  * @property {Record<string, any>} args
- * @property {"running"|"awaiting_approval"|"success"|"error"|"rejected"} status
+ * @property {"running"|"awaiting_approval"|"success"|"error"|"rejected"|"postponed"|"superseded"} status
  * @property {any} result
  * @property {object|null} error
  */
