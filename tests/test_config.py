@@ -157,7 +157,9 @@ def test_precedence_overrides_then_env_then_file_then_defaults(
     ("overrides", "problems"),
     [
         ({"server": {"port": 70000}}, ["server.port"]),
-        ({"model": {"provider": "anthropic"}}, ["model.provider"]),
+        ({"model": {"provider": "anthropic"}}, ["model", "needs a model name", "anthropic:<model>"]),
+        ({"model": {"provider": "antropic:claude-x"}}, ["model.provider", "unknown model provider", "anthropic"]),
+        ({"model": {"provider": "anthropic:claude-x", "model": "claude-y"}}, ["model", "give it once"]),
         ({"model": {"base_url": "localhost:11434"}}, ["model.base_url", "http://"]),
         ({"policy": {"per_tx_cap": {"ETH": "lots"}}}, ["policy.per_tx_cap.ETH"]),
         ({"approvals": {"ttl_seconds": 0}}, ["approvals.ttl_seconds"]),

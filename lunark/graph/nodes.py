@@ -71,12 +71,13 @@ __all__ = ["DIRECT", "GraphNodes", "parse_time", "succeeded", "tool_error", "too
 
 _LENGTH_REASONS = frozenset({"length", "max_tokens"})
 """Providers' words for "stopped at the output limit": OpenAI-compatible ``finish_reason``
-"length", Anthropic's ``stop_reason`` "max_tokens"."""
+"length", Anthropic's ``stop_reason`` "max_tokens", Ollama's ``done_reason`` "length"."""
 
 
 def _at_output_limit(message: BaseMessage) -> bool:
     metadata = message.response_metadata or {}
-    return bool({metadata.get("finish_reason"), metadata.get("stop_reason")} & _LENGTH_REASONS)
+    reasons = {metadata.get("finish_reason"), metadata.get("stop_reason"), metadata.get("done_reason")}
+    return bool(reasons & _LENGTH_REASONS)
 
 
 def _continued(cut: BaseMessage, more: BaseMessage) -> AIMessage:

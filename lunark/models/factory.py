@@ -1,11 +1,13 @@
-"""Chat models from settings: the offline planner, any OpenAI-compatible server, fallbacks.
+"""Chat models from settings: the offline planner, any OpenAI-compatible server, any provider
+LangChain's ``init_chat_model`` knows (Anthropic, Ollama, Groq...), fallbacks.
 
 ```python
 settings = ModelSettings(
-    provider="openai",
-    model="llama3.1",
-    base_url="http://localhost:11434/v1",           # Ollama; None means OpenAI itself
-    fallbacks=[ModelSettings(provider="offline")],
+    provider="anthropic:claude-sonnet-4-5",         # or provider="anthropic", model="claude-..."
+    fallbacks=[
+        ModelSettings(provider="openai", model="llama3.1", base_url="http://localhost:11434/v1"),
+        ModelSettings(provider="offline"),
+    ],
 )
 agent_model = bind_tools_with_fallbacks(settings, tools)   # what the graph runs
 ...
@@ -14,8 +16,9 @@ await aclose_chat_model(agent_model)                       # at shutdown
 
 Errors, and where they are translated:
 
-- Bad settings (no API key for OpenAI, say) raise ``ConfigError`` when the
-  model is *built*, so a misconfigured server fails at startup.
+- Bad settings (no API key for OpenAI, say, or a provider whose LangChain
+  package is not installed) raise ``ConfigError`` when the model is *built*,
+  so a misconfigured server fails at startup.
 - ``build_chat_model`` returns the provider's model untouched, for inspection
   and ``bind_tools``: when called, it raises the provider's own errors.
 - ``bind_tools_with_fallbacks`` returns what the agent runs. A provider
@@ -30,26 +33,34 @@ Errors, and where they are translated:
 
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Any
 
+import httpx
 import openai
+from langchain.chat_models import init_chat_model
 from langchain_core.exceptions import ModelError as LangChainModelError
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.messages import BaseMessage, BaseMessageChunk, message_chunk_to_message
 from langchain_core.runnables import Runnable, RunnableBinding, RunnableConfig
 from langchain_core.runnables.fallbacks import RunnableWithFallbacks
 from langchain_openai import ChatOpenAI
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from lunark.errors import ConfigError, ModelError
 from lunark.models.planner import OfflinePlanner
 
 __all__ = [
+    "ANTHROPIC_BASE_URL",
     "MODEL_FAILURES",
+    "OLLAMA_BASE_URL",
     "OPENAI_BASE_URL",
+    "PROVIDERS",
     "ModelSettings",
+    "Provider",
     "aclose_chat_model",
     "bind_tools_with_fallbacks",
     "build_chat_model",
@@ -58,22 +69,69 @@ __all__ = [
 OPENAI_BASE_URL = "https://api.openai.com/v1"
 """Where ``provider="openai"`` goes when ``base_url`` is None."""
 
+ANTHROPIC_BASE_URL = "https://api.anthropic.com"
+"""Where ``provider="anthropic"`` goes when ``base_url`` is None."""
+
+OLLAMA_BASE_URL = "http://localhost:11434"
+"""Where ``provider="ollama"`` goes when ``base_url`` is None (Ollama's own API, not its /v1)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Provider:
+    """What Lunark knows of a provider beyond LangChain's registry."""
+
+    package: str
+    """The pip package of its LangChain integration."""
+    key_env: str | None
+    """The environment variable its key is read from by default; None: it needs no key."""
+    base_url: str | None
+    """Where it is reached when ``base_url`` is None; None: wherever the integration decides."""
+
+
+PROVIDERS: Mapping[str, Provider] = {
+    "openai": Provider("langchain-openai", "OPENAI_API_KEY", OPENAI_BASE_URL),
+    "anthropic": Provider("langchain-anthropic", "ANTHROPIC_API_KEY", ANTHROPIC_BASE_URL),
+    "ollama": Provider("langchain-ollama", None, OLLAMA_BASE_URL),
+}
+"""The providers Lunark builds with their key and URL pinned (the key read from the variable the
+settings name, the URL passed explicitly so that the process environment cannot redirect it).
+Any other provider of ``init_chat_model`` works too, configured as its integration reads its
+environment (``GROQ_API_KEY``...), unless ``api_key_env`` and ``base_url`` say otherwise."""
+
 NO_KEY = "not-needed"
 """Sent as the API key to a local server when none is configured (the SDK insists on one)."""
 
+
+
+def _optional(module: str, *names: str) -> tuple[type[Exception], ...]:
+    """Exception classes of an SDK that is installed only with its provider's extra."""
+    try:
+        found = importlib.import_module(module)
+    except ImportError:
+        return ()
+    return tuple(getattr(found, name) for name in names)
+
+
 MODEL_FAILURES: tuple[type[Exception], ...] = (
     openai.APIError,
+    *_optional("anthropic", "APIError"),
+    *_optional("ollama", "ResponseError"),
+    httpx.HTTPError,
     LangChainModelError,
     ModelError,
     TimeoutError,
 )
 """Exceptions that mean "this model failed", so the next fallback is worth a try.
 
-- ``openai.APIError``: the server could not be reached (``APIConnectionError``),
-  did not answer in time (``APITimeoutError``), answered an HTTP error
+- ``openai.APIError`` and ``anthropic.APIError`` (the two SDKs share one
+  design): the server could not be reached (``APIConnectionError``), did not
+  answer in time (``APITimeoutError``), answered an HTTP error
   (``APIStatusError``: 5xx, 429, and also 400/401/404, since a fallback on
   another server, model or key may well accept what this one refused), or
-  sent an error or malformed data mid-stream.
+  sent an error or malformed data mid-stream (Anthropic's ``error`` event).
+- ``ollama.ResponseError``: Ollama's HTTP errors (an unknown model, say).
+- ``httpx.HTTPError``: transport failures of the integrations that use httpx
+  directly (Ollama's client does).
 - LangChain's provider-neutral ``ModelError`` family, which other
   integrations raise (langchain-openai's own subclasses are also
   ``openai.APIError``).
@@ -97,31 +155,41 @@ class ModelSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    provider: Literal["offline", "openai"] = Field(
+    provider: str = Field(
         default="offline",
         description=(
             '"offline": the built-in scripted planner, no network, no key. '
-            '"openai": OpenAI or any OpenAI-compatible server (Ollama, vLLM, LM Studio).'
+            '"openai": OpenAI or any OpenAI-compatible server (Ollama\'s /v1, vLLM, LM Studio). '
+            'Any other provider of LangChain\'s init_chat_model ("anthropic", "ollama", "groq"...), '
+            'its integration package installed. "provider:model" sets both, e.g. '
+            '"anthropic:claude-sonnet-4-5".'
         ),
     )
     model: str = Field(
         default="gpt-4o-mini",
         min_length=1,
-        description="Model name sent to the server. Ignored by the offline planner.",
+        description=(
+            "Model name sent to the server; the default is OpenAI's, so other providers need one. "
+            "Ignored by the offline planner."
+        ),
     )
     base_url: str | None = Field(
         default=None,
         description=(
-            "Base URL of an OpenAI-compatible server, e.g. http://localhost:11434/v1 for "
-            "Ollama. None means OpenAI (https://api.openai.com/v1)."
+            "Where the provider is reached: for openai an OpenAI-compatible server, e.g. "
+            "http://localhost:11434/v1 for Ollama; for anthropic a Messages API server. None means "
+            "the provider's own (https://api.openai.com/v1, https://api.anthropic.com, "
+            "http://localhost:11434 for ollama)."
         ),
     )
-    api_key_env: str = Field(
-        default="OPENAI_API_KEY",
+    api_key_env: str | None = Field(
+        default=None,
         min_length=1,
         description=(
-            "Name of the environment variable holding the API key. Required for OpenAI; "
-            "optional with a base_url, since local servers usually need no key."
+            "Name of the environment variable holding the API key. None means the provider's "
+            "own: OPENAI_API_KEY, ANTHROPIC_API_KEY, none for ollama, and for other providers "
+            "the variable their integration reads. Required by openai and anthropic without a "
+            "base_url; optional with one, since local servers usually need no key."
         ),
     )
     temperature: float = Field(default=0.0, ge=0.0, le=2.0, description="Sampling temperature.")
@@ -143,14 +211,66 @@ class ModelSettings(BaseModel):
         default=None,
         ge=1,
         description=(
-            "Most tokens the model writes in one reply (OpenAI's max_tokens; the offline planner "
-            'counts words). An answer cut there ends with finish_reason "length" and can be continued.'
+            "Most tokens the model writes in one reply (max_tokens; Ollama's num_predict; the offline "
+            'planner counts words). An answer cut there ends with finish_reason "length" and can be '
+            "continued."
         ),
     )
     fallbacks: list[ModelSettings] = Field(
         default_factory=list,
         description="Models tried in order when the primary fails (see MODEL_FAILURES).",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _split_provider(cls, data: Any) -> Any:
+        """``provider = "anthropic:claude-..."`` is the provider and the model, as LangChain
+        writes them; a provider other than OpenAI's needs a model of its own, since the default
+        model name is OpenAI's."""
+        if not isinstance(data, Mapping) or not isinstance(data.get("provider"), str):
+            return data
+        provider, colon, model = data["provider"].partition(":")
+        provider = provider.strip().lower().replace("-", "_")
+        out = {**data, "provider": provider}
+        if colon:
+            if not model:
+                raise ValueError(f'provider {data["provider"]!r} names no model after the colon')
+            if data.get("model") not in (None, model):
+                raise ValueError(
+                    f'provider {data["provider"]!r} names the model {model!r}, and model says '
+                    f'{data["model"]!r}: give it once'
+                )
+            out["model"] = model
+        elif provider not in ("offline", "openai") and not data.get("model"):
+            raise ValueError(
+                f'provider {provider!r} needs a model name: write provider = "{provider}:<model>" '
+                "or set model"
+            )
+        return out
+
+    @field_validator("provider")
+    @classmethod
+    def _known_provider(cls, value: str) -> str:
+        if value != "offline" and value not in _init_chat_model_providers():
+            known = ", ".join(sorted({"offline", *_init_chat_model_providers()}))
+            raise ValueError(f"unknown model provider {value!r}; known: {known}")
+        return value
+
+    @property
+    def key_variable(self) -> str | None:
+        """The environment variable the key is read from: ``api_key_env``, else the provider's own."""
+        if self.api_key_env is not None:
+            return self.api_key_env
+        known = PROVIDERS.get(self.provider)
+        return known.key_env if known is not None else None
+
+    @property
+    def url(self) -> str | None:
+        """Where the model is reached (for messages): ``base_url``, else the provider's own."""
+        if self.base_url is not None:
+            return self.base_url
+        known = PROVIDERS.get(self.provider)
+        return known.base_url if known is not None else None
 
     @field_validator("base_url")
     @classmethod
@@ -173,7 +293,7 @@ def build_chat_model(
 ) -> BaseChatModel | Runnable[LanguageModelInput, BaseMessage]:
     """Build the chat model ``settings`` describe.
 
-    Returns the bare model (``OfflinePlanner`` or ``ChatOpenAI``) when there
+    Returns the bare model (``OfflinePlanner``, ``ChatOpenAI``, ``ChatAnthropic``...) when there
     are no fallbacks, otherwise ``primary.with_fallbacks([...])``. ``environ``
     (default ``os.environ``) is where the API key is looked up.
 
@@ -181,8 +301,10 @@ def build_chat_model(
     ``await aclose_chat_model(model)`` when done.
 
     Raises:
-        ConfigError: ``provider="openai"`` without ``base_url`` and the
-            ``api_key_env`` variable is unset or empty.
+        ConfigError: ``provider="openai"`` or ``"anthropic"`` without ``base_url``
+            and the key's variable is unset or empty; a provider whose LangChain
+            package is not installed (the message names it); settings the
+            integration refuses.
 
     To give the model tools, use ``bind_tools_with_fallbacks``, which binds
     them to every fallback too and translates failures into ``ModelError``.
@@ -252,17 +374,31 @@ async def aclose_chat_model(model: Runnable[Any, Any]) -> None:
 def _build_one(settings: ModelSettings, env: Mapping[str, str]) -> BaseChatModel:
     if settings.provider == "offline":
         return OfflinePlanner(delay=settings.delay, max_output_tokens=settings.max_output_tokens)
-    return _build_openai(settings, env)
+    if settings.provider == "openai":
+        return _build_openai(settings, env)
+    if settings.provider == "anthropic":
+        return _build_anthropic(settings, env)
+    if settings.provider == "ollama":
+        return _build_ollama(settings, env)
+    return _build_other(settings, env)
+
+
+def _key(settings: ModelSettings, env: Mapping[str, str], *, required: bool, label: str) -> str | None:
+    """The API key from the variable the settings name; ``required`` (the provider's own cloud,
+    no base_url) makes a missing one a ``ConfigError`` now rather than a 401 at the first message."""
+    variable = settings.key_variable
+    key = (env.get(variable) or None) if variable is not None else None
+    if key is None and required:
+        raise ConfigError(
+            f"No API key for {label} model {settings.model!r}: set the environment variable "
+            f"{variable}, or point base_url at a compatible server.",
+            variable=variable,
+        )
+    return key
 
 
 def _build_openai(settings: ModelSettings, env: Mapping[str, str]) -> ChatOpenAI:
-    key = env.get(settings.api_key_env) or None
-    if key is None and settings.base_url is None:
-        raise ConfigError(
-            f"No API key for OpenAI model {settings.model!r}: set the environment variable "
-            f"{settings.api_key_env}, or point base_url at an OpenAI-compatible server.",
-            variable=settings.api_key_env,
-        )
+    key = _key(settings, env, required=settings.base_url is None, label="OpenAI")
     return ChatOpenAI(
         model=settings.model,
         # Passed explicitly, even for OpenAI itself, so that OPENAI_API_BASE,
@@ -280,6 +416,102 @@ def _build_openai(settings: ModelSettings, env: Mapping[str, str]) -> ChatOpenAI
         http_client=openai.DefaultHttpxClient(),
         http_async_client=openai.DefaultAsyncHttpxClient(),
     )
+
+
+def _build_anthropic(settings: ModelSettings, env: Mapping[str, str]) -> BaseChatModel:
+    key = _key(settings, env, required=settings.base_url is None, label="Anthropic")
+    limit = {} if settings.max_output_tokens is None else {"max_tokens": settings.max_output_tokens}
+    return _init(
+        settings,
+        # Explicit for the same reason as OpenAI's: ANTHROPIC_BASE_URL in the environment
+        # must not send the key elsewhere.
+        base_url=settings.base_url or ANTHROPIC_BASE_URL,
+        api_key=SecretStr(key or NO_KEY),
+        temperature=settings.temperature,
+        timeout=settings.timeout,
+        max_retries=settings.max_retries,
+        streaming=True,
+        stream_usage=True,
+        # None leaves the integration's per-model default: the Messages API requires a max_tokens.
+        **limit,
+    )
+
+
+def _build_ollama(settings: ModelSettings, env: Mapping[str, str]) -> BaseChatModel:
+    key = _key(settings, env, required=False, label="Ollama")
+    client: dict[str, Any] = {"timeout": settings.timeout}
+    if key is not None:  # a hosted Ollama behind a key; a local one needs none
+        client["headers"] = {"Authorization": f"Bearer {key}"}
+    return _init(
+        settings,
+        base_url=settings.base_url or OLLAMA_BASE_URL,  # not OLLAMA_HOST from the environment
+        temperature=settings.temperature,
+        num_predict=settings.max_output_tokens,
+        client_kwargs=client,
+    )
+
+
+def _build_other(settings: ModelSettings, env: Mapping[str, str]) -> BaseChatModel:
+    """Any other provider of ``init_chat_model``, with the settings most integrations share; what
+    the settings leave out (the key, the URL) the integration reads from its environment."""
+    kwargs: dict[str, Any] = {
+        "temperature": settings.temperature,
+        "timeout": settings.timeout,
+        "max_retries": settings.max_retries,
+    }
+    if settings.api_key_env is not None:
+        kwargs["api_key"] = SecretStr(_key(settings, env, required=True, label=settings.provider) or "")
+    if settings.base_url is not None:
+        kwargs["base_url"] = settings.base_url
+    if settings.max_output_tokens is not None:
+        kwargs["max_tokens"] = settings.max_output_tokens
+    return _init(settings, **kwargs)
+
+
+def _init(settings: ModelSettings, **kwargs: Any) -> BaseChatModel:
+    """``init_chat_model``, its failures as a ``ConfigError`` that says what to do."""
+    try:
+        model: BaseChatModel = init_chat_model(settings.model, model_provider=settings.provider, **kwargs)
+    except ImportError as exc:
+        package = _package_of(settings.provider)
+        extra = f" (or pip install 'lunark[{settings.provider}]')" if settings.provider in _EXTRAS else ""
+        raise ConfigError(
+            f"Model provider {settings.provider!r} needs the {package} package, which is not "
+            f"installed: pip install {package}{extra}.",
+            provider=settings.provider,
+            package=package,
+        ) from exc
+    except (ValidationError, ValueError) as exc:
+        raise ConfigError(
+            f"Model {settings.model!r} of provider {settings.provider!r} could not be set up: {exc}",
+            provider=settings.provider,
+        ) from exc
+    return model
+
+
+_EXTRAS = frozenset({"anthropic", "ollama"})
+"""Providers with an extra of Lunark's own that installs their integration."""
+
+
+def _registry() -> Mapping[str, tuple[str, ...]]:
+    """``init_chat_model``'s providers and the module of each (a private table of LangChain's:
+    read defensively, it is only a better error message)."""
+    from langchain.chat_models import base
+
+    table = getattr(base, "_BUILTIN_PROVIDERS", None)
+    return table if isinstance(table, Mapping) else {name: (f"langchain_{name}",) for name in PROVIDERS}
+
+
+def _init_chat_model_providers() -> frozenset[str]:
+    return frozenset(_registry())
+
+
+def _package_of(provider: str) -> str:
+    known = PROVIDERS.get(provider)
+    if known is not None:
+        return known.package
+    module = str(_registry().get(provider, (f"langchain_{provider}",))[0])
+    return module.split(".", 1)[0].replace("_", "-")
 
 
 def _walk(runnable: Runnable[Any, Any]) -> Iterator[Runnable[Any, Any]]:
@@ -367,6 +599,19 @@ def _aggregate(chunks: Sequence[BaseMessage]) -> BaseMessage:
     return message_chunk_to_message(total)
 
 
+# OpenAI's and Anthropic's SDKs have the same error classes; the timeouts first, as a
+# timeout is also a connection error in both.
+_TIMEOUTS: tuple[type[Exception], ...] = (
+    openai.APITimeoutError, *_optional("anthropic", "APITimeoutError"), TimeoutError, httpx.TimeoutException
+)
+_UNREACHABLE: tuple[type[Exception], ...] = (
+    openai.APIConnectionError, *_optional("anthropic", "APIConnectionError"), httpx.TransportError
+)
+_REFUSED_KEY: tuple[type[Exception], ...] = (openai.AuthenticationError, *_optional("anthropic", "AuthenticationError"))
+_NOT_FOUND: tuple[type[Exception], ...] = (openai.NotFoundError, *_optional("anthropic", "NotFoundError"))
+_HTTP_STATUS: tuple[type[Exception], ...] = (openai.APIStatusError, *_optional("anthropic", "APIStatusError"))
+
+
 def _model_error(exc: Exception, settings: ModelSettings, *, streamed: bool) -> ModelError:
     """One actionable ``ModelError`` for a failed call.
 
@@ -381,20 +626,22 @@ def _model_error(exc: Exception, settings: ModelSettings, *, streamed: bool) -> 
         who = "The model"  # the primary or a fallback: whichever had started answering
     elif settings.provider == "offline":
         who = "The offline planner"
+    elif settings.url is not None:
+        who = f"Model {settings.model!r} at {settings.url}"
     else:
-        who = f"Model {settings.model!r} at {settings.base_url or OPENAI_BASE_URL}"
+        who = f"Model {settings.model!r} ({settings.provider})"
     if streamed:
         reason = f"stopped in the middle of its answer ({type(exc).__name__}: {exc})"
-    elif isinstance(exc, (openai.APITimeoutError, TimeoutError)):
+    elif isinstance(exc, _TIMEOUTS):
         reason = f"did not answer within {settings.timeout:g}s"
-    elif isinstance(exc, openai.APIConnectionError):
+    elif isinstance(exc, _UNREACHABLE):
         reason = "could not be reached or dropped the connection (is the server running?)"
-    elif isinstance(exc, openai.AuthenticationError):
-        reason = f"refused the API key from {settings.api_key_env} (HTTP 401)"
-    elif isinstance(exc, openai.NotFoundError):
+    elif isinstance(exc, _REFUSED_KEY):
+        reason = f"refused the API key from {settings.key_variable} (HTTP 401)"
+    elif isinstance(exc, _NOT_FOUND):
         reason = "does not exist on that server (HTTP 404); check the model name"
-    elif isinstance(exc, openai.APIStatusError):
-        reason = f"failed with HTTP {exc.status_code}: {exc.message}"
+    elif isinstance(exc, _HTTP_STATUS):
+        reason = f"failed with HTTP {getattr(exc, 'status_code', '?')}: {getattr(exc, 'message', exc)}"
     else:
         reason = f"failed: {exc}"
     also = f" {tried} fallback model{'s' if tried > 1 else ''} failed too." if tried else ""
