@@ -40,7 +40,7 @@ from typing import Any, TypeAlias
 from aiohttp import web
 from openai_stub import _split
 
-__all__ = ["AnthropicStub", "Disconnect", "Fail", "RecordedRequest", "Reply", "Text", "ToolUse", "Use", "Usage"]
+__all__ = ["AnthropicStub", "Disconnect", "Fail", "RecordedRequest", "Reply", "Text", "ToolUse", "Usage", "Use"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -267,7 +267,8 @@ def _invalid(body: Mapping[str, Any]) -> str | None:
         blocks = [{"type": "text", "text": content}] if isinstance(content, str) else content
         if not isinstance(blocks, list) or not blocks:
             return f"messages.{at}: content must be non-empty"
-        uses = {b["id"] for b in (previous or {}).get("content", []) if isinstance(b, dict) and b.get("type") == "tool_use"}
+        earlier = (previous or {}).get("content", [])
+        uses = {b["id"] for b in earlier if isinstance(b, dict) and b.get("type") == "tool_use"}
         for block in blocks:
             if block.get("type") == "text" and not block.get("text"):
                 return f"messages.{at}: text content blocks must be non-empty"

@@ -112,17 +112,19 @@ async def test_claude_tool_use_becomes_a_tool_call_and_the_result_goes_back_as_t
 
 
 async def test_a_failing_claude_falls_back_and_when_all_fail_it_is_a_model_error() -> None:
-    async with AnthropicStub(default=Fail(529, "Overloaded", "overloaded_error")) as claude_stub:
-        async with OpenAIStub([OpenAIText("From the fallback.")]) as openai_stub:
-            fallback = {"provider": "openai", "model": "stub-gpt", "base_url": openai_stub.base_url, "max_retries": 0}
-            model = bind_tools_with_fallbacks(claude(claude_stub, fallbacks=[fallback]), [Transfer], environ={})
-            try:
-                answer = await model.ainvoke([HumanMessage("hi")])
-                assert answer.text == "From the fallback."
-                with pytest.raises(ModelError) as caught:  # the fallback's script is used up: a 500
-                    await model.ainvoke([HumanMessage("hi")])
-            finally:
-                await aclose_chat_model(model)
+    async with (
+        AnthropicStub(default=Fail(529, "Overloaded", "overloaded_error")) as claude_stub,
+        OpenAIStub([OpenAIText("From the fallback.")]) as openai_stub,
+    ):
+        fallback = {"provider": "openai", "model": "stub-gpt", "base_url": openai_stub.base_url, "max_retries": 0}
+        model = bind_tools_with_fallbacks(claude(claude_stub, fallbacks=[fallback]), [Transfer], environ={})
+        try:
+            answer = await model.ainvoke([HumanMessage("hi")])
+            assert answer.text == "From the fallback."
+            with pytest.raises(ModelError) as caught:  # the fallback's script is used up: a 500
+                await model.ainvoke([HumanMessage("hi")])
+        finally:
+            await aclose_chat_model(model)
     assert len(claude_stub.requests) == 2 and len(openai_stub.requests) == 2
     error = caught.value
     assert error.code == "model_error"
