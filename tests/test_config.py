@@ -103,6 +103,15 @@ def test_toml_file(toml_file: Path) -> None:
     assert registry.get(100).symbol == "xDAI"
 
 
+def test_a_provider_model_string_overrides_the_files_model(
+    toml_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LUNARK_MODEL__PROVIDER", "anthropic:claude-from-env")
+    model = Settings.load(toml_file).model
+    assert (model.provider, model.model) == ("anthropic", "claude-from-env")
+    assert model.key_variable == "ANTHROPIC_API_KEY"
+
+
 def test_json_file(tmp_path: Path) -> None:
     path = tmp_path / "lunark.json"
     path.write_text(
@@ -159,7 +168,7 @@ def test_precedence_overrides_then_env_then_file_then_defaults(
         ({"server": {"port": 70000}}, ["server.port"]),
         ({"model": {"provider": "anthropic"}}, ["model", "needs a model name", "anthropic:<model>"]),
         ({"model": {"provider": "antropic:claude-x"}}, ["model.provider", "unknown model provider", "anthropic"]),
-        ({"model": {"provider": "anthropic:claude-x", "model": "claude-y"}}, ["model", "give it once"]),
+        ({"model": {"provider": "anthropic:"}}, ["model", "names no model after the colon"]),
         ({"model": {"base_url": "localhost:11434"}}, ["model.base_url", "http://"]),
         ({"policy": {"per_tx_cap": {"ETH": "lots"}}}, ["policy.per_tx_cap.ETH"]),
         ({"approvals": {"ttl_seconds": 0}}, ["approvals.ttl_seconds"]),

@@ -225,8 +225,9 @@ class ModelSettings(BaseModel):
     @classmethod
     def _split_provider(cls, data: Any) -> Any:
         """``provider = "anthropic:claude-..."`` is the provider and the model, as LangChain
-        writes them; a provider other than OpenAI's needs a model of its own, since the default
-        model name is OpenAI's."""
+        writes them; its model wins over ``model``, which may come from a weaker source (a file
+        under ``LUNARK_MODEL__PROVIDER``). A provider other than OpenAI's needs a model of its
+        own, since the default model name is OpenAI's."""
         if not isinstance(data, Mapping) or not isinstance(data.get("provider"), str):
             return data
         provider, colon, model = data["provider"].partition(":")
@@ -235,11 +236,6 @@ class ModelSettings(BaseModel):
         if colon:
             if not model:
                 raise ValueError(f'provider {data["provider"]!r} names no model after the colon')
-            if data.get("model") not in (None, model):
-                raise ValueError(
-                    f'provider {data["provider"]!r} names the model {model!r}, and model says '
-                    f'{data["model"]!r}: give it once'
-                )
             out["model"] = model
         elif provider not in ("offline", "openai") and not data.get("model"):
             raise ValueError(
@@ -359,6 +355,9 @@ async def aclose_chat_model(model: Runnable[Any, Any]) -> None:
     langchain-openai's defaults, which are cached process-wide per
     ``(base_url, timeout)`` and shared between instances, so they can never be
     closed safely and their pooled sockets live until the process exits.
+    langchain-anthropic offers no way to pass clients of one's own, so a
+    ``ChatAnthropic``'s pools are those shared ones, left open here: one per
+    Messages API URL for the process's life.
     """
     for each in _walk(model):
         if isinstance(each, ChatOpenAI):
