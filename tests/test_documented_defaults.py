@@ -29,6 +29,9 @@ NOT_A_VALUE = {
     "server.domain": ("`host:port`", None),  # unset: host:port at start-up
     "approvals.rules": ("built-in", {}),  # no configured rules: the tools' own (transfer always, ...)
     "mcp.servers.<name>.tools.<tool>": ("none", {}),
+    # unset: the provider's own URL and key variable (ModelSettings.url, .key_variable)
+    "model.base_url": ("the provider's", None),
+    "model.api_key_env": ("the provider's", None),
 }
 
 
