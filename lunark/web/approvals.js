@@ -185,13 +185,23 @@ function approvalWarnings(request) {
   if (!warnings.length) return null;
   return h("ul", { class: "warnings", "aria-label": "Warnings" }, ...warnings.map((w) => {
     const severity = SEVERITY_LABELS[w.severity] ? w.severity : "danger";
-    return h("li", { class: `warning ${severity}`, "data-code": w.code, role: severity === "danger" ? "alert" : null },
+    return h("li", { class: `notice ${severity}`, "data-code": w.code, role: severity === "danger" ? "alert" : null },
       h("strong", { class: "severity" }, `${SEVERITY_LABELS[severity]}: `),
       h("span", { class: "message" }, w.message),
       severity === "danger" ? h("label", { class: "ack" },
-        h("input", { type: "checkbox", class: "ack-box", "data-code": w.code, onchange: () => scheduleRender() }),
+        h("input", { type: "checkbox", class: "ack-box", "data-code": w.code, onchange: (e) => gateApprove(e.target.closest(".approval")) }),
         " I understand the risk and still want to approve") : null);
   }));
+}
+
+// Approve is enabled only while every danger checkbox of the card is ticked (and nothing is busy).
+// The boxes live in the DOM only: a tick re-checks the button at once, without a render.
+function gateApprove(node) {
+  if (!node) return;
+  const approve = node.querySelector(".approve");
+  const busy = node.dataset.busy === "1" || node.dataset.status !== "pending";
+  const unacknowledged = [...node.querySelectorAll("input.ack-box")].some((box) => !box.checked);
+  approve.disabled = busy || unacknowledged;
 }
 
 function updateApproval(node, approval, ui, network, txs) {
@@ -202,9 +212,9 @@ function updateApproval(node, approval, ui, network, txs) {
   title.textContent = pending ? title.dataset.pending : title.dataset.done;
   const busy = pending && Boolean(ui.busy);
   for (const button of node.querySelectorAll(".actions button, form button")) button.disabled = busy;
-  const unacknowledged = [...node.querySelectorAll("input.ack-box")].some((box) => !box.checked);
-  node.querySelector(".approve").disabled = busy || unacknowledged;
   for (const box of node.querySelectorAll("input.ack-box")) box.disabled = !pending || busy;
+  node.dataset.busy = busy ? "1" : "";
+  gateApprove(node);
   show(node.querySelector(".actions"), pending && !ui.mode);
   show(node.querySelector(".reject-form"), pending && ui.mode === "reject");
   const editForm = node.querySelector(".edit-form");
