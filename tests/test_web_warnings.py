@@ -36,16 +36,16 @@ async def test_a_danger_warning_must_be_ticked_before_approve_and_is_acknowledge
 
     await ask(page, "pay my friend a tenth of an ether")
     card = page.locator(".approval[data-status=pending]")
-    danger = card.locator(".notice.danger")
+    danger = card.locator(".caution.danger")
     await expect(danger).to_have_attribute("data-code", "address_from_tool_output")
     await expect(danger.locator(".severity")).to_have_text("Danger:")
     await expect(danger.locator(".message")).to_contain_text("You never typed")
     await expect(danger.locator(".message")).to_contain_text(bob.address)
-    first_time = card.locator(".notice.warning")
+    first_time = card.locator(".caution.warning")
     await expect(first_time).to_have_attribute("data-code", "first_time_recipient")
     await expect(first_time.locator(".severity")).to_have_text("Warning:")
     # In colour by severity: the danger one is not painted like the warning one.
-    colours = await page.evaluate("""() => [...document.querySelectorAll('.approval .notice')]
+    colours = await page.evaluate("""() => [...document.querySelectorAll('.approval .caution')]
         .map((n) => getComputedStyle(n).backgroundColor + ' ' + getComputedStyle(n).borderLeftColor)""")
     assert len(colours) == 2 and colours[0] != colours[1], colours
 

@@ -185,7 +185,7 @@ function approvalWarnings(request) {
   if (!warnings.length) return null;
   return h("ul", { class: "warnings", "aria-label": "Warnings" }, ...warnings.map((w) => {
     const severity = SEVERITY_LABELS[w.severity] ? w.severity : "danger";
-    return h("li", { class: `notice ${severity}`, "data-code": w.code, role: severity === "danger" ? "alert" : null },
+    return h("li", { class: `caution ${severity}`, "data-code": w.code, role: severity === "danger" ? "alert" : null },
       h("strong", { class: "severity" }, `${SEVERITY_LABELS[severity]}: `),
       h("span", { class: "message" }, w.message),
       severity === "danger" ? h("label", { class: "ack" },
