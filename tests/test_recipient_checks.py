@@ -248,6 +248,36 @@ async def test_an_address_that_came_only_from_an_mcp_tools_result_is_a_danger(
         wait_mined(anvil, attacker, 5 * ETH // 100)
 
 
+async def test_an_edit_keeps_the_origin_of_an_address_it_kept_and_owns_one_it_typed(
+    make_server: Any, alice: DevAccount, bob: DevAccount, carol: DevAccount
+) -> None:
+    model = ScriptedChatModel(replies=[
+        AIMessage(content="", tool_calls=[{"name": "transfer", "args": {"to": bob.address, "amount": "0.1"},
+                                           "id": "pay1"}]),
+        "Done.",
+    ])
+    server = await make_server(model=model)
+    token = await sign_in(server, alice)
+    async with SioClient(server, token) as sio:
+        chat_id = (await sio.call("join_chat", {}))["chat_id"]
+        pending = await ask(sio, chat_id, "pay my friend")
+        assert warnings_of(pending)["address_from_tool_output"]["severity"] == "danger"
+
+        async def edit(approval: dict[str, Any], args: dict[str, Any]) -> dict[str, Any]:
+            mark = sio.mark()
+            assert "ok" in await sio.call("resume_decisions", {
+                "chat_id": chat_id, "approval_id": approval["approval_id"],
+                "decisions": [{"type": "edit", "edited_action": {"name": "transfer", "args": args}}]})
+            return await sio.wait_event("pending_approval", chat_id=chat_id, after=mark, timeout=30)
+
+        # Editing only the amount does not launder the address the model supplied.
+        smaller = await edit(pending, {"to": bob.address, "amount": "0.05"})
+        assert "address_from_tool_output" in warnings_of(smaller)
+        # An address the user typed into the edit is theirs.
+        typed = await edit(smaller, {"to": carol.address, "amount": "0.05"})
+        assert set(warnings_of(typed)) == {"first_time_recipient"}
+
+
 # -- the pure checks ---------------------------------------------------------------------------
 
 
