@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -252,10 +252,7 @@ class GraphNodes(ABC):
         ctx.approval_id = new_id("apr_")
         ctx.expires_at = datetime.now(UTC) + timedelta(seconds=self.approval_ttl)
         calls = [(c["id"] or "", c["name"], c["args"]) for c in last.tool_calls]
-        # A call the user's own client made carries only addresses the user gave.
-        typed = [a for c in calls for a in addresses_in(c[2])] if last.response_metadata.get(DIRECT) else []
-        provenance = Provenance.of(state["messages"], also_typed=typed)
-        messages, proposals = await self._prepare_calls(ctx, calls, provenance)
+        messages, proposals = await self._prepare_calls(ctx, calls, _provenance(state["messages"]))
         return _tools_ran({
             "messages": messages,
             "proposals": proposals,
@@ -449,7 +446,7 @@ class GraphNodes(ABC):
         ctx.approval_id = new_id("apr_")
         ctx.expires_at = datetime.now(UTC) + timedelta(seconds=self.approval_ttl)
         reprepared, proposals_again = await self._prepare_calls(
-            ctx, edits, Provenance.of(state["messages"], also_typed=typed_in_edits)
+            ctx, edits, _provenance(state["messages"], typed_in_edits)
         )
         return _tools_ran({
             "messages": messages + reprepared,
@@ -473,6 +470,19 @@ _SEVERITY_ORDER = {"danger": 0, "warning": 1, "info": 2}
 DIRECT = "lunark_called_by_user"
 """Marks (in ``response_metadata``, which no provider is sent) a tool call the user's own client
 made (``Agent.call_tool``): its turn ends after the call instead of asking the model again."""
+
+
+def _provenance(messages: Sequence[BaseMessage], also_typed: Iterable[str] = ()) -> Provenance:
+    """Where the chat's addresses came from. A call the user's own client made (``DIRECT``) carries
+    only addresses the user gave, like ``also_typed`` (those typed into an edit)."""
+    direct = [
+        address
+        for message in messages
+        if isinstance(message, AIMessage) and message.response_metadata.get(DIRECT)
+        for call in message.tool_calls
+        for address in addresses_in(call["args"])
+    ]
+    return Provenance.of(messages, also_typed=[*direct, *also_typed])
 
 
 def _called_directly(messages: Sequence[Any]) -> bool:
