@@ -138,7 +138,7 @@ async def test_approve_with_the_wallet_helper_moves_exactly_the_amount(
 
     resolved = [e for e in after if isinstance(e, ApprovalResolved)]
     assert resolved and resolved[0].decisions[0].model_dump(exclude_none=True) == {
-        "type": "approve", "tx_hash": tx_hash, "acknowledge": []  # the card had no danger warning
+        "type": "approve", "tx_hash": tx_hash
     }
     updates = [e for e in after if isinstance(e, TxUpdate)]
     assert updates[0].status == "submitted" and updates[-1].status == "confirmed"
