@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from lunark.chain import ChainClient, ChainClients, LocalSigner, Signer, TransferIntent, TxStatus, TxUpdate
     from lunark.config import Settings
     from lunark.errors import (
+        AcknowledgementRequired,
         AlreadyDecided,
         ApprovalError,
         ApprovalExpired,
@@ -56,6 +57,7 @@ if TYPE_CHECKING:
     from lunark.tools.policy import SpendingPolicy
 
 _EXPORTS: dict[str, str] = {
+    "AcknowledgementRequired": "lunark.errors",
     "Agent": "lunark.graph",
     "AlreadyDecided": "lunark.errors",
     "ApprovalError": "lunark.errors",
@@ -127,6 +129,7 @@ def __dir__() -> list[str]:
 __version__ = "0.1.0"
 
 __all__ = [
+    "AcknowledgementRequired",
     "Agent",
     "AlreadyDecided",
     "ApprovalError",

@@ -28,6 +28,7 @@ from lunark.errors import ConfigError, UnknownNetwork
 from lunark.models.factory import ModelSettings
 from lunark.networks import NetworkConfig, NetworkRegistry
 from lunark.tools.policy import SpendingPolicy
+from lunark.tools.recipient import RecipientPolicy
 
 __all__ = [
     "ApprovalSettings",
@@ -71,6 +72,24 @@ class PolicySettings(_Section):
     daily_cap: dict[str, Decimal] = Field(default_factory=dict, description="Daily (UTC) cap per symbol.")
     allow_recipients: list[str] | None = Field(default=None, description="If set, the only allowed recipients.")
     deny_recipients: list[str] = Field(default_factory=list, description="Recipients never allowed.")
+    lookalike_prefix: int = Field(
+        default=4, ge=1, le=40,
+        description="Hex digits after 0x two different addresses must share (with lookalike_suffix) for the card "
+        "to warn lookalike_recipient.",
+    )
+    lookalike_suffix: int = Field(
+        default=4, ge=0, le=39, description="Hex digits at the end they must share too."
+    )
+    lookalike_log_blocks: int = Field(
+        default=5000, ge=0, le=1_000_000,
+        description="Recent blocks of the user's ERC-20 Transfer logs (known tokens) read for counterparties; "
+        "0 reads none.",
+    )
+    block_warnings: list[str] = Field(
+        default_factory=list,
+        description='Warning codes that refuse the action (policy_violation) instead of warning, e.g. '
+        '["lookalike_recipient"] (docs/safety.md lists the codes).',
+    )
 
     def build(self) -> SpendingPolicy:
         try:
@@ -79,6 +98,12 @@ class PolicySettings(_Section):
                 daily_cap=self.daily_cap,
                 allow=self.allow_recipients,
                 deny=self.deny_recipients,
+                recipients=RecipientPolicy(
+                    lookalike_prefix=self.lookalike_prefix,
+                    lookalike_suffix=self.lookalike_suffix,
+                    log_blocks=self.lookalike_log_blocks,
+                    block_warnings=frozenset(self.block_warnings),
+                ),
             )
         except ValueError as exc:
             raise ConfigError(f"Invalid spending policy: {exc}") from exc

@@ -29,6 +29,7 @@ LunarkError                                   code
 │   ├── NoPendingApproval                     no_pending_approval
 │   ├── AlreadyDecided                        already_decided
 │   ├── ApprovalExpired                       approval_expired
+│   ├── AcknowledgementRequired               acknowledgement_required (a danger warning not acknowledged)
 │   └── InvalidDecision (ValueError)          invalid_input
 ├── ModelError                                model_error
 ├── ToolFailed                                tool_error (a plugin or MCP server failed, timed out or is down)
@@ -46,6 +47,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 __all__ = [
+    "AcknowledgementRequired",
     "AlreadyDecided",
     "ApprovalError",
     "ApprovalExpired",
@@ -284,6 +286,17 @@ class NoPendingApproval(ApprovalError):
     """The run is not waiting for a decision (it ended, or never paused)."""
 
     code = "no_pending_approval"
+
+
+class AcknowledgementRequired(ApprovalError):
+    """An approve decision did not acknowledge every danger warning of its card; nothing was signed
+    and the card is still pending, so the user can approve again with ``acknowledge``."""
+
+    code = "acknowledgement_required"
+
+    def __init__(self, message: str, *, missing: Sequence[str], index: int) -> None:
+        super().__init__(message, missing=list(missing), index=index)
+        self.missing = list(missing)
 
 
 class AlreadyDecided(ApprovalError):

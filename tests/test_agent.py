@@ -353,7 +353,8 @@ async def test_scripted_model_drives_the_same_flow(
     )
     agent = await make_agent(model=model, signer=LocalSigner.anvil(0))
     before = token_balance(anvil, world.token, bob.address)
-    events = await collect(agent.stream("t", "pay bob", user_address=alice.address))
+    # The user typed the address: the model copying it is no provenance warning.
+    events = await collect(agent.stream("t", f"pay bob at {bob.address}", user_address=alice.address))
     [pending] = of_type(events, "pending_approval")
     assert pending["action_requests"][0]["call_id"] == "call_1"
     events = await collect(agent.resume("t", pending["approval_id"], [{"type": "approve"}]))

@@ -52,7 +52,7 @@ async def test_openai_tool_call_transfer_approved_and_confirmed(
     before = native_balance(anvil, bob.address)
     async with OpenAIStub(replies) as stub:
         async with Agent.open(settings_for(stub, tmp_path, world), environ={}) as agent:
-            events = await collect(agent.stream("t", "pay bob half an ether", user_address=alice.address))
+            events = await collect(agent.stream("t", f"pay {bob.address} half an ether", user_address=alice.address))
             [pending] = of_type(events, "pending_approval")
             assert events[-1]["finish_reason"] == "awaiting_approval"
             [request] = pending["action_requests"]

@@ -171,3 +171,41 @@ async def test_a_bad_token_is_refused(alice_server: tuple[Any, str]) -> None:
     _, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode == 2
     assert b"lunark:" in err and b"token" in err.lower()
+
+
+async def test_the_cards_warnings_are_in_the_progress_text_and_the_sdk_acknowledges_them(
+    alice_server: tuple[Any, str], anvil: Anvil, alice: DevAccount, bob: DevAccount
+) -> None:
+    from lunark.errors import AcknowledgementRequired
+
+    server, token = alice_server
+    body = bob.address.lower()[2:]
+    twin = "0x" + body[:4] + "".join("1" if c == "0" else "0" for c in body[4:-4]) + body[-4:]
+    async with mcp_host(server.url, token) as host, the_user(server.url, token) as chat:
+        # A first payment to bob: a warning, said in the progress text; no acknowledgement needed.
+        task, said = await start_call(host, "transfer", {"to": bob.address, "amount": "0.01"})
+        approval = await next_approval(chat)
+        [request] = approval.action_requests
+        assert [(w.code, w.severity) for w in request.warnings] == [("first_time_recipient", "warning")]
+        await chat.approve(approval.approval_id, tx_hash=wallet_send(anvil, request.tx.to_wire(), alice.private_key))
+        assert not (await task).isError
+        [waiting] = [s for s in said if s.startswith("Approval ")]
+        assert "Lunark warns: WARNING first_time_recipient: You have never sent to" in waiting, said
+
+        # Then a look-alike of bob: a danger the user must acknowledge.
+        task, said = await start_call(host, "transfer", {"to": twin, "amount": "0.01"})
+        approval = await next_approval(chat)
+        [request] = approval.action_requests
+        assert request.warnings[0].code == "lookalike_recipient" and request.warnings[0].severity == "danger"
+        with pytest.raises(AcknowledgementRequired) as refused:
+            await chat.approve(approval.approval_id)
+        assert refused.value.missing == ["lookalike_recipient"]
+        assert native_balance(anvil, twin) == 0
+        tx_hash = wallet_send(anvil, request.tx.to_wire(), alice.private_key)
+        await chat.approve(approval.approval_id, tx_hash=tx_hash, acknowledge=["lookalike_recipient"])
+        result = await task
+    assert not result.isError and result.structuredContent is not None
+    assert result.structuredContent["status"] == "confirmed"
+    [waiting] = [s for s in said if s.startswith("Approval ")]
+    assert "DANGER lookalike_recipient" in waiting and bob.address in waiting, said
+    assert "must acknowledge the danger warnings in Lunark" in waiting

@@ -185,3 +185,56 @@ async def test_status_lines_continue_and_stats(
     finally:
         print(chat.output)
         await chat.kill()
+
+
+async def test_a_danger_warning_is_acknowledged_by_typing_its_code(
+    make_server: Any, anvil: Anvil, alice: DevAccount, bob: DevAccount
+) -> None:
+    from langchain_core.messages import AIMessage
+
+    from lunark.models.scripted import ScriptedChatModel
+
+    # The model proposes an address the user never typed: the prompt-injection pattern.
+    model = ScriptedChatModel(replies=[
+        AIMessage(content="", tool_calls=[{"name": "transfer", "args": {"to": bob.address, "amount": "0.1"},
+                                           "id": "pay1"}]),
+        "Sent.",
+    ])
+    server = await make_server(model=model)
+    proc = await asyncio.create_subprocess_exec(
+        str(LUNARK), "chat", "--url", f"http://localhost:{server.port}", "--key", alice.private_key,
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    chat = ChatProcess(proc)
+    try:
+        await chat.expect(PROMPT)
+        before = native_balance(anvil, bob.address)
+        await chat.type("pay my friend a tenth of an ether")
+        card = " ".join((await chat.expect(CARD_PROMPT)).split())  # unwrapped
+        assert "!! DANGER address_from_tool_output: You never typed" in card, card
+        assert "! warning first_time_recipient: You have never sent to" in card, card
+        assert "type each DANGER code" in card
+
+        # Anything but the code is no acknowledgement: nothing is signed, the card asks again.
+        await chat.type("a")
+        await chat.expect("type address_from_tool_output to acknowledge it: ")
+        await chat.type("yes")
+        refused = await chat.expect(CARD_PROMPT)
+        assert "not acknowledged: address_from_tool_output" in refused and "[wallet]" not in refused
+        assert native_balance(anvil, bob.address) == before
+
+        await chat.type("a")
+        await chat.expect("type address_from_tool_output to acknowledge it: ")
+        await chat.type("address_from_tool_output")
+        flow = await chat.expect(PROMPT)
+        assert "[wallet] broadcast 0x" in flow
+        assert re.search(r"\[tx 0x\w+\.\.\.\w+\] confirmed in block \d+", flow), flow
+        assert native_balance(anvil, bob.address) - before == ETH // 10
+        await chat.type("/quit")
+        assert await chat.finish() == 0
+    finally:
+        print(chat.output)
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()

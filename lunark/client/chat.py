@@ -87,7 +87,8 @@ Type a message and press Enter. Commands:
   /help       this help
   /quit       leave (Ctrl-D works too)
 At an approval card: a = approve (sign and send), e = edit the amount,
-r = reject. Ctrl-C stops a running answer."""
+r = reject. A danger warning on the card is acknowledged by typing its code
+after a. Ctrl-C stops a running answer."""
 
 
 class _LineReader:
@@ -129,6 +130,9 @@ class _LineReader:
         line = await asyncio.shield(pending)
         self._pending = None
         return line
+
+
+_SEVERITY_MARKS = {"danger": "!! DANGER", "warning": "!  warning", "info": "i  note"}
 
 
 def _isatty(stream: TextIO) -> bool:
@@ -552,6 +556,7 @@ class TerminalChat:
         self.line("  +-- " + title + " " + "-" * max(0, WIDTH - 7 - len(title)))
         self.wrapped(request.summary, indent="  | ")
         self.preview_card(request)
+        self.card_warnings(request)
         rows: list[tuple[str, str]] = []
         tx = request.tx
         if request.name == "transfer" or tx is not None:
@@ -579,14 +584,31 @@ class TerminalChat:
         self.line("  +" + "-" * (WIDTH - 3))
 
     def preview_card(self, request: ActionRequest) -> None:
-        """The balance changes, first on the card, then the warnings (their severity in capitals)."""
+        """The balance changes, first on the card (the warnings follow: ``card_warnings``)."""
         assert self.session is not None
         network = self.session.network
         native = str(network.get("symbol") or "ETH"), int(network.get("decimals", 18))
         for line in preview_lines(request, symbol=native[0], decimals=native[1]):
             self.wrapped(line, indent="  | ")
+
+    def card_warnings(self, request: ActionRequest) -> None:
+        """The card's warnings, most severe first as the server sends them; a danger one says how to
+        acknowledge it."""
         for warning in request.warnings:
-            self.wrapped(f"{warning.severity.upper()}: {warning.message}", indent="  | ")
+            mark = _SEVERITY_MARKS.get(warning.severity, _SEVERITY_MARKS["danger"])
+            self.wrapped(f"{mark} {warning.code}: {warning.message}", indent="  | ")
+        if any(w.severity == "danger" for w in request.warnings):
+            self.wrapped("To approve anyway, answer a and then type each DANGER code above.", indent="  | ")
+
+    async def acknowledged(self, request: ActionRequest) -> list[str] | None:
+        """Ask the user to type each danger warning's code; the codes, or None when one was not typed."""
+        codes = list(dict.fromkeys(w.code for w in request.warnings if w.severity == "danger"))
+        for code in codes:
+            typed = await self.ask(f"  type {code} to acknowledge it: ")
+            if typed is None or typed.strip().lower() != code:
+                self.line(f"  not acknowledged: {code}; nothing was approved")
+                return None
+        return codes
 
     def _allowed(self, approval: ApprovalRequest, request: ActionRequest) -> list[str]:
         for config in approval.review_configs:
@@ -614,7 +636,11 @@ class TerminalChat:
                 choice = answer.strip().lower()[:1]
                 decision: dict[str, Any] | None = None
                 if choice == "a" and "approve" in allowed:
-                    decision = await self.approve(request)
+                    # Acknowledged before the wallet signs anything: a refusal afterwards would come
+                    # too late for a transaction the wallet already broadcast.
+                    acknowledge = await self.acknowledged(request)
+                    if acknowledge is not None:
+                        decision = await self.approve(request, acknowledge=acknowledge)
                 elif choice == "e" and can_edit:
                     amount = await self.ask("  new amount: ")
                     if amount is None:
@@ -645,11 +671,12 @@ class TerminalChat:
             return "failed"
         return "sent"
 
-    async def approve(self, request: ActionRequest) -> dict[str, Any] | None:
+    async def approve(self, request: ActionRequest, *, acknowledge: Sequence[str] = ()) -> dict[str, Any] | None:
         """The approve decision; in wallet mode, sign and broadcast first. None: ask again."""
         tx = request.tx
+        extra: dict[str, Any] = {"acknowledge": list(acknowledge)} if acknowledge else {}
         if self.sign_mode == "server" or tx is None:
-            return {"type": "approve"}
+            return {"type": "approve", **extra}
         assert self.session is not None
         rpc_url = self.rpc_url
         if rpc_url is None and int(tx.chain_id, 16) == self.session.network.get("chain_id"):
@@ -665,7 +692,7 @@ class TerminalChat:
             self.line(f"  [wallet] failed: {exc.message}")
             return None
         self.line(f"  [wallet] broadcast {tx_hash}")
-        return {"type": "approve", "tx_hash": tx_hash}
+        return {"type": "approve", "tx_hash": tx_hash, **extra}
 
     # -- Ctrl-C -------------------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from lunark.errors import (
+    AcknowledgementRequired,
     AlreadyDecided,
     ApprovalExpired,
     Busy,
@@ -40,6 +41,7 @@ ERROR_CLASSES: Mapping[str, type[LunarkError]] = {
     "internal": LunarkError,
     "rate_limited": RateLimited,
     "tool_error": ToolFailed,
+    "acknowledgement_required": AcknowledgementRequired,
 }
 """Protocol error code -> the exception the SDK raises for it."""
 
@@ -65,4 +67,10 @@ def error_from_body(body: Any) -> LunarkError:
     cls = ERROR_CLASSES.get(code, LunarkError)
     if cls is PolicyViolation:
         return PolicyViolation(message, rule=str(details.pop("rule", "unknown")), **details)
+    if cls is AcknowledgementRequired:
+        missing = details.get("missing")
+        return AcknowledgementRequired(
+            message, missing=[str(c) for c in missing] if isinstance(missing, list) else [],
+            index=int(details.get("index") or 0),
+        )
     return cls(message, **details)

@@ -224,13 +224,18 @@ class ChatSession(ChatSequence):
         return pending if pending is not None and pending.approval_id == approval_id else None
 
     async def approve(
-        self, approval_id: str | None = None, *, tx_hash: str | None = None, signed_tx: str | None = None
+        self, approval_id: str | None = None, *, tx_hash: str | None = None, signed_tx: str | None = None,
+        acknowledge: Sequence[str] = (),
     ) -> None:
         """Approve every action of the approval (the pending one when ``approval_id`` is None).
 
         - no argument: the server's local signer signs (dev and CLI setups);
         - ``tx_hash``: the wallet signed and broadcast it (see ``sign_and_send``);
         - ``signed_tx``: the wallet signed it; the server verifies, then broadcasts.
+
+        ``acknowledge``: the codes of the danger warnings the user read and accepts
+        (``request.warnings``, severity ``"danger"``); without every one of them the server refuses
+        with ``AcknowledgementRequired`` and nothing is signed. Read them before the wallet signs.
 
         ``tx_hash`` and ``signed_tx`` need an approval with exactly one action; use
         ``decide`` for several.
@@ -247,6 +252,8 @@ class ChatSession(ChatSequence):
             decision["tx_hash"] = tx_hash
         if signed_tx:
             decision["signed_tx"] = signed_tx
+        if acknowledge:
+            decision["acknowledge"] = list(acknowledge)
         target = approval_id or cast(ApprovalRequest, approval).approval_id
         await self.decide(target, [decision] * count)
 

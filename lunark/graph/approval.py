@@ -7,6 +7,7 @@ request, in the same order (see ``docs/protocol.md``)::
     {"type": "approve"}                                  # local signer signs (dev / CLI)
     {"type": "approve", "tx_hash": "0x..."}             # the wallet signed and broadcast
     {"type": "approve", "signed_tx": "0x..."}           # the wallet signed; verified, then broadcast
+    {"type": "approve", "acknowledge": ["lookalike_recipient"]}  # any approve: the card's danger codes
     {"type": "edit", "edited_action": {"name": str, "args": {...}}}
     {"type": "reject", "message": str?}
 """
@@ -18,7 +19,7 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
-from lunark.errors import InvalidDecision
+from lunark.errors import AcknowledgementRequired, InvalidDecision
 from lunark.protocol import (
     ALL_DECISIONS,
     MAX_ARGS_CHARS,
@@ -31,6 +32,7 @@ from lunark.protocol import (
     Text,
     check_json_value,
 )
+from lunark.tools.recipient import missing_acknowledgements
 
 __all__ = [
     "ALL_DECISIONS",
@@ -54,7 +56,8 @@ def validate_decisions(approval: Mapping[str, Any], decisions: Sequence[Any]) ->
 
     Raises ``InvalidDecision`` naming the first problem: malformed shape, wrong
     count, a decision type the action does not allow, an edit of another tool,
-    a signature for an action that has no transaction.
+    a signature for an action that has no transaction; ``AcknowledgementRequired`` for an approve
+    that does not acknowledge every danger warning of its card.
     """
     if not isinstance(decisions, Sequence) or isinstance(decisions, str | bytes):
         raise InvalidDecision("decisions must be a list, one per action request.")
@@ -88,5 +91,14 @@ def validate_decisions(approval: Mapping[str, Any], decisions: Sequence[Any]) ->
             raise InvalidDecision(
                 f"Decision {index} carries a transaction, but {request['name']} has none to sign.", index=index
             )
+        if isinstance(decision, ApproveDecision):
+            missing = missing_acknowledgements(request.get("warnings") or (), set(decision.acknowledge or ()))
+            if missing:
+                raise AcknowledgementRequired(
+                    f"Decision {index} approves {request['name']} without acknowledging its "
+                    f"{'warnings' if len(missing) > 1 else 'warning'} {', '.join(missing)}: nothing was signed. "
+                    f"Read the card's warnings, then approve with acknowledge: {missing}.",
+                    missing=missing, index=index,
+                )
         out.append(decision.model_dump(exclude_none=True))
     return out

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -46,6 +46,7 @@ from langgraph.config import get_stream_writer
 from langgraph.errors import GraphInterrupt
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import interrupt
+from pydantic import BaseModel
 
 from lunark.chain.client import ChainClients
 from lunark.chain.signer import Signer
@@ -65,6 +66,7 @@ from lunark.settlement import Settlements
 from lunark.store.base import SettlementRecord, Store
 from lunark.tools.base import Proposal, ToolContext, needs_approval, validate_args
 from lunark.tools.policy import SpendingPolicy
+from lunark.tools.recipient import Provenance, addresses_in
 from lunark.tools.registry import ToolSet
 
 __all__ = ["DIRECT", "GraphNodes", "parse_time", "succeeded", "tool_error", "tool_ok"]
@@ -179,6 +181,7 @@ class GraphNodes(ABC):
             verify_timeout=self.verify_timeout,
             chat_id=str(config.get("configurable", {}).get("thread_id", "")),
             settlements=self.settlements,
+            history=self.store,
         )
 
     async def _agent_node(self, state: AgentState, config: RunnableConfig) -> dict[str, Any]:
@@ -249,9 +252,8 @@ class GraphNodes(ABC):
         ctx = self._context(state, config)
         ctx.approval_id = new_id("apr_")
         ctx.expires_at = datetime.now(UTC) + timedelta(seconds=self.approval_ttl)
-        messages, proposals = await self._prepare_calls(
-            ctx, [(c["id"] or "", c["name"], c["args"]) for c in last.tool_calls]
-        )
+        calls = [(c["id"] or "", c["name"], c["args"]) for c in last.tool_calls]
+        messages, proposals = await self._prepare_calls(ctx, calls, _provenance(state["messages"]))
         return _tools_ran({
             "messages": messages,
             "proposals": proposals,
@@ -261,7 +263,7 @@ class GraphNodes(ABC):
         })
 
     async def _prepare_calls(
-        self, ctx: ToolContext, calls: Sequence[tuple[str, str, Mapping[str, Any]]]
+        self, ctx: ToolContext, calls: Sequence[tuple[str, str, Mapping[str, Any]]], provenance: Provenance
     ) -> tuple[list[ToolMessage], list[dict[str, Any]]]:
         messages: list[ToolMessage] = []
         proposals: list[dict[str, Any]] = []
@@ -285,6 +287,7 @@ class GraphNodes(ABC):
                 args = validate_args(tool, raw_args)
                 proposal = await tool.prepare(args, call_ctx)
                 if needs_approval(tool, args, self.tools.rule(name), proposal):
+                    proposal = self._checked(proposal, args, call_ctx, provenance)
                     emit({"type": "tool_call", "call_id": call_id, "name": name, "args": dict(raw_args),
                           "status": "awaiting_approval"})
                     proposals.append({
@@ -317,6 +320,19 @@ class GraphNodes(ABC):
                       "error": exc.to_dict()})
                 messages.append(tool_error(call_id, name, exc))
         return messages, proposals
+
+    def _checked(self, proposal: Proposal, args: BaseModel, ctx: ToolContext, provenance: Provenance) -> Proposal:
+        """The proposal with the provenance of its addresses checked, refused (``PolicyViolation``)
+        when the policy blocks one of its warnings."""
+        network = ctx.network
+        planted = provenance.warnings(
+            args.model_dump(mode="json", exclude_none=True),
+            ignore=[ctx.user_address, *(t.address for t in network.tokens)],
+        )
+        # Danger first: what the user must read before anything else.
+        warnings = tuple(sorted((*planted, *proposal.warnings), key=lambda w: _SEVERITY_ORDER[w.severity]))
+        self.policy.recipients.refuse_blocked(warnings)
+        return replace(proposal, warnings=warnings)
 
     def _approval(self, proposals: list[dict[str, Any]], ctx: ToolContext) -> dict[str, Any] | None:
         if not proposals:
@@ -378,6 +394,7 @@ class GraphNodes(ABC):
         decisions = state.get("decisions") or []
         messages: list[ToolMessage] = []
         edits: list[tuple[str, str, Mapping[str, Any]]] = []
+        typed_in_edits: set[str] = set()
         for item, decision in zip(proposals, decisions, strict=True):
             call_id, name = item["call_id"], item["name"]
             emit = _emitter(ctx, call_id)
@@ -395,7 +412,10 @@ class GraphNodes(ABC):
                 messages.append(tool_ok(call_id, name, result, ok=False))
                 continue
             if kind == "edit":
-                edits.append((call_id, name, decision["edited_action"]["args"]))
+                edited = decision["edited_action"]["args"]
+                edits.append((call_id, name, edited))
+                # Addresses the user put into the edit are theirs; those the edit kept keep their origin.
+                typed_in_edits |= addresses_in(edited) - addresses_in(item["args"])
                 continue
             try:
                 tool = self.tools.get(name)
@@ -426,7 +446,9 @@ class GraphNodes(ABC):
                 messages.append(tool_error(call_id, name, exc))
         ctx.approval_id = new_id("apr_")
         ctx.expires_at = datetime.now(UTC) + timedelta(seconds=self.approval_ttl)
-        reprepared, proposals_again = await self._prepare_calls(ctx, edits)
+        reprepared, proposals_again = await self._prepare_calls(
+            ctx, edits, _provenance(state["messages"], typed_in_edits)
+        )
         return _tools_ran({
             "messages": messages + reprepared,
             "proposals": proposals_again,
@@ -444,9 +466,24 @@ def _emitter(ctx: ToolContext, call_id: str) -> Callable[[dict[str, Any]], None]
 
 
 
+_SEVERITY_ORDER = {"danger": 0, "warning": 1, "info": 2}
+
 DIRECT = "lunark_called_by_user"
 """Marks (in ``response_metadata``, which no provider is sent) a tool call the user's own client
 made (``Agent.call_tool``): its turn ends after the call instead of asking the model again."""
+
+
+def _provenance(messages: Sequence[BaseMessage], also_typed: Iterable[str] = ()) -> Provenance:
+    """Where the chat's addresses came from. A call the user's own client made (``DIRECT``) carries
+    only addresses the user gave, like ``also_typed`` (those typed into an edit)."""
+    direct = [
+        address
+        for message in messages
+        if isinstance(message, AIMessage) and message.response_metadata.get(DIRECT)
+        for call in message.tool_calls
+        for address in addresses_in(call["args"])
+    ]
+    return Provenance.of(messages, also_typed=[*direct, *also_typed])
 
 
 def _called_directly(messages: Sequence[Any]) -> bool:

@@ -46,6 +46,7 @@ from lunark.client import LunarkClient
 from lunark.client.sdk import ChatSession, preview_lines
 from lunark.errors import LunarkError, Unauthorized
 from lunark.protocol import (
+    ActionRequest,
     ApprovalResolved,
     Error,
     MessageEnd,
@@ -184,8 +185,9 @@ class LunarkMcp:
                     await progress.say("Waiting for the user's approval in Lunark.")
                 elif isinstance(event, PendingApproval) and any(r.call_id == call_id for r in event.action_requests):
                     approval_id = event.approval_id
+                    warned = " ".join(_warnings_text(r) for r in event.action_requests if r.call_id == call_id)
                     await progress.say(f"Approval {approval_id} is waiting for the user until {event.expires_at}."
-                                       + _preview_text(event, call_id, chat.network))
+                                       + _preview_text(event, call_id, chat.network) + warned)
                 elif isinstance(event, ApprovalResolved) and event.approval_id == approval_id:
                     kinds = {d.type for d in event.decisions}
                     expired = event.by == "timeout"
@@ -265,11 +267,11 @@ def _description(info: ToolInfo) -> str:
 
 
 def _preview_text(event: PendingApproval, call_id: str, network: dict[str, Any]) -> str:
-    """The call's balance changes and warnings, for the host to relay while the user decides."""
+    """The call's balance changes, for the host to relay while the user decides (``_warnings_text``
+    says its warnings)."""
     request = next(r for r in event.action_requests if r.call_id == call_id)
     native = str(network.get("symbol") or "ETH"), int(network.get("decimals", 18))
     said = preview_lines(request, symbol=native[0], decimals=native[1])
-    said += [f"{w.severity}: {w.message}" for w in request.warnings]
     return (" " + "; ".join(said) + ".") if said else ""
 
 
@@ -277,6 +279,17 @@ def _code_of(event: ToolResult) -> str | None:
     error = event.error
     code = error.get("code") if isinstance(error, dict) else getattr(error, "code", None)
     return str(code) if code is not None else None
+
+
+def _warnings_text(request: ActionRequest) -> str:
+    """The card's warnings in a progress message (the host's model and user see what Lunark warned of);
+    empty when there are none."""
+    if not request.warnings:
+        return ""
+    said = "; ".join(f"{w.severity.upper()} {w.code}: {w.message}" for w in request.warnings)
+    danger = any(w.severity == "danger" for w in request.warnings)
+    tail = " The user must acknowledge the danger warnings in Lunark to approve it." if danger else ""
+    return f" Lunark warns: {said}.{tail}"
 
 
 def _tx_text(event: TxUpdate) -> str:

@@ -5,7 +5,9 @@
         "Done.",                      # a plain string is a text reply
     ])
 
-Each call to the model takes the next reply; text replies stream word by word.
+Each call to the model takes the next reply; text replies stream word by word. A reply may also be
+a function of the messages the model is given, returning an ``AIMessage`` or a string: a model that
+acts on what it read (e.g. copies an address out of a tool's result).
 Running out of replies raises ``ModelError``, so a test cannot pass by accident.
 ``max_output_tokens`` cuts longer replies as a model at its output limit does
 (``finish_reason: "length"``).
@@ -37,7 +39,7 @@ class ScriptedChatModel(BaseChatModel):
     """Replies in order from ``replies``; records what it was asked in ``calls``."""
 
     replies: list[Any] = Field(default_factory=list)
-    """Each an ``AIMessage`` or a string (a text reply).
+    """Each an ``AIMessage``, a string (a text reply) or a function of the messages returning one.
 
     Typed ``Any``: LangChain's message validators crash on a str inside a union."""
     _index: int = PrivateAttr(default=0)
@@ -62,6 +64,8 @@ class ScriptedChatModel(BaseChatModel):
             raise ModelError(f"The scripted model ran out of replies after {self._index}.")
         reply = self.replies[self._index]
         self._index += 1
+        if callable(reply):
+            reply = reply(list(messages))
         message = AIMessage(content=reply) if isinstance(reply, str) else reply
         return _cut(message, self.max_output_tokens)
 

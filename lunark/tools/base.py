@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 from pydantic import BaseModel, ValidationError
 
 from lunark.errors import InvalidInput
+from lunark.tools.recipient import CardWarning
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from lunark.networks import Network, NetworkRegistry
     from lunark.settlement import Settlements
     from lunark.tools.policy import SpendingPolicy, SpendLedger
+    from lunark.tools.recipient import History
 
 __all__ = [
     "ApprovalRule",
@@ -82,8 +84,9 @@ class Proposal:
     """The ENS name (or contact label) the recipient was given as; the card shows it next to the address."""
     preview: dict[str, Any] | None = None
     """The balance-change preview (protocol ``Preview``), for a transaction."""
-    warnings: tuple[dict[str, str], ...] = ()
-    """What the user should know first (protocol ``ApprovalWarning``: code, severity, message)."""
+    warnings: tuple[CardWarning, ...] = ()
+    """What the user should know first (``lunark.tools.recipient``, protocol ``ApprovalWarning``); danger
+    ones need acknowledging."""
 
     def to_state(self) -> dict[str, Any]:
         state: dict[str, Any] = {"summary": self.summary, "description": self.description, "tx": self.tx,
@@ -95,7 +98,7 @@ class Proposal:
         if self.preview is not None:
             state["preview"] = self.preview
         if self.warnings:
-            state["warnings"] = [dict(w) for w in self.warnings]
+            state["warnings"] = [w.to_dict() for w in self.warnings]
         return state
 
     @classmethod
@@ -108,7 +111,7 @@ class Proposal:
             facts=tuple((str(f["label"]), str(f["value"])) for f in raw.get("facts") or ()),
             recipient_name=raw.get("recipient_name"),
             preview=raw.get("preview"),
-            warnings=tuple(dict(w) for w in raw.get("warnings") or ()),
+            warnings=tuple(CardWarning.from_dict(w) for w in raw.get("warnings") or ()),
         )
 
 
@@ -143,6 +146,8 @@ class ToolContext:
     """When the approval expires; a spend reservation lapses then."""
     settlements: Settlements | None = None
     """Owns every approved transaction from decision to final outcome (``lunark.settlement``)."""
+    history: History | None = None
+    """The user's settled transfers, read by the recipient checks (the store)."""
 
     @property
     def action_id(self) -> str | None:

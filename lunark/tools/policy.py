@@ -27,6 +27,7 @@ from eth_utils.address import to_checksum_address
 from lunark.chain.types import TransferIntent, rescale_up, to_units
 from lunark.errors import PolicyViolation
 from lunark.store.base import SpendEntry
+from lunark.tools.recipient import RecipientPolicy
 
 __all__ = ["InMemorySpendLedger", "SpendLedger", "SpendingPolicy", "cap_units", "utc_today"]
 
@@ -120,6 +121,8 @@ class SpendingPolicy:
     """If set, the only recipients allowed."""
     deny: frozenset[ChecksumAddress] = frozenset()
     """Recipients never allowed (wins over ``allow``)."""
+    recipients: RecipientPolicy = field(default_factory=RecipientPolicy)
+    """The recipient checks' settings: look-alike digits, log range, warnings that refuse."""
 
     @classmethod
     def build(
@@ -129,12 +132,14 @@ class SpendingPolicy:
         daily_cap: Mapping[str, Decimal | str | int] | None = None,
         allow: Iterable[str] | None = None,
         deny: Iterable[str] = (),
+        recipients: RecipientPolicy | None = None,
     ) -> SpendingPolicy:
         return cls(
             per_tx_cap=_caps(per_tx_cap or {}),
             daily_cap=_caps(daily_cap or {}),
             allow=None if allow is None else frozenset(to_checksum_address(a) for a in allow),
             deny=frozenset(to_checksum_address(a) for a in deny),
+            recipients=recipients or RecipientPolicy(),
         )
 
     def _cap(self, caps: Mapping[str, Decimal], symbol: str) -> Decimal | None:

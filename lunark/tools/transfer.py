@@ -23,12 +23,19 @@ from web3.exceptions import TransactionNotFound, Web3Exception
 
 from lunark.chain.ens import primary_name, resolve_recipient
 from lunark.chain.preview import BalancePreview, preview_differences, unexpected_movement
-from lunark.chain.types import PreparedTx, prepared_from_state, prepared_to_state, to_units
+from lunark.chain.types import PreparedTx, TransferIntent, prepared_from_state, prepared_to_state, to_units
 from lunark.errors import LunarkError, PreviewChanged, SignerError, SimulationFailed
 from lunark.settlement import outcome_message
 from lunark.store.base import SettlementRecord
 from lunark.tools.amounts import amount_for_share, share_of
 from lunark.tools.base import ApprovalRule, Decision, Proposal, ToolContext
+from lunark.tools.recipient import (
+    CardWarning,
+    counterparties,
+    has_code,
+    refuse_unrecoverable,
+    transfer_warnings,
+)
 
 if TYPE_CHECKING:
     from lunark.chain.client import ChainClient
@@ -99,26 +106,37 @@ class Transfer:
         network = ctx.network
         client = ctx.clients.get(network)
         token: ChecksumAddress | None = None
+        symbol = network.symbol
         if not network.is_native(a.token):
             # Only tokens the configuration knows: an arbitrary contract the model names could
             # claim any symbol. Fail closed.
-            token = network.token(str(a.token)).address
+            known = network.token(str(a.token))
+            token, symbol = known.address, known.symbol
+        # Funds that can never come back are refused before anything else (and before any reservation).
+        refuse_unrecoverable(a.to.strip(), symbol, token)
         # An ENS name is resolved here, once: the card shows the name and the address it resolved
         # to, and that address is what gets approved and signed, whatever the name points to later.
         to, name = await resolve_recipient(client, a.to)
+        if name:
+            refuse_unrecoverable(to, symbol, token)  # a name can point anywhere, a burn address too
         if (share := share_of(a.amount)) is not None:
             # "all", "half", "25%": the exact figure, from the live balance; the card shows it.
             a.amount = await amount_for_share(client, ctx.user_address, to, share, token=token)
         intent = await client.build_intent(ctx.user_address, to, a.amount, token)
-        warnings = await _name_warnings(client, name, intent.recipient) if name else ()
+        named = await _name_warnings(client, name, intent.recipient) if name else ()
         # Checked, and the amount reserved against the daily cap across all of the user's chats,
         # before anyone is asked; the reservation lapses with the approval.
         await ctx.policy.check(intent, ctx.ledger, reservation=ctx.action_id, expires_at=ctx.expires_at)
+        # The recipient checks only read (the store, the node): they run while the transaction is
+        # built and simulated, so the card waits for the slowest of them, not for all in turn.
+        checks = asyncio.ensure_future(_recipient_warnings(intent, ctx, client))
         try:
             prepared = await client.prepare(intent)
             # The exact transaction, simulated: the card shows what it changes, not what we hope it does.
             preview = await client.preview(prepared)
+            warnings = (*await checks, *named)
         except BaseException:
+            checks.cancel()
             if ctx.action_id is not None:
                 await ctx.ledger.release(ctx.action_id)
             raise
@@ -142,7 +160,7 @@ class Transfer:
             recipient_name=name,
             tx=prepared.to_wire(),
             preview=preview.to_wire(),
-            warnings=warnings + ((unexpected,) if unexpected else ()),
+            warnings=warnings + ((CardWarning.from_dict(unexpected),) if unexpected else ()),
             data={
                 "prepared": prepared_to_state(prepared),
                 "preview": preview.to_state(),
@@ -252,7 +270,7 @@ async def _recheck(ctx: ToolContext, prepared: PreparedTx, proposal: Proposal, t
     return preview_differences(shown, now)
 
 
-async def _name_warnings(client: ChainClient, name: str, address: str) -> tuple[dict[str, str], ...]:
+async def _name_warnings(client: ChainClient, name: str, address: str) -> tuple[CardWarning, ...]:
     """``ens_reverse_mismatch`` when the address does not name itself ``name`` (its primary name, the
     reverse record verified forward): a name anyone can point at any address proves nothing about who
     holds it, while an address's own primary name is set by its holder."""
@@ -269,7 +287,24 @@ async def _name_warnings(client: ChainClient, name: str, address: str) -> tuple[
             f"{name} points to {address}, but that address's primary ENS name is {primary}, not {name}. "
             "Check that this is who you mean to pay."
         )
-    return ({"code": "ens_reverse_mismatch", "severity": "warning", "message": message},)
+    return (CardWarning("ens_reverse_mismatch", "warning", message),)
+
+
+async def _recipient_warnings(intent: TransferIntent, ctx: ToolContext, client: ChainClient) -> list[CardWarning]:
+    """The recipient checks of one card: history, look-alikes, contract (``lunark.tools.recipient``);
+    the node's reads and the store's run together."""
+    policy = ctx.policy.recipients
+
+    async def contract() -> bool:
+        # Only native transfers: paying a token to a contract (a multisig, an exchange) is routine.
+        return intent.token is None and await has_code(client, intent.recipient)
+
+    history, is_contract = await asyncio.gather(
+        counterparties(ctx.history, client, intent.sender, policy), contract()
+    )
+    return transfer_warnings(
+        intent, history, network_name=ctx.network.display_name, is_contract=is_contract, policy=policy
+    )
 
 
 def settlement_result(record: SettlementRecord, base: dict[str, Any]) -> dict[str, Any]:

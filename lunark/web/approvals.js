@@ -1,6 +1,7 @@
-// Approvals: the card for each approval request (what it does, the network, the fee, a countdown)
-// and the user's decisions on it, approving through the wallet, rejecting with a reason, or
-// editing the amount.
+// Approvals: the card for each approval request (what it does, the network, the fee, its warnings,
+// a countdown) and the user's decisions on it, approving through the wallet, rejecting with a
+// reason, or editing the amount. A danger warning has a checkbox: Approve stays disabled until
+// every one is ticked, and the approve decision then acknowledges their codes.
 
 import * as P from "./lib/protocol.js";
 import { decisionFor } from "./lib/reducer.js";
@@ -32,8 +33,10 @@ async function approveAction(approval) {
   const requests = approval.action_requests;
   for (let i = 0; i < requests.length; i++) {
     const request = requests[i];
+    // Approve is enabled only once every danger warning is ticked: acknowledge them all.
+    const acknowledge = P.dangerCodes(request);
     if (!request.tx) {
-      decisions.push(P.approve());
+      decisions.push(P.approve({ acknowledge }));
       continue;
     }
     try {
@@ -42,7 +45,7 @@ async function approveAction(approval) {
         await switchWallet(app.state.network && app.state.network.chain_id === chainId ? app.state.network : { chain_id: chainId, name: `chain ${chainId}`, symbol: "ETH", decimals: 18, rpc_urls: [] });
       }
       const txHash = await app.provider.request({ method: "eth_sendTransaction", params: [P.toEip1193Tx(request.tx)] });
-      decisions.push(P.approve({ txHash }));
+      decisions.push(P.approve({ txHash, acknowledge }));
     } catch (err) {
       if (err && err.code === P.USER_REJECTED) {
         // The wallet's own "no" is the user's decision: reject this action and the rest.
@@ -141,7 +144,7 @@ function approvalFacts(request, network, networks) {
   for (const fact of request.facts || []) facts.push([String(fact.label), String(fact.value), "fact"]);
   const list = h("dl", { class: "facts" }, ...facts.flatMap(([term, value, cls]) => [h("dt", {}, term), h("dd", { class: cls }, value)]));
   const row = h("div", { class: "request", "data-call-id": request.call_id },
-    previewBlock(request, networks), warningsBlock(request), list, h("p", { class: "summary" }, request.summary));
+    previewBlock(request, networks), approvalWarnings(request), list, h("p", { class: "summary" }, request.summary));
   row.dataset.symbol = symbol;
   return row;
 }
@@ -173,11 +176,32 @@ function previewBlock(request, networks) {
     gas.length ? h("p", { class: "gas" }, `Simulated: ${gas.join(", ")}`) : null);
 }
 
-function warningsBlock(request) {
+const SEVERITY_LABELS = { danger: "Danger", warning: "Warning", info: "Note" };
+
+// The card's warnings, right after its balance changes, coloured by severity; a danger one carries the checkbox
+// that acknowledges it. Kept apart from the facts: other parts of the card render around it.
+function approvalWarnings(request) {
   const warnings = request.warnings || [];
   if (!warnings.length) return null;
-  return h("ul", { class: "warnings" }, ...warnings.map((w) =>
-    h("li", { class: `warning ${w.severity}`, "data-code": w.code }, w.message)));
+  return h("ul", { class: "warnings", "aria-label": "Warnings" }, ...warnings.map((w) => {
+    const severity = SEVERITY_LABELS[w.severity] ? w.severity : "danger";
+    return h("li", { class: `caution ${severity}`, "data-code": w.code, role: severity === "danger" ? "alert" : null },
+      h("strong", { class: "severity" }, `${SEVERITY_LABELS[severity]}: `),
+      h("span", { class: "message" }, w.message),
+      severity === "danger" ? h("label", { class: "ack" },
+        h("input", { type: "checkbox", class: "ack-box", "data-code": w.code, onchange: (e) => gateApprove(e.target.closest(".approval")) }),
+        " I understand the risk and still want to approve") : null);
+  }));
+}
+
+// Approve is enabled only while every danger checkbox of the card is ticked (and nothing is busy).
+// The boxes live in the DOM only: a tick re-checks the button at once, without a render.
+function gateApprove(node) {
+  if (!node) return;
+  const approve = node.querySelector(".approve");
+  const busy = node.dataset.busy === "1" || node.dataset.status !== "pending";
+  const unacknowledged = [...node.querySelectorAll("input.ack-box")].some((box) => !box.checked);
+  approve.disabled = busy || unacknowledged;
 }
 
 function updateApproval(node, approval, ui, network, txs) {
@@ -188,6 +212,9 @@ function updateApproval(node, approval, ui, network, txs) {
   title.textContent = pending ? title.dataset.pending : title.dataset.done;
   const busy = pending && Boolean(ui.busy);
   for (const button of node.querySelectorAll(".actions button, form button")) button.disabled = busy;
+  for (const box of node.querySelectorAll("input.ack-box")) box.disabled = !pending || busy;
+  node.dataset.busy = busy ? "1" : "";
+  gateApprove(node);
   show(node.querySelector(".actions"), pending && !ui.mode);
   show(node.querySelector(".reject-form"), pending && ui.mode === "reject");
   const editForm = node.querySelector(".edit-form");

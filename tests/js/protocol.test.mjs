@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 
 import {
-  allowedDecisions, approve, buildSiweMessage, edit, editAmount, formatUnits, maxFeeWei, reject,
+  allowedDecisions, approve, buildSiweMessage, dangerCodes, edit, editAmount, formatUnits, maxFeeWei, reject,
   toAddEthereumChain, toEip1193Tx, toHexChainId, utf8ToHex,
 } from "../../lunark/web/lib/protocol.js";
 
@@ -14,6 +14,9 @@ test("decision constructors make the protocol's shapes", () => {
   assert.deepEqual(approve(), { type: "approve" });
   assert.deepEqual(approve({ txHash: "0xab" }), { type: "approve", tx_hash: "0xab" });
   assert.deepEqual(approve({ signedTx: "0x02f8" }), { type: "approve", signed_tx: "0x02f8" });
+  assert.deepEqual(approve({ txHash: "0xab", acknowledge: ["lookalike_recipient"] }),
+    { type: "approve", tx_hash: "0xab", acknowledge: ["lookalike_recipient"] });
+  assert.deepEqual(approve({ acknowledge: [] }), { type: "approve" });
   assert.deepEqual(reject(), { type: "reject" });
   assert.deepEqual(reject("  "), { type: "reject" });
   assert.deepEqual(reject(" too much "), { type: "reject", message: "too much" });
@@ -101,4 +104,15 @@ test("keccak-256 and EIP-55 checksums", async () => {
     assert.equal(toChecksumAddress(address.toUpperCase().replace("0X", "0x")), address);
   }
   assert.throws(() => toChecksumAddress("0x123"), TypeError);
+});
+
+test("dangerCodes lists each danger warning's code once, in card order", () => {
+  const request = { warnings: [
+    { code: "address_from_tool_output", severity: "danger", message: "a" },
+    { code: "first_time_recipient", severity: "warning", message: "b" },
+    { code: "address_from_tool_output", severity: "danger", message: "c" },
+    { code: "lookalike_recipient", severity: "danger", message: "d" },
+  ] };
+  assert.deepEqual(dangerCodes(request), ["address_from_tool_output", "lookalike_recipient"]);
+  assert.deepEqual(dangerCodes({}), []);
 });

@@ -94,6 +94,14 @@ export const UNRECOGNIZED_CHAIN = 4902;
  * @property {string} description
  * @property {string} summary       what a person reads: amount, symbol, recipient, network, fee
  * @property {UnsignedTx|null} [tx] the transaction to sign, for transfers
+ * @property {ApprovalWarning[]} [warnings] what the user should know first; danger ones need acknowledging
+ */
+
+/**
+ * @typedef {object} ApprovalWarning
+ * @property {string} code          stable, e.g. "lookalike_recipient" (docs/safety.md lists them)
+ * @property {"info"|"warning"|"danger"} severity
+ * @property {string} message       a plain sentence for the user
  */
 
 /**
@@ -154,7 +162,7 @@ export const UNRECOGNIZED_CHAIN = 4902;
 // -- decisions ------------------------------------------------------------------------------
 
 /**
- * @typedef {{type: "approve", tx_hash?: string, signed_tx?: string}} ApproveDecision
+ * @typedef {{type: "approve", tx_hash?: string, signed_tx?: string, acknowledge?: string[]}} ApproveDecision
  * @typedef {{type: "edit", edited_action: {name: string, args: Record<string, any>}}} EditDecision
  * @typedef {{type: "reject", message?: string}} RejectDecision
  * @typedef {ApproveDecision|EditDecision|RejectDecision} Decision
@@ -163,15 +171,29 @@ export const UNRECOGNIZED_CHAIN = 4902;
 /**
  * Approve an action. With `txHash` the wallet signed and broadcast it; with `signedTx` the
  * server verifies and broadcasts; with neither only a server-side signer may sign (dev, CLI).
- * @param {{txHash?: string, signedTx?: string}} [opts]
+ * `acknowledge`: the codes of the card's danger warnings the user acknowledged (see `dangerCodes`);
+ * without them the server refuses the approve with `acknowledgement_required`.
+ * @param {{txHash?: string, signedTx?: string, acknowledge?: string[]}} [opts]
  * @returns {ApproveDecision}
  */
-export function approve({ txHash, signedTx } = {}) {
+export function approve({ txHash, signedTx, acknowledge } = {}) {
   /** @type {ApproveDecision} */
   const decision = { type: "approve" };
   if (txHash) decision.tx_hash = txHash;
   if (signedTx) decision.signed_tx = signedTx;
+  if (acknowledge && acknowledge.length) decision.acknowledge = [...acknowledge];
   return decision;
+}
+
+/**
+ * The codes of a request's danger warnings, once each, in card order: what an approve must acknowledge.
+ * @param {ActionRequest} request
+ * @returns {string[]}
+ */
+export function dangerCodes(request) {
+  const codes = [];
+  for (const w of request.warnings || []) if (w.severity === "danger" && !codes.includes(w.code)) codes.push(w.code);
+  return codes;
 }
 
 /**
