@@ -11,12 +11,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from conftest import World, sign_in
 from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
 from server_harness import Http, SioClient, assert_error
 from wallet import native_balance, token_balance
 
 from lunark.chain.anvil import Anvil, DevAccount
+from lunark.errors import AcknowledgementRequired
+from lunark.graph.approval import validate_decisions
 from lunark.models.scripted import ScriptedChatModel
 from lunark.tools.recipient import (
     CardWarning,
@@ -329,3 +332,18 @@ def test_only_unacknowledged_danger_codes_are_missing() -> None:
              CardWarning("a", "danger", "").to_dict(), CardWarning("c", "danger", "").to_dict()]
     assert missing_acknowledgements(cards, set()) == ["a", "c"]
     assert missing_acknowledgements(cards, {"a", "c"}) == []
+
+
+def test_a_broadcast_transaction_is_followed_even_without_the_acknowledgement() -> None:
+    """A tx_hash approve is not refused for a missing acknowledgement: the wallet already broadcast it,
+    and a refusal would only leave the funds that moved unfollowed (docs/safety.md)."""
+    request = {"call_id": "c1", "name": "transfer", "args": {}, "tx": {"to": "0x" + "11" * 20},
+               "warnings": [{"code": "lookalike_recipient", "severity": "danger", "message": "look-alike"}]}
+    approval = {"action_requests": [request], "review_configs": [
+        {"action_name": "transfer", "allowed_decisions": ["approve", "edit", "reject"]}]}
+    tx_hash = "0x" + "ab" * 32
+    assert validate_decisions(approval, [{"type": "approve", "tx_hash": tx_hash}]) == [
+        {"type": "approve", "tx_hash": tx_hash}
+    ]
+    with pytest.raises(AcknowledgementRequired):
+        validate_decisions(approval, [{"type": "approve", "signed_tx": "0x02f8"}])

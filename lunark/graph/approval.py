@@ -91,7 +91,9 @@ def validate_decisions(approval: Mapping[str, Any], decisions: Sequence[Any]) ->
             raise InvalidDecision(
                 f"Decision {index} carries a transaction, but {request['name']} has none to sign.", index=index
             )
-        if isinstance(decision, ApproveDecision):
+        if isinstance(decision, ApproveDecision) and not decision.tx_hash:
+            # A tx_hash is a transaction the wallet already broadcast: refusing it would stop nothing,
+            # only leave moved funds unfollowed. It is settled like any approve (docs/safety.md).
             missing = missing_acknowledgements(request.get("warnings") or (), set(decision.acknowledge or ()))
             if missing:
                 raise AcknowledgementRequired(
