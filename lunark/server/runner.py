@@ -129,7 +129,8 @@ class Runner:
             else:
                 await self._settle_unapplied(chat, record)
                 return
-            logger.info("resuming chat %s after a restart (approval %s)", chat.chat_id, record.approval_id)
+            logger.info("resuming chat %s after a restart (approval %s, %s)", chat.chat_id, record.approval_id,
+                        "its decision" if where[0] == "paused" else "carried on from its checkpoint")
             self._resumed[chat.chat_id] = record.approval_id
             self._start(chat, events, answer)
             started = True
@@ -146,7 +147,9 @@ class Runner:
         applied = await self.agent.resolved(chat.chat_id, record.approval_id) or any(
             s.approval_id == record.approval_id for s in await self.store.settlements(chat_id=chat.chat_id)
         )
-        if not applied and (record.by or "user") == "user":
+        if applied:
+            logger.info("approval %s of chat %s was applied before the restart", record.approval_id, chat.chat_id)
+        elif (record.by or "user") == "user":
             logger.error("approval %s of chat %s was decided but its chat holds no trace of it; "
                          "nothing was sent", record.approval_id, chat.chat_id)
             await self.hub.publish(chat.chat_id, chat.owner, {
