@@ -16,6 +16,7 @@ Use it through ``Agent``::
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, aclosing, asynccontextmanager
 from dataclasses import dataclass
@@ -62,6 +63,8 @@ from lunark.tools.registry import ToolSet, default_tools
 from lunark.tools.transfer import settlement_result
 
 __all__ = ["SYSTEM_PROMPT", "Agent", "AgentEvent", "ChatSnapshot"]
+
+logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ChatSnapshot:
@@ -224,6 +227,7 @@ class Agent(GraphNodes):
         # applies those writes without running their tasks again.
         saved = await self._checkpointer.aget_tuple(config)
         if saved is not None and any(channel not in WRITES_IDX_MAP for _, channel, _ in saved.pending_writes or ()):
+            logger.info("chat %s stopped after a step whose checkpoint was not written; it carries on", thread_id)
             return "interrupted", None
         return None
 
