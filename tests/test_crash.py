@@ -3,7 +3,8 @@
 Every run must end with exactly the on-chain transfer the user approved (never none after a
 decision, never two), the chat showing it confirmed, and the approval never offered again.
 
-The suite runs each crash point once; ``LUNARK_CRASH_RUNS=N .venv/bin/pytest tests/test_crash.py``
+The suite runs each crash point once, and each kill point just after a decision's ack
+(``ACK_DELAYS_MS``) ``ACK_RUNS`` times; ``LUNARK_CRASH_RUNS=N .venv/bin/pytest tests/test_crash.py``
 (docs/troubleshooting.md names it) sweeps every point N times.
 """
 
@@ -31,6 +32,10 @@ pytestmark = pytest.mark.slow
 LUNARK = [sys.executable, "-c", "import sys; from lunark.cli import main; sys.exit(main())"]
 RUNS = int(os.environ.get("LUNARK_CRASH_RUNS", "1"))
 POINTS = ["paused", "decided", "mempool", "mined"]
+ACK_DELAYS_MS = [0, 1, 2, 5, 10]
+"""Kill points after the decision's ``{ok: true}``: the graph resumes in these milliseconds (the
+resume is written to the checkpoint, the approve step's result, the next step's checkpoint)."""
+ACK_RUNS = int(os.environ.get("LUNARK_CRASH_RUNS", "3"))
 
 
 @dataclass
@@ -206,3 +211,145 @@ async def test_an_approval_that_expires_while_the_server_is_dead_is_expired_by_i
         late = {"chat_id": chat_id, "approval_id": pending["approval_id"], "decisions": [{"type": "approve"}]}
         assert_error(await sio.call("resume_decisions", late), "approval_expired")
     assert int(anvil.rpc("eth_getTransactionCount", [alice.address, "latest"]), 16) == nonce_before
+
+
+def stored(data_dir: Path, approval_id: str) -> dict[str, Any]:
+    """The store as the restarted server keeps it (read-only): the approval, its settlements and its
+    entries in the spend ledger."""
+    import sqlite3
+
+    with sqlite3.connect(f"file:{data_dir / 'lunark.sqlite'}?mode=ro", uri=True) as db:
+        approval = db.execute("SELECT state, by FROM approvals WHERE approval_id = ?", (approval_id,)).fetchone()
+        settlements = db.execute(
+            "SELECT call_id, state, tx_hash FROM settlements WHERE approval_id = ?", (approval_id,)
+        ).fetchall()
+        ledger = db.execute(
+            "SELECT state, amount, tx_hash FROM ledger WHERE entry_id LIKE ?", (approval_id + "/%",)
+        ).fetchall()
+    return {"approval": approval, "settlements": settlements, "ledger": ledger}
+
+
+@pytest.mark.parametrize("delay_ms", ACK_DELAYS_MS)
+async def test_a_decision_acked_just_before_a_crash_is_applied_exactly_once(
+    server: Server, anvil: Anvil, alice: DevAccount, bob: DevAccount, delay_ms: int
+) -> None:
+    """kill -9 ``delay_ms`` after the approve's ``{ok: true}``, ``ACK_RUNS`` times in one chat, wherever
+    the resumed graph got to: the resume or the approve step's result written only as the paused
+    checkpoint's pending writes, with no later checkpoint; the settlement written ahead or already
+    sent. Restarted on the same data (which is the next run's server), each decision is applied
+    once: the chat, the store's settlement and spend ledger, and the chain all show the one
+    transfer, and the chat takes the next message."""
+    data_dir = Path(json.loads(server.config.read_text())["data_dir"])
+    served = await server.start()
+    token = await sign_in(served, alice)
+    chat_id, last_seq = "", 0
+    for run in range(ACK_RUNS):
+        bob_before = native_balance(anvil, bob.address)
+        nonce_before = int(anvil.rpc("eth_getTransactionCount", [alice.address, "latest"]), 16)
+        async with SioClient(served, token) as sio:
+            if run == 0:
+                chat_id = (await sio.call("join_chat", {}))["chat_id"]
+            else:  # the same chat carries on after the recovered turn
+                await sio.call("join_chat", {"chat_id": chat_id, "last_seq": last_seq})
+            mark = sio.mark()
+            await sio.call("send_message", {"chat_id": chat_id, "content": f"send 0.5 ETH to {bob.address}",
+                                            "client_message_id": f"m{run}"})
+            pending = await sio.wait_event("pending_approval", chat_id=chat_id, after=mark, timeout=30)
+            call_id = pending["action_requests"][0]["call_id"]
+            approve = {"chat_id": chat_id, "approval_id": pending["approval_id"],
+                       "decisions": [{"type": "approve"}]}
+            await sio.wait_event("message_end", chat_id=chat_id, after=mark, finish_reason="awaiting_approval")
+            assert await sio.call("resume_decisions", approve) == {"ok": True}
+            if delay_ms:
+                await asyncio.sleep(delay_ms / 1000)
+            await server.kill()
+
+        served = await server.start()
+        where = f"run {run}, killed {delay_ms} ms after the ack"
+        async with SioClient(served, token) as sio, Http(served) as http:
+            ack = await sio.call("join_chat", {"chat_id": chat_id, "last_seq": 0})
+            assert "pending_approval" not in ack, f"{where}: a decided approval is never offered again"
+            done = await final_status(sio, chat_id, call_id)
+            # The chat: the transfer confirmed, its call answered once as a success, the resumed turn over.
+            assert done["status"] == "confirmed", (where, done)
+            result = await sio.wait_event("tool_result", chat_id=chat_id, call_id=call_id, timeout=30)
+            assert result["status"] == "success", (where, result)
+            await sio.wait_until(
+                lambda e, chat_id=chat_id, after=result["seq"]: e["type"] == "message_end"
+                and e.get("chat_id") == chat_id and e["seq"] > after,
+                timeout=30, what=f"the end of the resumed turn ({where})",
+            )
+            results = [e for e in sio.of("tool_result", chat_id=chat_id) if e.get("call_id") == call_id]
+            assert [r["status"] for r in results] == ["success"], (where, results)
+            assert_error(await sio.call("resume_decisions", approve), "already_decided", "no_pending_approval")
+            _, detail = await http.get(f"/api/chats/{chat_id}", token)
+            mine = [t for t in detail["transactions"] if t["call_id"] == call_id]
+            assert [t["status"] for t in detail["transactions"]] == ["confirmed"] * (run + 1), (where, detail)
+            assert len(mine) == 1 and "pending_approval" not in detail, (where, detail)
+            tx_hash = mine[0]["tx_hash"]
+            last_seq = max(sio.seqs(chat_id))
+
+        # The ledger: the decision applied, one settlement confirmed under that hash, its spend committed once.
+        record = stored(data_dir, pending["approval_id"])
+        assert record["approval"] == ("done", "user"), (where, record)
+        assert record["settlements"] == [(call_id, "confirmed", tx_hash)], (where, record)
+        assert [(state, int(amount), hash_) for state, amount, hash_ in record["ledger"]] == [
+            ("committed", 5 * 10**17, tx_hash.lower())], (where, record)
+        # The chain: exactly that one transfer, under that hash.
+        assert native_balance(anvil, bob.address) - bob_before == 5 * 10**17, where
+        assert int(anvil.rpc("eth_getTransactionCount", [alice.address, "latest"]), 16) == nonce_before + 1, where
+        receipt = anvil.rpc("eth_getTransactionReceipt", [tx_hash])
+        assert receipt is not None and int(receipt["status"], 16) == 1, (where, receipt)
+
+
+async def test_a_decision_acked_before_a_crash_whose_approval_expires_meanwhile_is_refused_plainly(
+    server: Server, anvil: Anvil, alice: DevAccount, bob: DevAccount
+) -> None:
+    """kill -9 right after the approve's ack; the approval expires while no server runs. Restarted,
+    the claimed decision is still taken to its end, never dropped silently: either it went out before
+    the crash and is followed to ``confirmed``, or it is refused now (nothing is signed after the
+    approval's expiry) and the chat says so: the transfer ``dropped``, its call not a success, the
+    spend released, nothing on chain."""
+    config = json.loads(server.config.read_text())
+    server.config.write_text(json.dumps({**config, "approvals": {"ttl_seconds": 3}}))
+    data_dir = Path(config["data_dir"])
+    served = await server.start()
+    token = await sign_in(served, alice)
+    nonce_before = int(anvil.rpc("eth_getTransactionCount", [alice.address, "latest"]), 16)
+    async with SioClient(served, token) as sio:
+        chat_id = (await sio.call("join_chat", {}))["chat_id"]
+        await sio.call("send_message", {"chat_id": chat_id, "content": f"send 0.5 ETH to {bob.address}",
+                                        "client_message_id": "m1"})
+        pending = await sio.wait_event("pending_approval", chat_id=chat_id, timeout=30)
+        call_id = pending["action_requests"][0]["call_id"]
+        approve = {"chat_id": chat_id, "approval_id": pending["approval_id"], "decisions": [{"type": "approve"}]}
+        assert await sio.call("resume_decisions", approve) == {"ok": True}
+        await server.kill()
+    await asyncio.sleep(3.5)  # past its expiry, with no server alive
+
+    served = await server.start()
+    async with SioClient(served, token) as sio, Http(served) as http:
+        ack = await sio.call("join_chat", {"chat_id": chat_id, "last_seq": 0})
+        assert "pending_approval" not in ack
+        done = await final_status(sio, chat_id, call_id)
+        result = await sio.wait_event("tool_result", chat_id=chat_id, call_id=call_id, timeout=30)
+        end = await sio.wait_until(
+            lambda e: e["type"] == "message_end" and e.get("chat_id") == chat_id and e["seq"] > result["seq"],
+            timeout=30, what="the end of the resumed turn",
+        )
+        _, detail = await http.get(f"/api/chats/{chat_id}", token)
+    record = stored(data_dir, pending["approval_id"])
+    assert record["approval"] == ("done", "user"), record
+    nonce = int(anvil.rpc("eth_getTransactionCount", [alice.address, "latest"]), 16)
+    if done["status"] == "confirmed":  # it went out before the crash
+        assert result["status"] == "success" and nonce == nonce_before + 1, (result, nonce)
+        assert [s for _, s, _ in record["settlements"]] == ["confirmed"], record
+        assert [s for s, _, _ in record["ledger"]] == ["committed"], record
+        return
+    assert done["status"] == "dropped" and "not sent" in done["reason"], done
+    assert result["status"] != "success" and result["result"]["status"] == "dropped", result
+    assert [s for _, s, _ in record["settlements"]] == ["expired"], record
+    assert [s for s, _, _ in record["ledger"]] == ["released"], record
+    assert nonce == nonce_before, "nothing is signed or sent after the approval expired"
+    answer = next(m for m in reversed(detail["messages"]) if m["role"] == "assistant")
+    assert "not sent" in answer["content"], (answer, end)

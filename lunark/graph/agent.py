@@ -16,6 +16,7 @@ Use it through ``Agent``::
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, aclosing, asynccontextmanager
 from dataclasses import dataclass
@@ -30,7 +31,7 @@ from langchain_core.messages import (
     ToolMessage,
 )
 from langchain_core.runnables import Runnable, RunnableConfig
-from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.checkpoint.base import WRITES_IDX_MAP, BaseCheckpointSaver
 from langgraph.types import Command, StateSnapshot
 from pydantic import ValidationError
 
@@ -62,6 +63,8 @@ from lunark.tools.registry import ToolSet, default_tools
 from lunark.tools.transfer import settlement_result
 
 __all__ = ["SYSTEM_PROMPT", "Agent", "AgentEvent", "ChatSnapshot"]
+
+logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ChatSnapshot:
@@ -134,6 +137,7 @@ class Agent(GraphNodes):
             binder = bind_tools or cast(BaseChatModel, model).bind_tools
             self.tools.on_change(lambda: self._rebind(binder))
         self._locks: dict[str, asyncio.Lock] = {}
+        self._checkpointer = checkpointer
         self.graph = self._build().compile(checkpointer=checkpointer)
 
     def _rebind(self, binder: Callable[[Sequence[dict[str, Any]]], Runnable[Any, Any]]) -> None:
@@ -209,12 +213,28 @@ class Agent(GraphNodes):
     async def unfinished(self, thread_id: str) -> tuple[str, str | None] | None:
         """Where a chat's graph stopped, if not at its end: ``("paused", approval_id)`` at an
         interrupt, ``("interrupted", None)`` mid-run (a crash after a decision was applied)."""
-        snapshot = await self.graph.aget_state(self._config(thread_id))
+        config = self._config(thread_id)
+        snapshot = await self.graph.aget_state(config)
         if snapshot.interrupts:
             return "paused", str(snapshot.interrupts[0].value.get("approval_id"))
         if snapshot.next:
             return "interrupted", None
+        # A step whose tasks all finished but whose checkpoint was never written (the process died in
+        # between: LangGraph writes it in the background) leaves its results only as the last
+        # checkpoint's pending writes. LangGraph's snapshot then shows neither an interrupt (answered)
+        # nor a next step (every task has written): it looks finished, yet the step's successor, e.g.
+        # ``execute`` after an approval's ``approve``, never ran. Running the graph on from there
+        # applies those writes without running their tasks again.
+        saved = await self._checkpointer.aget_tuple(config)
+        if saved is not None and any(channel not in WRITES_IDX_MAP for _, channel, _ in saved.pending_writes or ()):
+            logger.info("chat %s stopped after a step whose checkpoint was not written; it carries on", thread_id)
+            return "interrupted", None
         return None
+
+    async def resolved(self, thread_id: str, approval_id: str) -> bool:
+        """Whether the chat's graph has applied a decision on ``approval_id`` (its ``approve`` step ran)."""
+        snapshot = await self.graph.aget_state(self._config(thread_id))
+        return approval_id in ((snapshot.values or {}).get("resolved") or [])
 
     async def chain_id(self, thread_id: str) -> int | None:
         """The chat's current network, or None for a chat that never ran."""
@@ -384,13 +404,16 @@ class Agent(GraphNodes):
                     yield event
 
     async def carry_on(
-        self, thread_id: str, *, on_token: Callable[[str], None] | None = None
+        self, thread_id: str, *, approval_id: str | None = None, on_token: Callable[[str], None] | None = None
     ) -> AsyncIterator[AgentEvent]:
         """Run a turn that a restart interrupted after its decision was applied, from its checkpoint
-        (the execute step finds its settlements already written and waits for their outcome)."""
-        await self.ready()
+        (the execute step finds its settlements already written and waits for their outcome).
+        ``approval_id``: the claimed decision this turn applies, finished like ``resume`` finishes it."""
+        store = await self.ready()
         async with self._lock(thread_id), aclosing(self._run(thread_id, None, on_token=on_token)) as events:
             async for event in events:
+                if event["type"] == "message_end" and approval_id is not None:
+                    await store.finish_approval(approval_id)
                 yield event
 
     async def expire(

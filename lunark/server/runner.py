@@ -125,17 +125,39 @@ class Runner:
                     on_token=answer.token,
                 )
             elif where == ("interrupted", None):
-                events = self.agent.carry_on(chat.chat_id, on_token=answer.token)
+                events = self.agent.carry_on(chat.chat_id, approval_id=record.approval_id, on_token=answer.token)
             else:
-                await self.store.finish_approval(record.approval_id)
+                await self._settle_unapplied(chat, record)
                 return
-            logger.info("resuming chat %s after a restart (approval %s)", chat.chat_id, record.approval_id)
+            logger.info("resuming chat %s after a restart (approval %s, %s)", chat.chat_id, record.approval_id,
+                        "its decision" if where[0] == "paused" else "carried on from its checkpoint")
             self._resumed[chat.chat_id] = record.approval_id
             self._start(chat, events, answer)
             started = True
         finally:
             if not started:
                 self._release_turn(chat.chat_id)
+
+    async def _settle_unapplied(self, chat: ChatRecord, record: ApprovalRecord) -> None:
+        """A claimed decision whose chat neither waits for it nor is running on from it: applied
+        already (its ``approve`` step ran, e.g. the process died after the turn's end but before the
+        claim was finished), or, with no trace of it in the chat's graph or its settlements, lost.
+        A lost one is never applied behind the user's back now: the chat says plainly that nothing
+        was done, and the claim is closed."""
+        applied = await self.agent.resolved(chat.chat_id, record.approval_id) or any(
+            s.approval_id == record.approval_id for s in await self.store.settlements(chat_id=chat.chat_id)
+        )
+        if applied:
+            logger.info("approval %s of chat %s was applied before the restart", record.approval_id, chat.chat_id)
+        elif (record.by or "user") == "user":
+            logger.error("approval %s of chat %s was decided but its chat holds no trace of it; "
+                         "nothing was sent", record.approval_id, chat.chat_id)
+            await self.hub.publish(chat.chat_id, chat.owner, {
+                "type": "error", "code": "internal",
+                "message": (f"Your decision on approval {record.approval_id} could not be applied after the "
+                            "server restarted; nothing was sent. Ask again to retry."),
+            })
+        await self.store.finish_approval(record.approval_id)
 
     async def _let_go(self, chat_id: str) -> bool:
         """A turn of this process that has sent its ``message_end`` is only letting go of the chat:

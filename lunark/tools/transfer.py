@@ -195,17 +195,20 @@ class Transfer:
         decision = dict(decision or {})
         if ctx.settlements is None or ctx.action_id is None or ctx.approval_id is None or ctx.call_id is None:
             raise SignerError("This agent has no settlement service; it cannot execute transfers.")
-        if not decision.get("tx_hash"):
+        written = await ctx.settlements.store.get_settlement(ctx.action_id)
+        if written is None and not decision.get("tx_hash"):
             # Checked again before we sign or broadcast anything: a reservation that lapsed is taken
             # anew under the cap. (A wallet that broadcast itself has already moved the funds: the
-            # settlement records and counts it instead.)
+            # settlement records and counts it instead.) A settlement already written is this step
+            # run again after a crash: it was checked (and re-simulated) then, and may be sent by
+            # now; its spend may be committed or released, which a second hold must not undo.
             await ctx.policy.check(intent, ctx.ledger, reservation=ctx.action_id, executing=True)
         recheck: asyncio.Task[list[str]] | None = None
         if decision.get("tx_hash"):
             # The wallet already broadcast it: nothing can stop it, so the re-check only has to be told, and
             # runs alongside the settlement rather than in front of it.
             recheck = asyncio.create_task(_recheck(ctx, prepared, proposal, decision["tx_hash"]))
-        elif changed := await _recheck(ctx, prepared, proposal, None):
+        elif written is None and (changed := await _recheck(ctx, prepared, proposal, None)):
             raise PreviewChanged(
                 f"Simulated again before signing, this transfer would not do what the card showed: "
                 f"{'; '.join(changed)}. Nothing was signed or sent; decide again on the fresh card.",
