@@ -7,15 +7,20 @@ import { renderMarkdown } from "./lib/markdown.js";
 import * as P from "./lib/protocol.js";
 import { reduce } from "./lib/reducer.js";
 import { newId } from "./lib/transport.js";
-import { continueAnswer, openChat } from "./app.js";
-import { createApproval, updateApproval } from "./approvals.js";
 import { app, el, h, show } from "./page.js";
 import { networkLabel, networkName } from "./wallet.js";
 
 export {
   TOOL_LABELS, addNote, toolLabel, dispatch, markChat, nearBottom, nodes, render, renderChats, renderChrome, renderTx,
-  scheduleRender, scrollToBottom,
+  resetChat, scheduleRender, scrollToBottom, wireRender,
 };
+
+// What a chat link and the Continue button do, and how an approval card is drawn, belong to
+// modules that themselves draw on this one (session.js, approvals.js): app.js hands them in, so
+// that the page's imports run one way only.
+const hooks = { openChat: null, continueAnswer: null, createApproval: null, updateApproval: null };
+
+function wireRender(given) { Object.assign(hooks, given); }
 
 const FOLLOW_SLACK_PX = 80;
 const TOOL_LABELS = { get_balance: "Balance", transfer: "Transfer", switch_network: "Switch network" };
@@ -68,6 +73,15 @@ function scrollToBottom() {
   show(el.jump, false);
 }
 
+/** Show another chat (or none): the state is replaced and every timeline node goes. */
+function resetChat(state) {
+  app.state = state;
+  app.approvalUi = {};
+  for (const entry of nodes.values()) entry.node.remove();
+  nodes.clear();
+  render();
+}
+
 function render() {
   const follow = nearBottom();
   const before = el.log.scrollHeight;
@@ -117,7 +131,7 @@ function renderChats() {
     return h("li", {},
       h("button", {
         type: "button", class: `chat-link${chat.waiting ? " waiting" : ""}`, "aria-current": current ? "page" : null,
-        "data-chat-id": chat.chat_id, onclick: () => openChat(chat.chat_id),
+        "data-chat-id": chat.chat_id, onclick: () => hooks.openChat(chat.chat_id),
       }, chat.title || "New chat"));
   }));
 }
@@ -219,7 +233,7 @@ const CREATE = {
     const extra = message.role === "assistant" ? [
       h("p", { class: "cut", hidden: true },
         h("span", {}, "The model stopped at its output limit."),
-        h("button", { type: "button", class: "continue", onclick: () => continueAnswer(message.id) }, "Continue")),
+        h("button", { type: "button", class: "continue", onclick: () => hooks.continueAnswer(message.id) }, "Continue")),
       h("div", { class: "figures", hidden: true, title: "Output tokens, time to first token, tokens per second" }),
     ] : [];
     return h("article", { class: `message ${message.role}`, "aria-label": message.role === "user" ? "You" : "Lunark" },
@@ -229,7 +243,7 @@ const CREATE = {
     h("summary", {}, h("span", { class: "tool-name" }), h("span", { class: "badge" })),
     h("div", { class: "tx" }),
     h("div", { class: "tool-body" })),
-  approval: ([approval]) => createApproval(approval),
+  approval: ([approval]) => hooks.createApproval(approval),
   notice: ([notice]) => h("div", { class: `notice ${notice.level}`, role: notice.level === "error" ? "alert" : null }),
 };
 
@@ -285,7 +299,7 @@ const UPDATE = {
   },
 
   approval(node, [approval, ui, network, ...txs]) {
-    updateApproval(node, approval, ui || {}, network, txs);
+    hooks.updateApproval(node, approval, ui || {}, network, txs);
   },
 
   notice(node, [notice]) {

@@ -3,16 +3,16 @@
 
 import * as P from "./lib/protocol.js";
 import { initialState } from "./lib/reducer.js";
-import { resetChat, startSession } from "./app.js";
 import { api, app, describeError, el } from "./page.js";
-import { renderChrome } from "./render.js";
+import { renderChrome, resetChat } from "./render.js";
 
 export { connectWallet, signOut, storedSession };
 
 const SESSION_KEY = "lunark.session";
 const STATEMENT = "Sign in to Lunark.";
 
-async function connectWallet() {
+/** Sign in with the wallet's account, then start the session with `onSession(session)`. */
+async function connectWallet(onSession) {
   if (!app.provider) return;
   el.connect.disabled = true;
   el.welcomeNote.textContent = "Confirm in your wallet…";
@@ -24,7 +24,7 @@ async function connectWallet() {
     const session = await signIn(app.address, app.walletChainId);
     sessionStorage.setItem(SESSION_KEY, JSON.stringify(session));
     el.welcomeNote.textContent = "";
-    await startSession(session);
+    await onSession(session);
   } catch (err) {
     el.welcomeNote.textContent = err.code === P.USER_REJECTED
       ? "Sign-in cancelled in the wallet."

@@ -1,34 +1,11 @@
-// The wallet: the EIP-1193 provider's events (chain and account changes) and network switching,
-// asked of the wallet (adding the network when it does not know it) and explained when it refuses.
+// The wallet: network switching, asked of the wallet (adding the network when it does not know
+// it) and explained when it refuses, and the names of the networks the page has seen. The
+// provider's own events (chain and account changes) are followed by session.js.
 
 import * as P from "./lib/protocol.js";
 import { app, describeError } from "./page.js";
-import { addNote, dispatch, renderChrome } from "./render.js";
-import { signOut } from "./signin.js";
 
-export { followNetworkSwitch, networkLabel, networkName, onAccountsChanged, onChainChanged, switchWallet, walletRefusal };
-
-async function onChainChanged(chainHex) {
-  app.walletChainId = Number(BigInt(chainHex));
-  renderChrome();
-  const chatId = app.state.chatId;
-  if (!app.transport || !chatId) return;
-  if (app.state.network && app.state.network.chain_id === app.walletChainId) return;
-  try {
-    const ack = await app.transport.walletChanged(chatId, app.walletChainId);
-    if (app.state.chatId === chatId) dispatch({ type: "local:network", network: ack.network });
-  } catch (err) {
-    addNote(`The wallet moved to chain ${app.walletChainId}, which this server does not know: ${describeError(err)}`);
-  }
-}
-
-function onAccountsChanged(accounts) {
-  if (!app.session) return;
-  const [account] = accounts || [];
-  if (!account || account.toLowerCase() !== app.session.address.toLowerCase()) {
-    signOut("The wallet switched accounts. Sign in again with the account you want to use.");
-  }
-}
+export { networkLabel, networkName, switchWallet, walletRefusal };
 
 /** Ask the wallet to move to a network; add it first when the wallet does not know it (4902). */
 async function switchWallet(network) {
@@ -72,13 +49,4 @@ function walletRefusal(err, network) {
     parts.push(`This chat is on ${name}: balances are read there, and approving a transfer will ask your wallet to switch again.`);
   }
   return parts.join(" ");
-}
-
-async function followNetworkSwitch(event) {
-  if (!app.provider || app.walletChainId === event.chain_id) return;
-  try {
-    await switchWallet(event);
-  } catch (err) {
-    addNote(walletRefusal(err, event));
-  }
 }
