@@ -545,3 +545,31 @@ def test_the_js_clients_constants_are_generated_from_the_models(tmp_path: Path) 
     assert bad.returncode == 1
     subprocess.run([sys.executable, str(script), "--path", str(stale)], check=True, capture_output=True)
     assert stale.read_text(encoding="utf-8") == js.read_text(encoding="utf-8")
+
+
+def test_the_js_clients_typescript_declarations_are_generated_from_the_models(tmp_path: Path) -> None:
+    script = ROOT / "scripts" / "gen_protocol_js.py"
+    dts = ROOT / "lunark" / "web" / "lib" / "protocol.d.ts"
+    stale = tmp_path / "protocol.d.ts"
+    stale.write_text(dts.read_text(encoding="utf-8").replace("  tx_hash?: string | null;", "  tx_hash: string;", 1))
+    bad = subprocess.run(
+        [sys.executable, str(script), "--check", "--dts", str(stale)], capture_output=True, text=True, check=False
+    )
+    assert bad.returncode == 1 and "protocol.d.ts is out of date" in bad.stderr
+    subprocess.run([sys.executable, str(script), "--dts", str(stale)], check=True, capture_output=True)
+    assert stale.read_text(encoding="utf-8") == dts.read_text(encoding="utf-8")
+
+    # Every model of the protocol is a TypeScript interface with its wire fields; every error code,
+    # event type and decision is in a union.
+    text = dts.read_text(encoding="utf-8")
+    models = [
+        m for name in protocol.__all__ if isinstance(m := getattr(protocol, name), type) and issubclass(m, BaseModel)
+    ]
+    for model in models:
+        body = text.split(f"export interface {model.__name__} {{\n", 1)[1].split("\n}\n", 1)[0]
+        for name, info in model.model_fields.items():
+            assert f"  {info.alias or name}" in body, f"{model.__name__}.{name} is not declared"
+    for value in [*(c.value for c in ErrorCode), *(s.value for s in TxStatus)]:
+        assert f'  | "{value}"' in text
+    assert "export type ChatEvent =\n" + "".join(f"  | {m.__name__}\n" for m in EVENT_MODELS.values()).rstrip(
+        "\n") + ";" in text

@@ -1,0 +1,3 @@
+export * from "./protocol.js";
+export * from "./reducer.js";
+export * from "./transport.js";
