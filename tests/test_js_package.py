@@ -71,6 +71,23 @@ def test_the_tarball_holds_the_library_and_nothing_else(installed: Path) -> None
     assert set(lock["packages"]) == {"", "node_modules/@lunark/client"}
 
 
+def test_a_checkout_installs_too(tmp_path: Path) -> None:
+    # `npm install ./lunark/web/lib` links the checkout: the same entry points, the page's files.
+    project = tmp_path / "dapp"
+    project.mkdir()
+    (project / "package.json").write_text(json.dumps({"name": "dapp", "private": True, "type": "module"}))
+    npm("install", str(LIB), cwd=project)
+    assert (project / "node_modules" / "@lunark" / "client").resolve() == LIB
+    probe = (
+        "const p = await import('@lunark/client/protocol'); const r = await import('@lunark/client/reducer');"
+        "const t = await import('@lunark/client/transport');"
+        "console.log(JSON.stringify([p.reject('no'), r.initialState('c1').chatId, typeof t.LunarkTransport]));"
+    )
+    out = subprocess.run(["node", "--input-type=module", "-e", probe], cwd=project, capture_output=True, text=True,
+                         timeout=60, check=True).stdout
+    assert json.loads(out) == [{"type": "reject", "message": "no"}, "c1", "function"]
+
+
 async def test_a_dapp_streams_an_answer_and_approves_a_transfer_with_the_installed_package(
     installed: Path, serve: Any, anvil: Anvil, alice: DevAccount, bob: DevAccount
 ) -> None:

@@ -52,8 +52,7 @@ try {
   const chatId = joined.chat_id;
 
   // One answer, streamed as tokens into the reducer's message.
-  const tokensBefore = 0;
-  let tokens = tokensBefore;
+  let tokens = 0;
   const off = transport.onEvent((event) => { if (event.type === "token") tokens += 1; });
   await transport.sendMessage(chatId, "hello");
   const hello = await until((s) => !s.running && lastAnswer(s));
