@@ -692,8 +692,13 @@ export declare const UNRECOGNIZED_CHAIN: 4902;
 /**
  * Approve an action. With `txHash` the wallet signed and broadcast it; with `signedTx` the
  * server verifies and broadcasts; with neither only a server-side signer may sign (dev, CLI).
+ * `acknowledge`: the codes of the card's danger warnings the user acknowledged (`dangerCodes`);
+ * without them the server refuses the approve with `acknowledgement_required`.
  */
-export declare function approve(opts?: { txHash?: string; signedTx?: string }): ApproveDecision;
+export declare function approve(opts?: { txHash?: string; signedTx?: string; acknowledge?: string[] }): ApproveDecision;
+
+/** The codes of a request's danger warnings, once each, in card order: what an approve must acknowledge. */
+export declare function dangerCodes(request: Pick<ActionRequest, "warnings">): string[];
 
 /** Reject an action; the message (optional, trimmed) reaches the model. */
 export declare function reject(message?: string): RejectDecision;

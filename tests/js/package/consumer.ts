@@ -2,7 +2,7 @@
 // `tsc --noEmit --strict`. Each @ts-expect-error must be an error: the types are not `any`.
 import { io } from "socket.io-client";
 import {
-  approve, edit, editAmount, reject, toEip1193Tx, ERROR_CODES, FINAL_TX_STATUSES,
+  approve, dangerCodes, edit, editAmount, reject, toEip1193Tx, ERROR_CODES, FINAL_TX_STATUSES,
   type ChatEvent, type ChatEventOf, type ClientEvents, type Decision, type ErrorCode, type ResumeDecisions,
   type TxStatus, type UnsignedTx,
 } from "@lunark/client/protocol";
@@ -89,6 +89,7 @@ async function chat(token: string): Promise<ChatState> {
   if (waiting) {
     const [first] = waiting.action_requests;
     if (first) await transport.decide(joined.chat_id, waiting.approval_id, [editAmount(first, "0.5")]);
+    if (first) await transport.decide(joined.chat_id, waiting.approval_id, [approve({ acknowledge: dangerCodes(first) })]);
   }
   try {
     await transport.abort(joined.chat_id);
