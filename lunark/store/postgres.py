@@ -41,8 +41,9 @@ from lunark.errors import ConfigError, LunarkError, NotFound
 from lunark.store.base import EventRecord
 from lunark.store.dialect import POSTGRES, Conflict
 from lunark.store.eventlog import Append, answer, prepare, stamp
+from lunark.store.operations import Lock, Operation, Query, Row, drive_async
 from lunark.store.schema import SCHEMA_VERSION, pending
-from lunark.store.sql import Lock, Operation, Query, Row, SqlStore, drive_async
+from lunark.store.sql import SqlStore
 
 __all__ = ["SCHEMA_VERSION", "PostgresStore", "advisory_key", "open_checkpointer"]
 

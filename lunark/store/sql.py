@@ -5,10 +5,8 @@
 its dialect, how one statement runs (``_fetch``), how an operation of several runs whole
 (``_perform``), the event log's appends (group commit) and its ``last_seq``.
 
-An operation of several statements is a generator: it yields a ``Query`` (or a ``Lock``) and is
-sent back the rows, so its body is written once and each backend drives it in its own way (SQLite
-on its thread in one hop, Postgres on one pooled connection), whole, in a transaction when asked.
-A statement that breaks a constraint is thrown back into the generator as ``Conflict``.
+An operation of several statements is a generator (``lunark.store.operations``), written once
+and driven by each backend in its own way, whole, in a transaction when asked.
 """
 
 from __future__ import annotations
@@ -17,8 +15,7 @@ import asyncio
 import json
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, date, datetime
 from typing import Any, ClassVar, TypeVar, cast
 
@@ -39,58 +36,11 @@ from lunark.store.base import (
     appended,
 )
 from lunark.store.dialect import Conflict, Dialect, dumps, refused
+from lunark.store.operations import Lock, Operation, Query, Row
 
-__all__ = ["Lock", "Operation", "Query", "Row", "SqlStore", "drive", "drive_async"]
+__all__ = ["SqlStore"]
 
 _T = TypeVar("_T")
-Row = tuple[Any, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Query:
-    sql: str
-    """Named parameters and dialect macros (``lunark.store.dialect``), compiled by the executor."""
-    params: Mapping[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class Lock:
-    """Serialize the rest of the transaction with every other holding ``name``, in any process."""
-
-    name: str
-
-
-Operation = Generator[Query | Lock, list[Row], _T]
-
-
-def drive(operation: Operation[_T], step: Callable[[Query | Lock], list[Row]]) -> _T:
-    """Run ``operation``, each of its steps through ``step`` (a ``Conflict`` is thrown back in)."""
-    try:
-        asked = next(operation)
-        while True:
-            try:
-                rows = step(asked)
-            except Conflict as exc:
-                asked = operation.throw(exc)
-            else:
-                asked = operation.send(rows)
-    except StopIteration as stop:
-        return cast(_T, stop.value)
-
-
-async def drive_async(operation: Operation[_T], step: Callable[[Query | Lock], Awaitable[list[Row]]]) -> _T:
-    """``drive`` with an asynchronous ``step``."""
-    try:
-        asked = next(operation)
-        while True:
-            try:
-                rows = await step(asked)
-            except Conflict as exc:
-                asked = operation.throw(exc)
-            else:
-                asked = operation.send(rows)
-    except StopIteration as stop:
-        return cast(_T, stop.value)
 
 
 class SqlStore(ABC):

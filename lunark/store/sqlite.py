@@ -39,8 +39,9 @@ from lunark.errors import LunarkError
 from lunark.store.base import EventRecord
 from lunark.store.dialect import SQLITE, Conflict, refused
 from lunark.store.eventlog import Append, answer, prepare, stamp
+from lunark.store.operations import Lock, Operation, Query, Row, drive
 from lunark.store.schema import SCHEMA_VERSION, pending
-from lunark.store.sql import Lock, Operation, Query, Row, SqlStore, drive
+from lunark.store.sql import SqlStore
 
 __all__ = ["SCHEMA_VERSION", "SqliteStore"]
 
