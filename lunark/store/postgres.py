@@ -82,16 +82,20 @@ async def _migrate(conn: Conn, url: str) -> None:
         await conn.execute("INSERT INTO schema_version (version) VALUES (%s)", (version,))
 
 
-async def _step(conn: Conn, asked: Query | Lock) -> list[Row]:
-    if isinstance(asked, Lock):
-        await conn.execute("SELECT pg_advisory_xact_lock(%s)", (advisory_key(asked.name),))
-        return []
+async def _execute(conn: Conn, sql: str, params: Mapping[str, Any]) -> list[Row]:
     try:
-        cursor = await conn.execute(POSTGRES.compile(asked.sql), asked.params)
+        cursor = await conn.execute(sql, params)
     except errors.IntegrityError as exc:
         raise Conflict(exc.diag.message_primary or str(exc), foreign_key=isinstance(exc, errors.ForeignKeyViolation)
                        ) from exc
     return await cursor.fetchall() if cursor.description is not None else []
+
+
+async def _step(conn: Conn, asked: Query | Lock) -> list[Row]:
+    if isinstance(asked, Lock):
+        await conn.execute("SELECT pg_advisory_xact_lock(%s)", (advisory_key(asked.name),))
+        return []
+    return await _execute(conn, POSTGRES.compile(asked.sql), asked.params)
 
 
 _APPEND = (
@@ -204,8 +208,8 @@ class PostgresStore(SqlStore):
         return await asyncio.shield(task)
 
     async def _fetch(self, sql: str, params: Mapping[str, Any] = {}) -> list[Row]:
-        asked = Query(sql, params)
-        return await self._run(lambda conn: _step(conn, asked))
+        compiled = POSTGRES.compile(sql)
+        return await self._run(lambda conn: _execute(conn, compiled, params))
 
     async def _perform(self, operation: Operation[_T], *, transaction: bool = False) -> _T:
         async def perform(conn: Conn) -> _T:

@@ -76,13 +76,18 @@ def _conflict(exc: sqlite3.IntegrityError) -> Conflict:
     return Conflict(str(exc), foreign_key="FOREIGN KEY" in str(exc))
 
 
+def _execute(db: sqlite3.Connection, sql: str, params: Mapping[str, Any]) -> list[Row]:
+    """One compiled statement, on the store's thread (as little Python as can be: see _append_batch)."""
+    try:
+        return db.execute(sql, params).fetchall()
+    except sqlite3.IntegrityError as exc:
+        raise _conflict(exc) from exc
+
+
 def _step(db: sqlite3.Connection, asked: Query | Lock) -> list[Row]:
     if isinstance(asked, Lock):
         return []  # BEGIN IMMEDIATE took the database's one write lock: every writer waits for it
-    try:
-        return db.execute(SQLITE.compile(asked.sql), asked.params).fetchall()
-    except sqlite3.IntegrityError as exc:
-        raise _conflict(exc) from exc
+    return _execute(db, SQLITE.compile(asked.sql), asked.params)
 
 
 def _run(db: sqlite3.Connection, operation: Operation[_T], transaction: bool) -> _T:
@@ -252,8 +257,8 @@ class SqliteStore(SqlStore):
         return await asyncio.get_running_loop().run_in_executor(self._worker, fn, self._db)
 
     async def _fetch(self, sql: str, params: Mapping[str, Any] = {}) -> list[Row]:
-        asked = Query(sql, params)
-        return await self._call(lambda db: _step(db, asked))
+        compiled = SQLITE.compile(sql)
+        return await self._call(lambda db: _execute(db, compiled, params))
 
     async def _perform(self, operation: Operation[_T], *, transaction: bool = False) -> _T:
         return await self._call(lambda db: _run(db, operation, transaction))
