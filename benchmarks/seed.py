@@ -202,7 +202,7 @@ def clone(data_dir: Path, template: str, count: int) -> list[str]:
 
 async def seed_log(data_dir: Path, events: int, *, per_message: int = 500) -> tuple[str, int]:
     """One chat of Alice whose log holds ``events`` events (answers of ``per_message`` tokens)."""
-    from lunark.store.sqlite import SqliteStore
+    from lunark.store import SqliteStore
 
     data_dir.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 (set-up, before anything is timed)
     store = await SqliteStore.open(data_dir / "lunark.sqlite")

@@ -309,7 +309,7 @@ async def test_a_chat_is_free_cluster_wide_as_soon_as_its_turn_ends(processes: P
     taken, not refused as busy while the process whose turn ended still lets go of the chat's lock."""
     import psycopg
 
-    from lunark.store.postgres import advisory_key
+    from lunark.store import advisory_key
 
     a, b = await processes.start("a", "b", model={"delay": 0.001})
     token = await sign_in(a, alice)

@@ -62,3 +62,31 @@ def test_the_graph_takes_its_decision_shapes_from_the_protocol() -> None:
     for name in ("ApproveDecision", "EditDecision", "RejectDecision", "EditedAction", "ALL_DECISIONS"):
         assert getattr(approval, name) is getattr(protocol, name), name
     assert "lunark.graph.approval" not in imports_of(PACKAGE / "protocol.py")
+
+
+def store_imports(path: Path) -> list[str]:
+    """What ``path`` takes from the store other than through the package's public names."""
+    import lunark.store
+
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    found: list[str] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("lunark.store"):
+            if node.module != "lunark.store":
+                found.append(node.module)
+            found += [f"lunark.store.{a.name}" for a in node.names if a.name not in lunark.store.__all__]
+        elif isinstance(node, ast.Import):
+            found += [a.name for a in node.names if a.name.startswith("lunark.store.")]
+    return found
+
+
+def test_the_graph_and_the_server_use_the_store_through_its_package_only() -> None:
+    # The backends' modules are the store's own business: one SQL implementation over two dialects.
+    paths = sorted([*(PACKAGE / "graph").rglob("*.py"), *(PACKAGE / "server").rglob("*.py")])
+    bad = {str(p.relative_to(ROOT)): store_imports(p) for p in paths if store_imports(p)}
+    assert bad == {}
+
+
+def test_the_store_loads_the_postgres_driver_only_when_asked() -> None:
+    assert not [m for m in loaded_after("import lunark.store") if m.startswith(("psycopg", "lunark.store.postgres"))]
+    assert "psycopg" in loaded_after("from lunark.store import PostgresStore")

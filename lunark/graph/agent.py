@@ -55,8 +55,7 @@ from lunark.graph.turn import AgentEvent, run_turn
 from lunark.models.factory import aclose_chat_model
 from lunark.networks import NetworkRegistry
 from lunark.settlement import Settlements
-from lunark.store.base import ApprovalRecord, SettlementRecord, Store
-from lunark.store.sqlite import SqliteStore
+from lunark.store import ApprovalRecord, SettlementRecord, SqliteStore, Store
 from lunark.tools.base import Tool, validate_args
 from lunark.tools.policy import SpendingPolicy
 from lunark.tools.registry import ToolSet, default_tools

@@ -17,8 +17,7 @@ from lunark.errors import ConfigError
 from lunark.graph.checkpoints import ThreadedSqliteSaver
 from lunark.models.factory import bind_tools_with_fallbacks
 from lunark.models.planner import OfflinePlanner
-from lunark.store.base import Store
-from lunark.store.factory import open_store
+from lunark.store import Store, open_store
 from lunark.tools.base import Tool
 from lunark.tools.registry import ToolSet, default_tools, load_plugins
 
@@ -61,7 +60,7 @@ async def open_agent(
         saver: BaseCheckpointSaver[Any]
         if settings.store.url:
             # Several processes share one database: LangGraph's Postgres checkpointer, on psycopg too.
-            from lunark.store.postgres import open_checkpointer
+            from lunark.store import open_checkpointer
 
             saver = await stack.enter_async_context(
                 open_checkpointer(settings.store.url, max_size=settings.store.pool_size)

@@ -63,7 +63,7 @@ from lunark.ids import new_id
 from lunark.models.planner import CONTINUE_PROMPT
 from lunark.networks import NetworkRegistry
 from lunark.settlement import Settlements
-from lunark.store.base import SettlementRecord, Store
+from lunark.store import SettlementRecord, Store
 from lunark.tools.base import Proposal, ToolContext, needs_approval, validate_args
 from lunark.tools.policy import SpendingPolicy
 from lunark.tools.recipient import Provenance, addresses_in

@@ -67,7 +67,7 @@ from lunark.server.http import _json as read_json
 from lunark.server.hub import Hub, Subscription, SubscriptionOverflow
 from lunark.server.limits import JsonCodec
 from lunark.server.service import ChatService
-from lunark.store.base import ChatRecord, EventRecord
+from lunark.store import ChatRecord, EventRecord
 
 __all__ = ["CUSTOM_PREFIX", "INTERRUPT_REASON", "action_fingerprint", "agui_routes", "interrupts_for"]
 

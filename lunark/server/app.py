@@ -39,8 +39,7 @@ from lunark.server.namespace import ChatNamespace
 from lunark.server.runner import Runner
 from lunark.server.service import ChatService
 from lunark.server.transport import TRANSPORT_FACTOR, LunarkSocketServer
-from lunark.store.base import SettlementRecord
-from lunark.store.factory import open_store
+from lunark.store import SettlementRecord, open_store
 from lunark.tools.base import Tool
 
 if TYPE_CHECKING:
@@ -107,7 +106,7 @@ class LunarkServer:
             self.cluster: Cluster | None = None
             if settings.store.url:
                 from lunark.server.cluster import Cluster
-                from lunark.store.postgres import PostgresStore
+                from lunark.store import PostgresStore
 
                 assert isinstance(self.store, PostgresStore)
                 self.cluster = Cluster(self.store, sweep_interval=settings.server.sweep_interval_seconds)

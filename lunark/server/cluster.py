@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 
 from lunark.ids import new_id
-from lunark.store.postgres import PostgresStore, advisory_key
+from lunark.store import PostgresStore, advisory_key
 
 if TYPE_CHECKING:
     from lunark.server.auth import Authenticator

@@ -23,7 +23,7 @@ from contextlib import suppress
 from datetime import UTC, datetime
 
 from lunark.errors import LunarkError
-from lunark.store.base import ApprovalRecord, Store
+from lunark.store import ApprovalRecord, Store
 
 __all__ = ["ExpiryClock"]
 

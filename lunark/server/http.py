@@ -33,7 +33,7 @@ from lunark.server.auth import Authenticator
 from lunark.server.hub import Hub, Subscription, SubscriptionOverflow
 from lunark.server.limits import InputRejected, JsonCodec, RateLimiter
 from lunark.server.service import ChatService
-from lunark.store.base import EventRecord, Store
+from lunark.store import EventRecord, Store
 
 __all__ = ["STATUS", "HttpLimits", "routes"]
 

@@ -51,7 +51,7 @@ from operator import itemgetter
 from typing import Any
 
 from lunark import protocol
-from lunark.store.base import EventRecord, Store
+from lunark.store import EventRecord, Store
 
 __all__ = ["WALLET_EVENTS", "Hub", "Subscription", "SubscriptionOverflow"]
 

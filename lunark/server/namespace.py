@@ -31,7 +31,7 @@ from lunark.server.auth import Authenticator, Watch, token_hash
 from lunark.server.hub import Hub
 from lunark.server.limits import Limiters
 from lunark.server.service import ChatService
-from lunark.store.base import EventRecord
+from lunark.store import EventRecord
 
 __all__ = ["ChatNamespace"]
 

@@ -33,7 +33,7 @@ from socketio import packet
 
 from lunark.server.hub import Emit, Hub, Subscription
 from lunark.server.namespace import ChatNamespace
-from lunark.store.base import EventRecord, Store
+from lunark.store import EventRecord, Store
 
 __all__ = ["ClusterHub", "ClusterNamespace", "Gate", "RelayManager"]
 

@@ -24,7 +24,7 @@ from lunark.graph.agent import Agent, AgentEvent
 from lunark.ids import new_id
 from lunark.server.expiry import ExpiryClock
 from lunark.server.hub import Hub
-from lunark.store.base import ApprovalRecord, ChatRecord, Store
+from lunark.store import ApprovalRecord, ChatRecord, Store
 
 __all__ = ["Runner", "TurnLocks"]
 

@@ -14,7 +14,7 @@ from lunark.networks import Network, NetworkRegistry
 from lunark.protocol import CallTool, ContinueMessage, ResumeDecisions, SendMessage
 from lunark.server.limits import Limiters
 from lunark.server.runner import Runner
-from lunark.store.base import ChatRecord, MessageRecord, Store
+from lunark.store import ChatRecord, MessageRecord, Store
 
 __all__ = ["ChatService", "network_info"]
 

@@ -1,15 +1,56 @@
-"""Durable storage: the ``Store`` Protocol, its records, and the SQLite default."""
+"""Durable storage: the ``Store`` Protocol, its records, and its two implementations.
 
-from lunark.store.base import ChatRecord, EventRecord, MessageRecord, Role, Store, TransactionRecord
-from lunark.store.sqlite import SCHEMA_VERSION, SqliteStore
+The rest of Lunark imports the store from here only. ``SqliteStore`` is the embedded default;
+``PostgresStore`` (with ``advisory_key`` and ``open_checkpointer``, for a cluster) is loaded on first
+use, so that a SQLite deployment never imports the Postgres driver.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from lunark.store.base import (
+    ApprovalRecord,
+    ChatRecord,
+    EventRecord,
+    MessageRecord,
+    Role,
+    SettlementRecord,
+    SpendEntry,
+    Store,
+    TransactionRecord,
+)
+from lunark.store.factory import open_store
+from lunark.store.schema import SCHEMA_VERSION
+from lunark.store.sqlite import SqliteStore
+
+if TYPE_CHECKING:
+    from lunark.store.postgres import PostgresStore, advisory_key, open_checkpointer
 
 __all__ = [
     "SCHEMA_VERSION",
+    "ApprovalRecord",
     "ChatRecord",
     "EventRecord",
     "MessageRecord",
+    "PostgresStore",
     "Role",
+    "SettlementRecord",
+    "SpendEntry",
     "SqliteStore",
     "Store",
     "TransactionRecord",
+    "advisory_key",
+    "open_checkpointer",
+    "open_store",
 ]
+
+_POSTGRES = frozenset({"PostgresStore", "advisory_key", "open_checkpointer"})
+
+
+def __getattr__(name: str) -> Any:
+    if name in _POSTGRES:
+        from lunark.store import postgres
+
+        return getattr(postgres, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,303 @@
+"""The schema, by version: one numbering for both databases, DDL per database where types differ.
+
+Version 1 is the chat side (chats, messages, the event log, transactions, sign-in), 2 the money path
+(approvals, settlements, the hashes that settle them, the spend ledger in base units), 3 the index
+the expiry clock pages by. Column types differ (text vs ``timestamptz``, ``jsonb``, ``boolean``,
+identity columns), so 1 and 2 are written per database; what is the same is written once.
+
+Postgres databases made before the numbering was shared carry their own numbers: its old 1 held
+everything of SQLite's 2, its old 2 was 3. Lunark never writes a version below 3 on Postgres (it
+migrates in one transaction to the newest), so a 1 or 2 found there is read in the old numbering.
+"""
+
+from __future__ import annotations
+
+from lunark.errors import ConfigError
+from lunark.store.dialect import Dialect
+
+__all__ = ["SCHEMA_VERSION", "pending"]
+
+SCHEMA_VERSION = 3
+"""The schema this code writes; a database with a newer one is refused."""
+
+LEGACY_POSTGRES = {1: 2, 2: 3}
+"""Postgres versions written before the numbering was shared, and the shared version each is."""
+
+_SQLITE: dict[int, str] = {
+    1: """
+CREATE TABLE IF NOT EXISTS chats (
+    chat_id    TEXT PRIMARY KEY,
+    owner      TEXT NOT NULL,
+    chain_id   INTEGER NOT NULL,
+    title      TEXT,
+    created_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS chats_by_owner ON chats (owner, created_at);
+
+CREATE TABLE IF NOT EXISTS messages (
+    id                INTEGER PRIMARY KEY,
+    message_id        TEXT NOT NULL UNIQUE,
+    chat_id           TEXT NOT NULL REFERENCES chats (chat_id) ON DELETE CASCADE,
+    role              TEXT NOT NULL CHECK (role IN ('user', 'assistant')),
+    content           TEXT NOT NULL,
+    client_message_id TEXT,
+    finish_reason     TEXT,
+    created_at        TEXT NOT NULL
+);
+-- NULLs are distinct in a UNIQUE index: only messages with a client id are deduplicated.
+CREATE UNIQUE INDEX IF NOT EXISTS messages_by_client_id ON messages (chat_id, client_message_id);
+
+CREATE TABLE IF NOT EXISTS events (
+    chat_id TEXT NOT NULL REFERENCES chats (chat_id) ON DELETE CASCADE,
+    seq     INTEGER NOT NULL CHECK (seq > 0),
+    type    TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    ts      REAL NOT NULL,
+    PRIMARY KEY (chat_id, seq)
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS transactions (
+    id         INTEGER PRIMARY KEY,
+    chat_id    TEXT NOT NULL REFERENCES chats (chat_id) ON DELETE CASCADE,
+    tx_hash    TEXT NOT NULL,
+    call_id    TEXT NOT NULL,
+    chain_id   INTEGER NOT NULL,
+    status     TEXT NOT NULL,
+    history    TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    UNIQUE (chat_id, tx_hash)
+);
+
+-- Whole-unit decimals, superseded by `ledger` (version 2) and no longer read.
+CREATE TABLE IF NOT EXISTS spend (
+    tx_hash TEXT PRIMARY KEY,
+    address TEXT NOT NULL,
+    symbol  TEXT NOT NULL,
+    day     TEXT NOT NULL,
+    amount  TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS spend_by_day ON spend (address, symbol, day);
+
+CREATE TABLE IF NOT EXISTS nonces (
+    nonce      TEXT PRIMARY KEY,
+    expires_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS nonces_by_expiry ON nonces (expires_at);
+
+CREATE TABLE IF NOT EXISTS sessions (
+    token_hash TEXT PRIMARY KEY,
+    address    TEXT NOT NULL,
+    expires_at TEXT NOT NULL
+);
+""",
+    2: """
+CREATE TABLE IF NOT EXISTS approvals (
+    approval_id TEXT PRIMARY KEY,
+    chat_id     TEXT NOT NULL,
+    owner       TEXT NOT NULL,
+    state       TEXT NOT NULL CHECK (state IN ('pending', 'decided', 'done', 'expired')),
+    request     TEXT NOT NULL,
+    proposals   TEXT NOT NULL,
+    expires_at  TEXT NOT NULL,
+    decisions   TEXT,
+    by          TEXT,
+    updated_at  TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS approvals_by_state ON approvals (state);
+
+CREATE TABLE IF NOT EXISTS settlements (
+    settlement_id TEXT PRIMARY KEY,
+    approval_id   TEXT NOT NULL,
+    call_id       TEXT NOT NULL,
+    chat_id       TEXT NOT NULL,
+    owner         TEXT NOT NULL,
+    chain_id      INTEGER NOT NULL,
+    state         TEXT NOT NULL,
+    done          INTEGER NOT NULL DEFAULT 0,
+    prepared      TEXT NOT NULL,
+    decision      TEXT NOT NULL,
+    expires_at    TEXT NOT NULL,
+    tx_hash       TEXT,
+    nonce         INTEGER,
+    raw_tx        TEXT,
+    first_block   INTEGER,
+    late          INTEGER NOT NULL DEFAULT 0,
+    history       TEXT NOT NULL,
+    created_at    TEXT NOT NULL,
+    updated_at    TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS settlements_by_chat ON settlements (chat_id, created_at);
+CREATE INDEX IF NOT EXISTS settlements_unfinished ON settlements (done);
+CREATE INDEX IF NOT EXISTS settlements_by_nonce ON settlements (chain_id, owner, nonce);
+
+-- Every hash that ever carried a settlement (a speed-up adds one): a hash settles one approval.
+CREATE TABLE IF NOT EXISTS settlement_hashes (
+    tx_hash       TEXT PRIMARY KEY,
+    settlement_id TEXT NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS ledger (
+    entry_id   TEXT PRIMARY KEY,
+    address    TEXT NOT NULL,
+    symbol     TEXT NOT NULL,
+    decimals   INTEGER NOT NULL,
+    amount     TEXT NOT NULL,
+    day        TEXT NOT NULL,
+    state      TEXT NOT NULL CHECK (state IN ('reserved', 'committed', 'released')),
+    expires_at TEXT,
+    tx_hash    TEXT,
+    updated_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS ledger_by_day ON ledger (address, symbol, day);
+""",
+}
+
+_POSTGRES: dict[int, str] = {
+    # Each chat row carries its last_seq: appends from any process number themselves under its row lock.
+    1: """
+CREATE TABLE IF NOT EXISTS chats (
+    id         BIGINT GENERATED ALWAYS AS IDENTITY,
+    chat_id    TEXT PRIMARY KEY,
+    owner      TEXT NOT NULL,
+    chain_id   BIGINT NOT NULL,
+    title      TEXT,
+    created_at TIMESTAMPTZ NOT NULL,
+    last_seq   BIGINT NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS chats_by_owner ON chats (owner, created_at DESC, id DESC);
+
+CREATE TABLE IF NOT EXISTS messages (
+    id                BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    message_id        TEXT NOT NULL UNIQUE,
+    chat_id           TEXT NOT NULL REFERENCES chats (chat_id) ON DELETE CASCADE,
+    role              TEXT NOT NULL CHECK (role IN ('user', 'assistant')),
+    content           TEXT NOT NULL,
+    client_message_id TEXT,
+    finish_reason     TEXT,
+    created_at        TIMESTAMPTZ NOT NULL
+);
+-- NULLs are distinct in a UNIQUE index: only messages with a client id are deduplicated.
+CREATE UNIQUE INDEX IF NOT EXISTS messages_by_client_id ON messages (chat_id, client_message_id);
+
+CREATE TABLE IF NOT EXISTS events (
+    chat_id TEXT NOT NULL REFERENCES chats (chat_id) ON DELETE CASCADE,
+    seq     BIGINT NOT NULL CHECK (seq > 0),
+    type    TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    ts      DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (chat_id, seq)
+);
+
+CREATE TABLE IF NOT EXISTS transactions (
+    id         BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    chat_id    TEXT NOT NULL REFERENCES chats (chat_id) ON DELETE CASCADE,
+    tx_hash    TEXT NOT NULL,
+    call_id    TEXT NOT NULL,
+    chain_id   BIGINT NOT NULL,
+    status     TEXT NOT NULL,
+    history    JSONB NOT NULL,
+    updated_at TIMESTAMPTZ NOT NULL,
+    UNIQUE (chat_id, tx_hash)
+);
+
+CREATE TABLE IF NOT EXISTS nonces (
+    nonce      TEXT PRIMARY KEY,
+    expires_at TIMESTAMPTZ NOT NULL
+);
+CREATE INDEX IF NOT EXISTS nonces_by_expiry ON nonces (expires_at);
+
+CREATE TABLE IF NOT EXISTS sessions (
+    token_hash TEXT PRIMARY KEY,
+    address    TEXT NOT NULL,
+    expires_at TIMESTAMPTZ NOT NULL
+);
+""",
+    2: """
+CREATE TABLE IF NOT EXISTS approvals (
+    approval_id TEXT PRIMARY KEY,
+    chat_id     TEXT NOT NULL,
+    owner       TEXT NOT NULL,
+    state       TEXT NOT NULL CHECK (state IN ('pending', 'decided', 'done', 'expired')),
+    request     JSONB NOT NULL,
+    proposals   JSONB NOT NULL,
+    expires_at  TIMESTAMPTZ NOT NULL,
+    decisions   JSONB,
+    "by"        TEXT,
+    updated_at  TIMESTAMPTZ NOT NULL
+);
+CREATE INDEX IF NOT EXISTS approvals_by_state ON approvals (state, expires_at);
+
+CREATE TABLE IF NOT EXISTS settlements (
+    id            BIGINT GENERATED ALWAYS AS IDENTITY,
+    settlement_id TEXT PRIMARY KEY,
+    approval_id   TEXT NOT NULL,
+    call_id       TEXT NOT NULL,
+    chat_id       TEXT NOT NULL,
+    owner         TEXT NOT NULL,
+    chain_id      BIGINT NOT NULL,
+    state         TEXT NOT NULL,
+    done          BOOLEAN NOT NULL DEFAULT FALSE,
+    prepared      JSONB NOT NULL,
+    decision      JSONB NOT NULL,
+    expires_at    TIMESTAMPTZ NOT NULL,
+    tx_hash       TEXT,
+    nonce         BIGINT,
+    raw_tx        TEXT,
+    first_block   BIGINT,
+    late          BOOLEAN NOT NULL DEFAULT FALSE,
+    history       JSONB NOT NULL,
+    created_at    TIMESTAMPTZ NOT NULL,
+    updated_at    TIMESTAMPTZ NOT NULL
+);
+CREATE INDEX IF NOT EXISTS settlements_by_chat ON settlements (chat_id, created_at, id);
+CREATE INDEX IF NOT EXISTS settlements_unfinished ON settlements (done) WHERE NOT done;
+CREATE INDEX IF NOT EXISTS settlements_by_nonce ON settlements (chain_id, owner, nonce);
+
+-- Every hash that ever carried a settlement (a speed-up adds one): a hash settles one approval.
+CREATE TABLE IF NOT EXISTS settlement_hashes (
+    tx_hash       TEXT PRIMARY KEY,
+    settlement_id TEXT NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS ledger (
+    entry_id   TEXT PRIMARY KEY,
+    address    TEXT NOT NULL,
+    symbol     TEXT NOT NULL,
+    decimals   INTEGER NOT NULL,
+    amount     NUMERIC(78, 0) NOT NULL,
+    day        DATE NOT NULL,
+    state      TEXT NOT NULL CHECK (state IN ('reserved', 'committed', 'released')),
+    expires_at TIMESTAMPTZ,
+    tx_hash    TEXT,
+    updated_at TIMESTAMPTZ NOT NULL
+);
+CREATE INDEX IF NOT EXISTS ledger_by_day ON ledger (address, symbol, day);
+""",
+}
+
+_SHARED: dict[int, str] = {
+    # Pending approvals by expiry, so that finding the due ones (and the next one due) reads only
+    # those, however many wait (lunark.server.expiry).
+    3: """
+DROP INDEX IF EXISTS approvals_by_state;
+CREATE INDEX IF NOT EXISTS approvals_by_expiry ON approvals (state, expires_at, approval_id);
+""",
+}
+
+_BY_DIALECT = {"sqlite": _SQLITE, "postgres": _POSTGRES}
+
+
+def pending(dialect: Dialect, version: int, where: str) -> tuple[int, list[tuple[int, str]]]:
+    """The shared version a database recording ``version`` is at, and the migrations (``(version it
+    makes, DDL)``, in order) that bring it to ``SCHEMA_VERSION``. A newer database is refused:
+    ``where`` names it in the message."""
+    if dialect.name == "postgres":
+        version = LEGACY_POSTGRES.get(version, version)
+    if version > SCHEMA_VERSION:
+        raise ConfigError(
+            f"The database {where} has schema version {version}, newer than this Lunark's {SCHEMA_VERSION}; "
+            "upgrade Lunark or use another database.",
+            version=version,
+        )
+    ddl = {**_BY_DIALECT[dialect.name], **_SHARED}
+    return version, [(target, ddl[target]) for target in sorted(ddl) if target > version]
