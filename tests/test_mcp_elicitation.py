@@ -249,3 +249,40 @@ async def test_a_host_killed_mid_approval_has_its_card_withdrawn_after_the_grace
 async def chat_detail(url: str, token: str, chat_id: str) -> dict[str, Any]:
     async with LunarkClient(url, token=token) as client:
         return await client.get_chat(chat_id)
+
+
+async def test_a_stopped_lunark_mcp_withdraws_its_waiting_card_at_once(
+    make_server: Any, alice: DevAccount, bob: DevAccount
+) -> None:
+    server = await make_server()
+    token = await sign_in(server, alice)
+    host = await asyncio.create_subprocess_exec(
+        sys.executable, str(HOST), "stdio", server.url, token, "60", bob.address, "1",
+        stdout=asyncio.subprocess.PIPE, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
+    assert host.stdout is not None
+    servers: list[int] = []
+    try:
+        assert (await asyncio.wait_for(host.stdout.readline(), 60)).strip() == b"calling"
+        async with the_user(server.url, token) as chat:
+            approval = await asyncio.wait_for(next_approval(chat), 60)
+            [lunark_mcp] = servers = children_of(host.pid)
+            started = time.monotonic()
+            os.kill(lunark_mcp, signal.SIGTERM)  # stopped by the system, its host still there
+            resolved, result = await asyncio.wait_for(withdrawal(chat, approval.approval_id), 60)
+        assert time.monotonic() - started < 30, "at once, not after the 60 s grace time"
+        [decision] = resolved.decisions
+        assert decision.type == "reject" and decision.message == "Withdrawn: the MCP server (lunark mcp) was stopped."
+        assert result.status == "rejected"
+        for _ in range(100):
+            if not alive(lunark_mcp):
+                break
+            await asyncio.sleep(0.1)
+        assert not alive(lunark_mcp)
+    finally:
+        if host.returncode is None:
+            host.kill()
+            await host.wait()
+        for pid in servers:
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)

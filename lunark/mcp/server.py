@@ -14,7 +14,13 @@ settlement (``confirmed`` with hash and block, ``mismatch``, ``failed``, ``dropp
 ``rejected`` with the reason, or ``expired``; only a confirmed transfer (or another tool that ran)
 is not ``isError``, and a call set aside for the user's new message (``superseded``) is neither a
 success nor a failure. Nothing here can approve: the only decision it ever
-sends is a rejection, when the host cancels its request.
+sends is a rejection, when the host cancels its request, declines the approval page or vanishes.
+
+A host that takes URL-mode elicitations (MCP 2025-11-25, the ``elicitation.url`` capability) is
+sent the link to the dApp's page for the approval (``/approve/{approval_id}``), where the user signs
+in with their wallet and decides; it hears ``notifications/elicitation/complete`` once the approval
+is decided. A host that vanishes while its call waits (killed, its stream dropped, its stdin
+closed: no cancel, no DELETE) has the card withdrawn after ``withdraw_after`` seconds.
 
 While a call waits the host gets MCP progress notifications: waiting for approval, approved,
 submitted, mined, confirmations. Calls run one at a time in the host's chat.
@@ -32,6 +38,7 @@ import asyncio
 import hmac
 import json
 import logging
+import os
 import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
@@ -551,16 +558,24 @@ async def serve_stdio(url: str, token: str, *, withdraw_after: float = WITHDRAW_
                 front.host_gone = True
 
         loop = asyncio.get_running_loop()
+        received: list[signal.Signals] = []
         async with anyio.create_task_group() as group:
-            def stop() -> None:
+            def stop(sig: signal.Signals) -> None:
+                received.append(sig)
                 front.stopping.set()
                 group.cancel_scope.cancel()
 
             for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(sig, stop)
+                loop.add_signal_handler(sig, stop, sig)
             group.start_soon(relay)
             await front.server.run(messages, write, front.server.create_initialization_options())
             group.cancel_scope.cancel()
+        if received:
+            # The calls are withdrawn. stdin's reader is a thread blocked in read() that nothing can
+            # cancel while the host keeps stdin open: end the way the signal asked, without it.
+            await front.client.close()
+            signal.signal(received[0], signal.SIG_DFL)
+            os.kill(os.getpid(), received[0])
 
 
 async def serve_http(url: str, token: str, *, host: str, port: int, ready: Any = None,
