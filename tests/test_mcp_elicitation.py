@@ -286,3 +286,50 @@ async def test_a_stopped_lunark_mcp_withdraws_its_waiting_card_at_once(
         for pid in servers:
             if alive(pid):
                 os.kill(pid, signal.SIGKILL)
+
+
+async def test_declining_the_approval_page_in_the_host_rejects_the_card(
+    make_server: Any, alice: DevAccount, bob: DevAccount, anvil: Anvil
+) -> None:
+    server = await make_server()
+    token = await sign_in(server, alice)
+    before = native_balance(anvil, bob.address)
+    seen = ElicitingHost()
+
+    async def decline(context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
+        await seen.elicit(context, params)
+        return types.ElicitResult(action="decline")
+
+    params = StdioServerParameters(
+        command=sys.executable, args=["-m", "lunark.cli", "mcp", "--url", server.url], env={"LUNARK_TOKEN": token}
+    )
+    async with stdio_client(params) as (read, write), ClientSession(
+        read, write, elicitation_callback=decline, message_handler=seen.on_message
+    ) as host:
+        await host.initialize()
+        result = await asyncio.wait_for(host.call_tool("transfer", {"to": bob.address, "amount": "1"}), 60)
+    assert result.isError and result.structuredContent is not None
+    assert result.structuredContent["status"] == "rejected"
+    assert result.structuredContent["reason"] == (
+        "Declined in the MCP host: the user chose not to open the approval page.")
+    assert seen.completed == [seen.asked[0].elicitationId]
+    assert native_balance(anvil, bob.address) == before
+
+
+async def test_an_http_host_that_ends_its_session_withdraws_at_once(
+    make_server: Any, alice: DevAccount, bob: DevAccount
+) -> None:
+    server = await make_server()
+    token = await sign_in(server, alice)
+    argv = [str(LUNARK), "mcp", "--url", server.url, "--http"]  # the default grace: 60 s
+    async with lunark_mcp_http(argv, token) as endpoint, the_user(server.url, token) as chat:
+        async with http_host(endpoint, token) as host:
+            call = asyncio.create_task(host.call_tool("transfer", {"to": bob.address, "amount": "1"}))
+            approval = await asyncio.wait_for(next_approval(chat), 60)
+            started = time.monotonic()
+            call.cancel()  # the host closes without a cancel notification, ending its session (DELETE)
+        resolved, result = await asyncio.wait_for(withdrawal(chat, approval.approval_id), 60)
+    assert time.monotonic() - started < 30
+    [decision] = resolved.decisions
+    assert decision.type == "reject" and decision.message == "Withdrawn: the MCP host cancelled its request."
+    assert result.status == "rejected"
