@@ -58,6 +58,10 @@ def _parser() -> argparse.ArgumentParser:
     mcp.add_argument("--http", action="store_true", help="serve streamable HTTP at /mcp instead of stdio")
     mcp.add_argument("--host", default="127.0.0.1", help="with --http: address to listen on")
     mcp.add_argument("--port", type=int, default=8765, help="with --http: port to listen on (0: a free one, printed)")
+    mcp.add_argument("--withdraw-after", type=float, default=60.0, metavar="SECONDS",
+                     help="withdraw a waiting approval once its MCP host has been gone this long (default 60)")
+    mcp.add_argument("--page-url", metavar="URL",
+                     help="where users open the dApp, for the approval links sent to the host (default --url)")
 
     # The chat's own options, parsed here: `lunark chat --url URL` and `lunark chat -h` work as
     # printed (a REMAINDER under a subparser refused them).
@@ -158,13 +162,16 @@ async def _mcp(args: argparse.Namespace) -> int:
     from lunark.mcp.server import check_token, serve_http, serve_stdio
 
     token = check_token(os.environ.get(args.token_env), args.token_env)
+    if not args.withdraw_after > 0:
+        raise LunarkError("--withdraw-after must be a number of seconds greater than 0.")
+    options = {"withdraw_after": args.withdraw_after, "page_url": args.page_url}
     if args.http:
         def ready(front: Any, port: int) -> None:
             print(f"Lunark MCP server on http://{args.host}:{port}/mcp for {front.client.url}", flush=True)
 
-        await serve_http(args.url, token, host=args.host, port=args.port, ready=ready)
+        await serve_http(args.url, token, host=args.host, port=args.port, ready=ready, **options)
     else:
-        await serve_stdio(args.url, token)
+        await serve_stdio(args.url, token, **options)
     return 0
 
 

@@ -12,6 +12,7 @@ import os
 import re
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from typing import Any
 
 from mcp import ClientSession
 from mcp.client.streamable_http import create_mcp_http_client, streamable_http_client
@@ -58,10 +59,11 @@ async def lunark_mcp_http(argv: Sequence[str], token: str, *, env: dict[str, str
 
 
 @asynccontextmanager
-async def http_host(endpoint: str, token: str) -> AsyncIterator[ClientSession]:
-    """An MCP host configured with ``{"url": endpoint, "headers": {"Authorization": "Bearer <token>"}}``."""
+async def http_host(endpoint: str, token: str, **options: Any) -> AsyncIterator[ClientSession]:
+    """An MCP host configured with ``{"url": endpoint, "headers": {"Authorization": "Bearer <token>"}}``;
+    ``options`` go to its ``ClientSession`` (``elicitation_callback=`` declares URL elicitation)."""
     http = create_mcp_http_client(headers={"Authorization": f"Bearer {token}"})
     async with http, streamable_http_client(endpoint, http_client=http) as (read, write, _), \
-            ClientSession(read, write) as host:
+            ClientSession(read, write, **options) as host:
         await asyncio.wait_for(host.initialize(), 60)
         yield host

@@ -14,7 +14,13 @@ settlement (``confirmed`` with hash and block, ``mismatch``, ``failed``, ``dropp
 ``rejected`` with the reason, or ``expired``; only a confirmed transfer (or another tool that ran)
 is not ``isError``, and a call set aside for the user's new message (``superseded``) is neither a
 success nor a failure. Nothing here can approve: the only decision it ever
-sends is a rejection, when the host cancels its request.
+sends is a rejection, when the host cancels its request, declines the approval page or vanishes.
+
+A host that takes URL-mode elicitations (MCP 2025-11-25, the ``elicitation.url`` capability) is
+sent the link to the dApp's page for the approval (``/approve/{approval_id}``), where the user signs
+in with their wallet and decides; it hears ``notifications/elicitation/complete`` once the approval
+is decided. A host that vanishes while its call waits (killed, its stream dropped, its stdin
+closed: no cancel, no DELETE) has the card withdrawn after ``withdraw_after`` seconds.
 
 While a call waits the host gets MCP progress notifications: waiting for approval, approved,
 submitted, mined, confirmations. Calls run one at a time in the host's chat.
@@ -32,14 +38,19 @@ import asyncio
 import hmac
 import json
 import logging
+import os
+import signal
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
+from urllib.parse import quote
 
 import anyio
 import mcp.types as types
 from mcp.server.lowlevel import Server
+from mcp.shared.message import ServerMessageMetadata
 from pydantic import BaseModel
 
 from lunark.client import LunarkClient
@@ -57,7 +68,9 @@ from lunark.protocol import (
     TxUpdate,
 )
 
-__all__ = ["ANNOTATIONS", "LunarkMcp", "annotations_for", "exposed_name", "serve_http", "serve_stdio"]
+__all__ = [
+    "ANNOTATIONS", "WITHDRAW_AFTER", "LunarkMcp", "annotations_for", "exposed_name", "serve_http", "serve_stdio",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +90,15 @@ ANNOTATIONS: dict[str, types.ToolAnnotations] = {
 """What each built-in tool does, as MCP annotations: only ``get_balance`` is read-only."""
 
 WITHDRAWN = "Withdrawn: the MCP host cancelled its request."
+HOST_GONE = "Withdrawn: the MCP host went away (no answer for {seconds:g} s)."
+STOPPED = "Withdrawn: the MCP server (lunark mcp) was stopped."
+DECLINED = "Declined in the MCP host: the user chose not to open the approval page."
+
+WITHDRAW_AFTER = 60.0
+"""Seconds a host may be unreachable while its call waits for approval before the card is withdrawn
+(``lunark mcp --withdraw-after``)."""
+PING_EVERY = 10.0
+"""At most this many seconds between the pings that tell a waiting call's host is still there."""
 
 
 @dataclass
@@ -99,6 +121,40 @@ class _Progress:
             logger.info("progress notification not sent: %s", exc)
 
 
+@dataclass
+class _Host:
+    """The host that made one request: its session, the request's id (what the host's answers,
+    elicitations and pings are related to) and whether it takes URL-mode elicitations."""
+
+    session: Any
+    request_id: Any
+    elicits_url: bool
+
+    def related(self) -> ServerMessageMetadata:
+        return ServerMessageMetadata(related_request_id=self.request_id)
+
+    async def ping(self, timeout: float) -> None:
+        """Answered, or ``McpError`` (no answer in time) or a closed-stream error (the transport is
+        gone). Related to the request: over streamable HTTP it goes on that request's stream, so a
+        host that dropped the stream does not answer, whatever its session does."""
+        # The outer limit covers the send too: a transport that no longer drains must not hang it.
+        with anyio.fail_after(timeout + 1.0):
+            await self.session.send_request(
+                types.ServerRequest(types.PingRequest()), types.EmptyResult,
+                request_read_timeout_seconds=timedelta(seconds=timeout), metadata=self.related(),
+            )
+
+
+@dataclass
+class _Waiting:
+    """One call's approval as it stands: the host is asked about it once, told when it is done."""
+
+    approval_id: str | None = None
+    elicited: set[str] = field(default_factory=set)
+    over: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set when the call has its outcome: the host is no longer watched."""
+
+
 class LunarkMcp:
     """The MCP server: one Lunark client, one chat, the tools as the host sees them.
 
@@ -107,8 +163,20 @@ class LunarkMcp:
     the host sees what the agent has now. An MCP tool is named ``server__tool`` here, as the agent
     names it: hosts that forward names to a model API accept only ``^[a-zA-Z0-9_-]{1,64}$``."""
 
-    def __init__(self, client: LunarkClient) -> None:
+    def __init__(self, client: LunarkClient, *, withdraw_after: float = WITHDRAW_AFTER,
+                 page_url: str | None = None) -> None:
         self.client = client
+        self.withdraw_after = withdraw_after
+        """Seconds a vanished host's waiting card stays before it is withdrawn."""
+        self.page_url = (page_url or client.url).rstrip("/")
+        """Where the user opens the dApp: approval links are ``{page_url}/approve/{approval_id}``."""
+        self.host_gone = False
+        """Over stdio: the host closed this process's stdin (it quit or was killed)."""
+        self.stopping = asyncio.Event()
+        """Set when this process is told to stop (SIGTERM): waiting cards are withdrawn at once."""
+        self._background: set[asyncio.Task[None]] = set()
+        """Elicitations and host watches. Never cancelled while their request is out: the host's late
+        answer to a request no longer awaited would be an unknown id to the MCP session."""
         self.tools: dict[str, ToolInfo] = {}
         """The tools by the name the host sees, as last listed."""
         self.server: Server[Any, Any] = Server("lunark", instructions=(
@@ -153,10 +221,22 @@ class LunarkMcp:
         await self.refresh()
         self.chat = await self.client.join()
 
+    def _spawn(self, work: Any, name: str) -> None:
+        task = asyncio.create_task(work, name=name)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def approval_url(self, approval_id: str) -> str:
+        """The dApp's page for one approval: the user signs in with their wallet there and decides."""
+        return f"{self.page_url}/approve/{quote(approval_id, safe='')}"
+
     async def _call_tool(self, name: str, arguments: dict[str, Any]) -> types.CallToolResult:
         context = self.server.request_context
         token = context.meta.progressToken if context.meta is not None else None
         progress = _Progress(token, context.session)
+        params = context.session.client_params
+        elicitation = params.capabilities.elicitation if params is not None else None
+        host = _Host(context.session, context.request_id, elicitation is not None and elicitation.url is not None)
         if name not in self.tools:
             try:
                 await self.refresh()  # an MCP server's list may have changed since
@@ -166,17 +246,24 @@ class LunarkMcp:
                 return _error(f"There is no tool named {name!r} (tools: {', '.join(self.tools)}).")
         async with self._lock:
             try:
-                return await self.call(self.tools[name].name, arguments, progress)
+                return await self.call(self.tools[name].name, arguments, progress, host)
             except LunarkError as exc:
                 return _error(exc.message, exc.to_dict())
 
-    async def call(self, name: str, arguments: dict[str, Any], progress: _Progress) -> types.CallToolResult:
-        """Run one call in the host's chat and wait for its outcome."""
+    async def call(self, name: str, arguments: dict[str, Any], progress: _Progress,
+                   host: _Host | None = None) -> types.CallToolResult:
+        """Run one call in the host's chat and wait for its outcome.
+
+        While it waits for approval the host is pinged: one that has not answered for
+        ``withdraw_after`` seconds is gone (killed, its stream dropped), and the card is withdrawn.
+        A host that takes URL-mode elicitations is sent the approval page's link, and told when
+        the approval is decided."""
         assert self.chat is not None, "start() first"
         chat = self.chat
         events = chat.events()
         call_id = await chat.call_tool(name, arguments)
-        approval_id: str | None = None
+        waiting = _Waiting()
+        watched = False
         expired = False
         result: ToolResult | None = None
         try:
@@ -184,18 +271,28 @@ class LunarkMcp:
                 if isinstance(event, ToolCall) and event.call_id == call_id and event.status == "awaiting_approval":
                     await progress.say("Waiting for the user's approval in Lunark.")
                 elif isinstance(event, PendingApproval) and any(r.call_id == call_id for r in event.action_requests):
-                    approval_id = event.approval_id
+                    waiting.approval_id = event.approval_id
                     warned = " ".join(_warnings_text(r) for r in event.action_requests if r.call_id == call_id)
-                    await progress.say(f"Approval {approval_id} is waiting for the user until {event.expires_at}."
-                                       + _preview_text(event, call_id, chat.network) + warned)
-                elif isinstance(event, ApprovalResolved) and event.approval_id == approval_id:
+                    preview = _preview_text(event, call_id, chat.network) + warned
+                    await progress.say(f"Approval {event.approval_id} is waiting for the user until "
+                                       f"{event.expires_at}." + preview)
+                    if host is not None:
+                        if host.elicits_url and event.approval_id not in waiting.elicited:
+                            waiting.elicited.add(event.approval_id)
+                            self._spawn(self._elicit(host, chat, event, preview), f"elicit-{event.approval_id}")
+                        if not watched:
+                            watched = True
+                            self._spawn(self._watch(host, chat, call_id, waiting), f"host-watch-{call_id}")
+                elif isinstance(event, ApprovalResolved) and event.approval_id == waiting.approval_id:
                     kinds = {d.type for d in event.decisions}
                     expired = event.by == "timeout"
                     said = "expired" if expired else "approved" if kinds == {"approve"} else (
                         "edited: asked again" if "edit" in kinds else
                         "set aside: the user sent a new message instead" if event.by == "superseded" else "rejected")
                     await progress.say(f"The approval was {said}.")
-                    approval_id = None if "edit" not in kinds else approval_id
+                    if host is not None and event.approval_id in waiting.elicited:
+                        await _completed(host, event.approval_id)
+                    waiting.approval_id = None if "edit" not in kinds else waiting.approval_id
                 elif isinstance(event, TxUpdate) and event.call_id == call_id:
                     await progress.say(_tx_text(event))
                 elif isinstance(event, ToolResult) and event.call_id == call_id:
@@ -211,13 +308,82 @@ class LunarkMcp:
                     if event.finish_reason in ("error", "aborted"):
                         return _error(f"The call ended without a result ({event.finish_reason}).")
         except asyncio.CancelledError:
-            await self._withdraw(chat, call_id, approval_id)
+            waiting.over.set()
+            with anyio.CancelScope(shield=True):
+                if self.host_gone and not self.stopping.is_set():
+                    # The host vanished (stdin closed, no cancel): the user may be deciding right
+                    # now in the dApp, so the card gets the grace time before it is withdrawn.
+                    await self._grace(chat, call_id)
+                message = (STOPPED if self.stopping.is_set()
+                           else HOST_GONE.format(seconds=self.withdraw_after) if self.host_gone else WITHDRAWN)
+                await self._withdraw(chat, call_id, waiting.approval_id, message)
             raise
+        finally:
+            waiting.over.set()
         return _error("The connection to Lunark ended before the call finished; check the chat in Lunark.")
 
-    async def _withdraw(self, chat: ChatSession, call_id: str, approval_id: str | None) -> None:
-        """The host cancelled: the approval it asked for is rejected (never left to be approved for
-        nobody); a turn still preparing it is stopped first."""
+    async def _elicit(self, host: _Host, chat: ChatSession, event: PendingApproval, preview: str) -> None:
+        """Send the host the approval page's link (URL-mode elicitation). The user decides there with
+        their wallet; the host only says whether they went. One who declines rejects the card."""
+        names = ", ".join(r.name for r in event.action_requests)
+        message = (f"Lunark needs your approval for {names}. Open the link, sign in with your wallet and "
+                   f"approve or reject it there (until {event.expires_at}).{preview}")
+        try:
+            answer = await host.session.elicit_url(message, self.approval_url(event.approval_id), event.approval_id,
+                                                   related_request_id=host.request_id)
+        except Exception as exc:  # the host could not show it: the card still waits in Lunark
+            logger.info("URL elicitation for %s not answered: %s", event.approval_id, exc)
+            return
+        if answer.action == "decline":
+            try:
+                await chat.reject(event.approval_id, message=DECLINED)
+            except LunarkError as exc:  # decided meanwhile
+                logger.info("declined approval not rejected: %s", exc.message)
+
+    async def _watch(self, host: _Host, chat: ChatSession, call_id: str, waiting: _Waiting) -> None:
+        """Ping the host while its call waits; withdraw the card once it has not answered for
+        ``withdraw_after`` seconds. A cancel or a session ended (DELETE) cancels the request instead,
+        and the card is withdrawn at once."""
+        loop = asyncio.get_running_loop()
+        every = min(self.withdraw_after / 3, PING_EVERY)
+        answered = loop.time()
+        while True:
+            with suppress(TimeoutError):
+                await asyncio.wait_for(waiting.over.wait(), every)
+            if waiting.over.is_set():
+                return
+            try:
+                await host.ping(every)
+                answered = loop.time()
+            except Exception as exc:  # no answer in time, or its stream is closed
+                logger.info("the MCP host did not answer a ping: %s", exc)
+            if waiting.over.is_set():
+                return
+            if loop.time() - answered >= self.withdraw_after:
+                break
+        logger.warning("the MCP host went away; withdrawing its waiting call %s", call_id)
+        await self._withdraw(chat, call_id, waiting.approval_id, HOST_GONE.format(seconds=self.withdraw_after))
+
+    async def _grace(self, chat: ChatSession, call_id: str) -> None:
+        """Wait up to ``withdraw_after`` seconds for the user to decide the call's card in Lunark;
+        sooner when this process is stopped."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.withdraw_after
+        while (left := deadline - loop.time()) > 0 and not self.stopping.is_set():
+            try:
+                pending = (await self.client.get_chat(chat.chat_id)).get("pending_approval") or {}
+            except LunarkError as exc:
+                logger.info("checking the vanished host's card: %s", exc.message)
+                pending = {"action_requests": [{"call_id": call_id}]}
+            if not any(r.get("call_id") == call_id for r in pending.get("action_requests", [])):
+                return
+            with suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), min(left, 0.5))
+
+    async def _withdraw(self, chat: ChatSession, call_id: str, approval_id: str | None,
+                        message: str = WITHDRAWN) -> None:
+        """The host cancelled or went away: the approval it asked for is rejected (never left to be
+        approved for nobody); a turn still preparing it is stopped first."""
         with anyio.CancelScope(shield=True):
             try:
                 if approval_id is None:
@@ -226,9 +392,17 @@ class LunarkMcp:
                     if any(r.get("call_id") == call_id for r in pending.get("action_requests", [])):
                         approval_id = pending["approval_id"]
                 if approval_id is not None:
-                    await chat.reject(approval_id, message=WITHDRAWN)
+                    await chat.reject(approval_id, message=message)
             except LunarkError as exc:
-                logger.info("withdrawing the cancelled call: %s", exc.message)
+                logger.info("withdrawing the call: %s", exc.message)
+
+
+async def _completed(host: _Host, approval_id: str) -> None:
+    """Tell the host the approval its link was for is decided (``notifications/elicitation/complete``)."""
+    try:
+        await host.session.send_elicit_complete(approval_id, related_request_id=host.request_id)
+    except Exception as exc:  # the host went away: the call goes on
+        logger.info("elicitation completion not sent: %s", exc)
 
 
 def exposed_name(info: ToolInfo) -> str:
@@ -352,9 +526,9 @@ def _error(message: str, details: dict[str, Any] | None = None) -> types.CallToo
 
 
 @asynccontextmanager
-async def _connected(url: str, token: str) -> AsyncIterator[LunarkMcp]:
+async def _connected(url: str, token: str, **options: Any) -> AsyncIterator[LunarkMcp]:
     client = LunarkClient(url, token=token)
-    front = LunarkMcp(client)
+    front = LunarkMcp(client, **options)
     try:
         await front.start()
         yield front
@@ -362,18 +536,55 @@ async def _connected(url: str, token: str) -> AsyncIterator[LunarkMcp]:
         await client.close()
 
 
-async def serve_stdio(url: str, token: str) -> None:
-    """Serve the host on this process's stdin/stdout until it closes them."""
+async def serve_stdio(url: str, token: str, *, withdraw_after: float = WITHDRAW_AFTER,
+                      page_url: str | None = None) -> None:
+    """Serve the host on this process's stdin/stdout until it closes them.
+
+    A closed stdin with a call still waiting for approval means the host quit or was killed: the
+    process stays ``withdraw_after`` seconds for the user to decide in Lunark, then withdraws the
+    card and exits. SIGTERM or SIGINT withdraws it at once."""
     from mcp.server.stdio import stdio_server
 
-    async with _connected(url, token) as front, stdio_server() as (read, write):
-        await front.server.run(read, write, front.server.create_initialization_options())
+    async with _connected(url, token, withdraw_after=withdraw_after, page_url=page_url) as front, \
+            stdio_server() as (read, write):
+        inbox, messages = anyio.create_memory_object_stream[Any](0)
+
+        async def relay() -> None:
+            # Between stdin and the MCP session, to know that stdin closed before the session
+            # cancels the calls in flight: they are then the host's vanishing, not its cancel.
+            async with inbox:
+                async for message in read:
+                    await inbox.send(message)
+                front.host_gone = True
+
+        loop = asyncio.get_running_loop()
+        received: list[signal.Signals] = []
+        async with anyio.create_task_group() as group:
+            def stop(sig: signal.Signals) -> None:
+                received.append(sig)
+                front.stopping.set()
+                group.cancel_scope.cancel()
+
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop, sig)
+            group.start_soon(relay)
+            await front.server.run(messages, write, front.server.create_initialization_options())
+            group.cancel_scope.cancel()
+        if received:
+            # The calls are withdrawn. stdin's reader is a thread blocked in read() that nothing can
+            # cancel while the host keeps stdin open: end the way the signal asked, without it.
+            await front.client.close()
+            signal.signal(received[0], signal.SIG_DFL)
+            os.kill(os.getpid(), received[0])
 
 
-async def serve_http(url: str, token: str, *, host: str, port: int, ready: Any = None) -> None:
+async def serve_http(url: str, token: str, *, host: str, port: int, ready: Any = None,
+                     withdraw_after: float = WITHDRAW_AFTER, page_url: str | None = None) -> None:
     """Serve streamable HTTP at ``http://host:port/mcp``; every request must carry the token.
     ``ready(front, port)`` is called once it listens (``port`` is the bound one: ``0`` picks a free
-    port)."""
+    port). A host whose call waits for approval is pinged on that call's stream; one that has not
+    answered for ``withdraw_after`` seconds (it was killed, or dropped the stream without a cancel
+    or a DELETE) has the card withdrawn."""
     import uvicorn
     from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
     from starlette.applications import Starlette
@@ -381,7 +592,7 @@ async def serve_http(url: str, token: str, *, host: str, port: int, ready: Any =
     from starlette.routing import Mount, Route
     from starlette.types import Receive, Scope, Send
 
-    async with _connected(url, token) as front:
+    async with _connected(url, token, withdraw_after=withdraw_after, page_url=page_url) as front:
         manager = StreamableHTTPSessionManager(app=front.server)
         expected = f"Bearer {token}".encode()
 

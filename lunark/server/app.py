@@ -222,6 +222,9 @@ class LunarkServer:
                                        sse_queue=limits.sse_queue))
             if WEB_ROOT.is_dir():
                 app.router.add_get("/", _index)
+                # The approval page an MCP host links to (lunark.mcp.server): the dApp, which
+                # opens that approval's chat once the user has signed in with their wallet.
+                app.router.add_get("/approve/{approval_id}", _index)
                 app.router.add_static("/static/", WEB_ROOT, follow_symlinks=False)
                 if SOCKETIO_ESM.is_file():
                     app.router.add_get("/vendor/socket.io.esm.min.js", _socketio_esm)

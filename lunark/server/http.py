@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from lunark.errors import InvalidInput, LunarkError, Unauthorized
+from lunark.errors import Forbidden, InvalidInput, LunarkError, NotFound, Unauthorized
 from lunark.protocol import (
     HTTP_STATUS,
     ID_PATTERN,
@@ -255,6 +255,21 @@ def routes(*, auth: Authenticator, service: ChatService, hub: Hub, store: Store,
         await service.decide(address, payload)
         return web.json_response({"ok": True})
 
+    async def get_approval(request: web.Request) -> web.Response:
+        """Where an approval is decided: its chat. The approval page (``/approve/{approval_id}``,
+        the link ``lunark mcp`` gives an MCP host) opens that chat after the user signs in."""
+        address = await address_of(request)
+        approval_id = request.match_info["approval_id"]
+        if not re.match(ID_PATTERN, approval_id):
+            raise InvalidInput("Malformed approval id.")
+        record = await store.get_approval(approval_id)
+        if record is None:
+            raise NotFound(f"There is no approval {approval_id!r}.", approval_id=approval_id)
+        if record.owner != address.lower():
+            raise Forbidden("This approval belongs to another address.", approval_id=approval_id)
+        return web.json_response({"approval_id": record.approval_id, "chat_id": record.chat_id,
+                                  "state": record.state, "expires_at": record.expires_at.isoformat()})
+
     async def post_abort(request: web.Request) -> web.Response:
         await service.abort(await address_of(request), _chat_id(request))
         return web.json_response({"ok": True})
@@ -351,6 +366,7 @@ def routes(*, auth: Authenticator, service: ChatService, hub: Hub, store: Store,
         web.get("/api/tools", list_tools),
         web.post("/api/chats/{chat_id}/decisions", post_decisions),
         web.post("/api/chats/{chat_id}/abort", post_abort),
+        web.get("/api/approvals/{approval_id}", get_approval),
         web.post("/api/chats/{chat_id}/wallet", post_wallet),
         web.get("/api/chats/{chat_id}/events", events),
         web.get("/healthz", healthz),

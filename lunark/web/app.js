@@ -17,7 +17,7 @@ import { createApproval, updateApproval } from "./approvals.js";
 import { app, describeError, el, show } from "./page.js";
 import { addNote, nearBottom, renderChrome, scrollToBottom, wireRender } from "./render.js";
 import {
-  continueAnswer, newChat, onAccountsChanged, onChainChanged, openChat, sendMessage, startSession,
+  continueAnswer, newChat, onAccountsChanged, onChainChanged, openChat, sendMessage, startSession, wantedApproval,
 } from "./session.js";
 import { connectWallet, signOut, storedSession } from "./signin.js";
 import { switchWallet, walletRefusal } from "./wallet.js";
@@ -72,6 +72,7 @@ async function boot() {
   app.provider.on?.("chainChanged", onChainChanged);
   app.provider.on?.("accountsChanged", onAccountsChanged);
   renderChrome();
+  if (wantedApproval()) el.welcomeNote.textContent = "An app asked for your approval: sign in with your wallet to review it.";
   try {
     const session = await storedSession();
     if (session) await startSession(session);

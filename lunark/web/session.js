@@ -12,6 +12,7 @@ import { switchWallet, walletRefusal } from "./wallet.js";
 
 export {
   continueAnswer, followNetworkSwitch, newChat, onAccountsChanged, onChainChanged, openChat, sendMessage, startSession,
+  wantedApproval,
 };
 
 // -- the session --------------------------------------------------------------------------------
@@ -28,7 +29,9 @@ async function startSession(session) {
   // The composer works at once: the first message starts a chat (sendMessage joins a new one),
   // so nothing here waits for the chat list before the user can type.
   const wanted = decodeURIComponent(location.hash.slice(1));
-  const opened = /^[A-Za-z0-9_.:-]{1,128}$/.test(wanted) ? openChat(wanted) : newChat();
+  const approvalId = wantedApproval();
+  const opened = approvalId ? openApproval(approvalId)
+    : /^[A-Za-z0-9_.:-]{1,128}$/.test(wanted) ? openChat(wanted) : newChat();
   el.input.focus();
   await Promise.all([opened, refreshChats()]);
 }
@@ -50,7 +53,7 @@ async function openChat(chatId) {
   if (!app.transport) return;
   closeSidebar();
   resetChat(initialState(chatId));
-  history.replaceState(null, "", `#${encodeURIComponent(chatId)}`);
+  history.replaceState(null, "", `/#${encodeURIComponent(chatId)}`);
   renderChats();
   try {
     await app.transport.join(chatId, { lastSeq: 0 });
@@ -61,12 +64,48 @@ async function openChat(chatId) {
   }
 }
 
+// -- the approval page ----------------------------------------------------------------------------
+// `/approve/{approval_id}` is the link an MCP host shows its user (`lunark mcp`, URL-mode
+// elicitation): after the wallet's sign-in it opens that approval's chat with the card in view,
+// where the user decides as anywhere else. The server says which chat; another address's
+// approval is refused there.
+
+const APPROVAL_PATH = /^\/approve\/([A-Za-z0-9_.:-]{1,128})$/;
+
+function wantedApproval() {
+  const found = APPROVAL_PATH.exec(location.pathname);
+  return found ? found[1] : null;
+}
+
+async function openApproval(approvalId) {
+  let approval;
+  try {
+    approval = await api(`/api/approvals/${encodeURIComponent(approvalId)}`, { token: app.session.token });
+  } catch (err) {
+    if (err.status === 401) return signOut("Your session has expired. Sign in again.");
+    newChat();
+    addNote(`Could not open that approval: ${describeError(err)}`);
+    return;
+  }
+  await openChat(approval.chat_id);
+  // The card arrives with the chat's replay: bring it into view once it is drawn.
+  for (let tries = 0; tries < 100 && app.state.chatId === approval.chat_id; tries++) {
+    const card = el.log.querySelector(`.approval[data-approval-id="${CSS.escape(approvalId)}"]`);
+    if (card) {
+      card.classList.add("wanted");
+      card.scrollIntoView({ block: "center" });
+      return;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
 function newChat() {
   if (app.transport) app.transport.leave();
   closeSidebar();
   // The new chat will be made on the server's default network; until then show the last one seen.
   resetChat({ ...initialState(), network: app.state.network, networks: app.state.networks });
-  history.replaceState(null, "", location.pathname);
+  history.replaceState(null, "", "/");
   renderChats();
   el.input.focus();
 }
@@ -80,7 +119,7 @@ async function sendMessage(content) {
   try {
     if (!app.state.chatId) {
       const ack = await app.transport.join(); // a new chat
-      history.replaceState(null, "", `#${encodeURIComponent(ack.chat_id)}`);
+      history.replaceState(null, "", `/#${encodeURIComponent(ack.chat_id)}`);
     }
     const ack = await app.transport.sendMessage(app.state.chatId, text, cid);
     dispatch({ type: "local:message_ack", client_message_id: cid, message_id: ack.message_id });
