@@ -27,12 +27,16 @@ from typing import Any, Literal
 __all__ = [
     "GENESIS",
     "KINDS",
+    "AuditEntry",
     "AuditKind",
     "AuditProblem",
     "AuditRecord",
     "canonical_json",
+    "card_entries",
     "chain_problems",
+    "decision_entries",
     "fingerprint",
+    "outcome_entry",
     "receipt_problems",
     "record_hash",
 ]
@@ -119,6 +123,93 @@ class AuditRecord:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class AuditEntry:
+    """What happened, before the store links it into the user's chain (``AuditRecord.link``)."""
+
+    address: str
+    kind: AuditKind
+    chat_id: str
+    approval_id: str
+    call_id: str | None
+    fingerprint: str | None
+    body: Mapping[str, Any]
+
+
+_CARD_FIELDS = ("name", "args", "summary", "tx", "preview", "warnings", "recipient_name", "facts")
+
+
+def card_entries(
+    owner: str, chat_id: str, request: Mapping[str, Any]
+) -> list[AuditEntry]:
+    """One ``card`` record per action of an offered ``pending_approval``: what the user was shown."""
+    return [
+        AuditEntry(
+            address=owner, kind="card", chat_id=chat_id, approval_id=str(request["approval_id"]),
+            call_id=action.get("call_id"), fingerprint=action.get("fingerprint"),
+            body={
+                **{key: action[key] for key in _CARD_FIELDS if action.get(key) is not None},
+                "expires_at": request.get("expires_at"),
+            },
+        )
+        for action in request.get("action_requests") or ()
+    ]
+
+
+def decision_entries(
+    owner: str, chat_id: str, approval_id: str, request: Mapping[str, Any],
+    decisions: list[Mapping[str, Any]], by: str,
+) -> list[AuditEntry]:
+    """One ``decision`` record per action: who decided what (``user``, ``timeout``, ``superseded``), with
+    the wallet's hash, or the hash of the bytes it signed, or the edited arguments."""
+    entries = []
+    actions = list(request.get("action_requests") or ())
+    for index, decision in enumerate(decisions):
+        action = actions[index] if index < len(actions) else {}
+        body: dict[str, Any] = {"decision": decision.get("type"), "by": by}
+        for key in ("tx_hash", "acknowledge", "message"):
+            if decision.get(key):
+                body[key] = decision[key]
+        if decision.get("signed_tx"):
+            body["signed_tx_hash"] = _keccak_hex(str(decision["signed_tx"]))
+        if decision.get("edited_action"):
+            body["edited_args"] = decision["edited_action"].get("args")
+        entries.append(AuditEntry(
+            address=owner, kind="decision", chat_id=chat_id, approval_id=approval_id,
+            call_id=action.get("call_id"), fingerprint=action.get("fingerprint"), body=body,
+        ))
+    return entries
+
+
+_RECEIPT_STATUS = {"confirmed": 1, "mined": 1, "failed": 0}
+
+
+def outcome_entry(
+    *, owner: str, chat_id: str, approval_id: str, call_id: str, fingerprint: str | None, state: str,
+    chain_id: int, tx_hash: str | None, late: bool, evidence: Mapping[str, Any],
+) -> AuditEntry:
+    """The ``outcome`` record of a settlement that reached a final state, with its receipt's block and
+    status where a transaction was mined (what ``receipt_problems`` checks on a node)."""
+    body: dict[str, Any] = {"state": state, "chain_id": chain_id, "tx_hash": tx_hash, "late": late}
+    block = evidence.get("block_number")
+    if tx_hash and isinstance(block, int) and state in _RECEIPT_STATUS:
+        body["block_number"] = block
+        body["receipt_status"] = _RECEIPT_STATUS[state]
+    for key in ("reason", "onchain"):
+        if evidence.get(key):
+            body[key] = evidence[key]
+    return AuditEntry(
+        address=owner, kind="outcome", chat_id=chat_id, approval_id=approval_id, call_id=call_id,
+        fingerprint=fingerprint, body=body,
+    )
+
+
+def _keccak_hex(raw: str) -> str:
+    from eth_utils.crypto import keccak
+
+    return "0x" + keccak(hexstr=raw).hex()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class AuditProblem:
     """Why an exported chain does not verify, at which line."""
 
@@ -187,8 +278,8 @@ async def receipt_problems(
     problems: list[AuditProblem] = []
     for line, record in enumerate(records, start=1):
         body = record.get("body")
-        if record.get("kind") != "outcome" or not isinstance(body, Mapping) or not body.get("tx_hash"):
-            continue
+        if record.get("kind") != "outcome" or not isinstance(body, Mapping) or "block_number" not in body:
+            continue  # only a mined outcome names a receipt
         chain_id = body.get("chain_id")
         w3 = nodes.get(chain_id) if isinstance(chain_id, int) else None
         if w3 is None:

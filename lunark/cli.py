@@ -1,10 +1,11 @@
-"""``lunark serve | demo | chat | mcp``.
+"""``lunark serve | demo | chat | mcp | audit``.
 
 - ``serve``: the server, configured by ``--config`` (TOML/JSON), ``LUNARK_*`` and flags.
 - ``demo``: a complete local setup: two Anvil chains (31337 and 31338) with a test
   token deployed and funded, the server with the offline planner, and the dApp.
 - ``chat``: the terminal client.
 - ``mcp``: Lunark's wallet tools as an MCP server for an MCP host (``lunark.mcp.server``).
+- ``audit``: ``export`` a user's hash-chained audit trail as JSONL, ``verify`` an export against a node.
 """
 
 from __future__ import annotations
@@ -63,6 +64,22 @@ def _parser() -> argparse.ArgumentParser:
     mcp.add_argument("--page-url", metavar="URL",
                      help="where users open the dApp, for the approval links sent to the host (default --url)")
 
+    audit = sub.add_parser(
+        "audit", help="the audit trail: export a user's hash-chained records, verify an export against a node",
+        description="Every card offered, decision and settlement outcome is a record in a per-user hash chain "
+        "(docs/safety.md). export writes a user's chain as JSONL; verify recomputes the chain and checks every "
+        "mined outcome's receipt on a node, and fails on any edited, missing or reordered record.",
+    )
+    audit_sub = audit.add_subparsers(dest="audit_command", required=True)
+    export = audit_sub.add_parser("export", help="write a user's audit chain as JSONL")
+    export.add_argument("--user", required=True, help="the user's address (0x...)")
+    export.add_argument("--config", type=Path, help="the server's configuration file (its store)")
+    export.add_argument("-o", "--output", type=Path, help="file to write (default: standard output)")
+    verify = audit_sub.add_parser("verify", help="check an export's hash chain and its receipts on a node")
+    verify.add_argument("file", type=Path, help="the JSONL export")
+    verify.add_argument("--rpc-url", action="append", required=True,
+                        help="a node of a network the records name (repeat for several networks)")
+
     # The chat's own options, parsed here: `lunark chat --url URL` and `lunark chat -h` work as
     # printed (a REMAINDER under a subparser refused them).
     from lunark.client import chat
@@ -89,6 +106,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run(_demo(args), args.loop)
         if args.command == "mcp":
             return _run(_mcp(args), "asyncio")
+        if args.command == "audit":
+            return asyncio.run(_audit_export(args) if args.audit_command == "export" else _audit_verify(args))
         from lunark.client.chat import run as run_chat
 
         return run_chat(args)
@@ -153,6 +172,63 @@ async def _serve(args: argparse.Namespace) -> int:
             flush=True,
         )
         await stopped.wait()
+    return 0
+
+
+async def _audit_export(args: argparse.Namespace) -> int:
+    import json
+
+    from eth_utils.address import is_address
+
+    from lunark.config import Settings
+    from lunark.store import open_store
+
+    if not is_address(args.user):
+        raise LunarkError(f"--user {args.user!r} is not an address (0x and 40 hex digits).")
+    settings = Settings.load(args.config)
+    store = await open_store(settings.store.url, settings.data_dir / "lunark.sqlite", pool_size=1)
+    try:
+        records = await store.audit_records(args.user)
+    finally:
+        await store.close()
+    lines = "".join(json.dumps(record.to_json(), ensure_ascii=False) + "\n" for record in records)
+    if args.output is None:
+        sys.stdout.write(lines)
+    else:
+        args.output.write_text(lines)
+    print(f"{len(records)} records of {args.user.lower()}"
+          + (f", head {records[-1].hash}" if records else ""), file=sys.stderr)
+    return 0
+
+
+async def _audit_verify(args: argparse.Namespace) -> int:
+    import json
+
+    from lunark.audit import AuditProblem, chain_problems, receipt_problems
+
+    try:
+        text = args.file.read_text()
+    except OSError as exc:
+        raise LunarkError(f"Cannot read {args.file}: {exc.strerror}.") from None
+    records: list[dict[str, Any]] = []
+    problems: list[AuditProblem] = []
+    for line, raw in enumerate(text.splitlines(), start=1):
+        try:
+            record = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            problems.append(AuditProblem(line=line, message=f"not JSON ({exc.msg})"))
+            record = {}
+        records.append(record if isinstance(record, dict) else {})
+    problems += chain_problems(records)
+    if not problems:
+        problems += await receipt_problems(records, args.rpc_url)
+    for problem in problems:
+        print(f"{args.file}: {problem}", file=sys.stderr)
+    if problems:
+        print(f"FAILED: {len(problems)} problem(s) in {len(records)} records", file=sys.stderr)
+        return 1
+    print(f"OK: {len(records)} records, chain intact, every mined outcome's receipt confirmed by the node; "
+          f"head {records[-1]['hash']}")
     return 0
 
 

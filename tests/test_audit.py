@@ -1,11 +1,23 @@
-"""The audit trail's hash chain: an edited, missing, reordered or foreign record never verifies."""
+"""The audit trail (issue 23): every card, decision and outcome in the user's hash chain, exported and
+verified with the console script against the node; an edited, missing, reordered or forged record fails."""
 
 from __future__ import annotations
 
+import asyncio
 import copy
+import json
+import os
+from pathlib import Path
 from typing import Any
 
+from chat_process import LUNARK
+from conftest import sign_in
+from server_harness import SioClient
+from test_truthful_results import ask, decide
+from wallet import sign_wire_tx
+
 from lunark.audit import GENESIS, AuditRecord, canonical_json, chain_problems, fingerprint, record_hash
+from lunark.chain.anvil import Anvil, DevAccount
 
 USER = "0xf39fd6e51aad88f6f4ce6ab8827279cfffb92266"
 
@@ -60,3 +72,84 @@ def test_a_foreign_or_malformed_record_fails() -> None:
     assert any("belongs to" in p.message for p in chain_problems(foreign))
     assert chain_problems([{"seq": 1}])[0].line == 1
     assert str(chain_problems([])[0]) == "the export holds no record"
+
+
+# -- through a real server, exported and verified with the console script ----------------------------
+
+
+async def lunark(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        str(LUNARK), *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, **(env or {})},
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def test_every_card_decision_and_outcome_is_in_the_users_chain_and_an_export_verifies(
+    serve: Any, anvil: Anvil, alice: DevAccount, bob: DevAccount, tmp_path: Path
+) -> None:
+    server = await serve()
+    token = await sign_in(server, alice)
+    async with SioClient(server, token) as sio:
+        chat_id = (await sio.call("join_chat", {}))["chat_id"]
+        sent = await ask(sio, chat_id, f"send 0.25 ETH to {bob.address}", "m1")
+        request = sent["action_requests"][0]
+        signed = sign_wire_tx(request["tx"], alice.private_key)
+        mark = sio.mark()
+        await sio.call("resume_decisions", decide(chat_id, sent, {"type": "approve", "signed_tx": signed}))
+        confirmed = await sio.wait_event("tx_update", chat_id=chat_id, status="confirmed", after=mark, timeout=60)
+        await sio.wait_event("message_end", chat_id=chat_id, after=mark, timeout=30)
+        refused = await ask(sio, chat_id, f"send 0.5 ETH to {bob.address}", "m2")
+        await sio.call("resume_decisions", decide(chat_id, refused, {"type": "reject", "message": "not today"}))
+        await sio.wait_event("approval_resolved", chat_id=chat_id, approval_id=refused["approval_id"])
+
+    export = tmp_path / "trail.jsonl"
+    config = str(server.data_dir / "config.json")
+    code, _, err = await lunark("audit", "export", "--user", alice.address, "--config", config, "-o", str(export))
+    assert code == 0, err
+    records = [json.loads(line) for line in export.read_text().splitlines()]
+    assert [(r["kind"], r["approval_id"]) for r in records] == [
+        ("card", sent["approval_id"]), ("decision", sent["approval_id"]), ("outcome", sent["approval_id"]),
+        ("card", refused["approval_id"]), ("decision", refused["approval_id"]),
+    ]
+    card, decision, outcome = records[:3]
+    assert card["fingerprint"] == request["fingerprint"] == decision["fingerprint"] == outcome["fingerprint"]
+    assert card["body"]["tx"] == request["tx"] and card["body"]["preview"] == request["preview"]
+    assert decision["body"] == {"decision": "approve", "by": "user", "signed_tx_hash": confirmed["tx_hash"]}
+    receipt = anvil.rpc("eth_getTransactionReceipt", [confirmed["tx_hash"]])
+    assert outcome["body"]["state"] == "confirmed" and outcome["body"]["tx_hash"] == confirmed["tx_hash"]
+    assert outcome["body"]["block_number"] == int(receipt["blockNumber"], 16) and outcome["body"]["receipt_status"] == 1
+    assert records[4]["body"] == {"decision": "reject", "by": "user", "message": "not today"}
+
+    code, out, err = await lunark("audit", "verify", str(export), "--rpc-url", anvil.url)
+    assert code == 0, err
+    assert out.startswith("OK: 5 records") and records[-1]["hash"] in out
+
+    # An edited amount, a record dropped, two swapped, an outcome's block moved even with every hash
+    # recomputed: each is caught, by the chain or by the node.
+    edited = [dict(r) for r in records]
+    edited[0] = {**edited[0], "body": {**edited[0]["body"], "summary": "Send 0.025 ETH"}}
+    dropped = records[:1] + records[2:]
+    swapped = [records[1], records[0], *records[2:]]
+    forged = [dict(r) for r in records[:3]]
+    forged[2] = {**forged[2], "body": {**forged[2]["body"], "block_number": forged[2]["body"]["block_number"] + 1}}
+    forged[2]["hash"] = record_hash(forged[2])
+    for name, lines in (("edited", edited), ("dropped", dropped), ("swapped", swapped), ("forged", forged)):
+        path = tmp_path / f"{name}.jsonl"
+        path.write_text("".join(json.dumps(r) + "\n" for r in lines))
+        code, _, err = await lunark("audit", "verify", str(path), "--rpc-url", anvil.url)
+        assert code == 1 and "FAILED" in err, (name, err)
+    assert "the node says block" in err
+
+
+async def test_audit_commands_refuse_bad_input_with_a_clear_message(tmp_path: Path, anvil: Anvil) -> None:
+    code, _, err = await lunark("audit", "export", "--user", "alice", "--config", str(tmp_path / "none.json"))
+    assert code == 2 and "is not an address" in err
+    code, _, err = await lunark("audit", "verify", str(tmp_path / "missing.jsonl"), "--rpc-url", anvil.url)
+    assert code == 2 and "Cannot read" in err
+    garbage = tmp_path / "garbage.jsonl"
+    garbage.write_text("not json\n")
+    code, _, err = await lunark("audit", "verify", str(garbage), "--rpc-url", anvil.url)
+    assert code == 1 and "line 1: not JSON" in err

@@ -234,9 +234,10 @@ def test_old_postgres_version_numbers_are_read_in_the_shared_numbering() -> None
     from lunark.store.dialect import POSTGRES, SQLITE
     from lunark.store.schema import pending
 
-    assert pending(POSTGRES, 2, "db") == (3, [])  # its old 2 is the shared 3: nothing to run
-    assert [version for version, _ in pending(POSTGRES, 1, "db")[1]] == [3]
-    assert [version for version, _ in pending(POSTGRES, 0, "db")[1]] == [1, 2, 3]
-    assert [version for version, _ in pending(SQLITE, 1, "db")[1]] == [2, 3]
+    assert [version for version, _ in pending(POSTGRES, 2, "db")[1]] == [4]  # its old 2 is the shared 3
+    assert pending(POSTGRES, 2, "db")[0] == 3
+    assert [version for version, _ in pending(POSTGRES, 1, "db")[1]] == [3, 4]
+    assert [version for version, _ in pending(POSTGRES, 0, "db")[1]] == [1, 2, 3, 4]
+    assert [version for version, _ in pending(SQLITE, 1, "db")[1]] == [2, 3, 4]
     with pytest.raises(ConfigError, match="newer"):
         pending(SQLITE, SCHEMA_VERSION + 1, "db")

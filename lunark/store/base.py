@@ -11,7 +11,10 @@ import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from lunark.audit import AuditRecord
 
 __all__ = [
     "ApprovalRecord",
@@ -416,6 +419,12 @@ class Store(Protocol):
 
     async def stored_sessions(self, token_hashes: Sequence[str]) -> set[str]:
         """Which of ``token_hashes`` still name a session (expired or not): the others were ended."""
+        ...
+
+    async def audit_records(self, address: str, *, after: int = 0, limit: int | None = None) -> list[AuditRecord]:
+        """The user's audit chain (``lunark.audit``) from ``seq`` ``after + 1``, in order. Its records are
+        written by ``put_approval`` (cards offered), ``claim_approval`` (decisions) and
+        ``advance_settlement`` (outcomes), each in the same transaction as what it records."""
         ...
 
     async def healthy(self) -> bool:

@@ -2,7 +2,7 @@
 
 Version 1 is the chat side (chats, messages, the event log, transactions, sign-in), 2 the money path
 (approvals, settlements, the hashes that settle them, the spend ledger in base units), 3 the index
-the expiry clock pages by. Column types differ (text vs ``timestamptz``, ``jsonb``, ``boolean``,
+the expiry clock pages by, 4 the audit trail. Column types differ (text vs ``timestamptz``, ``jsonb``, ``boolean``,
 identity columns), so 1 and 2 are written per database; what is the same is written once.
 
 Postgres databases made before the numbering was shared carry their own numbers: its old 1 held
@@ -17,7 +17,7 @@ from lunark.store.dialect import Dialect
 
 __all__ = ["SCHEMA_VERSION", "pending"]
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 """The schema this code writes; a database with a newer one is refused."""
 
 LEGACY_POSTGRES = {1: 2, 2: 3}
@@ -281,6 +281,24 @@ _SHARED: dict[int, str] = {
     3: """
 DROP INDEX IF EXISTS approvals_by_state;
 CREATE INDEX IF NOT EXISTS approvals_by_expiry ON approvals (state, expires_at, approval_id);
+""",
+    # The audit trail (lunark.audit): each user's hash chain. Text throughout, body included, so a
+    # record reads back exactly as it was hashed; no foreign key, so it outlives any chat.
+    4: """
+CREATE TABLE IF NOT EXISTS audit (
+    address     TEXT NOT NULL,
+    seq         BIGINT NOT NULL CHECK (seq > 0),
+    kind        TEXT NOT NULL CHECK (kind IN ('card', 'decision', 'outcome')),
+    at          TEXT NOT NULL,
+    chat_id     TEXT NOT NULL,
+    approval_id TEXT NOT NULL,
+    call_id     TEXT,
+    fingerprint TEXT,
+    body        TEXT NOT NULL,
+    prev        TEXT NOT NULL,
+    hash        TEXT NOT NULL,
+    PRIMARY KEY (address, seq)
+);
 """,
 }
 

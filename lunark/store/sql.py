@@ -19,6 +19,15 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, date, datetime
 from typing import Any, ClassVar, TypeVar, cast
 
+from lunark.audit import (
+    GENESIS,
+    AuditEntry,
+    AuditRecord,
+    canonical_json,
+    card_entries,
+    decision_entries,
+    outcome_entry,
+)
 from lunark.chain.types import rescale_up
 from lunark.errors import InvalidInput, LunarkError, NotFound
 from lunark.ids import new_id
@@ -265,13 +274,22 @@ class SqlStore(ABC):
 
     async def put_approval(self, record: ApprovalRecord) -> None:
         d = self.dialect
-        await self._fetch(q.PUT_APPROVAL, {
+        params = {
             "approval_id": record.approval_id, "chat_id": record.chat_id, "owner": record.owner.lower(),
             "state": record.state, "request": dumps(record.request), "proposals": dumps(record.proposals),
             "expires_at": d.when(record.expires_at),
             "decisions": None if record.decisions is None else dumps(record.decisions), "by": record.by,
             "now": d.now(),
-        })
+        }
+
+        def put() -> Operation[None]:
+            stored = yield Query(q.PUT_APPROVAL, params)
+            if stored and record.state == "pending":  # offered now, not a copy written again
+                yield from self._audit(card_entries(record.owner, record.chat_id, {
+                    **record.request, "approval_id": record.approval_id,
+                }))
+
+        await self._perform(put(), transaction=True)
 
     async def _text(self, sql: str, params: Mapping[str, Any]) -> str | None:
         """The one value the statement returns, as text, if it returns a row."""
@@ -288,10 +306,19 @@ class SqlStore(ABC):
     async def claim_approval(
         self, approval_id: str, decisions: Sequence[Mapping[str, Any]], by: str
     ) -> ApprovalRecord | None:
-        found = await self._approvals(q.CLAIM_APPROVAL, {
-            "approval_id": approval_id, "decisions": dumps(list(decisions)), "by": by, "now": self.dialect.now(),
-        })
-        return found[0] if found else None
+        params = {"approval_id": approval_id, "decisions": dumps(list(decisions)), "by": by, "now": self.dialect.now()}
+
+        def claim() -> Operation[ApprovalRecord | None]:
+            rows = yield Query(q.CLAIM_APPROVAL, params)
+            if not rows:
+                return None
+            record = q.approval(self.dialect, rows[0])
+            yield from self._audit(decision_entries(
+                record.owner, record.chat_id, approval_id, record.request, list(decisions), by,
+            ))
+            return record
+
+        return await self._perform(claim(), transaction=True)
 
     async def finish_approval(self, approval_id: str) -> None:
         await self._fetch(q.FINISH_APPROVAL, {"approval_id": approval_id, "now": self.dialect.now()})
@@ -360,12 +387,55 @@ class SqlStore(ABC):
         }
 
         def advance() -> Operation[SettlementRecord]:
+            before = yield Query(q.GET_SETTLEMENT, {"settlement_id": settlement_id})
             rows = yield Query(sql, params)
-            if rows:
-                return q.settlement(self.dialect, rows[0])
-            return (yield from self._stored_settlement(settlement_id))  # done already: it stays as it is
+            if not rows:
+                return (yield from self._stored_settlement(settlement_id))  # done already: it stays as it is
+            record = q.settlement(self.dialect, rows[0])
+            if record.final and not (before and q.settlement(self.dialect, before[0]).final):
+                yield from self._audit_outcome(record, evidence)
+            return record
 
-        return await self._perform(advance())
+        return await self._perform(advance(), transaction=True)
+
+    # the audit trail (lunark.audit)
+
+    def _audit(self, entries: Sequence[AuditEntry]) -> Operation[None]:
+        """Link ``entries`` into their users' chains, in the caller's transaction: a record exists
+        exactly when what it describes was stored."""
+        for address in sorted({entry.address.lower() for entry in entries}):
+            yield Lock(f"audit:{address}")  # one writer per chain, across processes
+        for entry in entries:
+            address = entry.address.lower()
+            head = yield Query(q.AUDIT_HEAD, {"address": address})
+            seq, prev = (int(head[0][0]), str(head[0][1])) if head else (0, GENESIS)
+            record = AuditRecord.link(
+                seq=seq + 1, prev=prev, address=address, kind=entry.kind,
+                at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"), chat_id=entry.chat_id,
+                approval_id=entry.approval_id, call_id=entry.call_id, fingerprint=entry.fingerprint,
+                body=entry.body,
+            )
+            yield Query(q.INSERT_AUDIT, {**record.to_json(), "body": canonical_json(record.body)})
+
+    def _audit_outcome(self, record: SettlementRecord, evidence: Mapping[str, Any]) -> Operation[None]:
+        approval = yield Query(q.GET_APPROVAL, {"approval_id": record.approval_id})
+        actions = q.approval(self.dialect, approval[0]).request.get("action_requests", []) if approval else []
+        fingerprint = next((a.get("fingerprint") for a in actions if a.get("call_id") == record.call_id), None)
+        yield from self._audit([outcome_entry(
+            owner=record.owner, chat_id=record.chat_id, approval_id=record.approval_id, call_id=record.call_id,
+            fingerprint=fingerprint, state=record.state, chain_id=record.chain_id, tx_hash=record.tx_hash,
+            late=record.late, evidence=evidence,
+        )])
+
+    async def audit_records(self, address: str, *, after: int = 0, limit: int | None = None) -> list[AuditRecord]:
+        rows = await self._fetch(q.AUDIT_RECORDS, {
+            "address": address.lower(), "after": after, "limit": self.dialect.no_limit if limit is None else limit,
+        })
+        return [
+            AuditRecord(seq=int(r[0]), address=r[1], kind=r[2], at=r[3], chat_id=r[4], approval_id=r[5], call_id=r[6],
+                        fingerprint=r[7], body=json.loads(r[8]), prev=r[9], hash=r[10])
+            for r in rows
+        ]
 
     async def bind_hash(self, settlement_id: str, tx_hash: str) -> str:
         rows = await self._fetch(q.BIND_HASH, {"tx_hash": tx_hash.lower(), "settlement_id": settlement_id})

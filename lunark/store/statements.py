@@ -45,6 +45,18 @@ EVENTS_AFTER = (
     "SELECT seq, type, payload, ts FROM events WHERE chat_id = :chat_id AND seq > :after ORDER BY seq LIMIT :limit"
 )
 
+# the audit trail (lunark.audit)
+
+AUDIT_COLUMNS = "seq, address, kind, at, chat_id, approval_id, call_id, fingerprint, body, prev, hash"
+AUDIT_HEAD = "SELECT seq, hash FROM audit WHERE address = :address ORDER BY seq DESC LIMIT 1"
+INSERT_AUDIT = (
+    f"INSERT INTO audit ({AUDIT_COLUMNS}) VALUES (:seq, :address, :kind, :at, :chat_id, :approval_id, :call_id, "
+    ":fingerprint, :body, :prev, :hash)"
+)
+AUDIT_RECORDS = (
+    f"SELECT {AUDIT_COLUMNS} FROM audit WHERE address = :address AND seq > :after ORDER BY seq LIMIT :limit"
+)
+
 # transactions
 
 TX_COLUMNS = "chat_id, call_id, tx_hash, chain_id, status, history, updated_at"
@@ -84,7 +96,8 @@ RELEASE_SPEND = "UPDATE ledger SET state = 'released', updated_at = :now WHERE e
 APPROVAL_COLUMNS = 'approval_id, chat_id, owner, state, request, proposals, expires_at, decisions, "by"'
 PUT_APPROVAL = (
     f"INSERT INTO approvals ({APPROVAL_COLUMNS}, updated_at) VALUES (:approval_id, :chat_id, :owner, :state, "
-    "{json:request}, {json:proposals}, :expires_at, {json:decisions}, :by, :now) ON CONFLICT DO NOTHING"
+    "{json:request}, {json:proposals}, :expires_at, {json:decisions}, :by, :now) ON CONFLICT DO NOTHING "
+    "RETURNING approval_id"
 )
 GET_APPROVAL = f"SELECT {APPROVAL_COLUMNS} FROM approvals WHERE approval_id = :approval_id"
 CLAIM_APPROVAL = (
