@@ -279,13 +279,15 @@ class ChainClient:
             token=meta.address,
         )
 
-    async def prepare(self, intent: TransferIntent) -> PreparedTx:
+    async def prepare(self, intent: TransferIntent, *, nonce_at_least: int | None = None) -> PreparedTx:
         """Build the unsigned EIP-1559 transaction for ``intent``, after checking it can succeed.
 
         Checks balances (``InsufficientFunds``, counting the worst-case fee),
         simulates with ``eth_call`` at ``pending`` (``SimulationFailed`` with the
         decoded revert reason), then sets gas (estimate plus headroom), the
-        pending nonce and fees (``2 * base fee + tip``).
+        pending nonce and fees (``2 * base fee + tip``). ``nonce_at_least``: the
+        nonce after the transactions already prepared ahead of this one (several
+        in one approval take successive nonces, ``lunark.nonces``).
         """
         await self.ensure_chain()
         network = self.network
@@ -341,7 +343,7 @@ class ChainClient:
         gas = -(-estimate * (100 + self.gas_headroom_percent) // 100)
 
         with self._translate("reading the nonce and fees"):
-            nonce = await self.w3.eth.get_transaction_count(sender, "pending")
+            nonce = max(int(await self.w3.eth.get_transaction_count(sender, "pending")), nonce_at_least or 0)
             block = await self.w3.eth.get_block("latest")
             priority_fee = await self._priority_fee()
         base_fee = block.get("baseFeePerGas")
@@ -401,6 +403,14 @@ class ChainClient:
     ) -> PreparedTx:
         """``build_intent`` then ``prepare``."""
         return await self.prepare(await self.build_intent(sender, recipient, amount, token))
+
+    async def pending_nonce(self, address: str) -> int:
+        """The next nonce of ``address`` the node would accept and mine: transactions waiting in its
+        pool count, one waiting behind a gap does not."""
+        owner = parse_address(address)
+        await self.ensure_chain()
+        with self._translate(f"reading the nonce of {owner}"):
+            return int(await self.w3.eth.get_transaction_count(owner, "pending"))
 
     async def send_raw_transaction(self, raw: bytes | str) -> str:
         """Broadcast a signed transaction; returns its ``0x`` hash.
