@@ -83,7 +83,11 @@ async function sendBatch(approval, txs) {
     return null;
   }
   let next = 0;
-  return approval.action_requests.map((request) => (request.tx ? P.approve({ txHash: hashes[next++] }) : P.approve()));
+  // Approve was enabled only once every danger warning was ticked: each decision acknowledges its card's.
+  return approval.action_requests.map((request) => {
+    const acknowledge = P.dangerCodes(request);
+    return request.tx ? P.approve({ txHash: hashes[next++], acknowledge }) : P.approve({ acknowledge });
+  });
 }
 
 async function approveAction(approval) {
