@@ -429,10 +429,15 @@ class ChainClient:
             tx_hash = await self.w3.eth.send_raw_transaction(bytes(payload))
         return tx_hash.to_0x_hex()
 
-    async def preview(self, prepared: PreparedTx, *, block: int | None = None) -> BalancePreview:
+    async def preview(
+        self, prepared: PreparedTx, *, block: int | None = None, queued: bool = False
+    ) -> BalancePreview:
         """Simulate ``prepared`` exactly (``eth_simulateV1``) at the latest block (or on top of
         ``block``, for a transaction already mined in the next one): the balance changes
         of the user and the recipient, every party's movements, gas used and the worst-case fee.
+        ``queued``: its nonce follows others of the same approval not sent yet, which a validating
+        node would refuse now; it is simulated at the account's next nonce instead (what a transfer
+        moves does not depend on its nonce), and again at its own when it is signed.
 
         A node without ``eth_simulateV1``, or one that refuses the simulation, gives a preview with
         ``simulated`` False and the reason: the card then says there is none (never a guess). A
@@ -447,7 +452,8 @@ class ChainClient:
         call = {
             "from": intent.sender, "to": intent.tx_to, "value": hex(intent.tx_value), "data": intent.tx_data,
             "gas": hex(prepared.gas), "maxFeePerGas": hex(prepared.max_fee_per_gas),
-            "maxPriorityFeePerGas": hex(prepared.max_priority_fee_per_gas), "nonce": hex(prepared.nonce),
+            "maxPriorityFeePerGas": hex(prepared.max_priority_fee_per_gas),
+            **({} if queued else {"nonce": hex(prepared.nonce)}),
         }
         params = [{"blockStateCalls": [{"calls": [call]}], "traceTransfers": True, "validation": True}, hex(number)]
 

@@ -138,7 +138,7 @@ class Transfer:
             # nonce, so all of them can go out, one after the other.
             prepared = await client.prepare(intent, nonce_at_least=ctx.nonces.get(key))
             # The exact transaction, simulated: the card shows what it changes, not what we hope it does.
-            preview = await client.preview(prepared)
+            preview = await client.preview(prepared, queued=key in ctx.nonces)
             warnings = (*await checks, *named)
         except BaseException:
             checks.cancel()
@@ -304,7 +304,9 @@ async def _recheck(ctx: ToolContext, prepared: PreparedTx, proposal: Proposal, t
                 mined = None
             if mined is not None:
                 block = int(mined) - 1
-        now = await client.preview(prepared, block=block)
+        # A wallet's transaction may share its block with earlier ones of the same approval (a batch):
+        # on top of the block before, its nonce is not the next yet, so it is simulated at the next one.
+        now = await client.preview(prepared, block=block, queued=bool(tx_hash))
     except SimulationFailed as exc:
         return [f"it would now fail ({exc.reason or exc.message})"]
     except (LunarkError, Web3Exception, OSError) as exc:
