@@ -23,7 +23,8 @@ LunarkError                                   code
 │   │   └── InsufficientFunds                 (balance below amount or amount + fee)
 │   ├── TransactionFailed                     (mined with receipt status 0)
 │   ├── IntentMismatch                        (signed tx differs from the approval)
-│   └── PreviewChanged                        preview_changed (simulated again at signing, it differs)
+│   ├── PreviewChanged                        preview_changed (simulated again at signing, it differs)
+│   └── NonceGap                              (its nonce would leave an earlier one unused: a fresh card)
 ├── SignerError                               chain_error (no signer, or it refused)
 ├── ApprovalError
 │   ├── NoPendingApproval                     no_pending_approval
@@ -65,6 +66,7 @@ __all__ = [
     "LunarkError",
     "ModelError",
     "NoPendingApproval",
+    "NonceGap",
     "NotFound",
     "PolicyViolation",
     "PreviewChanged",
@@ -254,6 +256,16 @@ class IntentMismatch(ChainError):
         super().__init__(message, differences={k: dict(v) for k, v in differences.items()}, tx_hash=tx_hash)
         self.differences = {k: dict(v) for k, v in differences.items()}
         self.tx_hash = tx_hash
+
+
+class NonceGap(ChainError):
+    """The approved transaction's nonce is above the account's next one (an earlier transaction it was
+    prepared behind was not sent): it would wait in the node's pool and go out whenever that nonce is
+    used. Nothing is signed or broadcast; the call is prepared again, with the right nonce, on a
+    fresh card.
+
+    ``nonce`` is the transaction's, ``next_nonce`` the account's.
+    """
 
 
 class PreviewChanged(ChainError):

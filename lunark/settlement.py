@@ -423,10 +423,21 @@ class Settlements:
             # follow it, so the chat and the ledger show what happened. Signed bytes are never sent.
             mine = broadcast is None and tx.sender.lower() == record.owner
             return await self._refuse(record, network, tx.tx_hash, exc.message, exc.differences, follow=mine)
+        client = self.clients.get(network)
+        if broadcast is None and tx.nonce > (following := await client.pending_nonce(record.owner)):
+            # Out already, but behind a gap (an earlier transaction it was prepared behind was never
+            # sent): it would go out whenever a later transaction of the user's filled it. Not accepted;
+            # followed, so that if it does go out the chat says so and the ledger counts it.
+            gap = (f"its nonce {tx.nonce} is above your account's next nonce {following}, so it waits in the "
+                   f"node's pool and goes out only when another transaction of yours uses nonce {following}")
+            return await self._refuse(
+                record, network, tx.tx_hash,
+                f"Transaction {tx.tx_hash} was not accepted: {gap}. Cancel it in your wallet (replace nonce "
+                f"{tx.nonce}), or it may go out later.",
+                {"nonce": {"expected": following, "actual": tx.nonce, "text": gap}}, follow=True)
         why = await self._check_binding(record, tx, network)
         if why is not None:
             return await self._refuse(record, network, tx.tx_hash, f"Transaction {tx.tx_hash} was refused: {why}.")
-        client = self.clients.get(network)
         first_block = int(await client.w3.eth.block_number)
         if broadcast is None:
             await self.store.commit(record.settlement_id, tx.tx_hash)
@@ -534,6 +545,8 @@ def outcome_message(record: SettlementRecord, last: Mapping[str, Any] | None = N
         # Refused before any transaction existed (no signer here, bytes that are no transaction):
         # saying the wallet signed something else would be untrue.
         return f"Nothing was signed, so the transfer of {what} was not sent: {reason}."
+    if state == "mismatch" and set(evidence.get("differences") or ()) == {"nonce"}:
+        return f"Your wallet's transaction for {what} was not accepted: {reason}."
     if state == "mismatch":
         return f"Your wallet signed something else: it was not accepted as the transfer of {what}: {reason}."
     return f"The transfer of {what} is {state}{tx}."

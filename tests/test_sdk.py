@@ -65,7 +65,7 @@ def test_the_public_surface() -> None:
 
     assert set(lunark.client.__all__) == {
         "ERROR_CLASSES", "ChatSession", "Disconnected", "LunarkClient", "error_from_body",
-        "rpc_request", "sign_and_send", "sign_transaction",
+        "rpc_request", "sign_and_send", "sign_and_send_all", "sign_transaction",
     }
 
 

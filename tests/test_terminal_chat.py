@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from chat_process import CARD_PROMPT, LUNARK, PROMPT, ChatProcess
-from wallet import native_balance
+from wallet import native_balance, token_balance
 
 from lunark.chain.anvil import Anvil, DevAccount
 from lunark.client.chat import DEV_PRIVATE_KEY
@@ -238,3 +238,63 @@ async def test_a_danger_warning_is_acknowledged_by_typing_its_code(
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+TWO = "send 0.5 ETH to {bob} and 3 TKN to {carol}"
+
+
+async def test_two_transfers_in_one_message_both_settle(
+    chat: ChatProcess, anvil: Anvil, world: Any, alice: DevAccount, bob: DevAccount, carol: DevAccount
+) -> None:
+    await chat.expect(PROMPT)
+    eth_before = native_balance(anvil, bob.address)
+    tkn_before = token_balance(anvil, world.token, carol.address)
+    nonce = int(anvil.rpc("eth_getTransactionCount", [alice.address, "latest"]), 16)
+
+    await chat.type(TWO.format(bob=bob.address, carol=carol.address))
+    first = await chat.expect(CARD_PROMPT)
+    assert "approval needed (1 of 2)" in first and "amount     0.5 ETH" in first
+    await chat.type("a")
+    second = await chat.expect(CARD_PROMPT)
+    assert "approval needed (2 of 2)" in second and "amount     3 TKN" in second
+    await chat.type("a")
+    flow = await chat.expect(PROMPT)
+    assert flow.count("[wallet] broadcast 0x") == 2, flow
+    assert "nonce too low" not in flow and "failed" not in flow, flow
+    assert len(re.findall(r"\[tx 0x\w+\.\.\.\w+\] confirmed in block \d+", flow)) == 2, flow
+
+    assert native_balance(anvil, bob.address) - eth_before == ETH // 2
+    assert token_balance(anvil, world.token, carol.address) - tkn_before == 3 * ETH
+    assert int(anvil.rpc("eth_getTransactionCount", [alice.address, "latest"]), 16) == nonce + 2
+    await chat.type("/quit")
+    assert await chat.finish() == 0
+
+
+async def test_reject_the_first_of_two_and_the_second_still_settles(
+    chat: ChatProcess, anvil: Anvil, world: Any, alice: DevAccount, bob: DevAccount, carol: DevAccount
+) -> None:
+    """The second was prepared behind the first (nonce + 1); with the first rejected, it goes out at the
+    nonce the first would have had, rather than wait in the pool behind a gap."""
+    await chat.expect(PROMPT)
+    eth_before = native_balance(anvil, bob.address)
+    tkn_before = token_balance(anvil, world.token, carol.address)
+    nonce = int(anvil.rpc("eth_getTransactionCount", [alice.address, "latest"]), 16)
+
+    await chat.type(TWO.format(bob=bob.address, carol=carol.address))
+    await chat.expect(CARD_PROMPT)
+    await chat.type("r")
+    await chat.expect("reason (optional): ")
+    await chat.type("not bob")
+    await chat.expect(CARD_PROMPT)
+    await chat.type("a")
+    flow = await chat.expect(PROMPT)
+    assert flow.count("[wallet] broadcast 0x") == 1, flow
+    assert len(re.findall(r"\] confirmed in block \d+", flow)) == 1, flow
+    assert "not accepted" not in flow and "mismatch" not in flow, flow
+
+    assert native_balance(anvil, bob.address) == eth_before
+    assert token_balance(anvil, world.token, carol.address) - tkn_before == 3 * ETH
+    assert int(anvil.rpc("eth_getTransactionCount", [alice.address, "latest"]), 16) == nonce + 1
+    assert anvil.rpc("txpool_content", [])["queued"] == {}, "nothing waits behind a gap"
+    await chat.type("/quit")
+    assert await chat.finish() == 0

@@ -14,12 +14,18 @@ does, until ``wallet_addEthereumChain`` adds it.
     wallet.reject_transactions = True      # the user clicks "Reject" in the wallet: error 4001
     wallet.reject_switch = True            # ... "Cancel" on "Allow this site to switch the network?"
     wallet.reject_add_chain = True         # ... "Cancel" on "Allow this site to add a network?"
+    wallet.atomic = "supported"            # EIP-5792: wallet_getCapabilities says it batches atomically
+
+With ``atomic`` set, ``wallet_sendCalls`` signs and sends each call as its own transaction from the
+dev account (its own nonce, gas estimate and fees, as a wallet picks them), and
+``wallet_getCallsStatus`` answers from the real receipts on Anvil: one per call, in order.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 from typing import Any
 
 from eth_account import Account
@@ -110,6 +116,11 @@ class BrowserWallet:
         """When true, switching to a known chain fails with 4001 (an unknown one still answers 4902)."""
         self.reject_add_chain = False
         """When true, ``wallet_addEthereumChain`` fails with 4001: the chain is not added, nor switched to."""
+        self.atomic: str | None = None
+        """EIP-5792 ``atomic.status`` to announce ("supported", "ready"); None: the wallet has no
+        ``wallet_getCapabilities`` (a JSON-RPC "method not found", as an older wallet answers)."""
+        self.batches: dict[str, tuple[int, list[str]]] = {}
+        """``wallet_sendCalls`` batches by id: the chain and the hashes of their transactions."""
         self.calls: list[tuple[str, Any]] = []
         """Every request that reached Python, in order: (method, params)."""
         self.sent: list[str] = []
@@ -188,6 +199,67 @@ class BrowserWallet:
         tx_hash = str(await asyncio.to_thread(self.anvil.rpc, "eth_sendRawTransaction", [raw]))
         self.sent.append(tx_hash)
         return tx_hash
+
+    async def _wallet_getCapabilities(self, params: list[Any]) -> dict[str, Any]:
+        if self.atomic is None:
+            raise WalletError(-32601, "The method wallet_getCapabilities does not exist / is not available.")
+        address = params[0]
+        if str(address).lower() != self.account.address.lower():
+            raise WalletError(4100, f"The wallet has no account {address}.")
+        asked = [int(c, 16) for c in params[1]] if len(params) > 1 and params[1] else sorted(self.known)
+        return {hex(c): {"atomic": {"status": self.atomic}} for c in asked if c in self.known}
+
+    async def _wallet_sendCalls(self, params: list[dict[str, Any]]) -> dict[str, str]:
+        [request] = params
+        if self.atomic is None:
+            raise WalletError(-32601, "The method wallet_sendCalls does not exist / is not available.")
+        if self.reject_transactions:
+            raise WalletError(USER_REJECTED, "User rejected the request.")
+        if to_checksum_address(request["from"]) != self.account.address:
+            raise WalletError(4100, f"The wallet has no account {request['from']}.")
+        chain_id = int(request["chainId"], 16)
+        if chain_id != self.chain_id:
+            raise WalletError(5710, f"The batch is for chain {chain_id}; the wallet is on {self.chain_id}.")
+        hashes: list[str] = []
+        for call in request["calls"]:
+            hashes.append(await asyncio.to_thread(self._send_call, call, chain_id))
+        self.sent.extend(hashes)
+        batch_id = "0x" + os.urandom(32).hex()
+        self.batches[batch_id] = (chain_id, hashes)
+        return {"id": batch_id}
+
+    def _send_call(self, call: dict[str, Any], chain_id: int) -> str:
+        """One call as a wallet sends it: the account's next nonce, a gas estimate, fees from the node."""
+        rpc = self.chains[chain_id].rpc
+        sender = self.account.address
+        tx = {"from": sender, "to": to_checksum_address(call["to"]), "value": call.get("value", "0x0"),
+              "data": call.get("data", "0x")}
+        base = int(rpc("eth_getBlockByNumber", ["latest", False])["baseFeePerGas"], 16)
+        tip = int(rpc("eth_maxPriorityFeePerGas", []), 16)
+        fields = {
+            "type": 2, "chainId": chain_id, "nonce": int(rpc("eth_getTransactionCount", [sender, "pending"]), 16),
+            "to": tx["to"], "value": int(tx["value"], 16), "data": tx["data"],
+            "gas": int(rpc("eth_estimateGas", [tx]), 16) * 12 // 10,
+            "maxFeePerGas": 2 * base + tip, "maxPriorityFeePerGas": tip,
+        }
+        raw = "0x" + bytes(Account.sign_transaction(fields, self.account.private_key).raw_transaction).hex()
+        return str(rpc("eth_sendRawTransaction", [raw]))
+
+    async def _wallet_getCallsStatus(self, params: list[str]) -> dict[str, Any]:
+        [batch_id] = params
+        if batch_id not in self.batches:
+            raise WalletError(5730, f"Unknown bundle id {batch_id}.")
+        chain_id, hashes = self.batches[batch_id]
+        rpc = self.chains[chain_id].rpc
+        receipts = [await asyncio.to_thread(rpc, "eth_getTransactionReceipt", [h]) for h in hashes]
+        answer: dict[str, Any] = {"version": "2.0.0", "id": batch_id, "chainId": hex(chain_id), "atomic": True}
+        if any(r is None for r in receipts):
+            return {**answer, "status": 100}
+        ok = [int(r["status"], 16) == 1 for r in receipts]
+        answer["status"] = 200 if all(ok) else 500 if not any(ok) else 600
+        answer["receipts"] = [{key: r[key] for key in ("logs", "status", "blockHash", "blockNumber", "gasUsed",
+                                                        "transactionHash")} for r in receipts]
+        return answer
 
     async def _wallet_switchEthereumChain(self, params: list[dict[str, Any]]) -> dict[str, str]:
         chain_id = int(params[0]["chainId"], 16)

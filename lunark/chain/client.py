@@ -279,13 +279,15 @@ class ChainClient:
             token=meta.address,
         )
 
-    async def prepare(self, intent: TransferIntent) -> PreparedTx:
+    async def prepare(self, intent: TransferIntent, *, nonce_at_least: int | None = None) -> PreparedTx:
         """Build the unsigned EIP-1559 transaction for ``intent``, after checking it can succeed.
 
         Checks balances (``InsufficientFunds``, counting the worst-case fee),
         simulates with ``eth_call`` at ``pending`` (``SimulationFailed`` with the
         decoded revert reason), then sets gas (estimate plus headroom), the
-        pending nonce and fees (``2 * base fee + tip``).
+        pending nonce and fees (``2 * base fee + tip``). ``nonce_at_least``: the
+        nonce after the transactions already prepared ahead of this one (several
+        in one approval take successive nonces, ``lunark.nonces``).
         """
         await self.ensure_chain()
         network = self.network
@@ -341,7 +343,7 @@ class ChainClient:
         gas = -(-estimate * (100 + self.gas_headroom_percent) // 100)
 
         with self._translate("reading the nonce and fees"):
-            nonce = await self.w3.eth.get_transaction_count(sender, "pending")
+            nonce = max(int(await self.w3.eth.get_transaction_count(sender, "pending")), nonce_at_least or 0)
             block = await self.w3.eth.get_block("latest")
             priority_fee = await self._priority_fee()
         base_fee = block.get("baseFeePerGas")
@@ -402,6 +404,14 @@ class ChainClient:
         """``build_intent`` then ``prepare``."""
         return await self.prepare(await self.build_intent(sender, recipient, amount, token))
 
+    async def pending_nonce(self, address: str) -> int:
+        """The next nonce of ``address`` the node would accept and mine: transactions waiting in its
+        pool count, one waiting behind a gap does not."""
+        owner = parse_address(address)
+        await self.ensure_chain()
+        with self._translate(f"reading the nonce of {owner}"):
+            return int(await self.w3.eth.get_transaction_count(owner, "pending"))
+
     async def send_raw_transaction(self, raw: bytes | str) -> str:
         """Broadcast a signed transaction; returns its ``0x`` hash.
 
@@ -419,10 +429,15 @@ class ChainClient:
             tx_hash = await self.w3.eth.send_raw_transaction(bytes(payload))
         return tx_hash.to_0x_hex()
 
-    async def preview(self, prepared: PreparedTx, *, block: int | None = None) -> BalancePreview:
+    async def preview(
+        self, prepared: PreparedTx, *, block: int | None = None, queued: bool = False
+    ) -> BalancePreview:
         """Simulate ``prepared`` exactly (``eth_simulateV1``) at the latest block (or on top of
         ``block``, for a transaction already mined in the next one): the balance changes
         of the user and the recipient, every party's movements, gas used and the worst-case fee.
+        ``queued``: its nonce follows others of the same approval not sent yet, which a validating
+        node would refuse now; it is simulated at the account's next nonce instead (what a transfer
+        moves does not depend on its nonce), and again at its own when it is signed.
 
         A node without ``eth_simulateV1``, or one that refuses the simulation, gives a preview with
         ``simulated`` False and the reason: the card then says there is none (never a guess). A
@@ -437,7 +452,8 @@ class ChainClient:
         call = {
             "from": intent.sender, "to": intent.tx_to, "value": hex(intent.tx_value), "data": intent.tx_data,
             "gas": hex(prepared.gas), "maxFeePerGas": hex(prepared.max_fee_per_gas),
-            "maxPriorityFeePerGas": hex(prepared.max_priority_fee_per_gas), "nonce": hex(prepared.nonce),
+            "maxPriorityFeePerGas": hex(prepared.max_priority_fee_per_gas),
+            **({} if queued else {"nonce": hex(prepared.nonce)}),
         }
         params = [{"blockStateCalls": [{"calls": [call]}], "traceTransfers": True, "validation": True}, hex(number)]
 

@@ -12,7 +12,8 @@ broadcast itself (fetched and checked). Both go through one check,
 What is checked: ``from``, ``to``, ``value``, ``input`` and ``chainId`` are the
 approved ones; the type is 0, 1 or 2 (a blob or an EIP-7702 set-code transaction
 is refused); the nonce is not below the prepared one (a wallet may re-nonce
-upward); the most the transaction can pay in fees is at most ``fee_factor``
+upward; with several transactions in one approval, the settlement checks against
+the floor, ``lunark.nonces``); the most the transaction can pay in fees is at most ``fee_factor``
 times the cap the card showed, and its tip does not exceed its fee cap.
 
 Every difference is also said in words (``IntentMismatch.message`` starts with

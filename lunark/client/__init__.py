@@ -11,7 +11,7 @@ has a complete example.
 """
 
 from lunark.client.sdk import ERROR_CLASSES, ChatSession, Disconnected, LunarkClient, error_from_body
-from lunark.client.wallet import rpc_request, sign_and_send, sign_transaction
+from lunark.client.wallet import rpc_request, sign_and_send, sign_and_send_all, sign_transaction
 
 __all__ = [
     "ERROR_CLASSES",
@@ -21,5 +21,6 @@ __all__ = [
     "error_from_body",
     "rpc_request",
     "sign_and_send",
+    "sign_and_send_all",
     "sign_transaction",
 ]

@@ -8,7 +8,8 @@ card (amount, recipient, network, maximum fee, time left) and asks
 what the agent is doing ("thinking…", "waiting for your approval", "checking the
 transaction"); on a terminal it is erased by what comes next. Approving signs the transaction with
 the local key and broadcasts it to the chain's RPC, like a wallet, then tells
-the server the hash (``--sign-mode server`` lets the server's own signer sign
+the server the hash (several cards of one approval: once all are decided, in order, each at its
+nonce after the rejected ones before it) (``--sign-mode server`` lets the server's own signer sign
 instead). Transaction status follows live. Dropped connections are
 re-established without losing events (the SDK does that).
 
@@ -37,7 +38,7 @@ from decimal import Decimal
 from typing import Any, Literal, TextIO
 
 from lunark.client.sdk import ChatSession, LunarkClient, preview_lines
-from lunark.client.wallet import sign_and_send
+from lunark.client.wallet import sign_and_send, with_nonce_floors
 from lunark.errors import LunarkError
 from lunark.protocol import (
     ActionRequest,
@@ -637,10 +638,11 @@ class TerminalChat:
                 decision: dict[str, Any] | None = None
                 if choice == "a" and "approve" in allowed:
                     # Acknowledged before the wallet signs anything: a refusal afterwards would come
-                    # too late for a transaction the wallet already broadcast.
+                    # too late for a transaction the wallet already broadcast. Signed below, once every
+                    # card is decided.
                     acknowledge = await self.acknowledged(request)
                     if acknowledge is not None:
-                        decision = await self.approve(request, acknowledge=acknowledge)
+                        decision = {"type": "approve", **({"acknowledge": list(acknowledge)} if acknowledge else {})}
                 elif choice == "e" and can_edit:
                     amount = await self.ask("  new amount: ")
                     if amount is None:
@@ -662,6 +664,7 @@ class TerminalChat:
                 if decision is not None:
                     decisions.append(decision)
                     break
+        decisions = await self.sign(approval, decisions)
         try:
             await self.session.decide(approval.approval_id, decisions)
         except LunarkError as exc:
@@ -671,28 +674,35 @@ class TerminalChat:
             return "failed"
         return "sent"
 
-    async def approve(self, request: ActionRequest, *, acknowledge: Sequence[str] = ()) -> dict[str, Any] | None:
-        """The approve decision; in wallet mode, sign and broadcast first. None: ask again."""
-        tx = request.tx
-        extra: dict[str, Any] = {"acknowledge": list(acknowledge)} if acknowledge else {}
-        if self.sign_mode == "server" or tx is None:
-            return {"type": "approve", **extra}
+    async def sign(self, approval: ApprovalRequest, decisions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """In wallet mode, sign and broadcast every approved transaction, in order, once all cards are
+        decided: each at its nonce after the rejected ones before it (``with_nonce_floors``), so none
+        waits behind a gap. One the wallet cannot send becomes a reject saying why."""
+        if self.sign_mode == "server":
+            return decisions
         assert self.session is not None
-        rpc_url = self.rpc_url
-        if rpc_url is None and int(tx.chain_id, 16) == self.session.network.get("chain_id"):
-            urls = self.session.network.get("rpc_urls") or []
-            rpc_url = urls[0] if urls else None
-        if rpc_url is None:
-            self.line(f"  [wallet] no RPC URL for chain {int(tx.chain_id, 16)}; restart with --rpc-url")
-            return None
-        self.line(f"  [wallet] signing and sending to {rpc_url} ...")
-        try:
-            tx_hash = await sign_and_send(tx, rpc_url, self.private_key)
-        except LunarkError as exc:
-            self.line(f"  [wallet] failed: {exc.message}")
-            return None
-        self.line(f"  [wallet] broadcast {tx_hash}")
-        return {"type": "approve", "tx_hash": tx_hash, **extra}
+        for index, decision in enumerate(decisions):
+            tx = with_nonce_floors(approval, decisions)[index]
+            if decision["type"] != "approve" or tx is None:
+                continue
+            chain_id = int(tx["chain_id"], 16)
+            rpc_url = self.rpc_url
+            if rpc_url is None and chain_id == self.session.network.get("chain_id"):
+                urls = self.session.network.get("rpc_urls") or []
+                rpc_url = urls[0] if urls else None
+            if rpc_url is None:
+                why = f"no RPC URL for chain {chain_id}; restart with --rpc-url"
+            else:
+                self.line(f"  [wallet] signing and sending to {rpc_url} ...")
+                try:
+                    decision["tx_hash"] = await sign_and_send(tx, rpc_url, self.private_key)
+                    self.line(f"  [wallet] broadcast {decision['tx_hash']}")
+                    continue
+                except LunarkError as exc:
+                    why = exc.message
+            self.line(f"  [wallet] failed: {why}")
+            decisions[index] = {"type": "reject", "message": f"My wallet could not send it: {why}"}
+        return decisions
 
     # -- Ctrl-C -------------------------------------------------------------------------------
 

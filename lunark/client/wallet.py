@@ -18,17 +18,18 @@ right signer for that.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import aiohttp
 from eth_account import Account
 from eth_utils.address import to_checksum_address
 
-from lunark.errors import ChainError, InvalidInput, RpcUnavailable, SignerError, WrongNetwork
-from lunark.protocol import UnsignedTx
+from lunark.errors import ChainError, InvalidInput, LunarkError, RpcUnavailable, SignerError, WrongNetwork
+from lunark.nonces import nonce_floors
+from lunark.protocol import ApprovalRequest, UnsignedTx
 
-__all__ = ["rpc_request", "sign_and_send", "sign_transaction"]
+__all__ = ["rpc_request", "sign_and_send", "sign_and_send_all", "sign_transaction", "with_nonce_floors"]
 
 _ids = itertools.count(1)
 
@@ -137,3 +138,50 @@ async def sign_and_send(tx: UnsignedTx | Mapping[str, Any], rpc_url: str, privat
                 actual=actual,
             )
         return str(await rpc_request(rpc_url, "eth_sendRawTransaction", [raw], session=http))
+
+
+def with_nonce_floors(approval: ApprovalRequest, decisions: Sequence[Mapping[str, Any]]) -> list[dict[str, Any] | None]:
+    """Each action's ``tx`` at the nonce it is to be signed with, given the decisions (None: no tx).
+
+    Several transactions of one approval are prepared with successive nonces; one that is not sent
+    (rejected, edited) lowers the nonce of those after it, exactly as the server binds them
+    (``lunark.nonces``), so none of them waits behind a gap.
+    """
+    txs = [request.tx for request in approval.action_requests]
+    floors = nonce_floors(txs, [d.get("type") == "approve" for d in decisions])
+    return [None if tx is None or floor is None else {**tx.to_wire(), "nonce": hex(floor)}
+            for tx, floor in zip(txs, floors, strict=True)]
+
+
+async def sign_and_send_all(
+    approval: ApprovalRequest,
+    decisions: Sequence[Mapping[str, Any]],
+    rpc_url: str | Callable[[int], str],
+    private_key: str,
+) -> list[dict[str, Any]]:
+    """Sign and broadcast, in order, the transaction of every approve decision that carries no
+    signature yet; returns the decisions to send, each approve with its ``tx_hash``.
+
+    Each transaction goes out at its nonce floor (``with_nonce_floors``). One the node refuses
+    becomes a reject saying why, and those after it move down a nonce. ``rpc_url`` is a URL, or a
+    function of the chain id::
+
+        decisions = await sign_and_send_all(approval, [{"type": "reject"}, {"type": "approve"}], rpc_url, key)
+        await session.decide(approval.approval_id, decisions)
+    """
+    out = [dict(d) for d in decisions]
+    if len(out) != len(approval.action_requests):
+        raise InvalidInput(f"The approval has {len(approval.action_requests)} actions, but {len(out)} decisions "
+                           "were given.", actions=len(approval.action_requests))
+    for index, decision in enumerate(out):
+        if decision.get("type") != "approve" or decision.get("tx_hash") or decision.get("signed_tx"):
+            continue
+        tx = with_nonce_floors(approval, out)[index]
+        if tx is None:
+            continue
+        url = rpc_url(_quantity(tx, "chain_id")) if callable(rpc_url) else rpc_url
+        try:
+            decision["tx_hash"] = await sign_and_send(tx, url, private_key)
+        except LunarkError as exc:
+            out[index] = {"type": "reject", "message": f"My wallet could not send it: {exc.message}"}
+    return out

@@ -53,6 +53,7 @@ from lunark.chain.signer import Signer
 from lunark.errors import (
     LunarkError,
     ModelError,
+    NonceGap,
     PreviewChanged,
 )
 from lunark.fingerprint import action_fingerprint
@@ -62,6 +63,7 @@ from lunark.graph.turn import PAUSED, TOOLS_RAN, TURN_KEY, Turn
 from lunark.ids import new_id
 from lunark.models.planner import CONTINUE_PROMPT
 from lunark.networks import NetworkRegistry
+from lunark.nonces import nonce_floors
 from lunark.settlement import Settlements
 from lunark.store import SettlementRecord, Store
 from lunark.tools.base import Proposal, ToolContext, needs_approval, validate_args
@@ -395,11 +397,15 @@ class GraphNodes(ABC):
         messages: list[ToolMessage] = []
         edits: list[tuple[str, str, Mapping[str, Any]]] = []
         typed_in_edits: set[str] = set()
-        for item, decision in zip(proposals, decisions, strict=True):
+        # Several transactions of one account were prepared with successive nonces; one that is not
+        # sent lowers the nonce of those after it, so no approved one waits behind a gap.
+        floors = nonce_floors([(item.get("proposal") or {}).get("tx") for item in proposals],
+                              [decision["type"] == "approve" for decision in decisions])
+        for item, decision, floor in zip(proposals, decisions, floors, strict=True):
             call_id, name = item["call_id"], item["name"]
             emit = _emitter(ctx, call_id)
             call_ctx = replace(ctx, emit=emit, call_id=call_id, approval_id=item.get("approval_id"),
-                               expires_at=parse_time(item.get("expires_at")))
+                               expires_at=parse_time(item.get("expires_at")), nonce_floor=floor)
             kind = decision["type"]
             if kind in ("reject", "edit") and call_ctx.action_id is not None:
                 await self.store.release(call_ctx.action_id)  # nothing of it goes out
@@ -428,9 +434,10 @@ class GraphNodes(ABC):
                 emit({"type": "tool_result", "call_id": call_id, "status": "success" if ok else "error",
                       "result": result})
                 messages.append(tool_ok(call_id, name, result, ok=ok))
-            except PreviewChanged as exc:
+            except (PreviewChanged, NonceGap) as exc:
                 # Nothing was signed or sent: the reservation goes, and the call is prepared again, so
-                # the user decides on a fresh card with what the transaction would do now.
+                # the user decides on a fresh card with what the transaction would do now (or with the
+                # nonce it can go out with).
                 if call_ctx.action_id is not None:
                     await self.store.release(call_ctx.action_id)
                 emit({"type": "tool_result", "call_id": call_id, "status": "error", "result": None,

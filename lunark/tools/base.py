@@ -148,6 +148,13 @@ class ToolContext:
     """Owns every approved transaction from decision to final outcome (``lunark.settlement``)."""
     history: History | None = None
     """The user's settled transfers, read by the recipient checks (the store)."""
+    nonces: dict[tuple[int, str], int] = field(default_factory=dict)
+    """While one approval is prepared: the next nonce per ``(chain id, sender)`` after the
+    transactions prepared so far, so several in one approval take successive nonces (shared by the
+    calls of one step)."""
+    nonce_floor: int | None = None
+    """At execution: the lowest nonce this call's transaction may carry, its prepared nonce lowered
+    by the earlier transactions of the approval that are not sent (``lunark.nonces``)."""
 
     @property
     def action_id(self) -> str | None:

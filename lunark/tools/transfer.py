@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, cast
@@ -22,9 +23,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from web3.exceptions import TransactionNotFound, Web3Exception
 
 from lunark.chain.ens import primary_name, resolve_recipient
+from lunark.chain.intent import decode_signed_transaction
 from lunark.chain.preview import BalancePreview, preview_differences, unexpected_movement
 from lunark.chain.types import PreparedTx, TransferIntent, prepared_from_state, prepared_to_state, to_units
-from lunark.errors import LunarkError, PreviewChanged, SignerError, SimulationFailed
+from lunark.errors import LunarkError, NonceGap, PreviewChanged, SignerError, SimulationFailed
 from lunark.settlement import outcome_message
 from lunark.store.base import SettlementRecord
 from lunark.tools.amounts import amount_for_share, share_of
@@ -130,16 +132,20 @@ class Transfer:
         # The recipient checks only read (the store, the node): they run while the transaction is
         # built and simulated, so the card waits for the slowest of them, not for all in turn.
         checks = asyncio.ensure_future(_recipient_warnings(intent, ctx, client))
+        key = (intent.chain_id, intent.sender.lower())
         try:
-            prepared = await client.prepare(intent)
+            # After any transaction this approval already holds from the same account: each gets its own
+            # nonce, so all of them can go out, one after the other.
+            prepared = await client.prepare(intent, nonce_at_least=ctx.nonces.get(key))
             # The exact transaction, simulated: the card shows what it changes, not what we hope it does.
-            preview = await client.preview(prepared)
+            preview = await client.preview(prepared, queued=key in ctx.nonces)
             warnings = (*await checks, *named)
         except BaseException:
             checks.cancel()
             if ctx.action_id is not None:
                 await ctx.ledger.release(ctx.action_id)
             raise
+        ctx.nonces[key] = prepared.nonce + 1
         units = {asset: client.units(asset) for _, asset, _ in preview.moved}
         unexpected = unexpected_movement(intent, preview, {a: u for a, u in units.items() if u is not None})
         fee = _amount_text(to_units(prepared.max_fee, network.decimals))
@@ -182,6 +188,9 @@ class Transfer:
         against what was approved, broadcasts and tracks it; this call only waits (an abort
         stops the waiting, never the settlement)."""
         prepared = prepared_from_state(proposal.data["prepared"])
+        if ctx.nonce_floor is not None and ctx.nonce_floor < prepared.nonce:
+            # An earlier transaction of the approval is not sent: this one takes the nonce it would have.
+            prepared = replace(prepared, nonce=ctx.nonce_floor)
         intent = prepared.intent
         network = ctx.registry.get(intent.chain_id)
         base = {
@@ -203,6 +212,7 @@ class Transfer:
             # run again after a crash: it was checked (and re-simulated) then, and may be sent by
             # now; its spend may be committed or released, which a second hold must not undo.
             await ctx.policy.check(intent, ctx.ledger, reservation=ctx.action_id, executing=True)
+            prepared = await _next_in_line(ctx, prepared, decision)
         recheck: asyncio.Task[list[str]] | None = None
         if decision.get("tx_hash"):
             # The wallet already broadcast it: nothing can stop it, so the re-check only has to be told, and
@@ -214,7 +224,7 @@ class Transfer:
                 f"{'; '.join(changed)}. Nothing was signed or sent; decide again on the fresh card.",
                 differences=changed,
             )
-        prepared_state = dict(proposal.data["prepared"])
+        prepared_state = {**proposal.data["prepared"], "nonce": prepared.nonce}
         if proposal.data.get("preview") is not None:
             prepared_state["preview"] = proposal.data["preview"]
         record = await ctx.settlements.open(
@@ -237,6 +247,37 @@ class Transfer:
             result["message"] += (" Simulated again when your wallet reported it, it did not match the card: "
                                   + "; ".join(changed) + ".")
         return result
+
+
+async def _next_in_line(ctx: ToolContext, prepared: PreparedTx, decision: Decision) -> PreparedTx:
+    """The transaction the server is to sign or broadcast, checked to be next in line for the account.
+
+    One above the account's next nonce would wait in the node's pool, and go out whenever a later
+    transaction of the user's filled the gap: it is never sent (``NonceGap``; the call gets a fresh
+    card). The local signer signs at the account's next nonce when that is higher than the prepared
+    one (another transaction took it meanwhile), as a wallet re-nonces upward. A wallet's broadcast
+    (``tx_hash``) is out already: the settlement checks it (``Settlements._accept``).
+    """
+    intent = prepared.intent
+    client = ctx.clients.get(intent.chain_id)
+    following = await client.pending_nonce(intent.sender)
+    if decision.get("signed_tx"):
+        try:
+            nonce = decode_signed_transaction(str(decision["signed_tx"])).nonce
+        except LunarkError:
+            return prepared  # not a transaction at all: the settlement refuses it and says why
+    else:
+        nonce = max(prepared.nonce, following)
+        prepared = replace(prepared, nonce=nonce)
+    if nonce > following:
+        raise NonceGap(
+            f"This transfer's nonce {nonce} is above your account's next nonce {following}: an earlier "
+            f"transaction it was prepared behind was not sent, so it would wait in the node's pool and go "
+            "out whenever a later transaction of yours used that nonce. Nothing was signed or sent; decide "
+            "again on the fresh card, which has the right nonce.",
+            nonce=nonce, next_nonce=following, chain_id=intent.chain_id,
+        )
+    return prepared
 
 
 async def _recheck(ctx: ToolContext, prepared: PreparedTx, proposal: Proposal, tx_hash: Any) -> list[str]:
@@ -263,7 +304,9 @@ async def _recheck(ctx: ToolContext, prepared: PreparedTx, proposal: Proposal, t
                 mined = None
             if mined is not None:
                 block = int(mined) - 1
-        now = await client.preview(prepared, block=block)
+        # A wallet's transaction may share its block with earlier ones of the same approval (a batch):
+        # on top of the block before, its nonce is not the next yet, so it is simulated at the next one.
+        now = await client.preview(prepared, block=block, queued=bool(tx_hash))
     except SimulationFailed as exc:
         return [f"it would now fail ({exc.reason or exc.message})"]
     except (LunarkError, Web3Exception, OSError) as exc:

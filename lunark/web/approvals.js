@@ -26,11 +26,95 @@ async function decide(approval, decisions) {
   }
 }
 
+// The wallet's EIP-5792 capabilities per account and chain: asked once, remembered while the page lives.
+const batchSupport = new Map();
+
+async function walletBatches(from, chainId) {
+  const key = `${String(from).toLowerCase()}:${chainId}`;
+  if (!batchSupport.has(key)) {
+    batchSupport.set(key, app.provider.request({ method: "wallet_getCapabilities", params: [from, [P.toHexChainId(chainId)]] })
+      .then((capabilities) => P.canBatchAtomically(capabilities, chainId), () => false));  // no EIP-5792: one by one
+  }
+  return batchSupport.get(key);
+}
+
+/** The transactions of an approval that can go as one batch: two or more, one account, one chain; else null. */
+function batchable(requests) {
+  const txs = requests.filter((r) => r.tx).map((r) => r.tx);
+  if (txs.length < 2) return null;
+  const same = txs.every((tx) => BigInt(tx.chain_id) === BigInt(txs[0].chain_id) && tx.from.toLowerCase() === txs[0].from.toLowerCase());
+  return same ? txs : null;
+}
+
+const sleep = (ms) => new Promise((resolve) => { setTimeout(resolve, ms); });
+
+// One wallet confirmation for every transaction of the approval (EIP-5792 `wallet_sendCalls`); each
+// call is then settled on its own: its receipt's hash is its approve decision's `tx_hash`, which the
+// server fetches and binds like any wallet transaction. Returns the decisions, or null when the wallet
+// did not send the batch (the card stays, with the reason).
+async function sendBatch(approval, txs) {
+  const id = approval.approval_id;
+  setApprovalUi(id, { busy: `Confirm the ${txs.length} transactions in your wallet, in one batch…`, error: null, mode: null });
+  let sent;
+  try {
+    sent = await app.provider.request({ method: "wallet_sendCalls", params: [P.toSendCalls(txs)] });
+  } catch (err) {
+    if (err && err.code === P.USER_REJECTED) return approval.action_requests.map(() => P.reject("I rejected the batch in my wallet."));
+    setApprovalUi(id, { busy: null, error: `The wallet did not send the batch: ${describeError(err)}` });
+    return null;
+  }
+  const batchId = typeof sent === "string" ? sent : sent && sent.id;
+  setApprovalUi(id, { busy: "Waiting for your wallet's batch to be included…" });
+  let status = null;
+  while (Date.now() < Date.parse(approval.expires_at)) {
+    try {
+      status = await app.provider.request({ method: "wallet_getCallsStatus", params: [batchId] });
+    } catch (err) {
+      status = null;  // asked again: a wallet may not know the id for a moment
+    }
+    if (status && status.status >= P.CALLS_CONFIRMED) break;
+    await sleep(500);
+  }
+  const hashes = P.batchHashes(status, txs.length);
+  if (!status || status.status < P.CALLS_CONFIRMED || !hashes.length) {
+    const why = status && status.status >= P.CALLS_OFFCHAIN_FAILURE && status.status < 500
+      ? "it reports that nothing was sent" : "it gave no receipts before the approval expired";
+    setApprovalUi(id, { busy: null, error: `The wallet did not send the batch: ${why}.` });
+    return null;
+  }
+  let next = 0;
+  // Approve was enabled only once every danger warning was ticked: each decision acknowledges its card's.
+  return approval.action_requests.map((request) => {
+    const acknowledge = P.dangerCodes(request);
+    return request.tx ? P.approve({ txHash: hashes[next++], acknowledge }) : P.approve({ acknowledge });
+  });
+}
+
 async function approveAction(approval) {
   const id = approval.approval_id;
   setApprovalUi(id, { busy: "Confirm in your wallet…", error: null, mode: null });
-  const decisions = [];
   const requests = approval.action_requests;
+  const batch = batchable(requests);
+  if (batch) {
+    const chainId = Number(BigInt(batch[0].chain_id));
+    if (await walletBatches(batch[0].from, chainId)) {
+      try {
+        if (app.walletChainId !== chainId) {
+          await switchWallet(app.state.network && app.state.network.chain_id === chainId ? app.state.network : { chain_id: chainId, name: `chain ${chainId}`, symbol: "ETH", decimals: 18, rpc_urls: [] });
+        }
+      } catch (err) {
+        setApprovalUi(id, { busy: null, error: `The wallet did not send it: ${describeError(err)}` });
+        return;
+      }
+      const decisions = await sendBatch(approval, batch);
+      if (!decisions) return;
+      setApprovalUi(id, { busy: "Sending your decision…" });
+      await decide(approval, decisions);
+      return;
+    }
+  }
+  // One by one: each transaction carries the nonce after the one before it (the server prepared them so).
+  const decisions = [];
   for (let i = 0; i < requests.length; i++) {
     const request = requests[i];
     // Approve is enabled only once every danger warning is ticked: acknowledge them all.

@@ -3,8 +3,8 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 
 import {
-  allowedDecisions, approve, buildSiweMessage, dangerCodes, edit, editAmount, formatUnits, maxFeeWei, reject,
-  toAddEthereumChain, toEip1193Tx, toHexChainId, utf8ToHex,
+  allowedDecisions, approve, batchHashes, buildSiweMessage, canBatchAtomically, dangerCodes, edit, editAmount,
+  formatUnits, maxFeeWei, reject, toAddEthereumChain, toEip1193Tx, toHexChainId, toSendCalls, utf8ToHex,
 } from "../../lunark/web/lib/protocol.js";
 
 const ALICE = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266";
@@ -115,4 +115,27 @@ test("dangerCodes lists each danger warning's code once, in card order", () => {
   ] };
   assert.deepEqual(dangerCodes(request), ["address_from_tool_output", "lookalike_recipient"]);
   assert.deepEqual(dangerCodes({}), []);
+});
+
+test("EIP-5792: atomic batch capability, sendCalls parameter, and a hash per call from the receipts", () => {
+  assert.equal(canBatchAtomically({ "0x7a69": { atomic: { status: "supported" } } }, 31337), true);
+  assert.equal(canBatchAtomically({ "0x7a69": { atomic: { status: "ready" } } }, 31337), true);
+  assert.equal(canBatchAtomically({ "0x0": { atomic: { status: "supported" } } }, 8453), true);
+  assert.equal(canBatchAtomically({ "0x7a69": { atomic: { status: "unsupported" } } }, 31337), false);
+  assert.equal(canBatchAtomically({ "0x1": { atomic: { status: "supported" } } }, 31337), false);
+  assert.equal(canBatchAtomically({ "0x7a69": {} }, 31337), false);
+  assert.equal(canBatchAtomically(null, 31337), false);
+
+  const tx = (to, value, data, nonce) => ({ chain_id: "0x7a69", from: ALICE, to, value, data, gas: "0x5208",
+    max_fee_per_gas: "0x1", max_priority_fee_per_gas: "0x1", nonce });
+  assert.deepEqual(toSendCalls([tx(BOB, "0x1", "0x", "0x0"), tx(ALICE, "0x0", "0xa9059cbb", "0x1")]), {
+    version: "2.0.0", chainId: "0x7a69", from: ALICE, atomicRequired: true,
+    calls: [{ to: BOB, value: "0x1", data: "0x" }, { to: ALICE, value: "0x0", data: "0xa9059cbb" }],
+  });
+
+  const r = (h) => ({ transactionHash: h });
+  assert.deepEqual(batchHashes({ status: 200, receipts: [r("0xa"), r("0xb")] }, 2), ["0xa", "0xb"]);
+  // One transaction for the whole batch: its hash for each call, which the server then refuses to bind.
+  assert.deepEqual(batchHashes({ status: 200, receipts: [r("0xc")] }, 2), ["0xc", "0xc"]);
+  assert.deepEqual(batchHashes({ status: 100 }, 2), []);
 });

@@ -259,6 +259,66 @@ export function toEip1193Tx(tx) {
   };
 }
 
+// -- EIP-5792 batches -------------------------------------------------------------------------
+
+/** `wallet_getCallsStatus` codes (EIP-5792): 1xx pending, 2xx confirmed, 4xx-6xx failed. */
+export const CALLS_PENDING = 100;
+export const CALLS_CONFIRMED = 200;
+export const CALLS_OFFCHAIN_FAILURE = 400;
+
+/**
+ * Whether a `wallet_getCapabilities` answer says the wallet sends atomic batches on `chainId`
+ * (EIP-5792: `atomic.status` is "supported", or "ready" for an account it can upgrade). Keys are
+ * hex chain ids; "0x0" stands for every chain.
+ * @param {Record<string, any>|null|undefined} capabilities
+ * @param {number|string|bigint} chainId
+ */
+export function canBatchAtomically(capabilities, chainId) {
+  if (!capabilities || typeof capabilities !== "object") return false;
+  const wanted = BigInt(chainId);
+  for (const [key, value] of Object.entries(capabilities)) {
+    let id;
+    try { id = BigInt(key); } catch { continue; }
+    if (id !== wanted && id !== 0n) continue;
+    const status = value && value.atomic && value.atomic.status;
+    if (status === "supported" || status === "ready") return true;
+  }
+  return false;
+}
+
+/**
+ * `wallet_sendCalls`' parameter (EIP-5792, version 2.0.0) for an approval's transactions, in order:
+ * each call's `to`, `value` and `data` are the approved ones; nonces, gas and fees are the wallet's
+ * (the server accepts a nonce at or above the prepared one and a fee cap up to twice the card's).
+ * @param {UnsignedTx[]} txs  all from one account on one chain
+ */
+export function toSendCalls(txs) {
+  const [first] = txs;
+  return {
+    version: "2.0.0",
+    chainId: first.chain_id,
+    from: first.from,
+    atomicRequired: true,
+    calls: txs.map((tx) => ({ to: tx.to, value: tx.value, data: tx.data })),
+  };
+}
+
+/**
+ * The transaction hash that settles each call of a batch, from a final `wallet_getCallsStatus`
+ * answer: one receipt per call, in order. A wallet that ran the whole batch as one transaction
+ * (one receipt for several calls) gives that one hash for every call: the server then checks it
+ * call by call like any wallet transaction, and it settles none of them.
+ * @param {{receipts?: Array<{transactionHash: string}>}} status
+ * @param {number} count  how many calls were sent
+ * @returns {string[]}
+ */
+export function batchHashes(status, count) {
+  const receipts = (status && status.receipts) || [];
+  if (receipts.length === count) return receipts.map((r) => r.transactionHash);
+  if (receipts.length >= 1) return Array.from({ length: count }, () => receipts[0].transactionHash);
+  return [];
+}
+
 /** A chain id as an EIP-1193 hex string ("0x7a69"). @param {number|string|bigint} chainId */
 export function toHexChainId(chainId) {
   return "0x" + BigInt(chainId).toString(16);
