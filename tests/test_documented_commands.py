@@ -18,6 +18,7 @@ the demo's own Anvil chains and server.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import re
 import shlex
@@ -208,7 +209,8 @@ async def test_usage_lines_name_real_options() -> None:
     assert usage, "the SDK guide prints the chat's usage"
     for line in usage:
         start, args = lunark_argv(line.text)
-        command = [a for a in args if a not in ("...", "…") and not a.startswith(("-", "["))][:1]
+        # the subcommand path (`audit verify`): the leading lowercase words, before placeholders and options
+        command = list(itertools.takewhile(lambda a: re.fullmatch(r"[a-z][a-z-]*", a) is not None, args))
         code, out, err = await run(*start, *command, "-h")
         assert code == 0, f"{line.where}: {' '.join([*start, *command])} -h failed: {err}"
         for option in re.findall(r"(?<![\w-])(--?[a-z][\w-]*)", " ".join(args)):
