@@ -600,3 +600,71 @@ async def test_reservations_under_a_cap_are_atomic_across_stores(backend: Backen
     finally:
         await one.close()
         await two.close()
+
+
+# contacts
+
+CAROL = "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC"
+
+
+async def test_contacts_are_saved_listed_looked_up_and_deleted_per_owner(backend: Backend) -> None:
+    store = await backend.open()
+    try:
+        saved = await store.put_contact(ALICE.upper().replace("0X", "0x"), "Bob", BOB.lower())
+        assert (saved.owner, saved.label, saved.address) == (ALICE.lower(), "Bob", BOB)
+        await store.put_contact(ALICE, "carol", CAROL)
+        assert [(c.label, c.address) for c in await store.list_contacts(ALICE)] == [("Bob", BOB), ("carol", CAROL)]
+        # A label is one contact whatever its case.
+        found = await store.get_contact(ALICE.lower(), "BOB")
+        assert found is not None and found.address == BOB and found.created_at == saved.created_at
+        # Nobody else sees them, or can delete them.
+        assert await store.list_contacts(BOB) == []
+        assert await store.get_contact(BOB, "bob") is None
+        assert await store.delete_contact(BOB, "bob") is False
+    finally:
+        await store.close()
+    store = await backend.open()  # durable across a restart
+    try:
+        assert [c.label for c in await store.list_contacts(ALICE)] == ["Bob", "carol"]
+        assert await store.delete_contact(ALICE, "bOb") is True
+        assert await store.delete_contact(ALICE, "bob") is False
+        assert [c.label for c in await store.list_contacts(ALICE)] == ["carol"]
+    finally:
+        await store.close()
+
+
+async def test_putting_a_contact_again_repoints_the_label_or_renames_the_address(store: Store) -> None:
+    first = await store.put_contact(ALICE, "bob", BOB)
+    # The same label (another case) for another address: one contact, pointing at the new address.
+    moved = await store.put_contact(ALICE, "BOB", CAROL)
+    assert [(c.label, c.address) for c in await store.list_contacts(ALICE)] == [("BOB", CAROL)]
+    assert moved.created_at >= first.created_at
+    # The same address under a new label: renamed, still one contact, saved when it first was.
+    renamed = await store.put_contact(ALICE, "carol", CAROL)
+    assert [(c.label, c.address) for c in await store.list_contacts(ALICE)] == [("carol", CAROL)]
+    assert renamed.created_at == moved.created_at
+    assert await store.get_contact(ALICE, "bob") is None
+    # Saving it again changes nothing; another owner may use the same label and address.
+    await store.put_contact(ALICE, "carol", CAROL)
+    await store.put_contact(BOB, "carol", CAROL)
+    assert len(await store.list_contacts(ALICE)) == 1 and len(await store.list_contacts(BOB)) == 1
+
+
+@pytest.mark.parametrize("label", ["", " ", "al ice", "alice.eth", "0xabc", "1alice", "a" * 33, "alíce"])
+async def test_a_malformed_contact_label_is_refused(store: Store, label: str) -> None:
+    with pytest.raises(InvalidInput, match="not a valid contact label"):
+        await store.put_contact(ALICE, label, BOB)
+    assert await store.list_contacts(ALICE) == []
+
+
+@pytest.mark.parametrize("address", ["0x1234", BOB.replace("C8", "c8"), "0x" + "0" * 40, "bob.eth"])
+async def test_a_malformed_contact_address_is_refused(store: Store, address: str) -> None:
+    with pytest.raises(InvalidInput):
+        await store.put_contact(ALICE, "bob", address)
+    assert await store.list_contacts(ALICE) == []
+
+
+async def test_concurrent_saves_of_one_address_leave_one_contact(store: Store) -> None:
+    await asyncio.gather(*(store.put_contact(ALICE, f"bob{i}", BOB) for i in range(8)))
+    contacts = await store.list_contacts(ALICE)
+    assert len(contacts) == 1 and contacts[0].address == BOB

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from lunark.store.base import (
     ApprovalRecord,
     ChatRecord,
+    ContactRecord,
     EventRecord,
     MessageRecord,
     Role,
@@ -31,6 +32,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "ApprovalRecord",
     "ChatRecord",
+    "ContactRecord",
     "EventRecord",
     "MessageRecord",
     "PostgresStore",

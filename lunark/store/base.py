@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ApprovalRecord",
     "ChatRecord",
+    "ContactRecord",
     "EventRecord",
     "MessageRecord",
     "Role",
@@ -185,6 +186,20 @@ class SettlementRecord:
 
 FINAL_STATES = frozenset({"confirmed", "failed", "replaced", "dropped", "mismatch", "expired"})
 """Settlement states nothing moves on from."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ContactRecord:
+    """One entry of a user's address book (``lunark.contacts``)."""
+
+    owner: str
+    """The user whose contact it is, lowercase ``0x`` hex: no one else ever sees it."""
+    label: str
+    """As the user wrote it; unique per owner, case-insensitively."""
+    address: str
+    """The contact's checksum address; unique per owner too (a new label renames it)."""
+    created_at: datetime
+    """When the label was first saved (UTC)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -425,6 +440,26 @@ class Store(Protocol):
         """The user's audit chain (``lunark.audit``) from ``seq`` ``after + 1``, in order. Its records are
         written by ``put_approval`` (cards offered), ``claim_approval`` (decisions) and
         ``advance_settlement`` (outcomes), each in the same transaction as what it records."""
+        ...
+
+    # contacts (lunark.contacts)
+
+    async def put_contact(self, owner: str, label: str, address: str) -> ContactRecord:
+        """Save ``address`` under ``label`` (a valid label, a valid address): adds it, points an
+        existing label (any case) at the new address, or renames the address's previous label;
+        atomic. ``InvalidInput`` for a malformed label or address."""
+        ...
+
+    async def delete_contact(self, owner: str, label: str) -> bool:
+        """Forget the owner's contact ``label`` (any case); whether there was one."""
+        ...
+
+    async def list_contacts(self, owner: str) -> list[ContactRecord]:
+        """The owner's contacts, by label (case-insensitively)."""
+        ...
+
+    async def get_contact(self, owner: str, label: str) -> ContactRecord | None:
+        """The owner's contact ``label`` (any case), or ``None``."""
         ...
 
     async def healthy(self) -> bool:

@@ -2,8 +2,9 @@
 
 Version 1 is the chat side (chats, messages, the event log, transactions, sign-in), 2 the money path
 (approvals, settlements, the hashes that settle them, the spend ledger in base units), 3 the index
-the expiry clock pages by, 4 the audit trail. Column types differ (text vs ``timestamptz``, ``jsonb``, ``boolean``,
-identity columns), so 1 and 2 are written per database; what is the same is written once.
+the expiry clock pages by, 4 the audit trail, 5 the contacts (``lunark.contacts``). Column
+types differ (text vs ``timestamptz``, ``jsonb``, ``boolean``, identity columns), so 1, 2 and 5 are
+written per database; what is the same is written once.
 
 Postgres databases made before the numbering was shared carry their own numbers: its old 1 held
 everything of SQLite's 2, its old 2 was 3. Lunark never writes a version below 3 on Postgres (it
@@ -17,7 +18,7 @@ from lunark.store.dialect import Dialect
 
 __all__ = ["SCHEMA_VERSION", "pending"]
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 """The schema this code writes; a database with a newer one is refused."""
 
 LEGACY_POSTGRES = {1: 2, 2: 3}
@@ -150,6 +151,19 @@ CREATE TABLE IF NOT EXISTS ledger (
 );
 CREATE INDEX IF NOT EXISTS ledger_by_day ON ledger (address, symbol, day);
 """,
+    # contacts: a user's address book. label_key is the label lowercased: labels are unique per owner
+    # whatever their case, and so are addresses (a new label for an address renames it).
+    5: """
+CREATE TABLE IF NOT EXISTS contacts (
+    owner      TEXT NOT NULL,
+    label_key  TEXT NOT NULL,
+    label      TEXT NOT NULL,
+    address    TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (owner, label_key)
+);
+CREATE UNIQUE INDEX IF NOT EXISTS contacts_by_address ON contacts (owner, address);
+""",
 }
 
 _POSTGRES: dict[int, str] = {
@@ -272,6 +286,19 @@ CREATE TABLE IF NOT EXISTS ledger (
     updated_at TIMESTAMPTZ NOT NULL
 );
 CREATE INDEX IF NOT EXISTS ledger_by_day ON ledger (address, symbol, day);
+""",
+    # contacts: a user's address book. label_key is the label lowercased: labels are unique per owner
+    # whatever their case, and so are addresses (a new label for an address renames it).
+    5: """
+CREATE TABLE IF NOT EXISTS contacts (
+    owner      TEXT NOT NULL,
+    label_key  TEXT NOT NULL,
+    label      TEXT NOT NULL,
+    address    TEXT NOT NULL,
+    created_at TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (owner, label_key)
+);
+CREATE UNIQUE INDEX IF NOT EXISTS contacts_by_address ON contacts (owner, address);
 """,
 }
 

@@ -29,6 +29,8 @@ from lunark.audit import (
     outcome_entry,
 )
 from lunark.chain.types import rescale_up
+from lunark.chain.validation import parse_address
+from lunark.contacts import check_label
 from lunark.errors import InvalidInput, LunarkError, NotFound
 from lunark.ids import new_id
 from lunark.store import statements as q
@@ -36,6 +38,7 @@ from lunark.store.base import (
     FINAL_STATES,
     ApprovalRecord,
     ChatRecord,
+    ContactRecord,
     EventRecord,
     MessageRecord,
     Role,
@@ -490,6 +493,39 @@ class SqlStore(ABC):
     async def stored_sessions(self, token_hashes: Sequence[str]) -> set[str]:
         rows = await self._fetch(q.STORED_SESSIONS, {"token_hashes": dumps(list(token_hashes))})
         return {str(row[0]) for row in rows}
+
+    # contacts (lunark.contacts)
+
+    async def put_contact(self, owner: str, label: str, address: str) -> ContactRecord:
+        label = check_label(label)
+        checked = parse_address(address, field="The contact's address")
+        owner = owner.lower()
+        params = {
+            "owner": owner, "label_key": label.lower(), "label": label, "address": checked,
+            "created_at": self.dialect.when(datetime.now(UTC)),
+        }
+
+        def put() -> Operation[ContactRecord]:
+            # Under the owner's lock: two saves of one address under two labels cannot both rename it.
+            yield Lock(f"contacts:{owner}")
+            renamed = yield Query(q.UNLABEL_ADDRESS, params)
+            if renamed:  # a rename keeps when the address was first saved
+                params["created_at"] = renamed[0][0]
+            rows = yield Query(q.PUT_CONTACT, params)
+            return q.contact(self.dialect, rows[0])
+
+        return await self._perform(put(), transaction=True)
+
+    async def delete_contact(self, owner: str, label: str) -> bool:
+        return bool(await self._fetch(q.DELETE_CONTACT, {"owner": owner.lower(), "label_key": label.strip().lower()}))
+
+    async def list_contacts(self, owner: str) -> list[ContactRecord]:
+        rows = await self._fetch(q.LIST_CONTACTS, {"owner": owner.lower()})
+        return [q.contact(self.dialect, row) for row in rows]
+
+    async def get_contact(self, owner: str, label: str) -> ContactRecord | None:
+        rows = await self._fetch(q.GET_CONTACT, {"owner": owner.lower(), "label_key": label.strip().lower()})
+        return q.contact(self.dialect, rows[0]) if rows else None
 
     async def healthy(self) -> bool:
         unanswered: tuple[type[BaseException], ...] = (LunarkError, TimeoutError, OSError, ValueError,

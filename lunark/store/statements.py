@@ -12,7 +12,15 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from lunark.store.base import ApprovalRecord, ChatRecord, MessageRecord, Role, SettlementRecord, TransactionRecord
+from lunark.store.base import (
+    ApprovalRecord,
+    ChatRecord,
+    ContactRecord,
+    MessageRecord,
+    Role,
+    SettlementRecord,
+    TransactionRecord,
+)
 from lunark.store.dialect import Dialect
 
 # chats
@@ -170,6 +178,26 @@ STORED_SESSIONS = "SELECT token_hash FROM sessions WHERE token_hash IN (SELECT v
 
 HEALTH = "SELECT 1"
 
+# contacts (lunark.contacts)
+
+CONTACT_COLUMNS = "owner, label, address, created_at"
+# An address has one label per owner: saving it under another renames it (the old row goes first).
+UNLABEL_ADDRESS = (
+    "DELETE FROM contacts WHERE owner = :owner AND address = :address AND label_key <> :label_key "
+    "RETURNING created_at"
+)
+PUT_CONTACT = (
+    "INSERT INTO contacts (owner, label_key, label, address, created_at) "
+    "VALUES (:owner, :label_key, :label, :address, :created_at) "
+    "ON CONFLICT (owner, label_key) DO UPDATE SET label = excluded.label, address = excluded.address, "
+    "created_at = CASE WHEN contacts.address = excluded.address THEN contacts.created_at "
+    "ELSE excluded.created_at END "
+    f"RETURNING {CONTACT_COLUMNS}"
+)
+DELETE_CONTACT = "DELETE FROM contacts WHERE owner = :owner AND label_key = :label_key RETURNING label"
+LIST_CONTACTS = f"SELECT {CONTACT_COLUMNS} FROM contacts WHERE owner = :owner ORDER BY label_key"
+GET_CONTACT = f"SELECT {CONTACT_COLUMNS} FROM contacts WHERE owner = :owner AND label_key = :label_key"
+
 
 # row mappers
 
@@ -206,3 +234,7 @@ def settlement(d: Dialect, row: Any) -> SettlementRecord:
         tx_hash=row[11], nonce=row[12], raw_tx=row[13], first_block=row[14], late=bool(row[15]),
         history=d.json(row[16]), updated_at=d.time(row[17]), done=bool(row[7]),
     )
+
+
+def contact(d: Dialect, row: Any) -> ContactRecord:
+    return ContactRecord(owner=row[0], label=row[1], address=row[2], created_at=d.time(row[3]))
