@@ -13,11 +13,14 @@ card can always name a contact's address the one way.
 from __future__ import annotations
 
 import re
-from typing import Final
+from typing import TYPE_CHECKING, Final, Protocol
 
 from lunark.errors import InvalidInput
 
-__all__ = ["LABEL_MAX", "check_label", "is_label"]
+if TYPE_CHECKING:
+    from lunark.store.base import ContactRecord
+
+__all__ = ["LABEL_MAX", "ContactBook", "check_label", "contact_named", "is_label", "labels_by_address"]
 
 LABEL_MAX: Final = 32
 _LABEL: Final = re.compile(rf"[A-Za-z][A-Za-z0-9_-]{{0,{LABEL_MAX - 1}}}")
@@ -38,3 +41,35 @@ def check_label(label: str) -> str:
             label=str(label)[:64],
         )
     return text
+
+
+class ContactBook(Protocol):
+    """The store's contact reads the tools use (``lunark.store.Store`` is one)."""
+
+    async def list_contacts(self, owner: str) -> list[ContactRecord]: ...
+
+    async def get_contact(self, owner: str, label: str) -> ContactRecord | None: ...
+
+
+async def contact_named(book: ContactBook | None, owner: str, text: str) -> ContactRecord | None:
+    """The owner's contact ``text`` names, ``None`` when ``text`` is not shaped like a label (an
+    address, an ENS name: the caller resolves those), and ``InvalidInput`` for a label the owner has
+    not saved: a word that names no one is never guessed at."""
+    word = text.strip()
+    if not is_label(word):
+        return None
+    found = None if book is None else await book.get_contact(owner, word)
+    if found is None:
+        raise InvalidInput(
+            f"{word!r} is not one of your contacts, an 0x address or an ENS name. Save it first "
+            f"(/contacts add {word} 0x...) or give the address.",
+            label=word,
+        )
+    return found
+
+
+async def labels_by_address(book: ContactBook | None, owner: str) -> dict[str, str]:
+    """The owner's contacts as lowercase address -> label."""
+    if book is None:
+        return {}
+    return {c.address.lower(): c.label for c in await book.list_contacts(owner)}

@@ -50,6 +50,7 @@ from pydantic import BaseModel
 
 from lunark.chain.client import ChainClients
 from lunark.chain.signer import Signer
+from lunark.contacts import labels_by_address
 from lunark.errors import (
     LunarkError,
     ModelError,
@@ -255,7 +256,9 @@ class GraphNodes(ABC):
         ctx.approval_id = new_id("apr_")
         ctx.expires_at = datetime.now(UTC) + timedelta(seconds=self.approval_ttl)
         calls = [(c["id"] or "", c["name"], c["args"]) for c in last.tool_calls]
-        messages, proposals = await self._prepare_calls(ctx, calls, _provenance(state["messages"]))
+        # A contact's address is one the user gave: it counts as typed, wherever it shows up.
+        contacts = await labels_by_address(self.store, ctx.user_address)
+        messages, proposals = await self._prepare_calls(ctx, calls, _provenance(state["messages"], contacts))
         return _tools_ran({
             "messages": messages,
             "proposals": proposals,
@@ -453,8 +456,9 @@ class GraphNodes(ABC):
                 messages.append(tool_error(call_id, name, exc))
         ctx.approval_id = new_id("apr_")
         ctx.expires_at = datetime.now(UTC) + timedelta(seconds=self.approval_ttl)
+        contacts = await labels_by_address(self.store, ctx.user_address)
         reprepared, proposals_again = await self._prepare_calls(
-            ctx, edits, _provenance(state["messages"], typed_in_edits)
+            ctx, edits, _provenance(state["messages"], [*typed_in_edits, *contacts])
         )
         return _tools_ran({
             "messages": messages + reprepared,

@@ -7,6 +7,7 @@ from typing import Any, cast
 from pydantic import BaseModel, ConfigDict, Field
 
 from lunark.chain.ens import resolve_recipient
+from lunark.contacts import contact_named
 from lunark.tools.base import ApprovalRule, Decision, Proposal, ToolContext
 
 __all__ = ["BalanceArgs", "GetBalance"]
@@ -19,8 +20,8 @@ class BalanceArgs(BaseModel):
 
     address: str | None = Field(
         default=None,
-        description="Whose balance: a 0x address or an ENS name such as alice.eth. Omit it for the user's own "
-        "balance.",
+        description="Whose balance: a 0x address, an ENS name such as alice.eth, or the label of one of the "
+        "user's contacts such as alice. Omit it for the user's own balance.",
         max_length=255,
     )
     token: str | None = Field(
@@ -56,7 +57,13 @@ class GetBalance:
         network = ctx.network
         client = ctx.clients.get(network)
         token = None if network.is_native(args.token) else args.token
-        address, name = await resolve_recipient(client, args.address) if args.address else (ctx.user_address, None)
+        contact = await contact_named(ctx.history, ctx.user_address, args.address) if args.address else None
+        name: str | None
+        if contact is not None:
+            address, name = contact.address, contact.label
+        else:
+            address, name = (await resolve_recipient(client, args.address) if args.address
+                             else (ctx.user_address, None))
         balance = await client.balance(address, token)
         named = {"name": name} if name else {}
         return {**balance.to_dict(), **named, "network": network.name, "display_name": network.display_name}

@@ -34,6 +34,7 @@ import aiohttp
 from eth_utils.address import to_checksum_address
 from web3.exceptions import Web3Exception
 
+from lunark.contacts import ContactBook
 from lunark.errors import ChainError, PolicyViolation
 
 if TYPE_CHECKING:
@@ -194,8 +195,9 @@ class Counterparties:
         return self.settled | self.sent | self.received
 
 
-class History(Protocol):
-    """The store's reads the checks use (``lunark.store.Store`` is one)."""
+class History(ContactBook, Protocol):
+    """The store's reads the checks use (``lunark.store.Store`` is one): the settled transfers and
+    the contacts."""
 
     async def list_chats(self, owner: str, *, limit: int = 100) -> list[ChatRecord]: ...
 
@@ -207,7 +209,8 @@ _SETTLED: Final = frozenset({"mined", "confirmed"})
 
 async def settled_recipients(store: History, owner: str, chain_id: int) -> frozenset[str]:
     """Recipients of the owner's transfers that reached the chain on ``chain_id``, from the store."""
-    # TODO(contacts, issue 23 part 5): contacts count here too once the store has them.
+    # Contacts are not counted here but next to it (transfer_warnings' ``contacts``): saving an
+    # address is choosing it, not having paid it, and the look-alike message says which it was.
     chats = await store.list_chats(owner.lower())
     found: set[str] = set()
     for chat in chats:
@@ -297,7 +300,10 @@ def transfer_warnings(
     policy: RecipientPolicy,
     contacts: Collection[str] = (),
 ) -> list[CardWarning]:
-    """The warnings of a transfer card, from what the user's history and the node said."""
+    """The warnings of a transfer card, from what the user's history and the node said. ``contacts``:
+    the user's contacts' addresses, lowercase (a mapping to their labels names them in the message):
+    chosen by the user, so never first-time and never a look-alike themselves, and what a look-alike
+    may imitate."""
     recipient = intent.recipient
     lowered = recipient.lower()
     warnings: list[CardWarning] = []
@@ -310,10 +316,14 @@ def transfer_warnings(
             None,
         )
         if twin is not None:
-            how = "sent to" if twin in history.sent_to else "received from"
+            if twin in contacts:
+                label = contacts[twin] if isinstance(contacts, Mapping) else None
+                what = f"your contact {label}" if label else "one of your contacts"
+            else:
+                what = f"an address you have {'sent to' if twin in history.sent_to else 'received from'} before"
             warnings.append(CardWarning(
                 LOOKALIKE_RECIPIENT, "danger",
-                f"{recipient} looks like {to_checksum_address(twin)}, an address you have {how} before, "
+                f"{recipient} looks like {to_checksum_address(twin)}, {what}, "
                 "but it is a different address. Scammers plant look-alike addresses in your history "
                 "(address poisoning): compare every character before you approve.",
             ))

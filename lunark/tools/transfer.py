@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -26,6 +27,7 @@ from lunark.chain.ens import primary_name, resolve_recipient
 from lunark.chain.intent import decode_signed_transaction
 from lunark.chain.preview import BalancePreview, preview_differences, unexpected_movement
 from lunark.chain.types import PreparedTx, TransferIntent, prepared_from_state, prepared_to_state, to_units
+from lunark.contacts import contact_named, labels_by_address
 from lunark.errors import LunarkError, NonceGap, PreviewChanged, SignerError, SimulationFailed
 from lunark.settlement import outcome_message
 from lunark.store.base import SettlementRecord
@@ -53,9 +55,9 @@ class TransferArgs(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     to: str = Field(
-        description="Recipient: a 0x address (0x followed by 40 hexadecimal characters) or an ENS name "
-        "such as alice.eth, exactly as the user wrote it. A name is resolved on the chat's network and "
-        "the user sees both the name and its address.",
+        description="Recipient: a 0x address (0x followed by 40 hexadecimal characters), an ENS name "
+        "such as alice.eth, or the label of one of the user's contacts such as alice, exactly as the user "
+        "wrote it. A name or label is resolved for the user, who sees both it and its address.",
         max_length=255,
     )
     amount: str = Field(
@@ -116,22 +118,34 @@ class Transfer:
             token, symbol = known.address, known.symbol
         # Funds that can never come back are refused before anything else (and before any reservation).
         refuse_unrecoverable(a.to.strip(), symbol, token)
-        # An ENS name is resolved here, once: the card shows the name and the address it resolved
-        # to, and that address is what gets approved and signed, whatever the name points to later.
-        to, name = await resolve_recipient(client, a.to)
+        # A contact label or an ENS name is resolved here, once: the card shows the label or name and
+        # the address it resolved to, and that address is what gets approved and signed, whatever
+        # the name points to later. A bare word is a label (ENS names have a dot): one the user never
+        # saved is refused, never guessed at.
+        book = await labels_by_address(ctx.history, ctx.user_address)
+        contact = await contact_named(ctx.history, ctx.user_address, a.to)
+        name: str | None
+        if contact is not None:
+            to, name = contact.address, contact.label
+        else:
+            to, name = await resolve_recipient(client, a.to)
+            # What the user typed is what the card names: an ENS name stays the ENS name, a bare
+            # address that is a contact gets the contact's label.
+            name = name or book.get(to.strip().lower())
+        ens = name is not None and contact is None and "." in name
         if name:
             refuse_unrecoverable(to, symbol, token)  # a name can point anywhere, a burn address too
         if (share := share_of(a.amount)) is not None:
             # "all", "half", "25%": the exact figure, from the live balance; the card shows it.
             a.amount = await amount_for_share(client, ctx.user_address, to, share, token=token)
         intent = await client.build_intent(ctx.user_address, to, a.amount, token)
-        named = await _name_warnings(client, name, intent.recipient) if name else ()
+        named = await _name_warnings(client, name, intent.recipient) if name and ens else ()
         # Checked, and the amount reserved against the daily cap across all of the user's chats,
         # before anyone is asked; the reservation lapses with the approval.
         await ctx.policy.check(intent, ctx.ledger, reservation=ctx.action_id, expires_at=ctx.expires_at)
         # The recipient checks only read (the store, the node): they run while the transaction is
         # built and simulated, so the card waits for the slowest of them, not for all in turn.
-        checks = asyncio.ensure_future(_recipient_warnings(intent, ctx, client))
+        checks = asyncio.ensure_future(_recipient_warnings(intent, ctx, client, book))
         key = (intent.chain_id, intent.sender.lower())
         try:
             # After any transaction this approval already holds from the same account: each gets its own
@@ -336,9 +350,11 @@ async def _name_warnings(client: ChainClient, name: str, address: str) -> tuple[
     return (CardWarning("ens_reverse_mismatch", "warning", message),)
 
 
-async def _recipient_warnings(intent: TransferIntent, ctx: ToolContext, client: ChainClient) -> list[CardWarning]:
+async def _recipient_warnings(
+    intent: TransferIntent, ctx: ToolContext, client: ChainClient, contacts: Mapping[str, str]
+) -> list[CardWarning]:
     """The recipient checks of one card: history, look-alikes, contract (``lunark.tools.recipient``);
-    the node's reads and the store's run together."""
+    the node's reads and the store's run together. ``contacts``: the user's, address -> label."""
     policy = ctx.policy.recipients
 
     async def contract() -> bool:
@@ -349,7 +365,8 @@ async def _recipient_warnings(intent: TransferIntent, ctx: ToolContext, client: 
         counterparties(ctx.history, client, intent.sender, policy), contract()
     )
     return transfer_warnings(
-        intent, history, network_name=ctx.network.display_name, is_contract=is_contract, policy=policy
+        intent, history, network_name=ctx.network.display_name, is_contract=is_contract, policy=policy,
+        contacts=contacts,
     )
 
 
