@@ -176,13 +176,21 @@ def test_tool_call_ids_are_openai_style_and_unique() -> None:
     assert len(set(ids)) == 2
 
 
+def test_a_bare_word_after_to_is_passed_on_as_a_possible_contact() -> None:
+    # The planner cannot see the address book: the transfer tool resolves the label, or refuses it.
+    plan = plan_reply("send 0.1 ETH to alice on sepolia", TOOLS)
+    assert [(c["name"], c["args"]) for c in plan.calls][-1] == ("transfer", {"to": "alice", "amount": "0.1"})
+    assert plan_reply("send 2 TKN to bob_2", TOOLS).calls[0]["args"] == {"to": "bob_2", "amount": "2", "token": "TKN"}
+
+
 @pytest.mark.parametrize(
     ("text", "says"),
     [
         ("what's the weather like", "I can check balances"),
         ("hello", "Hi!"),
         ("thanks!", "welcome"),
-        ("send 1 ETH to bob", "full recipient address"),
+        ("send 1 ETH to me", "full recipient address"),
+        ("send 1 ETH to 0xf39F", "full recipient address"),
         ("send 1 ETH to 0xf39F…2266", "full recipient address"),
         ("send some ETH to " + BOB, "full recipient address"),  # "all", "half", "25%" are shares (test_amounts)
         ("switch networks", "which network"),
@@ -209,8 +217,8 @@ def test_a_message_with_an_unsupported_part_runs_nothing() -> None:
 
 
 def test_a_message_with_an_unreadable_part_runs_nothing() -> None:
-    # "bob" is neither an address nor an ENS name (those are dotted: bob.eth).
-    plan = plan_reply("switch to base and send 1 ETH to bob", TOOLS)
+    # "my friend" is no address, ENS name (those are dotted: bob.eth) or contact label.
+    plan = plan_reply("switch to base and send 1 ETH to my friend", TOOLS)
     assert plan.calls == ()
     assert "Nothing was done" in plan.text
 

@@ -162,6 +162,13 @@ _TOKEN = rf"(?:{_ADDRESS}|{_SYMBOL})"
 # letters (ENSIP-15 allows far more); the tool normalises and validates the name itself.
 _NAME = r"(?<![\w.@/:-])(?:[^\W_](?:[\w-]*[^\W_])?\.)+[^\W\d_]{2,}(?![\w@/:-]|\.[^\W_])"
 _RECIPIENT = rf"(?:{_ADDRESS}|{_NAME})"
+# After "to", a bare word may be one of the user's contacts (lunark.contacts): the planner cannot see
+# the address book, so it passes the word on and the transfer tool resolves it, or refuses a word
+# that names no contact. Pronouns and fillers are never labels.
+_LABEL = (
+    r"(?<![\w.@/:-])(?!(?:me|my|him|her|them|us|you|it|someone|somebody|the|a|an|this|that|myself)(?![\w-]))"
+    r"[A-Za-z][A-Za-z0-9_-]{0,31}(?![\w.@/:-])"
+)
 
 _AMOUNT_FULL = re.compile(r"\d+(?:\.\d+)?|\.\d+")
 _ADDRESS_RE = re.compile(_ADDRESS)
@@ -180,7 +187,7 @@ _SHARE = r"(?<![\w.])(?:all|max|everything|half|\d{1,3}(?:\.\d+)?\s?%|\d{1,3}/\d
 # "send half of my TKN to 0x…"  |  "pay 0x… 3 TUSD"
 _TRANSFER_RE = re.compile(
     rf"(?P<amount>{_AMOUNT}|{_SHARE})(?:\s+of)?(?:\s+(?:my|the|your))?(?:\s+token)?(?:\s+(?P<token>{_TOKEN}))?"
-    rf"(?:\s+(?:tokens?|coins?))?\s+(?:over\s+)?(?:to|->|=>)\s+(?P<to>{_RECIPIENT})"
+    rf"(?:\s+(?:tokens?|coins?))?\s+(?:over\s+)?(?:to|->|=>)\s+(?P<to>{_RECIPIENT}|{_LABEL})"
     rf"|(?P<to2>{_RECIPIENT})\s+(?P<amount2>{_AMOUNT})"
     rf"(?:\s+(?:of\s+)?(?:token\s+)?(?P<token2>{_TOKEN}))?",
     re.IGNORECASE,
@@ -389,8 +396,8 @@ def _read_clause(clause: str, previous: _Intent | None) -> list[_Intent] | str:
     if has_transfer_verb:
         return (
             f"I couldn't read a transfer in “{clause}”: I need an amount and a full recipient "
-            "address (0x followed by 40 hex characters) or ENS name, like “send 0.5 ETH to 0x…” "
-            "or “send 0.5 ETH to alice.eth”."
+            "address (0x followed by 40 hex characters), ENS name or contact, like “send 0.5 ETH to 0x…”, "
+            "“send 0.5 ETH to alice.eth” or “send 0.5 ETH to alice”."
         )
     if _SWITCH_WORD.search(clause):
         return f"I couldn't tell which network you meant in “{clause}”; try “switch to sepolia”."
