@@ -62,6 +62,7 @@ __all__ = [
     "CallTool",
     "CallToolAck",
     "ChatEvent",
+    "Contact",
     "ContinueMessage",
     "Decision",
     "EditDecision",
@@ -600,6 +601,15 @@ class ToolInfo(_ServerModel):
         description="An MCP tool's annotations as its server declared them (`readOnlyHint`, "
         "`destructiveHint`, `idempotentHint`, `openWorldHint`); empty when none.",
     )
+
+
+class Contact(_ServerModel):
+    """One of the signed-in user's contacts (``GET /api/contacts``, ``LunarkClient.contacts``): a label
+    the user can send to instead of an address ("send 1 ETH to alice")."""
+
+    label: str = Field(description="As the user saved it; unique per user whatever its case (`alice` is `Alice`).")
+    address: str = Field(description="The contact's checksum address.")
+    created_at: str = Field(description="When the address was first saved (ISO 8601, UTC).")
 
 
 class WalletChangedAck(_ServerModel):

@@ -42,6 +42,7 @@ import asyncio
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
+from urllib.parse import quote
 
 import aiohttp
 import socketio
@@ -60,6 +61,7 @@ from lunark.protocol import (
     CallTool,
     CallToolAck,
     ChatEvent,
+    Contact,
     ContinueMessage,
     JoinChat,
     JoinChatAck,
@@ -492,6 +494,24 @@ class LunarkClient(Connection):
         MCP tool's declared hints."""
         body = await self._request("GET", "/api/tools")
         return [ToolInfo.model_validate(tool) for tool in body["tools"]]
+
+    # -- contacts -----------------------------------------------------------------------------
+
+    async def contacts(self) -> list[Contact]:
+        """The signed-in account's contacts, by label (``GET /api/contacts``)."""
+        body = await self._request("GET", "/api/contacts")
+        return [Contact.model_validate(contact) for contact in body["contacts"]]
+
+    async def add_contact(self, label: str, address: str) -> Contact:
+        """Save ``address`` as ``label`` (``PUT /api/contacts/{label}``): a label already saved (any
+        case) now points at ``address``; an address already saved under another label is renamed.
+        A malformed label or address (a mixed-case one with a bad checksum) is ``InvalidInput``."""
+        body = await self._request("PUT", f"/api/contacts/{quote(label, safe='')}", {"address": address})
+        return Contact.model_validate(body["contact"])
+
+    async def remove_contact(self, label: str) -> None:
+        """Forget the contact ``label`` (``DELETE /api/contacts/{label}``); ``NotFound`` if there is none."""
+        await self._request("DELETE", f"/api/contacts/{quote(label, safe='')}")
 
     # -- chats --------------------------------------------------------------------------------
 

@@ -24,6 +24,7 @@ from lunark.protocol import (
     HTTP_STATUS,
     ID_PATTERN,
     CallTool,
+    Contact,
     ContinueMessage,
     ResumeDecisions,
     SendMessage,
@@ -33,7 +34,7 @@ from lunark.server.auth import Authenticator
 from lunark.server.hub import Hub, Subscription, SubscriptionOverflow
 from lunark.server.limits import InputRejected, JsonCodec, RateLimiter
 from lunark.server.service import ChatService
-from lunark.store import EventRecord, Store
+from lunark.store import ContactRecord, EventRecord, Store
 
 __all__ = ["STATUS", "HttpLimits", "routes"]
 
@@ -332,6 +333,32 @@ def routes(*, auth: Authenticator, service: ChatService, hub: Hub, store: Store,
                 return response
             return response
 
+    # contacts: the signed-in user's own address book; the owner is always the session's address,
+    # so no request can read or change another user's.
+
+    def contact_wire(record: ContactRecord) -> dict[str, Any]:
+        return Contact(label=record.label, address=record.address,
+                       created_at=record.created_at.isoformat()).model_dump(mode="json")
+
+    async def list_contacts(request: web.Request) -> web.Response:
+        address = await address_of(request)
+        return web.json_response({"contacts": [contact_wire(c) for c in await store.list_contacts(address)]})
+
+    async def put_contact(request: web.Request) -> web.Response:
+        address = await address_of(request)
+        body = await json_body(request)
+        if set(body) != {"address"} or not isinstance(body["address"], str):
+            raise InvalidInput('Send {"address": "0x..."}: the contact\'s 0x address.')
+        saved = await store.put_contact(address, request.match_info["label"], body["address"])
+        return web.json_response({"contact": contact_wire(saved)})
+
+    async def delete_contact(request: web.Request) -> web.Response:
+        address = await address_of(request)
+        label = request.match_info["label"]
+        if not await store.delete_contact(address, label):
+            raise NotFound(f"You have no contact {label[:64]!r}.", label=label[:64])
+        return web.json_response({"ok": True})
+
     async def healthz(request: web.Request) -> web.Response:
         bearer = _bearer(request)
         detailed = False
@@ -364,6 +391,9 @@ def routes(*, auth: Authenticator, service: ChatService, hub: Hub, store: Store,
         web.post("/api/chats/{chat_id}/messages/{message_id}/continue", post_continue),
         web.post("/api/chats/{chat_id}/tool_calls", post_tool_call),
         web.get("/api/tools", list_tools),
+        web.get("/api/contacts", list_contacts),
+        web.put("/api/contacts/{label}", put_contact),
+        web.delete("/api/contacts/{label}", delete_contact),
         web.post("/api/chats/{chat_id}/decisions", post_decisions),
         web.post("/api/chats/{chat_id}/abort", post_abort),
         web.get("/api/approvals/{approval_id}", get_approval),

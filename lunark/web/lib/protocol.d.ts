@@ -492,6 +492,16 @@ export interface BalanceChange {
   delta: string;
 }
 
+/** One of the signed-in user's contacts (`GET /api/contacts`, `LunarkClient.contacts`): a label the user can send to instead of an address ("send 1 ETH to alice"). */
+export interface Contact {
+  /** As the user saved it; unique per user whatever its case (`alice` is `Alice`). */
+  label: string;
+  /** The contact's checksum address. */
+  address: string;
+  /** When the address was first saved (ISO 8601, UTC). */
+  created_at: string;
+}
+
 /** What went wrong; extra fields carry structured details (tx hash, reason, ...). */
 export interface ErrorBody {
   /** One of the error codes. */
