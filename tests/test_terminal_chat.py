@@ -297,4 +297,37 @@ async def test_reject_the_first_of_two_and_the_second_still_settles(
     assert int(anvil.rpc("eth_getTransactionCount", [alice.address, "latest"]), 16) == nonce + 1
     assert anvil.rpc("txpool_content", [])["queued"] == {}, "nothing waits behind a gap"
     await chat.type("/quit")
+
+
+async def test_contacts_from_the_terminal_and_a_send_to_a_label(
+    chat: ChatProcess, anvil: Anvil, alice: DevAccount, bob: DevAccount
+) -> None:
+    await chat.expect(PROMPT)
+    await chat.type("/help")
+    assert "/contacts add LABEL ADDRESS" in await chat.expect(PROMPT)
+    await chat.type("/contacts")
+    assert "no contacts yet" in await chat.expect(PROMPT)
+    await chat.type(f"/contacts add Alice {bob.address.replace('C8', 'c8')}")  # a checksum typo
+    answer = await chat.expect(PROMPT)
+    assert "[invalid_input]" in answer and "checksum" in answer.lower()
+    await chat.type(f"/contacts add Alice {bob.address.lower()}")
+    assert f"saved Alice = {bob.address}" in await chat.expect(PROMPT)
+    await chat.type("/contacts")
+    assert re.search(rf"Alice\s+{bob.address}", await chat.expect(PROMPT))
+
+    before = native_balance(anvil, bob.address)
+    await chat.type("send 0.1 ETH to alice")
+    card = await chat.expect(CARD_PROMPT)
+    assert f"recipient  Alice ({bob.address})" in card
+    assert "first_time_recipient" not in card and "never sent to" not in card
+    await chat.type("a")
+    assert "confirmed" in await chat.expect(PROMPT)
+    assert native_balance(anvil, bob.address) - before == ETH // 10
+
+    await chat.type("/contacts rm ALICE")
+    assert "removed ALICE" in await chat.expect(PROMPT)
+    await chat.type("/contacts rm alice")
+    assert "[not_found]" in await chat.expect(PROMPT)
+    await chat.type("send 0.1 ETH to alice")
+    assert "not one of your contacts" in await chat.expect(PROMPT)
     assert await chat.finish() == 0

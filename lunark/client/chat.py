@@ -16,7 +16,8 @@ re-established without losing events (the SDK does that).
     lunark chat --url http://localhost:8080                 # Anvil dev account 0
     LUNARK_CHAT_KEY=0x... lunark chat --url http://localhost:8080 --chat chat_abc
 
-Commands: ``/new``, ``/chats``, ``/join ID``, ``/approval``, ``/continue``, ``/stats``,
+Commands: ``/new``, ``/chats``, ``/join ID``, ``/approval``, ``/continue``, ``/stats``, ``/contacts``
+(``/contacts add LABEL ADDRESS``, ``/contacts rm LABEL``),
 ``/logout`` (``/logout all``: every session of the account), ``/help``, ``/quit``.
 Ctrl-C stops a running answer; at the prompt it quits.
 """
@@ -36,6 +37,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Literal, TextIO
+
+from eth_utils.address import to_checksum_address
 
 from lunark.client.sdk import ChatSession, LunarkClient, preview_lines
 from lunark.client.wallet import sign_and_send, with_nonce_floors
@@ -83,6 +86,9 @@ Type a message and press Enter. Commands:
   /approval   show the pending approval again
   /continue   go on with an answer cut at the model's output limit
   /stats      output tokens, time to first token and speed of the last answer
+  /contacts   list your contacts ("send 1 ETH to alice" pays the one labelled alice)
+  /contacts add LABEL ADDRESS   save an address under a label (again: rename it)
+  /contacts rm LABEL            forget a contact
   /logout     end this session on the server and leave
   /logout all end every session of your account (every device, every server process)
   /help       this help
@@ -90,6 +96,16 @@ Type a message and press Enter. Commands:
 At an approval card: a = approve (sign and send), e = edit the amount,
 r = reject. A danger warning on the card is acknowledged by typing its code
 after a. Ctrl-C stops a running answer."""
+
+
+def _recipient_row(typed: str, name: str | None, tx: Any) -> str:
+    """The recipient as the user named it (a contact label, an ENS name) and the address the wallet
+    pays: for a token, the one in the calldata (``transfer(address,uint256)``), not the contract."""
+    if not name or tx is None:
+        return typed
+    data = str(tx.data)
+    address = tx.to if len(data) < 74 else "0x" + data[34:74]
+    return f"{name} ({to_checksum_address(address)})"
 
 
 class _LineReader:
@@ -389,6 +405,8 @@ class TerminalChat:
             await self.continue_answer()
         elif name == "/stats":
             self.stats()
+        elif name == "/contacts":
+            await self.contacts(rest.split())
         elif name == "/approval":
             if self.session is not None and self.session.pending_approval is not None:
                 await self.resolve_pending()
@@ -397,6 +415,27 @@ class TerminalChat:
         else:
             self.line(f"  unknown command {name}; /help lists them")
         return True
+
+    async def contacts(self, words: list[str]) -> None:
+        """``/contacts``, ``/contacts add LABEL ADDRESS``, ``/contacts rm LABEL``."""
+        action = words[0].lower() if words else "list"
+        try:
+            if action in ("list", "ls") and len(words) <= 1:
+                found = await self.client.contacts()
+                if not found:
+                    self.line("  no contacts yet; /contacts add LABEL ADDRESS saves one")
+                for contact in found:
+                    self.line(f"  {contact.label:<16} {contact.address}")
+            elif action == "add" and len(words) == 3:
+                saved = await self.client.add_contact(words[1], words[2])
+                self.line(f"  saved {saved.label} = {saved.address}")
+            elif action in ("rm", "remove", "delete") and len(words) == 2:
+                await self.client.remove_contact(words[1])
+                self.line(f"  removed {words[1]}")
+            else:
+                self.line("  usage: /contacts, /contacts add LABEL ADDRESS, /contacts rm LABEL")
+        except LunarkError as exc:
+            self.line(f"  [{exc.code}] {exc.message}")
 
     # -- turns --------------------------------------------------------------------------------
 
@@ -566,7 +605,7 @@ class TerminalChat:
                 rows.append(("amount", f"{request.args['amount']} {symbol}".strip()))
             recipient = request.args.get("to")
             if recipient:
-                rows.append(("recipient", str(recipient)))
+                rows.append(("recipient", _recipient_row(str(recipient), request.recipient_name, tx)))
         if tx is not None:
             chain_id = int(tx.chain_id, 16)
             same = chain_id == network.get("chain_id")
