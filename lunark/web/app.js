@@ -10,10 +10,12 @@
 // graph free of cycles): page.js (shared state, elements, helpers); wallet.js (asking the wallet
 // to switch networks, explaining its refusals); render.js (dispatch and the DOM); approvals.js
 // (approval cards and decisions); signin.js (SIWE sign-in and the stored session); session.js
-// (the transport and its events, the chats, the wallet's events). This one only wires them: the
+// (the transport and its events, the chats, the wallet's events); contacts.js (the address-book
+// panel). This one only wires them: the
 // hooks render.js calls into the modules above it, the page's controls, and the boot.
 
 import { createApproval, updateApproval } from "./approvals.js";
+import { loadContacts, wireContacts } from "./contacts.js";
 import { app, describeError, el, show } from "./page.js";
 import { addNote, nearBottom, renderChrome, scrollToBottom, wireRender } from "./render.js";
 import {
@@ -23,10 +25,18 @@ import { connectWallet, signOut, storedSession } from "./signin.js";
 import { switchWallet, walletRefusal } from "./wallet.js";
 
 wireRender({ openChat, continueAnswer, createApproval, updateApproval });
+wireContacts();
+
+/** A session begins: the chat (session.js) and the contacts panel, which needs only the token. */
+async function begin(session) {
+  const started = startSession(session);
+  loadContacts();
+  await started;
+}
 
 // -- wiring -------------------------------------------------------------------------------------
 
-el.connect.addEventListener("click", () => connectWallet(startSession));
+el.connect.addEventListener("click", () => connectWallet(begin));
 el.signout.addEventListener("click", () => signOut());
 el.newChat.addEventListener("click", newChat);
 el.menu.addEventListener("click", () => {
@@ -75,7 +85,7 @@ async function boot() {
   if (wantedApproval()) el.welcomeNote.textContent = "An app asked for your approval: sign in with your wallet to review it.";
   try {
     const session = await storedSession();
-    if (session) await startSession(session);
+    if (session) await begin(session);
   } catch (err) {
     el.welcomeNote.textContent = describeError(err);
   }

@@ -203,6 +203,16 @@ function createApproval(approval) {
   return card;
 }
 
+/** The recipient as the user named it (a contact label, an ENS name) and the address the wallet
+ * pays: for a token, the one in transfer(address,uint256)'s calldata, not the token contract. */
+function recipientText(request) {
+  const typed = String(request.args.to ?? "");
+  if (!request.recipient_name || !request.tx) return typed;
+  const data = String(request.tx.data || "0x");
+  const address = data.length >= 74 ? `0x${data.slice(34, 74)}` : String(request.tx.to);
+  return `${request.recipient_name} (${address})`;
+}
+
 function approvalFacts(request, network, networks) {
   const facts = [];
   let symbol = "";
@@ -210,7 +220,7 @@ function approvalFacts(request, network, networks) {
     const token = request.args.token;
     symbol = token ? (String(token).startsWith("0x") ? P.shortHex(String(token)) : String(token).toUpperCase()) : (network ? network.symbol : "");
     facts.push(["Amount", `${request.args.amount} ${symbol}`.trim(), "amount"]);
-    facts.push(["To", String(request.args.to ?? ""), "recipient mono"]);
+    facts.push(["To", recipientText(request), "recipient mono"]);
   } else if (request.name === "switch_network") {
     facts.push(["Switch to", String(request.args.network ?? ""), "target"]);
   }

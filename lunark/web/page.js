@@ -13,6 +13,8 @@ const el = {
   newChat: $("new-chat"), chatList: $("chat-list"), welcome: $("welcome"), welcomeNote: $("welcome-note"),
   log: $("log"), jump: $("jump"), status: $("status"), composer: $("composer"), input: $("input"),
   send: $("send"), stop: $("stop"),
+  contactList: $("contact-list"), contactEmpty: $("contact-empty"), contactForm: $("contact-form"),
+  contactLabel: $("contact-label"), contactAddress: $("contact-address"), contactNote: $("contact-note"),
 };
 
 /** Everything the page knows; `state` is the reducer's, the rest is the page's own. */
