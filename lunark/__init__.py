@@ -13,7 +13,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from lunark.chain import ChainClient, ChainClients, LocalSigner, Signer, TransferIntent, TxStatus, TxUpdate
+    from lunark.chain import ChainClient, ChainClients, LocalSigner, Signer, TransferIntent, TxProgress
     from lunark.config import Settings
     from lunark.errors import (
         AcknowledgementRequired,
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
         InvalidName,
         LunarkError,
         ModelError,
+        NonceGap,
         NoPendingApproval,
         NotFound,
         PolicyViolation,
@@ -53,6 +54,7 @@ if TYPE_CHECKING:
     from lunark.models import OfflinePlanner
     from lunark.models.scripted import ScriptedChatModel
     from lunark.networks import Network, NetworkRegistry, Token
+    from lunark.protocol import TxStatus, TxUpdate
     from lunark.tools.base import FunctionTool, Proposal, Tool, ToolContext
     from lunark.tools.policy import SpendingPolicy
 
@@ -85,6 +87,7 @@ _EXPORTS: dict[str, str] = {
     "NotFound": "lunark.errors",
     "OfflinePlanner": "lunark.models",
     "PolicyViolation": "lunark.errors",
+    "NonceGap": "lunark.errors",
     "PreviewChanged": "lunark.errors",
     "RateLimited": "lunark.errors",
     "Proposal": "lunark.tools.base",
@@ -101,8 +104,9 @@ _EXPORTS: dict[str, str] = {
     "ToolFailed": "lunark.errors",
     "TransactionFailed": "lunark.errors",
     "TransferIntent": "lunark.chain",
-    "TxStatus": "lunark.chain",
-    "TxUpdate": "lunark.chain",
+    "TxProgress": "lunark.chain",
+    "TxStatus": "lunark.protocol",
+    "TxUpdate": "lunark.protocol",
     "Unauthorized": "lunark.errors",
     "UnknownNetwork": "lunark.errors",
     "UnknownToken": "lunark.errors",
@@ -154,6 +158,7 @@ __all__ = [
     "Network",
     "NetworkRegistry",
     "NoPendingApproval",
+    "NonceGap",
     "NotFound",
     "OfflinePlanner",
     "PolicyViolation",
@@ -173,6 +178,7 @@ __all__ = [
     "ToolFailed",
     "TransactionFailed",
     "TransferIntent",
+    "TxProgress",
     "TxStatus",
     "TxUpdate",
     "Unauthorized",

@@ -48,7 +48,7 @@ from lunark.chain.intent import (
 )
 from lunark.chain.signer import Signer
 from lunark.chain.tracker import track_transaction
-from lunark.chain.types import PreparedTx, TxStatus, TxUpdate, prepared_from_state, to_units
+from lunark.chain.types import PreparedTx, TxProgress, TxStatus, prepared_from_state, to_units
 from lunark.errors import ChainError, IntentMismatch, LunarkError, RpcUnavailable, SignerError, UnknownToken
 from lunark.networks import Network, NetworkRegistry
 from lunark.store.base import SettlementRecord, SpendEntry, Store
@@ -457,7 +457,7 @@ class Settlements:
         )
 
     def _submitted(self, tx_hash: str, network: Network) -> dict[str, Any]:
-        return TxUpdate(tx_hash=tx_hash, chain_id=network.chain_id, status=TxStatus.SUBMITTED,
+        return TxProgress(tx_hash=tx_hash, chain_id=network.chain_id, status=TxStatus.SUBMITTED,
                         explorer_url=network.explorer_tx_url(tx_hash)).to_dict()
 
     async def _broadcast(self, record: SettlementRecord, client: ChainClient, network: Network) -> SettlementRecord:

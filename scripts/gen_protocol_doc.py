@@ -13,7 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from lunark.protocol import render_markdown
+from lunark.protocol._render import render_markdown
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "protocol.md"
 BEGIN = "<!-- BEGIN GENERATED: python scripts/gen_protocol_doc.py -->"

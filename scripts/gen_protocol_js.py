@@ -34,13 +34,13 @@ from lunark.protocol import (
     EditDecision,
     ErrorCode,
     RejectDecision,
-    render_js_constants,
 )
+from lunark.protocol._render import render_js_constants
 
 LIB = Path(__file__).resolve().parent.parent / "lunark" / "web" / "lib"
 JS = LIB / "protocol.js"
 DTS = LIB / "protocol.d.ts"
-BEGIN = "// BEGIN GENERATED: python scripts/gen_protocol_js.py (from lunark/protocol.py)"
+BEGIN = "// BEGIN GENERATED: python scripts/gen_protocol_js.py (from lunark/protocol/)"
 END = "// END GENERATED"
 
 DECISIONS: tuple[type[BaseModel], ...] = (ApproveDecision, EditDecision, RejectDecision)

@@ -45,8 +45,34 @@ def imports_of(path: Path) -> set[str]:
     return found
 
 
+PROTOCOL = sorted((PACKAGE / "protocol").glob("*.py"))
+WIRE = ("lunark.protocol", "lunark.errors", "lunark.siwe", "lunark.nonces")
+"""What a client may stand on: the protocol and the wire-level modules beside it (the error tree, the
+sign-in message, the nonce rule), none of which imports anything above the protocol."""
+
+
+@pytest.mark.parametrize("path", PROTOCOL, ids=lambda p: str(p.relative_to(ROOT)))
+def test_the_protocol_imports_nothing_else_of_lunark(path: Path) -> None:
+    bad = sorted(m for m in imports_of(path) if m.startswith("lunark") and not m.startswith("lunark.protocol"))
+    assert bad == [], f"{path.name} imports {bad}"
+
+
+@pytest.mark.parametrize("path", sorted((PACKAGE / "client").glob("*.py")), ids=lambda p: str(p.relative_to(ROOT)))
+def test_the_client_stands_only_on_the_wire_layer(path: Path) -> None:
+    bad = sorted(m for m in imports_of(path)
+                 if m.startswith("lunark") and not m.startswith(("lunark.client", *WIRE)))
+    assert bad == [], f"{path.name} imports {bad}"
+
+
+@pytest.mark.parametrize("module", WIRE[1:])
+def test_the_wire_modules_stand_only_on_the_protocol(module: str) -> None:
+    path = PACKAGE / f"{module.split('.')[1]}.py"
+    bad = sorted(m for m in imports_of(path) if m.startswith("lunark") and not m.startswith(("lunark.protocol", *WIRE)))
+    assert bad == [], f"{path.name} imports {bad}"
+
+
 @pytest.mark.parametrize(
-    "path", [PACKAGE / "protocol.py", PACKAGE / "siwe.py", *sorted((PACKAGE / "client").glob("*.py"))],
+    "path", [*PROTOCOL, PACKAGE / "siwe.py", *sorted((PACKAGE / "client").glob("*.py"))],
     ids=lambda p: str(p.relative_to(ROOT)),
 )
 def test_no_client_side_module_imports_the_graph_or_the_server(path: Path) -> None:
@@ -61,7 +87,7 @@ def test_the_graph_takes_its_decision_shapes_from_the_protocol() -> None:
 
     for name in ("ApproveDecision", "EditDecision", "RejectDecision", "EditedAction", "ALL_DECISIONS"):
         assert getattr(approval, name) is getattr(protocol, name), name
-    assert "lunark.graph.approval" not in imports_of(PACKAGE / "protocol.py")
+    assert not any("lunark.graph.approval" in imports_of(path) for path in PROTOCOL)
 
 
 def store_imports(path: Path) -> list[str]:

@@ -57,8 +57,8 @@ from lunark.protocol import (
     WalletChanged,
     WalletChangedAck,
     parse_event,
-    render_markdown,
 )
+from lunark.protocol._render import render_markdown
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "protocol.md"

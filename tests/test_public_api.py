@@ -4,12 +4,13 @@ import inspect
 
 import lunark
 import lunark.errors
+import lunark.protocol
 
 
 def test_public_names() -> None:
     assert set(lunark.__all__) == {
         "Agent", "Settings", "__version__",
-        "ChainClient", "ChainClients", "LocalSigner", "Signer", "TransferIntent", "TxStatus", "TxUpdate",
+        "ChainClient", "ChainClients", "LocalSigner", "Signer", "TransferIntent", "TxProgress", "TxStatus", "TxUpdate",
         "Network", "NetworkRegistry", "Token",
         "Tool", "FunctionTool", "Proposal", "ToolContext", "SpendingPolicy",
         "OfflinePlanner", "ScriptedChatModel",
@@ -17,6 +18,8 @@ def test_public_names() -> None:
     }
     for name in lunark.__all__:
         assert getattr(lunark, name) is not None
+    # one TxUpdate: the wire event; the tracker's own step is TxProgress
+    assert lunark.TxUpdate is lunark.protocol.TxUpdate and lunark.TxStatus is lunark.protocol.TxStatus
 
 
 def test_every_error_is_exported_and_rooted() -> None:

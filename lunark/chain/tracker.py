@@ -44,7 +44,7 @@ from lunark.chain.intent import (
     describe_transaction,
     diff_intent,
 )
-from lunark.chain.types import TransferIntent, TxStatus, TxUpdate
+from lunark.chain.types import TransferIntent, TxProgress, TxStatus
 from lunark.errors import InvalidInput, RpcUnavailable
 from lunark.networks import Network
 
@@ -248,8 +248,8 @@ async def track_transaction(
     poll_interval: float = 0.25,
     # Not a bound on the call: how long the node may not know the transaction before `dropped`.
     timeout: float = 120.0,
-) -> AsyncIterator[TxUpdate]:
-    """Yield a ``TxUpdate`` each time the transaction's status (or confirmation count) changes.
+) -> AsyncIterator[TxProgress]:
+    """Yield a ``TxProgress`` each time the transaction's status (or confirmation count) changes.
 
     ``intent`` is the approved transfer: a transaction that took the nonce and
     moves exactly it (``diff_intent`` empty, type 0-2; the fee may differ) is a
@@ -276,8 +276,8 @@ async def track_transaction(
     replaces: str | None = None
     ours = {tx_hash}
 
-    def update(status: TxStatus, **fields: Any) -> TxUpdate:
-        return TxUpdate(
+    def update(status: TxStatus, **fields: Any) -> TxProgress:
+        return TxProgress(
             tx_hash=current,
             chain_id=network.chain_id,
             status=status,

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
-from enum import StrEnum
 from typing import Any
 
 from eth_typing import ChecksumAddress, HexStr
@@ -16,13 +15,15 @@ from eth_utils.abi import function_signature_to_4byte_selector
 from eth_utils.address import to_checksum_address
 from web3.types import Nonce, TxParams, Wei
 
+from lunark.protocol import TxStatus
+
 __all__ = [
     "ERC20_TRANSFER_SELECTOR",
     "Balance",
     "PreparedTx",
     "TransferIntent",
+    "TxProgress",
     "TxStatus",
-    "TxUpdate",
     "encode_erc20_transfer",
     "prepared_from_state",
     "prepared_to_state",
@@ -197,25 +198,9 @@ class PreparedTx:
         }
 
 
-class TxStatus(StrEnum):
-    """Where a transaction is, as the protocol's ``tx_update.status`` says it."""
-
-    SUBMITTED = "submitted"
-    MINED = "mined"
-    CONFIRMED = "confirmed"
-    FAILED = "failed"
-    REPLACED = "replaced"
-    MISMATCH = "mismatch"
-    DROPPED = "dropped"
-
-    @property
-    def is_final(self) -> bool:
-        return self not in (TxStatus.SUBMITTED, TxStatus.MINED)
-
-
 @dataclass(frozen=True, slots=True, kw_only=True)
-class TxUpdate:
-    """One step of a tracked transaction."""
+class TxProgress:
+    """One step of a tracked transaction, as the tracker sees it (the wire event is ``lunark.protocol.TxUpdate``)."""
 
     tx_hash: str
     """The tracked transaction's hash (0x-prefixed)."""

@@ -1,5 +1,5 @@
 // Types of protocol.js: Lunark's wire protocol for TypeScript. The block between the markers is
-// generated from lunark/protocol.py's pydantic models (python scripts/gen_protocol_js.py; a test
+// generated from the pydantic models of lunark/protocol/ (python scripts/gen_protocol_js.py; a test
 // fails when it is stale): every payload, ack, chat event, object, decision and error code, with
 // Python's names and the wire's field names. The functions below it are declared by hand.
 //
@@ -9,8 +9,8 @@
 //   import type { ChatEvent, Decision } from "@lunark/client/protocol";
 //   import { approve, reject } from "@lunark/client/protocol";
 
-// BEGIN GENERATED: python scripts/gen_protocol_js.py (from lunark/protocol.py)
-/** Where a transaction is, as the protocol's `tx_update.status` says it. */
+// BEGIN GENERATED: python scripts/gen_protocol_js.py (from lunark/protocol/)
+/** Where a transaction is, as `tx_update.status` says it. */
 export type TxStatus =
   | "submitted"
   | "mined"
@@ -696,6 +696,32 @@ export declare const ERROR_CODES: {
 export declare const USER_REJECTED: 4001;
 /** EIP-1193 / MetaMask error code of "this chain is not added to the wallet". */
 export declare const UNRECOGNIZED_CHAIN: 4902;
+
+// -- EIP-5792 batches -------------------------------------------------------------------------
+
+/** `wallet_getCallsStatus` codes (EIP-5792): 1xx pending, 2xx confirmed, 4xx-6xx failed. */
+export declare const CALLS_PENDING: 100;
+export declare const CALLS_CONFIRMED: 200;
+export declare const CALLS_OFFCHAIN_FAILURE: 400;
+
+/** Whether a `wallet_getCapabilities` answer says the wallet sends atomic batches on `chainId`. */
+export declare function canBatchAtomically(
+  capabilities: Record<string, any> | null | undefined, chainId: number | string | bigint,
+): boolean;
+
+/** `wallet_sendCalls`' parameter (EIP-5792 2.0.0) for an approval's transactions, in order. */
+export declare function toSendCalls(txs: UnsignedTx[]): {
+  version: "2.0.0";
+  chainId: string;
+  from: string;
+  atomicRequired: true;
+  calls: Array<{ to: string; value: string; data: string }>;
+};
+
+/** The transaction hash that settles each call of a batch, from a final `wallet_getCallsStatus`. */
+export declare function batchHashes(
+  status: { receipts?: Array<{ transactionHash: string }> } | null | undefined, count: number,
+): string[];
 
 // -- decisions ------------------------------------------------------------------------------
 

@@ -1,5 +1,5 @@
 // Lunark's wire protocol for JavaScript clients: the shapes of what the server emits and
-// accepts (docs/protocol.md is the contract; lunark/protocol.py validates it), small
+// accepts (docs/protocol.md is the contract; lunark/protocol/ validates it), small
 // constructors for decisions, and the helpers every wallet-facing client needs (the
 // EIP-4361 sign-in message, the EIP-1193 transaction, unit formatting).
 //
@@ -7,7 +7,7 @@
 //
 //   import { approve, reject, edit, buildSiweMessage, toEip1193Tx } from "./protocol.js";
 
-// BEGIN GENERATED: python scripts/gen_protocol_js.py (from lunark/protocol.py)
+// BEGIN GENERATED: python scripts/gen_protocol_js.py (from lunark/protocol/)
 /** Socket.IO event names of chat events. */
 export const EVENT_TYPES = Object.freeze(["message_start", "token", "tool_call", "tool_result", "pending_approval", "approval_resolved", "tx_update", "network_switch", "status", "message_end", "error"]);
 
