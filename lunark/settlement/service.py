@@ -51,6 +51,7 @@ from lunark.chain.tracker import track_transaction
 from lunark.chain.types import PreparedTx, TxProgress, TxStatus, prepared_from_state, to_units
 from lunark.errors import ChainError, IntentMismatch, LunarkError, RpcUnavailable, SignerError, UnknownToken
 from lunark.networks import Network, NetworkRegistry
+from lunark.settlement.states import SettlementState, check_transition
 from lunark.store.base import SettlementRecord, SpendEntry, Store
 
 __all__ = ["Lease", "Settlements", "outcome_message"]
@@ -275,16 +276,16 @@ class Settlements:
                         said = f"on chain it ended {onchain}" + (f" ({update.reason})" if update.reason else "")
                     event = {**update.to_dict(), "status": "mismatch", "onchain": onchain,
                              "reason": f"{reason.rstrip('.')}. Not the approved transfer, but {said}."}
-                    record = await self.store.advance_settlement(
-                        record.settlement_id, "mismatch", {k: v for k, v in event.items() if k != "status"},
+                    record = await self._store_advance(
+                        record, SettlementState.MISMATCH, {k: v for k, v in event.items() if k != "status"},
                         done=update.status.is_final,
                     )
                     await self._emit(record, {"type": "tx_update", "call_id": record.call_id, **event})
                     if record.done:
                         break
             except ChainError as exc:  # the node no longer knows it: nothing moved
-                record = await self.store.advance_settlement(
-                    record.settlement_id, "mismatch", {"onchain": "dropped", "reason": exc.message}, done=True)
+                record = await self._store_advance(
+                    record, SettlementState.MISMATCH, {"onchain": "dropped", "reason": exc.message}, done=True)
             except (RpcUnavailable, OSError, TimeoutError, Web3Exception) as exc:
                 logger.warning("settlement %s waits for the node: %s", record.settlement_id, exc)
                 await asyncio.sleep(_RETRY_AFTER_RPC_ERROR)
@@ -315,7 +316,7 @@ class Settlements:
     ) -> SettlementRecord:
         """Store the transition, then (durable before visible) emit it as a ``tx_update``."""
         evidence = {k: v for k, v in (event or {}).items() if k not in ("status",)}
-        record = await self.store.advance_settlement(record.settlement_id, state, evidence, done=done, **fields)
+        record = await self._store_advance(record, state, evidence, done=done, **fields)
         if event is not None:
             update = {"type": "tx_update", "call_id": record.call_id, **event}
             if record.late:
@@ -324,6 +325,14 @@ class Settlements:
         if record.final:
             await self._settle_spend(record)
         return record
+
+    async def _store_advance(
+        self, record: SettlementRecord, state: str, evidence: Mapping[str, Any], *, done: bool | None = None,
+        **fields: Any,
+    ) -> SettlementRecord:
+        """Store a transition the state table allows (``IllegalTransition`` otherwise, nothing stored)."""
+        target = check_transition(record.settlement_id, record.state, state)
+        return await self.store.advance_settlement(record.settlement_id, target.value, evidence, done=done, **fields)
 
     async def _emit(self, record: SettlementRecord, event: dict[str, Any]) -> None:
         if self.sink is not None:
