@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from decimal import Decimal
 from types import TracebackType
@@ -34,6 +34,7 @@ from web3.exceptions import (
     ContractLogicError,
     ContractPanicError,
     RequestTimedOut,
+    TransactionNotFound,
     Web3Exception,
     Web3RPCError,
 )
@@ -41,9 +42,11 @@ from web3.providers.persistent import PersistentConnectionProvider
 from web3.providers.rpc.utils import REQUEST_RETRY_ALLOWLIST, ExceptionRetryConfiguration
 from web3.types import BlockIdentifier, RPCEndpoint, TxParams, Wei
 
+from lunark.chain.intent import DecodedTx, fetch_transaction
 from lunark.chain.preview import NATIVE, BalancePreview, changes_for, net_deltas, transfers_in_logs
 from lunark.chain.tokens import ERC20_ABI, ERC20_DECIMALS, ERC20_NAME, ERC20_SYMBOL
-from lunark.chain.types import Balance, PreparedTx, TransferIntent
+from lunark.chain.tracker import track_transaction
+from lunark.chain.types import Balance, PreparedTx, TransferIntent, TxProgress
 from lunark.chain.validation import MAX_UINT256, format_amount, parse_address, parse_amount
 from lunark.errors import (
     ChainError,
@@ -428,6 +431,50 @@ class ChainClient:
         with self._translate("broadcasting the transaction"):
             tx_hash = await self.w3.eth.send_raw_transaction(bytes(payload))
         return tx_hash.to_0x_hex()
+
+    # -- reads for settlement and tracking --------------------------------------------------------
+    # Web3's own exceptions pass through these (no translation, no chain-id check): the settlement
+    # driver tells a node that is away (retried) from one that answers "not found" by them.
+
+    async def block_number(self) -> int:
+        """The node's latest block number."""
+        return int(await self.w3.eth.block_number)
+
+    async def knows_transaction(self, tx_hash: str) -> bool:
+        """Whether the node has the transaction (pending or mined)."""
+        try:
+            await self.w3.eth.get_transaction(HexStr(tx_hash))
+        except TransactionNotFound:
+            return False
+        return True
+
+    async def mined_block(self, tx_hash: str) -> int | None:
+        """The block the transaction is mined in; None while pending or unknown."""
+        try:
+            mined = (await self.w3.eth.get_transaction(HexStr(tx_hash))).get("blockNumber")
+        except TransactionNotFound:
+            return None
+        return None if mined is None else int(mined)
+
+    async def transaction(self, tx_hash: str, *, timeout: float = 10.0) -> DecodedTx:
+        """The transaction, decoded, waiting up to ``timeout`` seconds for the node to see it
+        (``lunark.chain.intent.fetch_transaction``: ``ChainError`` if it does not)."""
+        return await fetch_transaction(self.w3, tx_hash, timeout=timeout)
+
+    def track(
+        self,
+        tx_hash: str,
+        *,
+        sender: str,
+        nonce: int,
+        intent: TransferIntent | None = None,
+        first_block: int | None = None,
+        poll_interval: float = 0.25,
+        timeout: float = 120.0,
+    ) -> AsyncIterator[TxProgress]:
+        """The transaction's progress on this network (``lunark.chain.tracker.track_transaction``)."""
+        return track_transaction(self.w3, self.network, tx_hash, sender=sender, nonce=nonce, intent=intent,
+                                 first_block=first_block, poll_interval=poll_interval, timeout=timeout)
 
     async def preview(
         self, prepared: PreparedTx, *, block: int | None = None, queued: bool = False

@@ -288,7 +288,7 @@ class LunarkServer:
         chain: dict[str, Any] = {"network": network.name, "chain_id": network.chain_id, "ok": False}
         try:
             client = self.agent.clients.get(network)
-            chain["block"] = await asyncio.wait_for(client.w3.eth.block_number, timeout=3)
+            chain["block"] = await asyncio.wait_for(client.block_number(), timeout=3)
             await client.ensure_chain()
             chain["ok"] = True
         except (LunarkError, TimeoutError, OSError) as exc:

@@ -19,9 +19,9 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, cast
 
-from eth_typing import ChecksumAddress, HexStr
+from eth_typing import ChecksumAddress
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from web3.exceptions import TransactionNotFound, Web3Exception
+from web3.exceptions import Web3Exception
 
 from lunark.chain.ens import primary_name, resolve_recipient
 from lunark.chain.intent import decode_signed_transaction
@@ -311,13 +311,10 @@ async def _recheck(ctx: ToolContext, prepared: PreparedTx, proposal: Proposal, t
     try:
         if tx_hash:
             # Read first: a transaction not mined after this block was read is not in it.
-            block = int(await client.w3.eth.block_number)
-            try:
-                mined = (await client.w3.eth.get_transaction(HexStr(str(tx_hash)))).get("blockNumber")
-            except TransactionNotFound:
-                mined = None
+            block = await client.block_number()
+            mined = await client.mined_block(str(tx_hash))
             if mined is not None:
-                block = int(mined) - 1
+                block = mined - 1
         # A wallet's transaction may share its block with earlier ones of the same approval (a batch):
         # on top of the block before, its nonce is not the next yet, so it is simulated at the next one.
         now = await client.preview(prepared, block=block, queued=bool(tx_hash))
