@@ -6,10 +6,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from lunark.chain.client import ChainClients
+from lunark.errors import LunarkError
 from lunark.networks import ANVIL_CHAIN_ID, NetworkRegistry
 from lunark.settlement import TRANSITIONS, IllegalTransition, Settlements, SettlementState
 from lunark.store import SettlementRecord, SqliteStore
@@ -79,3 +81,24 @@ async def test_an_illegal_transition_is_refused_and_never_stored(settlements: Se
         await settlements._advance(record, S.MINED, network)
     stored = await settlements.store.get_settlement("apr_1/c1")
     assert stored is not None and stored.state == "broadcasting"
+
+
+async def test_the_publisher_is_connected_once_and_before_any_settlement_is_driven(settlements: Settlements) -> None:
+    async def sink(record: SettlementRecord, event: dict[str, Any]) -> None:
+        pass
+
+    settlements.connect(sink)
+    assert settlements.sink is sink and settlements.lease is None
+    with pytest.raises(LunarkError, match="already connected") as twice:
+        settlements.connect(sink)
+    assert twice.value.code == "internal"
+
+    late = Settlements(settlements.store, settlements.clients, settlements.registry)
+    record = await open_one(late)
+    late.start(record.settlement_id)
+    try:
+        with pytest.raises(LunarkError, match="before any settlement is driven"):
+            late.connect(sink)
+        assert late.sink is None
+    finally:
+        await late.aclose()

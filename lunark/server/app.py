@@ -170,9 +170,7 @@ class LunarkServer:
                                  supersede=settings.approvals.on_new_message == "supersede",
                                  expiry_interval=settings.server.sweep_interval_seconds)
             self._stack.push_async_callback(self.runner.aclose)
-            if self.cluster is not None:
-                self.agent.settlements.lease = self.cluster
-            self.agent.settlements.sink = self._settled
+            self.agent.settlements.connect(self._settled, lease=self.cluster)
             self.limiters = Limiters(limits.rate)
             self.service = ChatService(
                 store=self.store, runner=self.runner, agent=self.agent, registry=self.agent.registry,

@@ -76,7 +76,14 @@ class Settlements:
         verify_timeout: float = 30.0,
         fee_factor: Decimal = Decimal(2),
         poll_interval: float = 0.25,
+        sink: Sink | None = None,
+        lease: Lease | None = None,
     ) -> None:
+        """``sink``: where every transition is published (the server: the chat's log and rooms);
+        without one, a waiting ``settle`` call forwards the events to its caller instead (library
+        use). ``lease``: with several server processes, each settlement is driven where its lease
+        is held; other processes wait for its final state and take it over if its driver's process
+        dies. Both may instead be given once, later, by ``connect``."""
         self.store = store
         self.ledger = SettlementLedger(store)
         self.clients = clients
@@ -86,15 +93,31 @@ class Settlements:
         self.verify_timeout = verify_timeout
         self.fee_factor = fee_factor
         self.poll_interval = poll_interval
-        self.sink: Sink | None = None
-        """Set by the server: every transition is published there. Without one, a waiting
-        ``settle`` call forwards the events to its caller instead (library use)."""
-        self.lease: Lease | None = None
-        """Set by the server with several processes: each settlement is driven where its lease is
-        held; other processes wait for its final state and take it over if its driver's process dies."""
+        self._sink = sink
+        self._lease = lease
         self._drivers: dict[str, asyncio.Task[SettlementRecord]] = {}
         self._followers: dict[str, asyncio.Task[None]] = {}
         self._listeners: dict[str, list[Callable[[dict[str, Any]], None]]] = {}
+
+    @property
+    def sink(self) -> Sink | None:
+        return self._sink
+
+    @property
+    def lease(self) -> Lease | None:
+        return self._lease
+
+    def connect(self, sink: Sink, *, lease: Lease | None = None) -> None:
+        """Publish every transition to ``sink`` (and drive under ``lease``), for a service built
+        before its publisher (the server builds the agent first). Once only, and before any
+        settlement is driven: a driver started without them would publish nowhere but to its
+        waiting caller and drive without the lease, so a late or second connection is refused."""
+        if self._sink is not None or self._lease is not None:
+            raise LunarkError("The settlement service is already connected to its publisher.")
+        if self._drivers or self._followers:
+            raise LunarkError("The settlement service must be connected before any settlement is driven.",
+                              driving=sorted([*self._drivers, *self._followers]))
+        self._sink, self._lease = sink, lease
 
     # -- entry points ------------------------------------------------------------------------
 

@@ -4,7 +4,7 @@
 approved -> broadcasting -> submitted <-> mined -> confirmed
    |             |              |           |
    v             v              v           v
-mismatch      dropped     failed / replaced / dropped     failed (status 0)
+mismatch      dropped     failed / replaced / dropped     failed (status 0, re-mined after a reorg)
 expired: signed bytes that would go out after the approval expired (never broadcast)
 ```
 
@@ -62,8 +62,9 @@ TRANSITIONS: Final[Mapping[SettlementState, frozenset[SettlementState]]] = {
     # A speed-up (same transfer, higher fee) is followed under its own hash in the same state.
     S.SUBMITTED: frozenset({S.MINED, S.FAILED, S.REPLACED, S.DROPPED}),
     # More confirmations (mined again), enough of them, or a reorg / a resume that starts the
-    # tracker over (submitted again, possibly under a speed-up's hash).
-    S.MINED: frozenset({S.MINED, S.CONFIRMED, S.SUBMITTED}),
+    # tracker over (submitted again, possibly under a speed-up's hash); a reorg the tracker sees only
+    # as a receipt in another block, one that reverted there (failed).
+    S.MINED: frozenset({S.MINED, S.CONFIRMED, S.SUBMITTED, S.FAILED}),
     # What the wallet sent instead is followed to its own end; each step is recorded here.
     S.MISMATCH: frozenset({S.MISMATCH}),
     S.CONFIRMED: frozenset(),

@@ -270,7 +270,7 @@ async def _next_in_line(ctx: ToolContext, prepared: PreparedTx, decision: Decisi
     transaction of the user's filled the gap: it is never sent (``NonceGap``; the call gets a fresh
     card). The local signer signs at the account's next nonce when that is higher than the prepared
     one (another transaction took it meanwhile), as a wallet re-nonces upward. A wallet's broadcast
-    (``tx_hash``) is out already: the settlement checks it (``Settlements._accept``).
+    (``tx_hash``) is out already: the settlement checks it (``lunark.settlement.binding.refusal``).
     """
     intent = prepared.intent
     client = ctx.clients.get(intent.chain_id)
