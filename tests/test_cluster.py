@@ -359,10 +359,10 @@ async def test_a_client_of_a_killed_process_reconnects_elsewhere_and_gets_every_
         ack = await on_b.call("join_chat", {"chat_id": chat_id, "last_seq": seen[-1]})
         logged = ack["last_seq"]
         assert logged >= seen[-1]
-        if logged > seen[-1]:
-            await on_b.wait_until(lambda e: e.get("seq") == logged, what="the rest of the log")
+        # The answer A was writing is closed by B, whichever way the client meets its end.
+        cut = await on_b.wait_event("message_end", chat_id=chat_id, finish_reason="interrupted", timeout=30)
         await asyncio.sleep(0.3)
-        assert on_b.seqs(chat_id) == list(range(seen[-1] + 1, logged + 1))  # the rest, each once
+        assert on_b.seqs(chat_id) == list(range(seen[-1] + 1, cut["seq"] + 1))  # the rest, each once
         # Nothing holds the chat any more: B answers the next message.
         mark = on_b.mark()
         await on_b.call("send_message", {"chat_id": chat_id, "content": "hi", "client_message_id": "m2"})
@@ -371,6 +371,61 @@ async def test_a_client_of_a_killed_process_reconnects_elsewhere_and_gets_every_
         assert_once_in_order(on_b, chat_id, start=seen[-1] + 1)
         _, detail = await http.get(f"/api/chats/{chat_id}", token)
         assert detail["last_seq"] == on_b.seqs(chat_id)[-1]
+
+
+async def test_an_answer_cut_by_a_killed_process_ends_as_interrupted_for_a_client_of_another(
+    processes: Processes, alice: DevAccount
+) -> None:
+    """A streams an answer to a client of B; A is killed mid-answer. B, which takes the chat over
+    once A's lock on it is gone, closes the answer in the log: the client on B gets one
+    ``message_end`` with ``finish_reason: "interrupted"`` and a plain sentence within a few sweeps, a
+    replay from seq 0 shows it once, ``continue_message`` goes on with it, and the next message is
+    answered."""
+    a, b = await processes.start("a", "b", model={"delay": 0.15})
+    token = await sign_in(a, alice)
+    async with SioClient(a, token) as on_a, SioClient(b, token) as on_b, Http(b) as http:
+        chat_id = (await on_a.call("join_chat", {}))["chat_id"]
+        await on_b.call("join_chat", {"chat_id": chat_id})
+        await on_a.call("send_message", {"chat_id": chat_id, "content": "hello", "client_message_id": "m1"})
+        start = await on_b.wait_event("message_start", chat_id=chat_id, role="assistant", timeout=30)
+        message_id = start["message_id"]
+        await on_b.wait_until(lambda _: len(on_b.of("token", chat_id=chat_id)) >= 3, what="tokens on B", timeout=30)
+        killed = asyncio.get_running_loop().time()
+        await processes.kill(a)  # mid-answer, with B's client watching
+        end = await on_b.wait_event("message_end", chat_id=chat_id, message_id=message_id, timeout=15)
+        took = asyncio.get_running_loop().time() - killed
+        assert end["finish_reason"] == "interrupted" and "stopped" in end["message"], end
+        assert took < 10, f"the cut answer was closed {took:.1f}s after the kill"
+        streamed = "".join(e["text"] for e in on_b.of("token", chat_id=chat_id) if e["message_id"] == message_id)
+        assert streamed
+        _, detail = await http.get(f"/api/chats/{chat_id}", token)
+        answer = next(m for m in detail["messages"] if m["message_id"] == message_id)
+        assert (answer["content"], answer["finish_reason"]) == (streamed, "interrupted"), answer
+
+        # /continue through B goes on with it, in the same message.
+        mark = on_b.mark()
+        assert await on_b.call("continue_message", {"chat_id": chat_id, "message_id": message_id}) == {"ok": True}
+        more = await on_b.wait_event("message_end", chat_id=chat_id, after=mark, timeout=60)
+        assert (more["message_id"], more["finish_reason"]) == (message_id, "stop"), more
+        rest = "".join(e["text"] for e in on_b.of("token", chat_id=chat_id, after=mark))
+        assert rest
+
+        # The next message is answered.
+        mark = on_b.mark()
+        ack = await on_b.call("send_message", {"chat_id": chat_id, "content": "hello", "client_message_id": "m2"})
+        assert "message_id" in ack, ack
+        again = await on_b.wait_event("message_end", chat_id=chat_id, after=mark, timeout=60)
+        assert again["finish_reason"] == "stop", again
+        assert streamed + rest == "".join(e["text"] for e in on_b.of("token", chat_id=chat_id, after=mark))
+        seqs = assert_once_in_order(on_b, chat_id)
+
+    # A replay from seq 0 shows the log once and in order, with the cut answer's end exactly once.
+    async with SioClient(b, token) as late:
+        await late.call("join_chat", {"chat_id": chat_id, "last_seq": 0})
+        await late.wait_until(lambda e: e.get("seq") == seqs[-1], what="the replay's last event")
+        assert late.seqs(chat_id) == seqs
+        ends = [e["finish_reason"] for e in late.of("message_end", chat_id=chat_id) if e["message_id"] == message_id]
+        assert ends == ["interrupted", "stop"], ends
 
 
 async def test_a_settlement_in_flight_is_taken_over_after_a_kill(

@@ -353,3 +353,65 @@ async def test_a_decision_acked_before_a_crash_whose_approval_expires_meanwhile_
     assert nonce == nonce_before, "nothing is signed or sent after the approval expired"
     answer = next(m for m in reversed(detail["messages"]) if m["role"] == "assistant")
     assert "not sent" in answer["content"], (answer, end)
+
+
+async def test_an_answer_cut_by_a_crash_ends_as_interrupted_once_and_can_be_continued(
+    server: Server, alice: DevAccount
+) -> None:
+    """kill -9 while an answer streams. Restarted on the same data, the server closes it in the log:
+    one ``message_end`` with ``finish_reason: "interrupted"`` and a plain sentence, the answer stored
+    with what was streamed; ``continue_message`` goes on with it to the end, and the chat answers the
+    next message."""
+    config = json.loads(server.config.read_text())
+    server.config.write_text(json.dumps({**config, "model": {"delay": 0.15}}))
+    served = await server.start()
+    token = await sign_in(served, alice)
+    async with SioClient(served, token) as sio:
+        chat_id = (await sio.call("join_chat", {}))["chat_id"]
+        await sio.call("send_message", {"chat_id": chat_id, "content": "hello", "client_message_id": "m1"})
+        start = await sio.wait_event("message_start", chat_id=chat_id, role="assistant", timeout=30)
+        message_id = start["message_id"]
+        await sio.wait_until(lambda _: len(sio.of("token", chat_id=chat_id)) >= 3, what="a few tokens", timeout=30)
+        await server.kill()  # mid-answer
+        streamed = "".join(e["text"] for e in sio.of("token", chat_id=chat_id))
+        assert not sio.of("message_end", chat_id=chat_id)
+
+    served = await server.start()
+    async with SioClient(served, token) as sio, Http(served) as http:
+        await sio.call("join_chat", {"chat_id": chat_id, "last_seq": 0})
+        end = await sio.wait_event("message_end", chat_id=chat_id, message_id=message_id, timeout=30)
+        assert end["finish_reason"] == "interrupted", end
+        assert "stopped" in end["message"] and "continue" in end["message"], end
+        logged = "".join(e["text"] for e in sio.of("token", chat_id=chat_id) if e["message_id"] == message_id)
+        assert logged.startswith(streamed) and logged, (logged, streamed)
+        _, detail = await http.get(f"/api/chats/{chat_id}", token)
+        answer = next(m for m in detail["messages"] if m["message_id"] == message_id)
+        assert (answer["content"], answer["finish_reason"]) == (logged, "interrupted"), answer
+
+        # /continue goes on from where it was cut, in the same message.
+        mark = sio.mark()
+        assert await sio.call("continue_message", {"chat_id": chat_id, "message_id": message_id}) == {"ok": True}
+        done = await sio.wait_event("message_end", chat_id=chat_id, after=mark, timeout=60)
+        assert (done["message_id"], done["finish_reason"]) == (message_id, "stop"), done
+        assert not sio.of("message_start", chat_id=chat_id, after=mark), "a continuation starts no new message"
+        rest = "".join(e["text"] for e in sio.of("token", chat_id=chat_id, after=mark))
+
+        # The next message gets an answer, the same one the cut answer was going to be.
+        mark = sio.mark()
+        ack = await sio.call("send_message", {"chat_id": chat_id, "content": "hello", "client_message_id": "m2"})
+        assert "message_id" in ack, ack
+        again = await sio.wait_event("message_end", chat_id=chat_id, after=mark, timeout=60)
+        assert again["finish_reason"] == "stop", again
+        full = "".join(e["text"] for e in sio.of("token", chat_id=chat_id, after=mark))
+        assert logged + rest == full, (logged, rest, full)
+        _, detail = await http.get(f"/api/chats/{chat_id}", token)
+        answer = next(m for m in detail["messages"] if m["message_id"] == message_id)
+        assert answer["content"] == full, answer
+        seqs = sio.seqs(chat_id)
+
+    # A replay from the start shows the cut answer's end exactly once.
+    async with SioClient(served, token) as late:
+        await late.call("join_chat", {"chat_id": chat_id, "last_seq": 0})
+        await late.wait_until(lambda e: e.get("seq") == seqs[-1], what="the replay's last event")
+        ends = [e["finish_reason"] for e in late.of("message_end", chat_id=chat_id) if e["message_id"] == message_id]
+        assert ends == ["interrupted", "stop"], ends

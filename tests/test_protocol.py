@@ -89,7 +89,7 @@ CONTRACT_LITERALS: dict[tuple[str, str], set[str]] = {
     ("tool_call", "status"): {"running", "awaiting_approval"},
     ("tool_result", "status"): {"success", "error", "rejected", "postponed", "superseded"},
     ("approval_resolved", "by"): {"user", "timeout"},
-    ("message_end", "finish_reason"): {"stop", "aborted", "error", "awaiting_approval"},
+    ("message_end", "finish_reason"): {"stop", "aborted", "error", "awaiting_approval", "length", "interrupted"},
 }
 CONTRACT_TX_STATUSES = {"submitted", "mined", "confirmed", "failed", "replaced", "mismatch", "dropped"}
 CONTRACT_OBJECTS: dict[type[BaseModel], set[str]] = {

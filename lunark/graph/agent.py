@@ -49,7 +49,7 @@ from lunark.errors import (
 )
 from lunark.graph.approval import ApproveDecision, validate_decisions
 from lunark.graph.construction import open_agent
-from lunark.graph.nodes import DIRECT, GraphNodes, parse_time, succeeded, tool_error, tool_ok
+from lunark.graph.nodes import DIRECT, GraphNodes, continued_answer, parse_time, succeeded, tool_error, tool_ok
 from lunark.graph.state import AgentState
 from lunark.graph.turn import AgentEvent, run_turn
 from lunark.models.factory import aclose_chat_model
@@ -229,6 +229,37 @@ class Agent(GraphNodes):
             logger.info("chat %s stopped after a step whose checkpoint was not written; it carries on", thread_id)
             return "interrupted", None
         return None
+
+    async def close_interrupted(self, thread_id: str, message_id: str, text: str, *, continued: bool = False) -> bool:
+        """Keep an answer a crash cut (``finish_reason: "interrupted"``) as the chat's last answer,
+        with ``text``, what was streamed of it (of this part, for a ``continued`` one), as if the
+        model had stopped at its output limit: ``continue_message`` goes on with it, and the graph
+        is at rest for the next message. Only when the crash came while the model was writing:
+        never over a pause at an approval or a tool call without its result. True if kept."""
+        await self.ready()
+        config = self._config(thread_id)
+        async with self._lock(thread_id):
+            snapshot = await self.graph.aget_state(config)
+            values = snapshot.values or {}
+            history = values.get("messages", [])
+            if snapshot.interrupts or not history:
+                return False
+            last = history[-1]
+            if isinstance(last, AIMessage):
+                if last.tool_calls:
+                    return False
+                if continued and values.get("truncated_message") == message_id:
+                    # The continuation never reached the checkpoint: what it streamed joins the cut answer.
+                    update: dict[str, Any] = {"messages": [continued_answer(last, AIMessage(content=text))]}
+                else:  # the reply is in the checkpoint already, only its end was never logged
+                    update = {}
+            elif isinstance(last, (HumanMessage, ToolMessage)):
+                update = {"messages": [AIMessage(content=text)]}
+            else:
+                return False
+            update["truncated_message"] = message_id
+            await self.graph.aupdate_state(config, update, as_node="agent")
+            return True
 
     async def resolved(self, thread_id: str, approval_id: str) -> bool:
         """Whether the chat's graph has applied a decision on ``approval_id`` (its ``approve`` step ran)."""

@@ -72,7 +72,7 @@ from lunark.tools.policy import SpendingPolicy
 from lunark.tools.recipient import Provenance, addresses_in
 from lunark.tools.registry import ToolSet
 
-__all__ = ["DIRECT", "GraphNodes", "parse_time", "succeeded", "tool_error", "tool_ok"]
+__all__ = ["DIRECT", "GraphNodes", "continued_answer", "parse_time", "succeeded", "tool_error", "tool_ok"]
 
 _LENGTH_REASONS = frozenset({"length", "max_tokens"})
 """Providers' words for "stopped at the output limit": OpenAI-compatible ``finish_reason``
@@ -85,7 +85,7 @@ def _at_output_limit(message: BaseMessage) -> bool:
     return bool(reasons & _LENGTH_REASONS)
 
 
-def _continued(cut: BaseMessage, more: BaseMessage) -> AIMessage:
+def continued_answer(cut: BaseMessage, more: BaseMessage) -> AIMessage:
     """The cut answer with the continuation appended, under the cut one's id (``add_messages``
     replaces it): the history holds one answer, as the user sees one message."""
     def text(message: BaseMessage) -> str:
@@ -231,7 +231,7 @@ class GraphNodes(ABC):
             raise ModelError(f"The model failed: {exc}", model_error=type(exc).__name__) from exc
         cut = _at_output_limit(response)
         if continuing:
-            response = _continued(state["messages"][-1], response)
+            response = continued_answer(state["messages"][-1], response)
         if turn is not None:
             turn.cut = cut
         return {"messages": [response], "truncated_message": turn.message_id if cut and turn is not None else None}

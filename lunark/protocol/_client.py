@@ -53,8 +53,9 @@ class Abort(_ClientModel):
 
 class ContinueMessage(_ClientModel):
     """Continue an answer the model cut at its output limit (``message_end`` with
-    ``finish_reason: "length"``): new ``token`` events for the same ``message_id``, then a new
-    ``message_end``. Only the chat's last answer, and only while no turn runs."""
+    ``finish_reason: "length"``) or that a crash interrupted (``"interrupted"``): new ``token``
+    events for the same ``message_id``, then a new ``message_end``. Only the chat's last answer,
+    and only while no turn runs."""
 
     chat_id: _ChatId = Field(description="The chat.")
     message_id: str = Field(pattern=ID_PATTERN, description="The assistant message to continue.")

@@ -163,11 +163,17 @@ class MessageEnd(_ChatEvent):
 
     type: Literal["message_end"] = Field("message_end", description=_TYPE)
     message_id: str = Field(description="The message.")
-    finish_reason: Literal["stop", "aborted", "error", "awaiting_approval", "length"] = Field(
+    finish_reason: Literal["stop", "aborted", "error", "awaiting_approval", "length", "interrupted"] = Field(
         description='Why it ended; "length" (extension): the model stopped at its output limit, and '
-        "continue_message appends to the same message."
+        'continue_message appends to the same message; "interrupted" (extension): the server process '
+        "writing it stopped (a crash), and the process that took the chat over closed it with what was "
+        "streamed so far; continue_message goes on with it."
     )
     usage: Usage = Field(description="Token counts and speed (of this part, for a continued message).")
+    message: str | None = Field(
+        default=None,
+        description='Extension: what happened, for people, when the end needs saying (with "interrupted").',
+    )
 
 
 class Error(_ChatEvent):

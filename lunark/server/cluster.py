@@ -16,8 +16,10 @@ database says which process owns what:
 - **Expiry and takeover** run on every process, at least every ``server.sweep_interval_seconds``:
   pending approvals past ``expires_at`` are expired as rejections (fail closed) by each process's
   expiry clock (``lunark.server.expiry``); the sweep applies claimed decisions whose chat no turn
-  holds (the process that claimed them died) and gives unfinished settlements a driver. Whichever
-  process is alive does it; the locks make sure only one does.
+  holds (the process that claimed them died), closes the answers a dead process was writing
+  (``message_end`` with ``finish_reason: "interrupted"``: an answer's turn holds the chat's lock
+  until its end is logged) and gives unfinished settlements a driver. Whichever process is alive
+  does it; the locks make sure only one does.
 - **Aborts** reach the turn wherever it runs: a process with no such turn sends ``NOTIFY``, and the
   process running it aborts it.
 - **Logouts** reach every process: the process that ended the session in the database sends
@@ -230,6 +232,7 @@ class Cluster:
         # (Pending approvals that are due: every process's runner.clock, lunark.server.expiry.)
         for record in await self.store.approvals(["decided"]):
             await runner.recover_approval(record)
+        await runner.recover_answers()  # answers a dead process was writing end as interrupted
 
     async def _check_locks(self) -> bool:
         try:

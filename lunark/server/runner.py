@@ -24,9 +24,9 @@ from lunark.graph.agent import Agent, AgentEvent
 from lunark.ids import new_id
 from lunark.server.expiry import ExpiryClock
 from lunark.server.hub import Hub
-from lunark.store import ApprovalRecord, ChatRecord, Store
+from lunark.store import ApprovalRecord, ChatRecord, OpenAnswer, Store
 
-__all__ = ["Runner", "TurnLocks"]
+__all__ = ["INTERRUPTED", "Runner", "TurnLocks"]
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +40,11 @@ _ENDING_WAIT = 2.0
 chat (its task ends and, with several processes, its lock is released just after that event)."""
 _TURN_END_LOOKBACK = 16
 """How many of a chat's latest events ``_turn_ended`` reads to find the end of its last turn."""
+_LOG_WINDOW = 256
+"""Events read at a time when looking back through a chat's log for the start of a cut answer."""
+INTERRUPTED = ("This answer was cut off: the server writing it stopped before it was done. "
+               "What it had written is kept; continue it to go on from there.")
+"""The plain sentence of a ``message_end`` with ``finish_reason: "interrupted"``."""
 _DECISION_POLL = 0.01
 """How often it tries the chat's lock meanwhile: a dead process's lock is gone within milliseconds
 of its death (benchmarks/cluster.py, failover), so a coarse poll would be most of the wait."""
@@ -95,6 +100,7 @@ class Runner:
         await self.agent.settlements.resume_all()
         for record in await self.store.approvals(["decided"]):
             await self.recover_approval(record)
+        await self.recover_answers()
         self.clock.start()
 
     async def recover_approval(self, record: ApprovalRecord) -> None:
@@ -129,6 +135,8 @@ class Runner:
             else:
                 await self._settle_unapplied(chat, record)
                 return
+            # The answer the dead process was writing ends before the carried-on turn starts its own.
+            await self._close_cut(chat, carrying_on=True)
             logger.info("resuming chat %s after a restart (approval %s, %s)", chat.chat_id, record.approval_id,
                         "its decision" if where[0] == "paused" else "carried on from its checkpoint")
             self._resumed[chat.chat_id] = record.approval_id
@@ -137,6 +145,99 @@ class Runner:
         finally:
             if not started:
                 self._release_turn(chat.chat_id)
+
+    async def recover_answers(self) -> None:
+        """Close every answer that a process which died left open (``message_end`` with
+        ``finish_reason: "interrupted"``), so that no client shows it streaming forever. After a
+        restart; with several processes, from every sweep: an answer's turn holds the chat's lock
+        until its end is logged, so whoever gets the lock of a chat with an open answer knows its
+        writer is dead."""
+        for cut in await self.store.open_answers():
+            chat_id = cut.chat_id
+            if self.running(chat_id):
+                continue
+            self._reserved.add(chat_id)  # no await since the check: a new message waits for the close
+            claimed = False
+            try:
+                chat = await self.store.get_chat(chat_id)
+                if chat is None:
+                    await self.store.close_answer(chat_id)
+                    continue
+                claimed = await self._claim_turn(chat_id)
+                if claimed:
+                    await self._close_cut(chat)
+            except Exception:  # one chat's failure must not keep the others' answers open
+                logger.exception("closing the cut answer of chat %s failed; the next sweep tries again", chat_id)
+            finally:
+                self._reserved.discard(chat_id)
+                if claimed:
+                    self._release_turn(chat_id)
+
+    async def _close_cut(self, chat: ChatRecord, *, carrying_on: bool = False) -> None:
+        """Under the chat's claim: end the answer its dead writer left open, with what was streamed
+        of it, stored and logged as ``interrupted`` with a plain sentence (``awaiting_approval`` when
+        the turn had reached its pause: the card stays decidable). Unless a turn is ``carrying_on``
+        from the checkpoint, the text is kept in the chat's graph too, so ``continue_message`` goes on
+        with it."""
+        chat_id, owner = chat.chat_id, chat.owner
+        for cut in await self.store.open_answers(chat_id):
+            continued = cut.since_seq > 0
+            message_id, text, started, ended = await self._cut_of(chat_id, cut)
+            if not ended:
+                paused = not carrying_on and (await self.agent.pending_approval(chat_id)) is not None
+                finish = "awaiting_approval" if paused else "interrupted"
+                logger.warning("chat %s: closing answer %s that a stopped process left open (%s)",
+                               chat_id, message_id, finish)
+                if not started:  # the turn died before its answer began: one is begun, to be closed
+                    await self.hub.publish(chat_id, owner,
+                                           {"type": "message_start", "message_id": message_id, "role": "assistant"})
+                if finish == "interrupted" and not carrying_on:
+                    try:
+                        await self.agent.close_interrupted(chat_id, message_id, "".join(text), continued=continued)
+                    except Exception:  # the answer still ends; only /continue is lost for it
+                        logger.exception("chat %s: the cut answer %s was not kept in its graph", chat_id, message_id)
+                await self._save_answer(chat_id, message_id, text, finish, continued=continued)
+                end: dict[str, Any] = {
+                    "type": "message_end", "message_id": message_id, "finish_reason": finish,
+                    "usage": {"output_tokens": len(text), "ttft_ms": None, "tokens_per_s": None},
+                }
+                if finish == "interrupted":
+                    end["message"] = INTERRUPTED
+                await self.hub.publish(chat_id, owner, end)
+            await self.store.close_answer(chat_id)
+
+    async def _cut_of(self, chat_id: str, cut: OpenAnswer) -> tuple[str, list[str], bool, bool]:
+        """What the log holds of an open answer: ``(message_id, its tokens' texts, started, ended)``.
+        A continuation's part is what follows ``since_seq``; an answer's, what follows its
+        ``message_start`` (found by reading the log backwards a window at a time)."""
+        message_id = cut.message_id
+        if not message_id:
+            return new_id("msg_"), [], False, False
+        start = cut.since_seq
+        if start == 0:
+            upto = await self.store.last_seq(chat_id)
+            found = None
+            while upto > 0 and found is None:
+                window = await self.store.events_after(chat_id, max(0, upto - _LOG_WINDOW), limit=_LOG_WINDOW)
+                found = next((e.seq for e in reversed(window) if e.type == "message_start"
+                              and e.payload.get("message_id") == message_id), None)
+                upto -= _LOG_WINDOW
+            if found is None:  # its message_start never reached the log
+                return message_id, [], False, False
+            start = found
+        text: list[str] = []
+        ended = False
+        after = start
+        while batch := await self.store.events_after(chat_id, after, limit=_LOG_WINDOW):
+            for event in batch:
+                if event.payload.get("message_id") != message_id:
+                    continue
+                if event.type == "token":
+                    text.append(str(event.payload.get("text", "")))
+                elif event.type == "message_end":
+                    ended = True
+            after = batch[-1].seq
+        return message_id, text, True, ended
 
     async def _settle_unapplied(self, chat: ChatRecord, record: ApprovalRecord) -> None:
         """A claimed decision whose chat neither waits for it nor is running on from it: applied
@@ -311,12 +412,12 @@ class Runner:
         try:
             parts = [m for m in await self.store.list_messages(chat.chat_id)
                      if m.message_id == message_id or m.message_id.startswith(message_id + ":part")]
-            if parts and parts[-1].finish_reason != "length":
+            if parts and parts[-1].finish_reason not in ("length", "interrupted"):
                 # E.g. a continuation that was stopped: what the chat shows ended there, so going on
                 # from the checkpoint's cut would repeat the stopped part.
                 raise InvalidInput(
                     f"Message {message_id} ended ({parts[-1].finish_reason}); only an answer cut at the "
-                    "model's output limit can be continued.",
+                    "model's output limit, or by a server that stopped, can be continued.",
                     message_id=message_id,
                 )
             answer = _Answer(self.hub, chat, message_id)
@@ -520,6 +621,11 @@ class Runner:
         failed = False
         handling: asyncio.Future[None] | None = None
         try:
+            # Recorded before anything of the answer is logged: if this process dies mid-answer,
+            # whoever takes the chat over finds the answer open and closes it (recover_answers).
+            # A continuation's part is what the log holds after its last seq now.
+            since = await self.store.last_seq(chat_id) if continuing is not None else 0
+            await self.store.open_answer(chat_id, continuing or "", since_seq=since)
             async for event in events:
                 kind = event["type"]
                 if kind == "message_start":
@@ -566,6 +672,8 @@ class Runner:
                     {"type": "message_end", "message_id": message_id, "finish_reason": "error",
                      "usage": {"output_tokens": len(text), "ttft_ms": None, "tokens_per_s": None}},
                 )
+        with suppress(Exception):
+            await self.store.close_answer(chat_id)  # its end is logged, or it never began
         if failed and resumed is not None:
             await self._reopen(chat, resumed)
 
@@ -596,6 +704,8 @@ class Runner:
             await self.store.set_chat_network(chat_id, int(event["chain_id"]))
         elif kind == "message_end" and message_id is not None:
             await self._save_answer(chat_id, message_id, text, event["finish_reason"], continued=continued)
+        elif kind == "message_start" and event.get("role") == "assistant":
+            await self.store.open_answer(chat_id, event["message_id"])  # before it is in the log
         await self.hub.publish(chat_id, owner, event)
 
     async def _save_answer(

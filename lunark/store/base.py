@@ -22,6 +22,7 @@ __all__ = [
     "ContactRecord",
     "EventRecord",
     "MessageRecord",
+    "OpenAnswer",
     "Role",
     "SettlementRecord",
     "SpendEntry",
@@ -219,6 +220,18 @@ class SpendEntry:
     """A reservation lapses then (the approval expired); None once held for execution."""
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OpenAnswer:
+    """An assistant message being written: kept from before its ``message_start`` until after its
+    ``message_end``, so that one left by a process that died is found and closed."""
+
+    chat_id: str
+    message_id: str
+    """The message; empty while the turn has not started its answer yet."""
+    since_seq: int
+    """For a continuation: the chat's last ``seq`` before it began (its tokens come after); else 0."""
+
+
 @runtime_checkable
 class Store(Protocol):
     """Durable storage for the server; satisfies ``lunark.tools.policy.SpendLedger`` too.
@@ -349,6 +362,18 @@ class Store(Protocol):
     ) -> ApprovalRecord | None:
         """Atomically move a ``pending`` approval to ``decided`` with ``decisions``; ``None``
         when it is not pending (decided already, by anyone, or unknown)."""
+        ...
+
+    async def open_answer(self, chat_id: str, message_id: str, *, since_seq: int = 0) -> None:
+        """Record that the chat's answer ``message_id`` is being written (one per chat: replaces)."""
+        ...
+
+    async def close_answer(self, chat_id: str) -> None:
+        """The chat's answer ended (its ``message_end`` is logged)."""
+        ...
+
+    async def open_answers(self, chat_id: str | None = None) -> list[OpenAnswer]:
+        """Answers recorded as being written (of one chat, with ``chat_id``)."""
         ...
 
     async def finish_approval(self, approval_id: str) -> None:

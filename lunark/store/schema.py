@@ -2,7 +2,8 @@
 
 Version 1 is the chat side (chats, messages, the event log, transactions, sign-in), 2 the money path
 (approvals, settlements, the hashes that settle them, the spend ledger in base units), 3 the index
-the expiry clock pages by, 4 the audit trail, 5 the contacts (``lunark.contacts``). Column
+the expiry clock pages by, 4 the audit trail, 5 the contacts (``lunark.contacts``), 6 the answers
+being written (``Runner.recover_answers``). Column
 types differ (text vs ``timestamptz``, ``jsonb``, ``boolean``, identity columns), so 1, 2 and 5 are
 written per database; what is the same is written once.
 
@@ -18,7 +19,7 @@ from lunark.store.dialect import Dialect
 
 __all__ = ["SCHEMA_VERSION", "pending"]
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 """The schema this code writes; a database with a newer one is refused."""
 
 LEGACY_POSTGRES = {1: 2, 2: 3}
@@ -325,6 +326,15 @@ CREATE TABLE IF NOT EXISTS audit (
     prev        TEXT NOT NULL,
     hash        TEXT NOT NULL,
     PRIMARY KEY (address, seq)
+);
+""",
+    # Answers being written, one per chat, so that whoever takes a chat over after a crash closes
+    # the one a dead process left open (lunark.server.runner, Runner.recover_answers).
+    6: """
+CREATE TABLE IF NOT EXISTS open_answers (
+    chat_id    TEXT PRIMARY KEY,
+    message_id TEXT NOT NULL,
+    since_seq  BIGINT NOT NULL
 );
 """,
 }

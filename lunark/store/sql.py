@@ -41,6 +41,7 @@ from lunark.store.base import (
     ContactRecord,
     EventRecord,
     MessageRecord,
+    OpenAnswer,
     Role,
     SettlementRecord,
     SpendEntry,
@@ -325,6 +326,19 @@ class SqlStore(ABC):
 
     async def finish_approval(self, approval_id: str) -> None:
         await self._fetch(q.FINISH_APPROVAL, {"approval_id": approval_id, "now": self.dialect.now()})
+
+    # answers being written (Runner.recover_answers)
+
+    async def open_answer(self, chat_id: str, message_id: str, *, since_seq: int = 0) -> None:
+        await self._fetch(q.OPEN_ANSWER, {"chat_id": chat_id, "message_id": message_id, "since_seq": since_seq})
+
+    async def close_answer(self, chat_id: str) -> None:
+        await self._fetch(q.CLOSE_ANSWER, {"chat_id": chat_id})
+
+    async def open_answers(self, chat_id: str | None = None) -> list[OpenAnswer]:
+        rows = await (self._fetch(q.OPEN_ANSWERS) if chat_id is None
+                      else self._fetch(q.OPEN_ANSWERS_OF, {"chat_id": chat_id}))
+        return [OpenAnswer(chat_id=str(r[0]), message_id=str(r[1]), since_seq=int(r[2])) for r in rows]
 
     async def reopen_approval(self, approval_id: str) -> None:
         await self._fetch(q.REOPEN_APPROVAL, {"approval_id": approval_id, "now": self.dialect.now()})

@@ -180,6 +180,16 @@ HEALTH = "SELECT 1"
 
 # contacts (lunark.contacts)
 
+# answers being written (Runner.recover_answers)
+
+OPEN_ANSWER = (
+    "INSERT INTO open_answers (chat_id, message_id, since_seq) VALUES (:chat_id, :message_id, :since_seq) "
+    "ON CONFLICT (chat_id) DO UPDATE SET message_id = excluded.message_id, since_seq = excluded.since_seq"
+)
+CLOSE_ANSWER = "DELETE FROM open_answers WHERE chat_id = :chat_id"
+OPEN_ANSWERS = "SELECT chat_id, message_id, since_seq FROM open_answers"
+OPEN_ANSWERS_OF = OPEN_ANSWERS + " WHERE chat_id = :chat_id"
+
 CONTACT_COLUMNS = "owner, label, address, created_at"
 # An address has one label per owner: saving it under another renames it (the old row goes first).
 UNLABEL_ADDRESS = (
