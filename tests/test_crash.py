@@ -415,3 +415,39 @@ async def test_an_answer_cut_by_a_crash_ends_as_interrupted_once_and_can_be_cont
         await late.wait_until(lambda e: e.get("seq") == seqs[-1], what="the replay's last event")
         ends = [e["finish_reason"] for e in late.of("message_end", chat_id=chat_id) if e["message_id"] == message_id]
         assert ends == ["interrupted", "stop"], ends
+
+
+async def test_the_terminal_chat_says_a_crash_interrupted_the_answer_and_continues_it(
+    server: Server, alice: DevAccount
+) -> None:
+    """A user in ``lunark chat`` watches an answer when the server is killed and restarted: the chat
+    reconnects, says the answer was interrupted and that /continue goes on, and /continue does."""
+    from chat_process import LUNARK as LUNARK_SCRIPT
+    from chat_process import PROMPT, ChatProcess
+
+    config = json.loads(server.config.read_text())
+    server.config.write_text(json.dumps({**config, "model": {"delay": 0.15}}))
+    served = await server.start()
+    proc = await asyncio.create_subprocess_exec(
+        str(LUNARK_SCRIPT), "chat", "--url", served.url, "--key", alice.private_key,
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    chat = ChatProcess(proc)
+    try:
+        await chat.expect(PROMPT)
+        await chat.type("hello")
+        await chat.expect("lunark> ")
+        await chat.expect(" ")  # a few words of the answer
+        await chat.expect(" ")
+        await server.kill()
+        await server.start()
+        cut = await chat.expect(PROMPT, timeout=60)
+        assert "[interrupted: " in cut and "/continue goes on]" in cut, cut
+        await chat.type("/continue")
+        rest = await chat.expect(PROMPT, timeout=60)
+        assert "interrupted" not in rest and "lunark>" not in rest, rest
+        assert "right now." in rest, rest  # the end of the offline planner's answer
+    finally:
+        print(chat.output)
+        await chat.kill()

@@ -84,7 +84,7 @@ Type a message and press Enter. Commands:
   /chats      list your chats
   /join ID    switch to one of your chats
   /approval   show the pending approval again
-  /continue   go on with an answer cut at the model's output limit
+  /continue   go on with an answer cut at the model's output limit, or by a server that stopped
   /stats      output tokens, time to first token and speed of the last answer
   /contacts   list your contacts ("send 1 ETH to alice" pays the one labelled alice)
   /contacts add LABEL ADDRESS   save an address under a label (again: rename it)
@@ -236,7 +236,7 @@ class TerminalChat:
         """A message typed at an approval's prompt, sent once the current turn is over."""
         self._live_status = _isatty(out)  # a terminal: the status line is erased by what follows
         self._status = ""  # the status shown now ("" once anything else was written)
-        self._cut: str | None = None  # the last answer, when the model cut it at its output limit
+        self._cut: str | None = None  # the last answer, when cut at the model's output limit or by a crash
         self._usage: dict[str, list[Any]] = {}  # assistant message id -> usage of each of its parts
 
     # -- output -------------------------------------------------------------------------------
@@ -459,10 +459,12 @@ class TerminalChat:
             await self.turn(text)
 
     async def continue_answer(self) -> None:
-        """``/continue``: go on with the last answer, which the model cut at its output limit."""
+        """``/continue``: go on with the last answer, cut at the model's output limit or by a
+        server that stopped mid-answer (``interrupted``)."""
         assert self.session is not None
         if self._cut is None:
-            self.line("  nothing to continue: /continue goes on with an answer cut at the model's output limit")
+            self.line("  nothing to continue: /continue goes on with an answer cut at the model's output limit "
+                      "or interrupted by a server that stopped")
             return
         try:
             await self.session.continue_message(self._cut)
@@ -540,13 +542,16 @@ class TerminalChat:
         elif isinstance(event, MessageEnd):
             self.end_line()
             self._usage.setdefault(event.message_id, []).append(event.usage)
-            self._cut = event.message_id if event.finish_reason == "length" else None
+            self._cut = event.message_id if event.finish_reason in ("length", "interrupted") else None
             if event.finish_reason == "aborted":
                 self.line("  [stopped]")
             elif event.finish_reason == "error":
                 self.line("  [the answer failed]")
             elif event.finish_reason == "length":
                 self.line("  [cut at the model's output limit: /continue goes on]")
+            elif event.finish_reason == "interrupted":
+                self.line(f"  [interrupted: {event.message or 'the server writing this answer stopped.'} "
+                          "/continue goes on]")
         elif isinstance(event, Error):
             self.line(f"  [error] {event.code}: {event.message}")
 

@@ -352,8 +352,9 @@ class ChatSession(ChatSequence):
 
     async def continue_message(self, message_id: str) -> None:
         """Go on with an answer the model cut at its output limit (its ``MessageEnd`` has
-        ``finish_reason == "length"``): more ``Token`` events for the same ``message_id`` follow,
-        then a new ``MessageEnd``::
+        ``finish_reason == "length"``), or that a server which stopped mid-answer left
+        (``"interrupted"``, with a ``message`` saying so): more ``Token`` events for the same
+        ``message_id`` follow, then a new ``MessageEnd``::
 
             events = await session.turn("explain gas fees")
             while isinstance(end := events[-1], MessageEnd) and end.finish_reason == "length":

@@ -16,6 +16,7 @@ One run is one turn::
     RUN_FINISHED                           <- message_end: stop, length (success), aborted (cancelled)
     RUN_FINISHED outcome.type=interrupt    <- pending_approval, then message_end awaiting_approval
     RUN_ERROR code=<Lunark error code>     <- error, or a refused message or decision
+    RUN_ERROR code=interrupted             <- message_end interrupted (the server writing it stopped)
 
 An interrupt is one action of the approval card (``<approval_id>:<call_id>``) with the card as
 its ``metadata`` and ``metadata.governance.actionFingerprint``; a resume must answer every
@@ -348,6 +349,11 @@ class _Run:
         if finish == "error" or self.error is not None:
             error = self.error or {"code": "internal", "message": "The turn failed."}
             await self.fail(str(error.get("code", "internal")), str(error.get("message", "The turn failed.")))
+            return
+        if finish == "interrupted":
+            # Not a success (the answer is unfinished) nor a cancel (nobody asked): the run failed,
+            # and its message says that continue_message goes on with what was written.
+            await self.fail("interrupted", str(event.get("message") or "The server writing this answer stopped."))
             return
         run = {"thread_id": self.input.thread_id, "run_id": self.input.run_id, "timestamp": ts}
         if finish == "awaiting_approval" and self.pending is not None:

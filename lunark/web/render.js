@@ -5,7 +5,7 @@
 
 import { renderMarkdown } from "./lib/markdown.js";
 import * as P from "./lib/protocol.js";
-import { reduce } from "./lib/reducer.js";
+import { CONTINUABLE, reduce } from "./lib/reducer.js";
 import { newId } from "./lib/transport.js";
 import { app, el, h, show } from "./page.js";
 import { networkLabel, networkName } from "./wallet.js";
@@ -232,7 +232,7 @@ const CREATE = {
     const body = h("div", { class: "body" });
     const extra = message.role === "assistant" ? [
       h("p", { class: "cut", hidden: true },
-        h("span", {}, "The model stopped at its output limit."),
+        h("span", { class: "why" }, "The model stopped at its output limit."),
         h("button", { type: "button", class: "continue", onclick: () => hooks.continueAnswer(message.id) }, "Continue")),
       h("div", { class: "figures", hidden: true, title: "Output tokens, time to first token, tokens per second" }),
     ] : [];
@@ -265,13 +265,18 @@ const UPDATE = {
         body.innerHTML = renderMarkdown(message.text); // escaped by renderMarkdown
         if (message.finishReason === "aborted") body.append(h("span", { class: "tag" }, "stopped"));
         if (message.finishReason === "error") body.append(h("span", { class: "tag error" }, "failed"));
+        if (message.finishReason === "interrupted") body.append(h("span", { class: "tag interrupted" }, "interrupted"));
       }
       const figures = node.querySelector(".figures");
       figures.textContent = message.streaming ? "" : figuresText(message.parts || []);
       figures.hidden = !figures.textContent;
       // Only the chat's last answer can be continued, and not while a turn runs.
       const cut = node.querySelector(".cut");
-      cut.hidden = !(message.finishReason === "length" && canContinue);
+      node.classList.toggle("interrupted", message.finishReason === "interrupted");
+      cut.hidden = !(CONTINUABLE.has(message.finishReason) && canContinue);
+      cut.querySelector(".why").textContent = message.finishReason === "interrupted"
+        ? (message.note || "The server writing this answer stopped before it was done.")
+        : "The model stopped at its output limit.";
       cut.querySelector("button").disabled = app.state.running;
     } else {
       body.replaceChildren(document.createTextNode(message.text));

@@ -129,7 +129,7 @@ async function sendMessage(content) {
   }
 }
 
-/** Continue an answer the model cut at its output limit: more text for the same message. */
+/** Continue an answer the model cut at its output limit, or a crash interrupted: more text for the same message. */
 async function continueAnswer(messageId) {
   const chatId = app.state.chatId;
   if (!app.transport || !chatId) return;

@@ -130,6 +130,37 @@ test("an answer cut at the output limit is continued into the same message; its 
   ], cut.length + 1)]).messages, state.messages);
 });
 
+test("an answer a crash interrupted says so, and is continued like a cut one", () => {
+  const NOTE = "This answer was cut off: the server writing it stopped before it was done.";
+  const cut = numbered([
+    { type: "message_start", message_id: "u1", role: "user", content: "hello" },
+    { type: "message_start", message_id: "a1", role: "assistant" },
+    { type: "token", message_id: "a1", text: "Hi! I" },
+    // Logged by the process that took the chat over, after the one writing it died.
+    { type: "message_end", message_id: "a1", finish_reason: "interrupted", message: NOTE, usage: { output_tokens: 1 } },
+  ]);
+  let state = reduceAll(initialState(CHAT), cut);
+  assert.equal(state.messages.a1.streaming, false, "it no longer streams");
+  assert.equal(state.messages.a1.finishReason, "interrupted");
+  assert.equal(state.messages.a1.note, NOTE);
+  assert.equal(state.running, false);
+
+  state = reduce(state, { type: "local:continue", message_id: "a1" });
+  assert.equal(state.messages.a1.streaming, true);
+  assert.equal(state.running, true);
+  const refused = reduce(state, { type: "local:continue_failed", message_id: "a1" });
+  assert.equal(refused.messages.a1.finishReason, "interrupted", "refused: interrupted again, not length");
+
+  state = reduceAll(state, numbered([
+    { type: "token", message_id: "a1", text: "'m Lunark." },
+    { type: "message_end", message_id: "a1", finish_reason: "stop", usage: { output_tokens: 1 } },
+  ], cut.length + 1));
+  assert.equal(state.messages.a1.text, "Hi! I'm Lunark.");
+  assert.equal(state.messages.a1.finishReason, "stop");
+  assert.equal(state.messages.a1.note, null);
+  assert.deepEqual(state.items, [{ kind: "message", id: "u1" }, { kind: "message", id: "a1" }], "no second message");
+});
+
 test("the status line: waiting for an approval outlasts the turn; a decision clears it", () => {
   const state = reduceAll(initialState(CHAT), [...balanceTurn, ...transferTurn.slice(0, 5)]);
   assert.equal(state.running, false);

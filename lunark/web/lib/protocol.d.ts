@@ -99,7 +99,7 @@ export interface WalletChanged {
   chain_id: number;
 }
 
-/** Continue an answer the model cut at its output limit (`message_end` with `finish_reason: "length"`): new `token` events for the same `message_id`, then a new `message_end`. Only the chat's last answer, and only while no turn runs. */
+/** Continue an answer the model cut at its output limit (`message_end` with `finish_reason: "length"`) or that a crash interrupted (`"interrupted"`): new `token` events for the same `message_id`, then a new `message_end`. Only the chat's last answer, and only while no turn runs. */
 export interface ContinueMessage {
   /** The chat. Matches `^[A-Za-z0-9_.:-]{1,128}$`. */
   chat_id: string;
@@ -382,10 +382,12 @@ export interface MessageEnd {
   ts: number;
   /** The message. */
   message_id: string;
-  /** Why it ended; "length" (extension): the model stopped at its output limit, and continue_message appends to the same message. */
-  finish_reason: "stop" | "aborted" | "error" | "awaiting_approval" | "length";
+  /** Why it ended; "length" (extension): the model stopped at its output limit, and continue_message appends to the same message; "interrupted" (extension): the server process writing it stopped (a crash), and the process that took the chat over closed it with what was streamed so far; continue_message goes on with it. */
+  finish_reason: "stop" | "aborted" | "error" | "awaiting_approval" | "length" | "interrupted";
   /** Token counts and speed (of this part, for a continued message). */
   usage: Usage;
+  /** Extension: what happened, for people, when the end needs saying (with "interrupted"). */
+  message?: string | null;
 }
 
 /** A failure outside any ack (chat-level, or not bound to a chat). */

@@ -132,9 +132,12 @@ export const UNRECOGNIZED_CHAIN = 4902;
  *   "thinking…", "waiting for your approval", "checking the transaction": shown while nothing else streams.
  * @typedef {{output_tokens: number, ttft_ms?: number, tokens_per_s?: number}} Usage
  * @typedef {EventBase & {type: "message_end", message_id: string,
- *   finish_reason: "stop"|"aborted"|"error"|"awaiting_approval"|"length", usage: Usage}} MessageEndEvent
+ *   finish_reason: "stop"|"aborted"|"error"|"awaiting_approval"|"length"|"interrupted", usage: Usage,
+ *   message?: string}} MessageEndEvent
  *   "length": the model stopped at its output limit; `continue_message` appends to the same message
  *   (more `token` events with its `message_id`, then a new `message_end` with that part's usage).
+ *   "interrupted": the server writing it stopped (a crash); the process that took the chat over
+ *   closed it with what was streamed, and `message` says so; `continue_message` goes on with it.
  * @typedef {{type: "error", chat_id?: string, seq?: number, ts?: number, code: string, message: string}} ErrorEvent
  */
 

@@ -17,8 +17,12 @@ export interface Message {
   text: string;
   /** True between message_start and message_end (assistant). */
   streaming: boolean;
-  /** "length": cut at the model's output limit, may be continued. */
-  finishReason: "stop" | "aborted" | "error" | "awaiting_approval" | "length" | null;
+  /** "length": cut at the model's output limit; "interrupted": its server stopped mid-answer. Both may be continued. */
+  finishReason: "stop" | "aborted" | "error" | "awaiting_approval" | "length" | "interrupted" | null;
+  /** The message_end's sentence for people (with "interrupted"). */
+  note?: string | null;
+  /** While a continuation runs: how the answer had ended before it. */
+  cutBy?: "length" | "interrupted";
   /** The latest message_end's usage. */
   usage: Usage | null;
   /** The usage of every message_end of it (one per part, when continued). */
@@ -108,6 +112,9 @@ export type LocalAction =
   | { type: "local:network"; network: NetworkInfo }
   | { type: "local:continue"; message_id: string }
   | { type: "local:continue_failed"; message_id: string };
+
+/** How an answer that continue_message goes on with ended: "length" or "interrupted". */
+export declare const CONTINUABLE: ReadonlySet<string>;
 
 export declare function initialState(chatId?: string | null): ChatState;
 

@@ -17,6 +17,7 @@
 //   {type: "local:message_failed", client_message_id, error: {code, message}}
 //   {type: "local:network", network}        the chat's network changed (wallet_changed ack)
 //   {type: "local:continue", message_id}    Continue was clicked under an answer cut at the output limit
+//                                           or interrupted (its server stopped mid-answer)
 //   {type: "local:continue_failed", message_id}   ... and the server refused it
 
 /**
@@ -31,7 +32,9 @@
  * @property {"user"|"assistant"} role
  * @property {string} text
  * @property {boolean} streaming     true between message_start and message_end (assistant)
- * @property {string|null} finishReason   "length": cut at the model's output limit, may be continued
+ * @property {string|null} finishReason   "length": cut at the model's output limit, may be continued;
+ *                                   "interrupted": its server stopped mid-answer, may be continued too
+ * @property {string|null} [note]    the message_end's sentence for people (with "interrupted")
  * @property {object|null} usage     the latest message_end's usage
  * @property {object[]} [parts]      the usage of every message_end of it (one per part, when continued)
  * @property {boolean} [local]       shown before the server confirmed it
@@ -293,9 +296,11 @@ const HANDLERS = {
     const current = state.messages[e.message_id];
     let next = state;
     if (current) {
+      const { cutBy: _continued, ...rest } = current; // a continuation is over: it reads as a replay would
       next = setIn(state, "messages", e.message_id, {
-        ...current, streaming: false, finishReason: e.finish_reason, usage: e.usage ?? null,
-        parts: [...(current.parts || []), ...(e.usage ? [e.usage] : [])],
+        ...rest, streaming: false, finishReason: e.finish_reason, usage: e.usage ?? null,
+        note: typeof e.message === "string" ? e.message : null,
+        parts: [...(rest.parts || []), ...(e.usage ? [e.usage] : [])],
       });
     }
     // An approval keeps waiting after the turn ended: so does its status line.
@@ -311,6 +316,9 @@ const HANDLERS = {
 };
 
 // -- local actions ------------------------------------------------------------------------------
+
+/** How an answer that continue_message goes on with ended: cut at the output limit, or by a crash. */
+export const CONTINUABLE = new Set(["length", "interrupted"]);
 
 const LOCAL = {
   "local:joined"(state, { ack, lastSeq }) {
@@ -360,14 +368,18 @@ const LOCAL = {
 
   "local:continue"(state, { message_id: id }) {
     const current = state.messages[id];
-    if (!current || current.finishReason !== "length") return state;
-    return { ...setIn(state, "messages", id, { ...current, streaming: true, finishReason: null }), running: true, status: "thinking…" };
+    if (!current || !CONTINUABLE.has(current.finishReason)) return state;
+    return {
+      ...setIn(state, "messages", id, { ...current, streaming: true, finishReason: null, cutBy: current.finishReason }),
+      running: true, status: "thinking…",
+    };
   },
 
   "local:continue_failed"(state, { message_id: id }) {
     const current = state.messages[id];
     if (!current || !current.streaming || current.text.length === 0) return state;
-    return { ...setIn(state, "messages", id, { ...current, streaming: false, finishReason: "length" }), running: false, status: "" };
+    const finishReason = current.cutBy || "length"; // as it was before Continue was clicked
+    return { ...setIn(state, "messages", id, { ...current, streaming: false, finishReason }), running: false, status: "" };
   },
 };
 

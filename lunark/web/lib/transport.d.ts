@@ -106,7 +106,7 @@ export declare class LunarkTransport {
   /** Answer a pending approval: one decision per action request, in order. */
   decide(chatId: string, approvalId: string, decisions: Decision[]): Promise<OkAck>;
   abort(chatId: string): Promise<OkAck>;
-  /** Continue an answer the model cut at its output limit (`finish_reason: "length"`). */
+  /** Continue an answer the model cut at its output limit (`finish_reason: "length"`) or that a crash interrupted (`"interrupted"`). */
   continueMessage(chatId: string, messageId: string): Promise<OkAck>;
   /** The user switched network in the wallet. */
   walletChanged(chatId: string, chainId: number | string): Promise<WalletChangedAck>;

@@ -278,7 +278,7 @@ export class LunarkTransport {
 
   /**
    * Continue an answer the model cut at its output limit (`message_end` with `finish_reason:
-   * "length"`): more tokens for the same message follow. Not safe to repeat blindly (a second one
+   * "length"`) or that a crash interrupted (`"interrupted"`): more tokens for the same message follow. Not safe to repeat blindly (a second one
    * answers busy or invalid_input), which the ack tells.
    */
   continueMessage(chatId, messageId) { return this.request("continue_message", { chat_id: chatId, message_id: messageId }); }
