@@ -550,8 +550,8 @@ class TerminalChat:
             elif event.finish_reason == "length":
                 self.line("  [cut at the model's output limit: /continue goes on]")
             elif event.finish_reason == "interrupted":
-                self.line(f"  [interrupted: {event.message or 'the server writing this answer stopped.'} "
-                          "/continue goes on]")
+                why = event.message or "The server writing this answer stopped before it was done."
+                self.line(f"  [interrupted: {why} /continue goes on]")
         elif isinstance(event, Error):
             self.line(f"  [error] {event.code}: {event.message}")
 

@@ -42,9 +42,9 @@ _TURN_END_LOOKBACK = 16
 """How many of a chat's latest events ``_turn_ended`` reads to find the end of its last turn."""
 _LOG_WINDOW = 256
 """Events read at a time when looking back through a chat's log for the start of a cut answer."""
-INTERRUPTED = ("This answer was cut off: the server writing it stopped before it was done. "
-               "What it had written is kept; continue it to go on from there.")
-"""The plain sentence of a ``message_end`` with ``finish_reason: "interrupted"``."""
+INTERRUPTED = "The server writing this answer stopped before it was done; what it had written is kept."
+"""The plain sentence of a ``message_end`` with ``finish_reason: "interrupted"`` (each client adds
+how to go on: /continue, a Continue button)."""
 _DECISION_POLL = 0.01
 """How often it tries the chat's lock meanwhile: a dead process's lock is gone within milliseconds
 of its death (benchmarks/cluster.py, failover), so a coarse poll would be most of the wait."""

@@ -131,7 +131,7 @@ test("an answer cut at the output limit is continued into the same message; its 
 });
 
 test("an answer a crash interrupted says so, and is continued like a cut one", () => {
-  const NOTE = "This answer was cut off: the server writing it stopped before it was done.";
+  const NOTE = "The server writing this answer stopped before it was done; what it had written is kept.";
   const cut = numbered([
     { type: "message_start", message_id: "u1", role: "user", content: "hello" },
     { type: "message_start", message_id: "a1", role: "assistant" },
