@@ -36,7 +36,7 @@ _SETTLEMENT_COLUMNS = (
 def test_public_names() -> None:
     assert sorted(lunark.store.__all__) == sorted(
         ["SCHEMA_VERSION", "ApprovalRecord", "ChatRecord", "ContactRecord", "EventRecord", "MessageRecord",
-         "PostgresStore", "Role",
+         "OpenAnswer", "PostgresStore", "Role",
          "SettlementRecord", "SpendEntry", "SqliteStore", "Store", "TransactionRecord", "advisory_key",
          "open_checkpointer", "open_store"]
     )
@@ -235,10 +235,10 @@ def test_old_postgres_version_numbers_are_read_in_the_shared_numbering() -> None
     from lunark.store.dialect import POSTGRES, SQLITE
     from lunark.store.schema import pending
 
-    assert [version for version, _ in pending(POSTGRES, 2, "db")[1]] == [4, 5]  # its old 2 is the shared 3
+    assert [version for version, _ in pending(POSTGRES, 2, "db")[1]] == [4, 5, 6]  # its old 2 is the shared 3
     assert pending(POSTGRES, 2, "db")[0] == 3
-    assert [version for version, _ in pending(POSTGRES, 1, "db")[1]] == [3, 4, 5]
-    assert [version for version, _ in pending(POSTGRES, 0, "db")[1]] == [1, 2, 3, 4, 5]
-    assert [version for version, _ in pending(SQLITE, 1, "db")[1]] == [2, 3, 4, 5]
+    assert [version for version, _ in pending(POSTGRES, 1, "db")[1]] == [3, 4, 5, 6]
+    assert [version for version, _ in pending(POSTGRES, 0, "db")[1]] == [1, 2, 3, 4, 5, 6]
+    assert [version for version, _ in pending(SQLITE, 1, "db")[1]] == [2, 3, 4, 5, 6]
     with pytest.raises(ConfigError, match="newer"):
         pending(SQLITE, SCHEMA_VERSION + 1, "db")

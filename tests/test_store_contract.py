@@ -307,6 +307,31 @@ async def test_events_after_returns_exactly_the_later_ones(store: Store) -> None
     assert await store.events_after("chat_nobody", 0) == []
 
 
+async def test_open_answers_are_one_per_chat_and_outlive_the_process(backend: Backend) -> None:
+    """What the runner records while an answer is written (lunark.server.runner): a process that
+    dies leaves it for whoever opens the store next (Runner.recover_answers)."""
+    async with contextlib.AsyncExitStack() as stack:
+        first = await backend.open()
+        stack.push_async_callback(first.close)
+        one = await first.create_chat(ALICE, 31337)
+        two = await first.create_chat(ALICE, 31337)
+        await first.open_answer(one.chat_id, "")  # the turn began, its answer not yet
+        await first.open_answer(one.chat_id, "msg_1")  # replaces: one answer per chat
+        await first.open_answer(two.chat_id, "msg_2", since_seq=7)
+        await first.open_answer(two.chat_id, "msg_2", since_seq=9)
+    async with contextlib.AsyncExitStack() as stack:
+        second = await backend.open()
+        stack.push_async_callback(second.close)
+        found = sorted(await second.open_answers(), key=lambda a: a.message_id)
+        assert [(a.chat_id, a.message_id, a.since_seq) for a in found] == [
+            (one.chat_id, "msg_1", 0), (two.chat_id, "msg_2", 9)]
+        assert [a.message_id for a in await second.open_answers(two.chat_id)] == ["msg_2"]
+        await second.close_answer(one.chat_id)
+        await second.close_answer(one.chat_id)  # closing twice is harmless
+        assert [a.chat_id for a in await second.open_answers()] == [two.chat_id]
+        assert await second.open_answers(one.chat_id) == []
+
+
 async def test_everything_survives_close_and_reopen(backend: Backend) -> None:
     expires = datetime.now(UTC) + timedelta(hours=1)
     async with contextlib.AsyncExitStack() as stack:
