@@ -1,23 +1,28 @@
 """The dApp's chat features in headless Chromium, as tests/test_web_e2e.py drives it: a first message
-typed at once after signing in, Continue under a cut answer, per-message figures and the status line.
+typed at once after signing in, Continue under a cut answer (at the output limit, or by a server killed
+mid-answer), per-message figures and the status line.
 Screenshots go to ``test-artifacts/screenshots/``."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import re
+import signal
 from collections.abc import AsyncIterator
 from typing import Any
 
+import pytest
 import test_web_e2e as e2e
 from langchain_core.messages import AIMessage
 from langchain_core.outputs import ChatGenerationChunk
-from playwright.async_api import Page, Route, expect
+from playwright.async_api import Browser, Page, Route, expect
 from pydantic import PrivateAttr
+from server_harness import ServeProcess
 from test_web_e2e import ask, last_answer, open_app, screenshot, short
 from web_wallet import BrowserWallet
 
-from lunark.chain.anvil import Anvil, DevAccount
+from lunark.chain.anvil import Anvil, DevAccount, free_port
 from lunark.models.scripted import ScriptedChatModel
 
 # The browser fixtures of the end-to-end tests, shared.
@@ -138,3 +143,51 @@ async def test_continue_figures_and_the_status_line(
     await expect(figures).to_have_count(2)
     await expect(figures.last).to_have_text(re.compile(r"^5 tokens · .+ to first token · .+ tokens/s$"))
     await screenshot(page, "14-per-message-figures")
+
+
+@pytest.fixture
+async def page_through_a_crash(browser: Browser) -> AsyncIterator[Page]:
+    """As ``page``, except that the browser's own reports of the server being down while it is
+    killed (connection refused) are expected; any other console error or uncaught one still fails."""
+    context = await browser.new_context(viewport=e2e.DESKTOP)
+    page = await context.new_page()
+    page.set_default_timeout(15_000)
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(f"uncaught: {exc}"))
+    page.on("console", lambda msg: errors.append(f"console: {msg.text}")
+            if msg.type == "error" and "ERR_CONNECTION_REFUSED" not in msg.text else None)
+    yield page
+    await context.close()
+    assert not errors, errors
+
+
+async def test_an_answer_cut_by_a_killed_server_says_interrupted_and_continues(
+    serve: Any, page_through_a_crash: Page, wallet: BrowserWallet
+) -> None:
+    """The server streaming an answer to the page is killed (SIGKILL) and restarted on its data and
+    port: the page reconnects, the answer stops streaming, is tagged "interrupted" with the
+    server's sentence and a Continue button, and Continue finishes it in the same message."""
+    page = page_through_a_crash
+    server = await serve(model={"delay": 0.15}, server={"port": free_port()})
+    await open_app(page, server, wallet)
+    await ask(page, "hello")
+    answer = page.locator(".message.assistant").last
+    await expect(answer).to_have_class(re.compile(r"\bstreaming\b"))
+    await expect(answer.locator(".body")).to_contain_text("Hi! I can")
+    os.kill(server.pid, signal.SIGKILL)
+    assert server.proc is not None
+    await server.proc.wait()
+    again = await ServeProcess(server.settings).start()  # the same data and port
+    try:
+        await expect(answer.locator(".tag.interrupted")).to_have_text("interrupted", timeout=30_000)
+        await expect(answer).not_to_have_class(re.compile(r"\bstreaming\b"))
+        await expect(answer.locator(".cut")).to_contain_text(
+            "The server writing this answer stopped before it was done; what it had written is kept.")
+        await screenshot(page, "15-interrupted-by-a-crash")
+        await answer.locator("button.continue").click()
+        await expect(answer.locator(".body")).to_contain_text("for your approval.", timeout=30_000)
+        await expect(answer.locator(".cut")).to_be_hidden()
+        await expect(answer.locator(".tag.interrupted")).to_have_count(0)
+        await expect(page.locator(".message.assistant:not([hidden])")).to_have_count(1)
+    finally:
+        await again.stop()
