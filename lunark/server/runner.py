@@ -183,6 +183,8 @@ class Runner:
         for cut in await self.store.open_answers(chat_id):
             continued = cut.since_seq > 0
             message_id, text, started, ended = await self._cut_of(chat_id, cut)
+            if not started and carrying_on:
+                ended = True  # nothing of it was logged: the carried-on turn's answer is the one shown
             if not ended:
                 paused = not carrying_on and (await self.agent.pending_approval(chat_id)) is not None
                 finish = "awaiting_approval" if paused else "interrupted"
