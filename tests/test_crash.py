@@ -381,7 +381,8 @@ async def test_an_answer_cut_by_a_crash_ends_as_interrupted_once_and_can_be_cont
         await sio.call("join_chat", {"chat_id": chat_id, "last_seq": 0})
         end = await sio.wait_event("message_end", chat_id=chat_id, message_id=message_id, timeout=30)
         assert end["finish_reason"] == "interrupted", end
-        assert end["message"] == "The server writing this answer stopped before it was done; what it had written is kept."
+        assert end["message"] == (
+            "The server writing this answer stopped before it was done; what it had written is kept."), end
         logged = "".join(e["text"] for e in sio.of("token", chat_id=chat_id) if e["message_id"] == message_id)
         assert logged.startswith(streamed) and logged, (logged, streamed)
         _, detail = await http.get(f"/api/chats/{chat_id}", token)
