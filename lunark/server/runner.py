@@ -372,10 +372,10 @@ class Runner:
     async def call_tool(self, chat: ChatRecord, name: str, args: dict[str, Any]) -> str:
         """Run one tool call the user's own client asked for, as a turn (``Agent.call_tool``); returns
         its call id. ``busy`` while a turn runs or an approval waits: a call never sets one aside."""
-        if self.running(chat.chat_id):
-            raise Busy("A turn is already running in this chat.", chat_id=chat.chat_id)
-        self._reserved.add(chat.chat_id)  # no await between the check and this line
+        await self._reserve(chat.chat_id)
+        claimed = False
         try:
+            claimed = await self._claim_for_turn(chat.chat_id)
             call_id = new_id("call_")
             events = self.agent.call_tool(
                 chat.chat_id, name, args, user_address=to_checksum_address(chat.owner), call_id=call_id,
@@ -383,9 +383,28 @@ class Runner:
             )
             first = await anext(events)  # busy is raised before the first event
             self._start(chat, _prepend(first, events))
+            claimed = False  # the turn's task releases it
             return call_id
         finally:
+            if claimed:
+                self._release_turn(chat.chat_id)
             self._reserved.discard(chat.chat_id)
+
+    async def _reserve(self, chat_id: str) -> None:
+        """Take the chat on this process for a turn that is not a message (``busy`` while one runs),
+        waiting briefly, as ``send_message`` does, for a turn whose ``message_end`` is out to let go."""
+        if self.running(chat_id) and not await self._let_go(chat_id):
+            raise Busy("A turn is already running in this chat.", chat_id=chat_id)
+        if self.running(chat_id):
+            raise Busy("A turn is already running in this chat.", chat_id=chat_id)
+        self._reserved.add(chat_id)  # no await between the check and this line
+
+    async def _claim_for_turn(self, chat_id: str) -> bool:
+        """Claim the chat cluster-wide for the turn (``busy`` if another process runs one): a turn
+        that ran unclaimed would look dead to every other process's sweep. True if a claim is held."""
+        if not await self._claim_next_turn(chat_id):
+            raise Busy("A turn is already running in this chat.", chat_id=chat_id)
+        return self.turns is not None
 
     async def _stored(self, chat: ChatRecord, client_message_id: str) -> bool:
         return any(m.client_message_id == client_message_id for m in await self.store.list_messages(chat.chat_id))
@@ -408,10 +427,10 @@ class Runner:
     async def continue_message(self, chat: ChatRecord, message_id: str) -> None:
         """Continue the chat's last answer, cut at the model's output limit; the turn runs in the
         background and appends to ``message_id``. ``busy`` and ``invalid_input`` are raised first."""
-        if self.running(chat.chat_id):
-            raise Busy("A turn is already running in this chat.", chat_id=chat.chat_id)
-        self._reserved.add(chat.chat_id)  # no await between the check and this line
+        await self._reserve(chat.chat_id)
+        claimed = False
         try:
+            claimed = await self._claim_for_turn(chat.chat_id)
             parts = [m for m in await self.store.list_messages(chat.chat_id)
                      if m.message_id == message_id or m.message_id.startswith(message_id + ":part")]
             if parts and parts[-1].finish_reason not in ("length", "interrupted"):
@@ -426,7 +445,10 @@ class Runner:
             events = self.agent.continue_message(chat.chat_id, message_id, on_token=answer.token)
             first = await anext(events)  # validation happens before the first event
             self._start(chat, _prepend(first, events), answer, continuing=message_id)
+            claimed = False  # the turn's task releases it
         finally:
+            if claimed:
+                self._release_turn(chat.chat_id)
             self._reserved.discard(chat.chat_id)
 
     async def resume(self, chat: ChatRecord, approval_id: str, decisions: Sequence[Any], *, by: str = "user") -> None:
