@@ -84,6 +84,8 @@ class Runner:
         self._resumed: dict[str, str] = {}
         """Chat id -> the approval its running turn applies (for an abort to close it, cluster only)."""
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._ending: set[str] = set()
+        """Chats whose running turn has sent its ``message_end`` and is only finishing."""
         self._reserved: set[str] = set()
         self._inflight: dict[tuple[str, str], str] = {}
         self._decided: dict[str, str] = {}
@@ -266,7 +268,7 @@ class Runner:
         """A turn of this process that has sent its ``message_end`` is only letting go of the chat:
         wait for it (briefly), so that a client that saw the turn end finds the chat free."""
         task = self._tasks.get(chat_id)
-        if task is None or chat_id in self._reserved or not await self._turn_ended(chat_id):
+        if task is None or chat_id in self._reserved or chat_id not in self._ending:
             return False
         await asyncio.wait({task}, timeout=_ENDING_WAIT)
         return task.done()
@@ -624,6 +626,7 @@ class Runner:
             if self._tasks.get(chat.chat_id) is task:
                 del self._tasks[chat.chat_id]
                 self._resumed.pop(chat.chat_id, None)
+                self._ending.discard(chat.chat_id)
             if inflight is not None:
                 self._inflight.pop(inflight, None)
             self._release_turn(chat.chat_id)
@@ -672,6 +675,8 @@ class Runner:
                     self._handle(chat_id, owner, event, message_id, text, continued=continued)
                 )
                 await asyncio.shield(handling)
+                if kind == "message_end":
+                    self._ending.add(chat_id)
         except asyncio.CancelledError:
             if handling is not None and not handling.done():
                 with suppress(Exception, asyncio.CancelledError):
@@ -686,6 +691,7 @@ class Runner:
                     {"type": "message_end", "message_id": message_id, "finish_reason": "aborted",
                      "usage": {"output_tokens": len(text), "ttft_ms": None, "tokens_per_s": None}},
                 )
+                self._ending.add(chat_id)
         except Exception:  # a bug must end the turn visibly, not silently
             logger.exception("turn of chat %s failed", chat_id)
             failed = True
@@ -696,6 +702,7 @@ class Runner:
                     {"type": "message_end", "message_id": message_id, "finish_reason": "error",
                      "usage": {"output_tokens": len(text), "ttft_ms": None, "tokens_per_s": None}},
                 )
+                self._ending.add(chat_id)
         with suppress(Exception):
             await self.store.close_answer(chat_id)  # its end is logged, or it never began
         if failed and resumed is not None:
