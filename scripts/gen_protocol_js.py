@@ -35,7 +35,7 @@ from lunark.protocol import (
     ErrorCode,
     RejectDecision,
 )
-from lunark.protocol._render import render_js_constants
+from lunark.protocol._render import Wording, constraint_parts, render_js_constants
 
 LIB = Path(__file__).resolve().parent.parent / "lunark" / "web" / "lib"
 JS = LIB / "protocol.js"
@@ -115,32 +115,11 @@ def _referenced(tp: Any) -> Iterator[type]:
         yield from _referenced(arg)
 
 
+PROSE = Wording(pattern="Matches `{}`", chars="characters", at_most="At most {} {}", at_least="At least {} {}")
+
+
 def _constraints(info: FieldInfo) -> list[str]:
-    found = list(info.metadata)
-    for arg in typing.get_args(info.annotation):  # an Annotated alias inside a union keeps its own
-        if typing.get_origin(arg) is Annotated:
-            for meta in typing.get_args(arg)[1:]:
-                found += meta.metadata if isinstance(meta, FieldInfo) else [meta]
-    parts: list[str] = []
-    lengths: dict[str, int] = {}
-    for meta in found:
-        for key in ("min_length", "max_length"):
-            if getattr(meta, key, None) is not None:
-                lengths[key] = getattr(meta, key)
-        for key, sign in (("gt", ">"), ("ge", "≥"), ("lt", "<"), ("le", "≤")):
-            if getattr(meta, key, None) is not None:
-                parts.append(f"{sign} {getattr(meta, key)}")
-        if getattr(meta, "pattern", None) is not None:
-            parts.append(f"Matches `{meta.pattern}`")
-    unit = "items" if typing.get_origin(info.annotation) is list else "characters"
-    low, high = lengths.get("min_length"), lengths.get("max_length")
-    if low is not None and high is not None:
-        parts.insert(0, f"{low}–{high} {unit}")
-    elif high is not None:
-        parts.insert(0, f"At most {high} {unit}")
-    elif low is not None:
-        parts.insert(0, f"At least {low} {unit}")
-    return parts
+    return constraint_parts(info, PROSE)
 
 
 def _comment(text: str, indent: str = "") -> list[str]:

@@ -6,6 +6,7 @@ import enum
 import json
 import types
 import typing
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel
@@ -95,7 +96,18 @@ def _metadata(info: FieldInfo) -> list[Any]:
     return found
 
 
-def _constraints(info: FieldInfo) -> str:
+@dataclass(frozen=True, slots=True)
+class Wording:
+    """How a constraint reads: the doc's table is terse, the type declarations' comments are prose."""
+
+    pattern: str = "`{}`"
+    chars: str = "chars"
+    at_most: str = "≤ {} {}"
+    at_least: str = "≥ {} {}"
+
+
+def constraint_parts(info: FieldInfo, wording: Wording = Wording()) -> list[str]:
+    """A field's length, bound and pattern constraints, in words (the doc and ``protocol.d.ts``)."""
     parts: list[str] = []
     lengths: dict[str, int] = {}
     for meta in _metadata(info):
@@ -106,16 +118,20 @@ def _constraints(info: FieldInfo) -> str:
             if getattr(meta, key, None) is not None:
                 parts.append(f"{sign} {getattr(meta, key)}")
         if getattr(meta, "pattern", None) is not None:
-            parts.append(f"`{meta.pattern}`")
-    unit = "items" if typing.get_origin(info.annotation) is list else "chars"
+            parts.append(wording.pattern.format(meta.pattern))
+    unit = "items" if typing.get_origin(info.annotation) is list else wording.chars
     low, high = lengths.get("min_length"), lengths.get("max_length")
     if low is not None and high is not None:
         parts.insert(0, f"{low}–{high} {unit}")
     elif high is not None:
-        parts.insert(0, f"≤ {high} {unit}")
+        parts.insert(0, wording.at_most.format(high, unit))
     elif low is not None:
-        parts.insert(0, f"≥ {low} {unit}")
-    return ", ".join(parts)
+        parts.insert(0, wording.at_least.format(low, unit))
+    return parts
+
+
+def _constraints(info: FieldInfo) -> str:
+    return ", ".join(constraint_parts(info))
 
 
 def _cell(text: str) -> str:
