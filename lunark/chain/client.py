@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from decimal import Decimal
 from types import TracebackType
-from typing import Any, Final, NoReturn, Self
+from typing import Any, Final, Literal, NoReturn, Self
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -477,7 +477,7 @@ class ChainClient:
                                  first_block=first_block, poll_interval=poll_interval, timeout=timeout)
 
     async def preview(
-        self, prepared: PreparedTx, *, block: int | None = None, queued: bool = False
+        self, prepared: PreparedTx, *, block: int | None = None, queued: bool = False, movements_only: bool = False
     ) -> BalancePreview:
         """Simulate ``prepared`` exactly (``eth_simulateV1``) at the latest block (or on top of
         ``block``, for a transaction already mined in the next one): the balance changes
@@ -489,20 +489,25 @@ class ChainClient:
         A node without ``eth_simulateV1``, or one that refuses the simulation, gives a preview with
         ``simulated`` False and the reason: the card then says there is none (never a guess). A
         transaction the simulation says reverts raises ``SimulationFailed``.
+
+        ``movements_only``: what the re-check at signing compares (who moves what, whether the
+        recipient has code), simulated on the latest block in one round trip: no ``before``
+        balances, so no ``changes``.
         """
         intent = prepared.intent
         await self.ensure_chain()
-        if block is None:
+        if block is None and not movements_only:
             with self._translate("reading the latest block"):
                 block = int(await self.w3.eth.block_number)
-        number = block
+        at: Literal["latest"] | int = "latest" if block is None else block
         call = {
             "from": intent.sender, "to": intent.tx_to, "value": hex(intent.tx_value), "data": intent.tx_data,
             "gas": hex(prepared.gas), "maxFeePerGas": hex(prepared.max_fee_per_gas),
             "maxPriorityFeePerGas": hex(prepared.max_priority_fee_per_gas),
             **({} if queued else {"nonce": hex(prepared.nonce)}),
         }
-        params = [{"blockStateCalls": [{"calls": [call]}], "traceTransfers": True, "validation": True}, hex(number)]
+        params = [{"blockStateCalls": [{"calls": [call]}], "traceTransfers": True, "validation": True},
+                  at if isinstance(at, str) else hex(at)]
 
         async def simulate() -> tuple[Any, str | None]:
             """The node's answer, or why there is none (a node that is away is not a reason: it raises)."""
@@ -518,7 +523,7 @@ class ChainClient:
 
         async def has_code() -> bool:
             with self._translate(f"reading the code at {intent.recipient}"):
-                return bool(await self.w3.eth.get_code(intent.recipient, number))
+                return bool(await self.w3.eth.get_code(intent.recipient, at))
 
         # Both at once: the card waits for the slower of the two, not their sum.
         (blocks, why), code = await asyncio.gather(simulate(), has_code())
@@ -544,6 +549,12 @@ class ChainClient:
                 reason=reason, revert_data=data, chain_id=self.network.chain_id,
             )
         deltas = net_deltas(movements)
+        moved = tuple(sorted((a, s, d) for (a, s), d in deltas.items()))
+        if movements_only:
+            return BalancePreview(simulated=True, gas_used=gas_used, max_fee=prepared.max_fee, moved=moved,
+                                  recipient_has_code=bool(code))
+        assert block is not None  # read above
+        number = block
         parties = [intent.sender, intent.recipient]
         shown = [key for key in deltas if key[0] in parties]
         units: dict[str, tuple[str, int]] = {NATIVE: (self.network.symbol, self.network.decimals)}
@@ -567,7 +578,7 @@ class ChainClient:
             simulated=True, gas_used=gas_used, max_fee=prepared.max_fee, block=number,
             changes=changes_for(parties, {k: deltas[k] for k in shown}, dict(zip(shown, balances, strict=True)),
                                 units),
-            moved=tuple(sorted((a, s, d) for (a, s), d in deltas.items())),
+            moved=moved,
             recipient_has_code=bool(code),
         )
         self._units.update(units)

@@ -317,7 +317,7 @@ async def _recheck(ctx: ToolContext, prepared: PreparedTx, proposal: Proposal, t
                 block = mined - 1
         # A wallet's transaction may share its block with earlier ones of the same approval (a batch):
         # on top of the block before, its nonce is not the next yet, so it is simulated at the next one.
-        now = await client.preview(prepared, block=block, queued=bool(tx_hash))
+        now = await client.preview(prepared, block=block, queued=bool(tx_hash), movements_only=True)
     except SimulationFailed as exc:
         return [f"it would now fail ({exc.reason or exc.message})"]
     except (LunarkError, Web3Exception, OSError) as exc:
