@@ -313,7 +313,9 @@ async def track_transaction(
 
     while True:
         absent = False  # this poll saw: no receipt, unknown to the node, nonce unused, nothing pending
-        ok, receipt = await poller.receipt()
+        # The head is read with the receipt, not after it: a confirmation count is then one round trip
+        # away (a head read before a block that holds the receipt only undercounts, never overcounts).
+        (ok, receipt), (head_ok, head) = await asyncio.gather(poller.receipt(), poller.call(w3.eth.get_block_number()))
         if ok and receipt is None and mined_in is not None:
             # Reorged out: it may come back in another block, or be dropped or replaced.
             mined_in, reported = None, 0
@@ -327,8 +329,7 @@ async def track_transaction(
                 reason = await _revert_reason(w3, current, block_number)
                 yield update(TxStatus.FAILED, confirmations=1, reason=reason, **mined)
                 return
-            ok, latest = await poller.call(w3.eth.get_block_number())
-            count = max(latest - block_number + 1, 1) if ok and latest is not None else 1
+            count = max(head - block_number + 1, 1) if head_ok and head is not None else 1
             block_hash = HexBytes(receipt["blockHash"])
             if block_hash != mined_in:
                 # Mined (or resumed after it was): report it, with the blocks already on top.

@@ -7,6 +7,7 @@ never broadcast."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
@@ -20,7 +21,7 @@ from lunark.errors import ChainError, IntentMismatch, LunarkError, SignerError
 from lunark.networks import Network
 from lunark.store.base import SettlementRecord, Store
 
-__all__ = ["Offer", "Refusal", "Unseen", "offer", "refusal"]
+__all__ = ["Offer", "Refusal", "Unseen", "let_go", "offer", "refusal"]
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,20 @@ async def refusal(
     network: Network, *, fee_factor: Decimal,
 ) -> Refusal | None:
     """Why ``offered`` cannot settle this approval, or None (its hash is then bound to it)."""
+    # A wallet's transaction is out already (the node has shown it, so its account's next nonce counts
+    # it): that nonce is read while the store is asked about the hash, not after.
+    nonce_read = asyncio.ensure_future(client.pending_nonce(record.owner)) if offered.raw is None else None
+    try:
+        return await _refusal(store, record, prepared, offered, network, fee_factor=fee_factor, nonce_read=nonce_read)
+    finally:
+        if nonce_read is not None:
+            let_go(nonce_read)
+
+
+async def _refusal(
+    store: Store, record: SettlementRecord, prepared: PreparedTx, offered: Offer, network: Network, *,
+    fee_factor: Decimal, nonce_read: asyncio.Future[int] | None,
+) -> Refusal | None:
     tx = offered.tx
     bound = await store.hash_settling(tx.tx_hash)
     if bound is not None and bound != record.settlement_id:
@@ -100,7 +115,7 @@ async def refusal(
         # follow it, so the chat and the ledger show what happened. Signed bytes are never sent.
         mine = offered.raw is None and tx.sender.lower() == record.owner
         return Refusal(exc.message, tx.tx_hash, exc.differences, follow=mine)
-    if offered.raw is None and tx.nonce > (following := await client.pending_nonce(record.owner)):
+    if nonce_read is not None and tx.nonce > (following := await nonce_read):
         # Out already, but behind a gap (an earlier transaction it was prepared behind was never
         # sent): it would go out whenever a later transaction of the user's filled it. Not accepted;
         # followed, so that if it does go out the chat says so and the ledger counts it.
@@ -126,3 +141,10 @@ async def _store_refusal(store: Store, record: SettlementRecord, tx: DecodedTx) 
     if other is not None:
         return f"nonce {tx.nonce} already carries another approved transfer"
     return None
+
+
+def let_go(read: asyncio.Future[Any]) -> None:
+    """A read started ahead that is no longer needed: left to finish (a request cancelled midway
+    gains nothing and costs the HTTP session its connection), its failure taken, never logged as an
+    exception nobody retrieved."""
+    read.add_done_callback(lambda done: None if done.cancelled() else done.exception())

@@ -150,17 +150,20 @@ class Settlements:
         return await self.store.open_settlement(record)
 
     async def settle(
-        self, settlement_id: str, *, forward: Callable[[dict[str, Any]], None] | None = None
+        self, settlement_id: str, *, forward: Callable[[dict[str, Any]], None] | None = None,
+        opened: SettlementRecord | None = None,
     ) -> SettlementRecord:
         """Wait for the settlement's final state, starting its driver if none runs.
 
-        ``forward`` receives its ``tx_update`` events when no sink publishes them. Cancelling the
-        caller (an aborted turn) never stops the driver.
+        ``forward`` receives its ``tx_update`` events when no sink publishes them. ``opened``: the
+        record ``open`` just returned, so a driver started here need not read it back (one process
+        only: with a lease, the record is read once the lease is held). Cancelling the caller (an
+        aborted turn) never stops the driver.
         """
         if forward is not None and self.sink is None:
             self._listeners.setdefault(settlement_id, []).append(forward)
         try:
-            return await asyncio.shield(self._driver(settlement_id))
+            return await asyncio.shield(self._driver(settlement_id, opened))
         finally:
             if forward is not None and forward in self._listeners.get(settlement_id, []):
                 self._listeners[settlement_id].remove(forward)
@@ -193,18 +196,18 @@ class Settlements:
 
     # -- the state machine ---------------------------------------------------------------------
 
-    def _driver(self, sid: str) -> asyncio.Task[SettlementRecord]:
+    def _driver(self, sid: str, opened: SettlementRecord | None = None) -> asyncio.Task[SettlementRecord]:
         task = self._drivers.get(sid)
         if task is None:
-            task = asyncio.create_task(self._drive(sid), name=f"lunark-settle-{sid}")
+            task = asyncio.create_task(self._drive(sid, opened), name=f"lunark-settle-{sid}")
             self._drivers[sid] = task
             task.add_done_callback(lambda done: self._drivers.pop(sid, None) if self._drivers.get(sid) is done
                                    else None)
         return task
 
-    async def _drive(self, sid: str) -> SettlementRecord:
+    async def _drive(self, sid: str, opened: SettlementRecord | None = None) -> SettlementRecord:
         if self.lease is None:
-            return await self._drive_owned(sid)
+            return await self._drive_owned(sid, opened)
         name = f"settle:{sid}"
         while not await self.lease.acquire(name):
             # Another process drives it: wait for its final state, or for its lease to be free.
@@ -219,8 +222,8 @@ class Settlements:
         finally:
             self.lease.release(name)
 
-    async def _drive_owned(self, sid: str) -> SettlementRecord:
-        record = await self.store.get_settlement(sid)
+    async def _drive_owned(self, sid: str, opened: SettlementRecord | None = None) -> SettlementRecord:
+        record = opened if opened is not None and opened.settlement_id == sid else await self.store.get_settlement(sid)
         if record is None:
             raise LunarkError(f"No settlement {sid!r}.", settlement_id=sid)
         prepared = prepared_from_state(record.prepared)
@@ -332,12 +335,19 @@ class Settlements:
             )
         if isinstance(offered, binding.Refusal):
             return await self._refuse(record, network, offered)
-        refused = await binding.refusal(self.store, client, record, prepared, offered, network,
-                                        fee_factor=self.fee_factor)
+        # Where a search for a transaction that takes the nonce starts: read while the checks run.
+        block_read = asyncio.ensure_future(client.block_number())
+        try:
+            refused = await binding.refusal(self.store, client, record, prepared, offered, network,
+                                            fee_factor=self.fee_factor)
+        except BaseException:
+            binding.let_go(block_read)
+            raise
         if refused is not None:
+            binding.let_go(block_read)
             return await self._refuse(record, network, refused)
         tx = offered.tx
-        first_block = await client.block_number()
+        first_block = await block_read
         if offered.raw is None:
             await self.ledger.went_out(record.settlement_id, tx.tx_hash)
             return await self._advance(

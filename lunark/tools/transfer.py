@@ -247,7 +247,7 @@ class Transfer:
             expires_at=ctx.expires_at or datetime.now(UTC),
         )
         try:
-            final = await ctx.settlements.settle(record.settlement_id, forward=ctx.emit)
+            final = await ctx.settlements.settle(record.settlement_id, forward=ctx.emit, opened=record)
             changed = await recheck if recheck is not None else []
         finally:
             if recheck is not None and not recheck.done():
