@@ -90,6 +90,35 @@ def test_the_graph_takes_its_decision_shapes_from_the_protocol() -> None:
     assert not any("lunark.graph.approval" in imports_of(path) for path in PROTOCOL)
 
 
+APPROVALS_STANDS_ON = ("lunark.protocol", "lunark.errors", "lunark.store")
+"""What ``lunark.approvals``, the one owner of approvals, may import: the wire layer and the store."""
+
+
+def test_approvals_stand_on_the_protocol_and_the_store_only() -> None:
+    path = PACKAGE / "approvals.py"
+    bad = sorted(m for m in imports_of(path)
+                 if m.startswith("lunark") and m != "lunark.approvals" and not m.startswith(APPROVALS_STANDS_ON))
+    assert bad == [], f"approvals.py imports {bad}"
+    heavy = [m for m in loaded_after("import lunark.approvals") if m == "langchain" or m.startswith(HEAVY)]
+    assert heavy == [], f"import lunark.approvals loaded {heavy[:8]}"
+
+
+def test_the_graph_and_the_server_leave_approvals_to_their_owner() -> None:
+    # One owner: no other module parses an expires_at, claims a decision in the store or keeps
+    # its own memory of decided approvals (lunark/approvals.py does, for the graph and the server).
+    paths = sorted([*(PACKAGE / "graph").rglob("*.py"), *(PACKAGE / "server").rglob("*.py")])
+    found = {
+        f"{p.relative_to(ROOT)}: {word}"
+        for p in paths
+        for word in ("fromisoformat", "claim_approval", "self._decided")
+        if word in p.read_text(encoding="utf-8")
+    }
+    assert found == set()
+    users = [p.relative_to(ROOT) for p in paths if "lunark.approvals" in imports_of(p)]
+    for module in ("graph/nodes.py", "graph/decisions.py", "server/decisions.py"):
+        assert Path("lunark", module) in users, module
+
+
 def store_imports(path: Path) -> list[str]:
     """What ``path`` takes from the store other than through the package's public names."""
     import lunark.store

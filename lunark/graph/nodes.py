@@ -16,7 +16,9 @@ START -> agent --(tool calls)--> prepare --(needs approval)--> approve -> execut
   model, edit re-validates, re-prepares and asks again (what executes is
   exactly what the user saw).
 
-Errors become tool messages in exactly one place, ``tool_error``.
+The chat's message helpers (tool results, the model's stream as one message) are
+``lunark.graph.messages``; the approval request the ``approve`` node pauses with is built by
+``lunark.approvals``.
 
 ``GraphNodes`` holds them; ``Agent`` (``lunark.graph.agent``) is one, with the tools, model,
 store and settlements they use.
@@ -24,9 +26,8 @@ store and settlements they use.
 
 from __future__ import annotations
 
-import json
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -38,9 +39,7 @@ from langchain_core.messages import (
     HumanMessage,
     SystemMessage,
     ToolMessage,
-    message_chunk_to_message,
 )
-from langchain_core.messages.ai import add_ai_message_chunks
 from langchain_core.runnables import Runnable, RunnableConfig
 from langgraph.config import get_stream_writer
 from langgraph.errors import GraphInterrupt
@@ -48,6 +47,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.types import interrupt
 from pydantic import BaseModel
 
+from lunark.approvals import iso, parse_time, request_of
 from lunark.chain.client import ChainClients
 from lunark.chain.signer import Signer
 from lunark.contacts import labels_by_address
@@ -58,7 +58,20 @@ from lunark.errors import (
     PreviewChanged,
 )
 from lunark.fingerprint import action_fingerprint
-from lunark.graph.approval import ALL_DECISIONS, validate_decisions
+from lunark.graph.approval import validate_decisions
+from lunark.graph.messages import (
+    at_output_limit,
+    called_directly,
+    continued_answer,
+    keep_metadata,
+    message_of,
+    only_text,
+    provenance_of,
+    succeeded,
+    text_of,
+    tool_error,
+    tool_ok,
+)
 from lunark.graph.state import AgentState
 from lunark.graph.turn import PAUSED, TOOLS_RAN, TURN_KEY, Turn
 from lunark.ids import new_id
@@ -72,58 +85,7 @@ from lunark.tools.policy import SpendingPolicy
 from lunark.tools.recipient import Provenance, addresses_in
 from lunark.tools.registry import ToolSet
 
-__all__ = ["DIRECT", "GraphNodes", "continued_answer", "parse_time", "succeeded", "tool_error", "tool_ok"]
-
-_LENGTH_REASONS = frozenset({"length", "max_tokens"})
-"""Providers' words for "stopped at the output limit": OpenAI-compatible ``finish_reason``
-"length", Anthropic's ``stop_reason`` "max_tokens", Ollama's ``done_reason`` "length"."""
-
-
-def _at_output_limit(message: BaseMessage) -> bool:
-    metadata = message.response_metadata or {}
-    reasons = {metadata.get("finish_reason"), metadata.get("stop_reason"), metadata.get("done_reason")}
-    return bool(reasons & _LENGTH_REASONS)
-
-
-def continued_answer(cut: BaseMessage, more: BaseMessage) -> AIMessage:
-    """The cut answer with the continuation appended, under the cut one's id (``add_messages``
-    replaces it): the history holds one answer, as the user sees one message."""
-    def text(message: BaseMessage) -> str:
-        return message.content if isinstance(message.content, str) else _text_of(message.content)
-
-    return AIMessage(
-        content=text(cut) + text(more),
-        id=cut.id,
-        tool_calls=more.tool_calls if isinstance(more, AIMessage) else [],
-        response_metadata=dict(more.response_metadata),
-    )
-
-
-def tool_error(call_id: str, name: str, exc: LunarkError) -> ToolMessage:
-    """The one place an error becomes what the model reads."""
-    return ToolMessage(
-        content=json.dumps({"status": "error", "error": exc.to_dict()}, default=str),
-        tool_call_id=call_id,
-        name=name,
-        status="error",
-    )
-
-
-def tool_ok(call_id: str, name: str, result: Any, *, ok: bool = True) -> ToolMessage:
-    return ToolMessage(
-        content=json.dumps(result, default=str),
-        tool_call_id=call_id,
-        name=name,
-        status="success" if ok else "error",
-    )
-
-
-def succeeded(settlement: SettlementRecord | None) -> bool:
-    """Whether a call that ran succeeded: a call that settled a transaction did only when its
-    settlement ended ``confirmed``; any other final state (refused before anything was signed,
-    mismatch, failed, dropped, replaced, expired) is not success, hash or no hash. A call with no
-    settlement succeeded by returning (a tool's failure is a ``LunarkError``)."""
-    return settlement is None or settlement.state == "confirmed"
+__all__ = ["GraphNodes"]
 
 
 class GraphNodes(ABC):
@@ -204,7 +166,7 @@ class GraphNodes(ABC):
             history.append(HumanMessage(CONTINUE_PROMPT))  # asked for this call only, never stored
         # What the answer adds up to, without keeping a chunk object per token until the turn ends:
         # a chunk that carries nothing but text (the usual token) is kept as its text only, in a
-        # run of texts; any other chunk is kept whole. ``_message_of`` merges them in order.
+        # run of texts; any other chunk is kept whole. ``message_of`` merges them in order.
         parts: list[Any] = []
         kept: dict[str, Any] = {}  # the merged values of _SAME_WHEN_EQUAL so far
         try:
@@ -214,22 +176,22 @@ class GraphNodes(ABC):
             async for chunk in self._model.astream(history, config):
                 if isinstance(chunk, AIMessageChunk):
                     content = chunk.content
-                    text = content if isinstance(content, str) else _text_of(content)
+                    text = content if isinstance(content, str) else text_of(content)
                     if text and turn is not None:
                         turn.token(text)
-                    if parts and _only_text(chunk, parts[0], kept):
+                    if parts and only_text(chunk, parts[0], kept):
                         if not isinstance(parts[-1], list):
                             parts.append([])
                         parts[-1].append(content)
                         continue
-                    _keep_metadata(kept, chunk)
+                    keep_metadata(kept, chunk)
                 parts.append(chunk)
-            response = _message_of([AIMessageChunk(content="".join(p)) if isinstance(p, list) else p for p in parts])
+            response = message_of([AIMessageChunk(content="".join(p)) if isinstance(p, list) else p for p in parts])
         except LunarkError:
             raise
         except Exception as exc:  # the model boundary: any provider failure is a model_error
             raise ModelError(f"The model failed: {exc}", model_error=type(exc).__name__) from exc
-        cut = _at_output_limit(response)
+        cut = at_output_limit(response)
         if continuing:
             response = continued_answer(state["messages"][-1], response)
         if turn is not None:
@@ -247,7 +209,7 @@ class GraphNodes(ABC):
     async def _after_prepare(state: AgentState) -> str:
         if state.get("approval"):
             return "approve"
-        return END if _called_directly(state["messages"]) else "agent"
+        return END if called_directly(state["messages"]) else "agent"
 
     async def _prepare_node(self, state: AgentState, config: RunnableConfig) -> dict[str, Any]:
         last = state["messages"][-1]
@@ -258,11 +220,11 @@ class GraphNodes(ABC):
         calls = [(c["id"] or "", c["name"], c["args"]) for c in last.tool_calls]
         # A contact's address is one the user gave: it counts as typed, wherever it shows up.
         contacts = await labels_by_address(self.store, ctx.user_address)
-        messages, proposals = await self._prepare_calls(ctx, calls, _provenance(state["messages"], contacts))
+        messages, proposals = await self._prepare_calls(ctx, calls, provenance_of(state["messages"], contacts))
         return _tools_ran({
             "messages": messages,
             "proposals": proposals,
-            "approval": self._approval(proposals, ctx),
+            "approval": request_of(proposals, ctx.approval_id, ctx.expires_at),
             "decisions": None,
             "chain_id": ctx.chain_id,
         })
@@ -301,7 +263,7 @@ class GraphNodes(ABC):
                         "args": args.model_dump(mode="json", exclude_none=True),
                         "proposal": proposal.to_state(),
                         "approval_id": ctx.approval_id,
-                        "expires_at": _iso(ctx.expires_at),
+                        "expires_at": iso(ctx.expires_at),
                         "fingerprint": action_fingerprint(
                             name, args.model_dump(mode="json", exclude_none=True), call_ctx.chain_id, proposal.tx),
                     })
@@ -338,35 +300,6 @@ class GraphNodes(ABC):
         warnings = tuple(sorted((*planted, *proposal.warnings), key=lambda w: _SEVERITY_ORDER[w.severity]))
         self.policy.recipients.refuse_blocked(warnings)
         return replace(proposal, warnings=warnings)
-
-    def _approval(self, proposals: list[dict[str, Any]], ctx: ToolContext) -> dict[str, Any] | None:
-        if not proposals:
-            return None
-        return {
-            "approval_id": ctx.approval_id,
-            "expires_at": _iso(ctx.expires_at),
-            "action_requests": [
-                {
-                    "call_id": p["call_id"],
-                    "name": p["name"],
-                    "args": p["args"],
-                    "description": p["proposal"]["description"],
-                    "summary": p["proposal"]["summary"],
-                    "tx": p["proposal"]["tx"],
-                    **({"facts": p["proposal"]["facts"]} if p["proposal"].get("facts") else {}),
-                    **({"preview": p["proposal"]["preview"]} if p["proposal"].get("preview") else {}),
-                    **({"warnings": p["proposal"]["warnings"]} if p["proposal"].get("warnings") else {}),
-                    **({"fingerprint": p["fingerprint"]} if p.get("fingerprint") else {}),
-                    **({"recipient_name": p["proposal"]["recipient_name"]}
-                       if p["proposal"].get("recipient_name") else {}),
-                }
-                for p in proposals
-            ],
-            "review_configs": [
-                {"action_name": name, "allowed_decisions": list(ALL_DECISIONS)}
-                for name in dict.fromkeys(p["name"] for p in proposals)
-            ],
-        }
 
     async def _approve_node(self, state: AgentState) -> dict[str, Any]:
         # Pure before interrupt(): this node runs again from the top when resumed.
@@ -458,12 +391,12 @@ class GraphNodes(ABC):
         ctx.expires_at = datetime.now(UTC) + timedelta(seconds=self.approval_ttl)
         contacts = await labels_by_address(self.store, ctx.user_address)
         reprepared, proposals_again = await self._prepare_calls(
-            ctx, edits, _provenance(state["messages"], [*typed_in_edits, *contacts])
+            ctx, edits, provenance_of(state["messages"], [*typed_in_edits, *contacts])
         )
         return _tools_ran({
             "messages": messages + reprepared,
             "proposals": proposals_again,
-            "approval": self._approval(proposals_again, ctx),
+            "approval": request_of(proposals_again, ctx.approval_id, ctx.expires_at),
             "decisions": None,
             "chain_id": ctx.chain_id,
         })
@@ -476,80 +409,7 @@ def _emitter(ctx: ToolContext, call_id: str) -> Callable[[dict[str, Any]], None]
     return emit
 
 
-
 _SEVERITY_ORDER = {"danger": 0, "warning": 1, "info": 2}
-
-DIRECT = "lunark_called_by_user"
-"""Marks (in ``response_metadata``, which no provider is sent) a tool call the user's own client
-made (``Agent.call_tool``): its turn ends after the call instead of asking the model again."""
-
-
-def _provenance(messages: Sequence[BaseMessage], also_typed: Iterable[str] = ()) -> Provenance:
-    """Where the chat's addresses came from. A call the user's own client made (``DIRECT``) carries
-    only addresses the user gave, like ``also_typed`` (those typed into an edit)."""
-    direct = [
-        address
-        for message in messages
-        if isinstance(message, AIMessage) and message.response_metadata.get(DIRECT)
-        for call in message.tool_calls
-        for address in addresses_in(call["args"])
-    ]
-    return Provenance.of(messages, also_typed=[*direct, *also_typed])
-
-
-def _called_directly(messages: Sequence[Any]) -> bool:
-    for message in reversed(messages):
-        if isinstance(message, AIMessage):
-            return bool(message.response_metadata.get(DIRECT))
-    return False
-
-
-def _message_of(chunks: Sequence[Any]) -> BaseMessage:
-    """The message a model's stream adds up to: what ``ainvoke`` returns for the same stream."""
-    if not chunks:
-        raise ModelError("The model returned an empty stream.", error_type="EmptyStream")
-    pieces = [chunk for chunk in chunks if isinstance(chunk, AIMessageChunk)]
-    if len(pieces) == len(chunks):  # a chat model's stream: merged at once, as BaseChatModel does
-        return message_chunk_to_message(add_ai_message_chunks(pieces[0], *pieces[1:]))
-    total = chunks[0]  # a runnable that does not stream yields its whole output once
-    for chunk in chunks[1:]:
-        total = total + chunk
-    return message_chunk_to_message(total)
-
-
-_SAME_WHEN_EQUAL = ("model_provider", "output_version")
-"""``response_metadata`` keys that merging two chunks keeps once when their values are equal."""
-
-
-def _only_text(chunk: AIMessageChunk, first: Any, kept: Mapping[str, Any]) -> bool:
-    """Whether merging ``chunk`` into a message that starts with ``first`` adds nothing but its text
-    (``add_ai_message_chunks``): str content, no kwargs, tool calls or usage, the same id, and no
-    metadata but keys equal to what the merge holds already (``kept``), which merge to themselves."""
-    if (
-        not isinstance(chunk.content, str)
-        or chunk.additional_kwargs
-        or chunk.tool_call_chunks
-        or chunk.usage_metadata is not None
-        or chunk.chunk_position is not None
-        or not isinstance(first, AIMessageChunk)
-        or not isinstance(first.content, str)
-        or (chunk.id is not None and chunk.id != first.id)
-    ):
-        return False
-    return all(key in _SAME_WHEN_EQUAL and kept.get(key) == value for key, value in chunk.response_metadata.items())
-
-
-def _keep_metadata(kept: dict[str, Any], chunk: AIMessageChunk) -> None:
-    """Follow ``merge_dicts`` for the ``_SAME_WHEN_EQUAL`` keys of a chunk kept whole."""
-    for key in _SAME_WHEN_EQUAL:
-        value = chunk.response_metadata.get(key)
-        if value is None:
-            continue
-        held = kept.get(key)
-        if held is None:
-            kept[key] = value
-        elif held != value:
-            kept[key] = held + value if isinstance(held, str) and isinstance(value, str) else held
 
 
 def _tools_ran(update: dict[str, Any]) -> dict[str, Any]:
@@ -558,18 +418,3 @@ def _tools_ran(update: dict[str, Any]) -> dict[str, Any]:
     if not update.get("approval"):
         get_stream_writer()({"type": TOOLS_RAN})
     return update
-
-
-def _text_of(content: Any) -> str:
-    if isinstance(content, list):
-        return "".join(part.get("text", "") for part in content if isinstance(part, dict))
-    return ""
-
-
-def _iso(when: datetime | None) -> str:
-    assert when is not None
-    return when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def parse_time(text: Any) -> datetime | None:
-    return datetime.fromisoformat(str(text).replace("Z", "+00:00")) if text else None
