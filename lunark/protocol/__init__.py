@@ -30,7 +30,10 @@ Two policies, on purpose:
 
 from __future__ import annotations
 
+from lunark.protocol._agui import agui_resume_schema
 from lunark.protocol._build import (
+    FinishReason,
+    ToolResultStatus,
     approval_resolved,
     approve_decision,
     chat_event,
@@ -158,6 +161,7 @@ __all__ = [
     "ErrorBody",
     "ErrorCode",
     "Fact",
+    "FinishReason",
     "JoinChat",
     "JoinChatAck",
     "MessageEnd",
@@ -178,12 +182,14 @@ __all__ = [
     "ToolCall",
     "ToolInfo",
     "ToolResult",
+    "ToolResultStatus",
     "TxStatus",
     "TxUpdate",
     "UnsignedTx",
     "Usage",
     "WalletChanged",
     "WalletChangedAck",
+    "agui_resume_schema",
     "approval_resolved",
     "approve_decision",
     "chat_event",

@@ -17,6 +17,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 __all__ = [
+    "FinishReason",
+    "ToolResultStatus",
     "approval_resolved",
     "approve_decision",
     "chat_event",
@@ -38,7 +40,9 @@ __all__ = [
 Event = dict[str, Any]
 
 FinishReason = Literal["stop", "aborted", "error", "awaiting_approval", "length", "interrupted"]
+"""Why a message ended (``MessageEnd.finish_reason``)."""
 ToolResultStatus = Literal["success", "error", "rejected", "postponed", "superseded"]
+"""How a tool call ended (``ToolResult.status``)."""
 
 
 def message_start(message_id: str, role: Literal["user", "assistant"], content: str | None = None) -> Event:
@@ -156,7 +160,7 @@ def approve_decision(
     if signed_tx is not None:
         decision["signed_tx"] = signed_tx
     if acknowledge is not None:
-        decision["acknowledge"] = list(acknowledge)
+        decision["acknowledge"] = acknowledge
     return decision
 
 
