@@ -479,6 +479,11 @@ def test_constructors_write_the_bytes_clients_get() -> None:
     assert protocol.token("m", "a") is not protocol.token("m", "a")  # consumers may add to an event
 
 
+def test_the_constructors_literals_are_the_models() -> None:
+    assert set(typing.get_args(protocol.FinishReason)) == literal_values(MessageEnd, "finish_reason")
+    assert set(typing.get_args(protocol.ToolResultStatus)) == literal_values(ToolResult, "status")
+
+
 def test_an_interrupted_end_says_so_in_status_too() -> None:
     end = protocol.message_end("m", "interrupted", protocol.usage(3), message="stopped")
     assert (end["finish_reason"], end["status"], end["message"]) == ("interrupted", "interrupted", "stopped")

@@ -207,6 +207,7 @@ class Runner:
                 }
                 if finish == "interrupted":
                     end["message"] = INTERRUPTED
+                    end["status"] = "interrupted"  # as protocol.message_end writes it (issue 20 follow-up)
                 await self.hub.publish(chat_id, owner, end)
             await self.store.close_answer(chat_id)
 
