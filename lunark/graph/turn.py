@@ -46,7 +46,6 @@ TOOLS_RAN = "__lunark_tools_ran"
 (the model is called again, or the turn ends): ``run_turn`` says "thinking…"."""
 
 
-
 @dataclass(frozen=True, slots=True)
 class Report:
     """What a node tells ``run_turn`` through the custom stream besides the tools' events (which
