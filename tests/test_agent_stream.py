@@ -18,11 +18,15 @@ from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, Huma
 from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable
 from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.config import get_stream_writer
+from langgraph.graph import END, START, StateGraph
 from openai_stub import Fail, OpenAIStub, Text
 from pydantic import Field
+from typing_extensions import TypedDict
 
 from lunark.config import Settings
 from lunark.graph import Agent
+from lunark.graph.turn import paused, run_turn, tools_ran
 from lunark.models.factory import ModelSettings, bind_tools_with_fallbacks
 from lunark.networks import NetworkRegistry
 
@@ -317,3 +321,37 @@ async def test_fallback_only_before_the_first_token(make_agent: Any) -> None:
         [error] = of_type(events, "error")
         assert error["code"] == "model_error" and "middle of its answer" in error["message"]
         assert unused.requests == []
+
+
+async def test_run_turn_reads_the_nodes_reports_as_reports_not_events() -> None:
+    # The nodes tell run_turn "tools ran" and "paused at this approval" through the custom stream;
+    # those are Reports (lunark.graph.turn.paused / tools_ran), never events with a "type".
+    class State(TypedDict, total=False):
+        n: int
+
+    approval = {"approval_id": "apr_1", "expires_at": "2026-01-01T00:00:00Z", "action_requests": [],
+                "review_configs": []}
+
+    def node(state: State) -> State:
+        write = get_stream_writer()
+        write(tools_ran())
+        write(paused(approval))
+        return {"n": 1}
+
+    graph = StateGraph(State)
+    graph.add_node("node", node)
+    graph.add_edge(START, "node")
+    graph.add_edge("node", END)
+    recorded: list[str] = []
+
+    async def record(thread_id: str, pending: dict[str, Any]) -> None:
+        recorded.append(pending["approval_id"])
+
+    config: Any = {"configurable": {"thread_id": "t1"}}
+    events = [e async for e in run_turn(graph.compile(), "t1", config, {"n": 0}, record_pending=record)]
+    assert [(e["type"], e.get("text")) for e in events] == [
+        ("message_start", None), ("status", "thinking…"), ("status", "thinking…"),
+        ("pending_approval", None), ("status", "waiting for your approval"), ("message_end", None),
+    ]
+    assert recorded == ["apr_1"] and events[3] == {"type": "pending_approval", **approval}
+    assert events[-1]["finish_reason"] == "awaiting_approval"

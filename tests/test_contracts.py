@@ -6,6 +6,7 @@ import hashlib
 import json
 import shutil
 import subprocess
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -109,6 +110,24 @@ def test_load_artifact_reads_the_package_data() -> None:
         "name", "symbol", "decimals", "totalSupply", "balanceOf",
         "transfer", "approve", "allowance", "transferFrom", "mint",
     }  # fmt: skip
+
+
+def test_the_erc20_slice_lunark_ships_is_the_compiled_tokens_abi() -> None:
+    # lunark/chain/erc20.json is data written by hand: every entry must be what a compiled ERC-20
+    # says (types, mutability, indexing; parameter names may differ), and shipped with the package.
+    from lunark.chain.tokens import ERC20_ABI
+
+    def shape(entry: Any) -> tuple[Any, ...]:
+        params = tuple((p["type"], p.get("indexed")) for p in entry["inputs"])
+        outputs = tuple(p["type"] for p in entry.get("outputs", []))
+        return entry["type"], entry["name"], entry.get("stateMutability"), params, outputs
+
+    compiled = {item["name"]: item for item in load_artifact("TestToken").abi if "name" in item}
+    assert [shape(e) for e in ERC20_ABI] == [shape(compiled[e["name"]]) for e in ERC20_ABI]
+    transfer_event = next(e for e in ERC20_ABI if e["type"] == "event")
+    assert [p["name"] for p in transfer_event["inputs"]] == ["from", "to", "value"]  # the decoded args' keys
+    globs = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["lunark"]
+    assert "chain/*.json" in globs
 
 
 def test_load_unknown_artifact_raises_config_error_listing_known_names() -> None:

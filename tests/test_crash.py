@@ -380,7 +380,7 @@ async def test_an_answer_cut_by_a_crash_ends_as_interrupted_once_and_can_be_cont
     async with SioClient(served, token) as sio, Http(served) as http:
         await sio.call("join_chat", {"chat_id": chat_id, "last_seq": 0})
         end = await sio.wait_event("message_end", chat_id=chat_id, message_id=message_id, timeout=30)
-        assert end["finish_reason"] == "interrupted", end
+        assert (end["finish_reason"], end["status"]) == ("interrupted", "interrupted"), end
         assert end["message"] == (
             "The server writing this answer stopped before it was done; what it had written is kept."), end
         logged = "".join(e["text"] for e in sio.of("token", chat_id=chat_id) if e["message_id"] == message_id)

@@ -145,3 +145,49 @@ def test_the_graph_and_the_server_use_the_store_through_its_package_only() -> No
 def test_the_store_loads_the_postgres_driver_only_when_asked() -> None:
     assert not [m for m in loaded_after("import lunark.store") if m.startswith(("psycopg", "lunark.store.postgres"))]
     assert "psycopg" in loaded_after("from lunark.store import PostgresStore")
+
+
+# --- events are built by the protocol only --------------------------------------------------------
+
+_NOT_YET = {
+    # Left to a parallel change that restructures these modules (the approvals' one owner, issue 20):
+    # their event literals move to lunark.protocol's constructors once both are merged. Empty this
+    # set then; nothing may be added to it.
+    "lunark/server/runner.py",
+    "lunark/graph/agent.py",
+    "lunark/graph/nodes.py",
+    "lunark/graph/approval.py",
+}
+
+
+def typed_dict_displays(path: Path) -> list[int]:
+    """The lines of ``path``'s dict displays with a ``"type"`` key: events and decisions written by
+    hand. A number as its value is a transaction's envelope type (EIP-2718: ``"type": 2``), which no
+    event has; every other value counts, a constant or not."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+    return sorted(
+        node.lineno
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Dict)
+        for key, value in zip(node.keys, node.values, strict=True)
+        if isinstance(key, ast.Constant) and key.value == "type"
+        and not (isinstance(value, ast.Constant) and type(value.value) is int)
+    )
+
+
+def test_no_event_is_a_dict_literal_outside_the_protocol() -> None:
+    # Every event that leaves the server, and every decision, is built by lunark.protocol's
+    # constructors (lunark/protocol/_build.py), so a renamed field cannot diverge in one place.
+    found = [
+        f"{rel}:{line}"
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if (rel := str(path.relative_to(ROOT))) not in _NOT_YET and not rel.startswith("lunark/protocol/")
+        for line in typed_dict_displays(path)
+    ]
+    assert found == [], "build these with lunark.protocol's constructors:\n" + "\n".join(found)
+
+
+def test_the_event_literal_check_finds_a_planted_one(tmp_path: Path) -> None:
+    planted = tmp_path / "planted.py"
+    planted.write_text('def f(x):\n    return [{"type": "token", "text": x}, {**x, "type": x}, {"type": 2}]\n')
+    assert typed_dict_displays(planted) == [2, 2]

@@ -391,6 +391,129 @@ def test_constructing_events_fills_the_type() -> None:
     assert NetworkSwitch(chat_id="c", seq=3, ts=1.0, **{k: v for k, v in NETWORK.items() if k != "display_name"})
 
 
+# --- the constructors every event is built with ---------------------------------------------------
+
+BUILT: dict[str, list[dict[str, Any]]] = {
+    "message_start": [protocol.message_start("m1", "assistant"), protocol.message_start("m1", "user", "hi")],
+    "token": [protocol.token("m1", "Hel")],
+    "tool_call": [
+        protocol.tool_call("call_1", "transfer", {"to": TO, "amount": "0.01"}, "running"),
+        protocol.tool_call("call_1", "transfer", {}, "awaiting_approval", message_id="m1"),
+    ],
+    "tool_result": [
+        protocol.tool_result("call_1", "success", {"tx_hash": HASH}),
+        protocol.tool_result("call_1", "rejected", {"status": "rejected"}),
+        protocol.tool_result(
+            "call_1", "error", error=lunark.errors.TransactionFailed("reverted", tx_hash=HASH).to_dict()
+        ),
+    ],
+    "pending_approval": [protocol.pending_approval(APPROVAL)],
+    "approval_resolved": [
+        protocol.approval_resolved(
+            "apr_1", [protocol.approve_decision(tx_hash=HASH), protocol.reject_decision("no")], "user"
+        ),
+        protocol.approval_resolved("apr_1", [protocol.reject_decision("The approval expired.")], "timeout"),
+    ],
+    "tx_update": [
+        protocol.tx_update("call_1", {"tx_hash": HASH, "chain_id": 31337, "status": "confirmed", "confirmations": 1,
+                                      "block_number": 12, "gas_used": 21000}, late=True),
+        protocol.tx_update("call_1", {"chain_id": 31337, "status": "mismatch", "confirmations": 0,
+                                      "reason": "not the approved transfer", "differences": {}}),
+    ],
+    "network_switch": [protocol.network_switch(**{**NETWORK, "confirmations": 2, "explorer_url": None})],
+    "status": [protocol.status("thinking…")],
+    "message_end": [
+        protocol.message_end("m1", "stop", protocol.usage(42, ttft_ms=120.5, tokens_per_s=33.0)),
+        protocol.message_end("m1", "interrupted", protocol.usage(3), message="The server stopped."),
+    ],
+    "error": [protocol.error("internal", "Internal error."), protocol.error(**lunark.errors.Busy("busy").to_dict())],
+}
+
+
+def without_none(value: Any) -> Any:
+    """What ``to_wire`` keeps of a JSON value: no ``null`` member, at any depth."""
+    if isinstance(value, dict):
+        return {k: without_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [without_none(v) for v in value]
+    return value
+
+
+def test_there_is_a_constructor_for_every_event_type() -> None:
+    assert set(BUILT) == set(EVENT_TYPES)
+    for type_ in EVENT_TYPES:
+        assert callable(getattr(protocol, type_)), type_
+
+
+@pytest.mark.parametrize(("type_", "built"), [(t, e) for t, events in BUILT.items() for e in events],
+                         ids=lambda v: v if isinstance(v, str) else None)
+def test_every_constructor_builds_its_model_and_nothing_else(type_: str, built: dict[str, Any]) -> None:
+    # Unknown fields are allowed on server events, so validating is not enough: a misspelled key
+    # would pass. Every key must be a field of the model, and dumping the model must give it back.
+    assert built["type"] == type_
+    model = EVENT_MODELS[type_]
+    wire = json.loads(json.dumps(built))
+    assert set(wire) <= wire_fields(model), set(wire) - wire_fields(model)
+    if type_ == "tool_call":
+        wire.setdefault("message_id", "m1")  # a graph node's call: run_turn adds its message
+    event = parse_event({**wire, "chat_id": "chat_1", "seq": 1, "ts": 1.5})
+    assert isinstance(event, model)
+    dumped = event.model_dump(mode="json", by_alias=True, exclude_none=True, exclude_unset=True)
+    assert dumped == without_none({**wire, "chat_id": "chat_1", "seq": 1, "ts": 1.5})
+
+
+def test_constructors_write_the_bytes_clients_get() -> None:
+    # The order and the nulls are the wire's: the event log stores this text and replays it.
+    assert json.dumps(protocol.message_end("m", "error", protocol.usage(0))) == (
+        '{"type": "message_end", "message_id": "m", "finish_reason": "error", '
+        '"usage": {"output_tokens": 0, "ttft_ms": null, "tokens_per_s": null}}'
+    )
+    assert json.dumps(protocol.tool_result("c", "error", error={"code": "internal", "message": "x"})) == (
+        '{"type": "tool_result", "call_id": "c", "status": "error", "result": null, '
+        '"error": {"code": "internal", "message": "x"}}'
+    )
+    assert list(protocol.tool_call("c", "t", {}, "running", message_id="m")) == [
+        "type", "call_id", "name", "args", "status", "message_id"]
+    assert list(protocol.error(**lunark.errors.Busy("busy", chat_id="c").to_dict())) == [
+        "type", "code", "message", "chat_id"]
+    assert protocol.token("m", "a") is not protocol.token("m", "a")  # consumers may add to an event
+
+
+def test_the_constructors_literals_are_the_models() -> None:
+    assert set(typing.get_args(protocol.FinishReason)) == literal_values(MessageEnd, "finish_reason")
+    assert set(typing.get_args(protocol.ToolResultStatus)) == literal_values(ToolResult, "status")
+
+
+def test_an_interrupted_end_says_so_in_status_too() -> None:
+    end = protocol.message_end("m", "interrupted", protocol.usage(3), message="stopped")
+    assert (end["finish_reason"], end["status"], end["message"]) == ("interrupted", "interrupted", "stopped")
+    event = parse_event({**end, "chat_id": "c", "seq": 1, "ts": 0.0})
+    assert isinstance(event, MessageEnd) and event.status == "interrupted"
+    assert "status" not in protocol.message_end("m", "stop", protocol.usage(3))
+
+
+@pytest.mark.parametrize(
+    ("decision", "model"),
+    [
+        (protocol.approve_decision(), ApproveDecision),
+        (protocol.approve_decision(tx_hash=HASH, acknowledge=["lookalike_recipient"]), ApproveDecision),
+        (protocol.approve_decision(signed_tx="0x02f8"), ApproveDecision),
+        (protocol.edit_decision("transfer", {"amount": "1"}), EditDecision),
+        (protocol.reject_decision(), RejectDecision),
+        (protocol.reject_decision("not now"), RejectDecision),
+    ],
+)
+def test_decision_constructors_build_their_models(decision: dict[str, Any], model: type[BaseModel]) -> None:
+    parsed = ResumeDecisions.model_validate({"chat_id": "c", "approval_id": "a", "decisions": [decision]})
+    assert isinstance(parsed.decisions[0], model)
+    assert parsed.decisions[0].model_dump(mode="json", exclude_none=True) == decision
+
+
+def test_the_event_log_stamps_type_and_chat() -> None:
+    assert protocol.chat_event("status", {"text": "x"}, "c") == {"text": "x", "type": "status", "chat_id": "c"}
+    assert list(protocol.chat_event("status", protocol.status("x"), "c")) == ["type", "text", "chat_id"]
+
+
 def test_server_events_keep_unknown_fields() -> None:
     event = parse_event({"type": "token", **SAMPLES["token"], "added_later": {"x": 1}})
     assert event.to_wire()["added_later"] == {"x": 1}

@@ -1,8 +1,13 @@
-"""The slice of the ERC-20 ABI Lunark uses: reads, ``transfer`` and the ``Transfer`` event."""
+"""The slice of the ERC-20 ABI Lunark uses: reads, ``transfer`` and the ``Transfer`` event.
+
+The ABI is data, kept as such in ``erc20.json`` beside this module (shipped as package data).
+"""
 
 from __future__ import annotations
 
-from typing import Final
+import json
+from importlib import resources
+from typing import Any, Final, cast
 
 from eth_typing import ABI, ABIEvent, ABIFunction
 
@@ -16,63 +21,17 @@ __all__ = [
     "ERC20_TRANSFER_EVENT",
 ]
 
-ERC20_BALANCE_OF: Final[ABIFunction] = {
-    "type": "function",
-    "name": "balanceOf",
-    "stateMutability": "view",
-    "inputs": [{"name": "owner", "type": "address"}],
-    "outputs": [{"name": "", "type": "uint256"}],
-}
+_ENTRIES: list[dict[str, Any]] = json.loads(
+    resources.files("lunark.chain").joinpath("erc20.json").read_text(encoding="utf-8")
+)
+_BY_NAME = {entry["name"]: entry for entry in _ENTRIES}
 
-ERC20_DECIMALS: Final[ABIFunction] = {
-    "type": "function",
-    "name": "decimals",
-    "stateMutability": "view",
-    "inputs": [],
-    "outputs": [{"name": "", "type": "uint8"}],
-}
-
-ERC20_SYMBOL: Final[ABIFunction] = {
-    "type": "function",
-    "name": "symbol",
-    "stateMutability": "view",
-    "inputs": [],
-    "outputs": [{"name": "", "type": "string"}],
-}
-
-ERC20_NAME: Final[ABIFunction] = {
-    "type": "function",
-    "name": "name",
-    "stateMutability": "view",
-    "inputs": [],
-    "outputs": [{"name": "", "type": "string"}],
-}
-
-ERC20_TRANSFER: Final[ABIFunction] = {
-    "type": "function",
-    "name": "transfer",
-    "stateMutability": "nonpayable",
-    "inputs": [{"name": "to", "type": "address"}, {"name": "amount", "type": "uint256"}],
-    "outputs": [{"name": "", "type": "bool"}],
-}
-
-ERC20_TRANSFER_EVENT: Final[ABIEvent] = {
-    "type": "event",
-    "name": "Transfer",
-    "anonymous": False,
-    "inputs": [
-        {"name": "from", "type": "address", "indexed": True},
-        {"name": "to", "type": "address", "indexed": True},
-        {"name": "value", "type": "uint256", "indexed": False},
-    ],
-}
-
-ERC20_ABI: Final[ABI] = [
-    ERC20_BALANCE_OF,
-    ERC20_DECIMALS,
-    ERC20_SYMBOL,
-    ERC20_NAME,
-    ERC20_TRANSFER,
-    ERC20_TRANSFER_EVENT,
-]
+ERC20_ABI: Final = cast(ABI, _ENTRIES)
 """Minimal ERC-20 ABI for ``w3.eth.contract(address, abi=ERC20_ABI)``."""
+
+ERC20_BALANCE_OF: Final = cast(ABIFunction, _BY_NAME["balanceOf"])
+ERC20_DECIMALS: Final = cast(ABIFunction, _BY_NAME["decimals"])
+ERC20_SYMBOL: Final = cast(ABIFunction, _BY_NAME["symbol"])
+ERC20_NAME: Final = cast(ABIFunction, _BY_NAME["name"])
+ERC20_TRANSFER: Final = cast(ABIFunction, _BY_NAME["transfer"])
+ERC20_TRANSFER_EVENT: Final = cast(ABIEvent, _BY_NAME["Transfer"])

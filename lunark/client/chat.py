@@ -58,6 +58,9 @@ from lunark.protocol import (
     ToolCall,
     ToolResult,
     TxUpdate,
+    approve_decision,
+    edit_decision,
+    reject_decision,
 )
 
 __all__ = ["DEFAULT_URL", "DEV_PRIVATE_KEY", "KEY_ENV", "add_arguments", "main", "run", "run_chat"]
@@ -686,19 +689,17 @@ class TerminalChat:
                     # card is decided.
                     acknowledge = await self.acknowledged(request)
                     if acknowledge is not None:
-                        decision = {"type": "approve", **({"acknowledge": list(acknowledge)} if acknowledge else {})}
+                        decision = approve_decision(acknowledge=list(acknowledge) if acknowledge else None)
                 elif choice == "e" and can_edit:
                     amount = await self.ask("  new amount: ")
                     if amount is None:
                         return "eof"
                     if amount.strip():
                         args = {**request.args, "amount": amount.strip()}
-                        decision = {"type": "edit", "edited_action": {"name": request.name, "args": args}}
+                        decision = edit_decision(request.name, args)
                 elif choice == "r" and "reject" in allowed:
                     reason = await self.ask("  reason (optional): ")
-                    decision = {"type": "reject"}
-                    if reason and reason.strip():
-                        decision["message"] = reason.strip()
+                    decision = reject_decision(reason.strip() if reason and reason.strip() else None)
                 elif len(answer.split()) > 1:
                     self._queued = answer.strip()
                     return "message"
@@ -745,7 +746,7 @@ class TerminalChat:
                 except LunarkError as exc:
                     why = exc.message
             self.line(f"  [wallet] failed: {why}")
-            decisions[index] = {"type": "reject", "message": f"My wallet could not send it: {why}"}
+            decisions[index] = reject_decision(f"My wallet could not send it: {why}")
         return decisions
 
     # -- Ctrl-C -------------------------------------------------------------------------------

@@ -76,6 +76,9 @@ from lunark.protocol import (
     ToolResult,
     WalletChanged,
     WalletChangedAck,
+    approve_decision,
+    edit_decision,
+    reject_decision,
 )
 
 __all__ = [
@@ -249,13 +252,8 @@ class ChatSession(ChatSequence):
                 f"The approval has {count} actions; give one decision per action with decide().",
                 actions=count,
             )
-        decision: dict[str, Any] = {"type": "approve"}
-        if tx_hash:
-            decision["tx_hash"] = tx_hash
-        if signed_tx:
-            decision["signed_tx"] = signed_tx
-        if acknowledge:
-            decision["acknowledge"] = list(acknowledge)
+        decision = approve_decision(tx_hash=tx_hash or None, signed_tx=signed_tx or None,
+                                    acknowledge=list(acknowledge) if acknowledge else None)
         target = approval_id or cast(ApprovalRequest, approval).approval_id
         await self.decide(target, [decision] * count)
 
@@ -263,9 +261,7 @@ class ChatSession(ChatSequence):
         """Reject every action of the approval; ``message`` (why) reaches the model."""
         approval = self._approval(approval_id)
         count = len(approval.action_requests) if approval is not None else 1
-        decision: dict[str, Any] = {"type": "reject"}
-        if message:
-            decision["message"] = message
+        decision = reject_decision(message or None)
         target = approval_id or cast(ApprovalRequest, approval).approval_id
         await self.decide(target, [decision] * count)
 
@@ -297,7 +293,7 @@ class ChatSession(ChatSequence):
                 actions=len(requests),
             )
         decisions = [
-            {"type": "edit", "edited_action": {"name": request.name, "args": {**request.args, **dict(new)}}}
+            edit_decision(request.name, {**request.args, **dict(new)})
             for request, new in zip(requests, per_action, strict=True)
         ]
         await self.decide(approval.approval_id, decisions)

@@ -27,7 +27,7 @@ from eth_utils.address import to_checksum_address
 
 from lunark.errors import ChainError, InvalidInput, LunarkError, RpcUnavailable, SignerError, WrongNetwork
 from lunark.nonces import nonce_floors
-from lunark.protocol import ApprovalRequest, UnsignedTx
+from lunark.protocol import ApprovalRequest, UnsignedTx, reject_decision
 
 __all__ = ["rpc_request", "sign_and_send", "sign_and_send_all", "sign_transaction", "with_nonce_floors"]
 
@@ -183,5 +183,5 @@ async def sign_and_send_all(
         try:
             decision["tx_hash"] = await sign_and_send(tx, url, private_key)
         except LunarkError as exc:
-            out[index] = {"type": "reject", "message": f"My wallet could not send it: {exc.message}"}
+            out[index] = reject_decision(f"My wallet could not send it: {exc.message}")
     return out

@@ -15,17 +15,19 @@ import time
 from collections import deque
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from contextlib import aclosing
+from dataclasses import dataclass
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command, StreamMode
 
+from lunark import protocol
 from lunark.errors import LunarkError
 from lunark.graph.state import AgentState
 from lunark.ids import new_id
 
-__all__ = ["AgentEvent", "Turn", "run_turn"]
+__all__ = ["AgentEvent", "Report", "Turn", "paused", "run_turn", "tools_ran"]
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +44,28 @@ PAUSED = "__lunark_paused"
 TOOLS_RAN = "__lunark_tools_ran"
 """The custom part the prepare and execute nodes write last when they leave no approval waiting
 (the model is called again, or the turn ends): ``run_turn`` says "thinking…"."""
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """What a node tells ``run_turn`` through the custom stream besides the tools' events (which
+    are protocol events): not an event, so not a dict with a ``type``."""
+
+    kind: str
+    """``PAUSED`` or ``TOOLS_RAN``."""
+    approval: dict[str, Any] | None = None
+    """The approval the run paused at (``PAUSED``)."""
+
+
+def paused(approval: dict[str, Any]) -> Report:
+    """The approve node's report that its ``interrupt()`` paused the run at ``approval``."""
+    return Report(PAUSED, approval)
+
+
+def tools_ran() -> Report:
+    """A prepare or execute step's report that it left no approval waiting."""
+    return Report(TOOLS_RAN)
+
 
 TURN_KEY = "__lunark_turn"
 """Where the run's ``configurable`` carries its ``Turn`` to the agent node (``__`` keys stay
@@ -122,7 +146,7 @@ AgentEvent = dict[str, Any]
 """A protocol chat event without ``chat_id``/``seq``/``ts`` (the server's hub adds them)."""
 
 def thinking() -> AgentEvent:
-    return {"type": "status", "text": "thinking…"}  # a new dict each time: consumers may add to events
+    return protocol.status("thinking…")  # a new dict each time: consumers may add to events
 
 
 async def run_turn(
@@ -141,13 +165,13 @@ async def run_turn(
     first_token: float | None = None
     output_tokens = 0
     if not continuing:
-        yield {"type": "message_start", "message_id": message_id, "role": "assistant"}
+        yield protocol.message_start(message_id, "assistant")
     signed: set[str] = set()  # calls whose execution checks and tracks a signed transaction
     if resuming is not None:
         signed = {r["call_id"] for r in resuming.get("action_requests", []) if r.get("tx")}
     elif not isinstance(graph_input, Command):
         yield thinking()
-    finish = "stop"
+    finish: protocol.FinishReason = "stop"
     turn = Turn(message_id, continuing=continuing, sink=on_token)
     config["configurable"][TURN_KEY] = turn
     parts: AsyncGenerator[Any] = graph.astream(  # type: ignore[assignment]
@@ -155,7 +179,7 @@ async def run_turn(
     )
     pump = asyncio.create_task(turn.pump(parts))
     pump.add_done_callback(turn.wake)
-    paused: list[dict[str, Any]] = []
+    waiting: list[dict[str, Any]] = []
     try:
         while True:
             tokens = turn.tokens
@@ -164,15 +188,19 @@ async def run_turn(
                 if first_token is None:
                     first_token = time.monotonic()
                 output_tokens += 1
-                yield {"type": "token", "message_id": message_id, "text": text}
+                yield protocol.token(message_id, text)
             if turn.part is not None:
                 payload = turn.part
                 turn.part = None
-                kind = payload.get("type")
+                if isinstance(payload, Report):
+                    kind, approval = payload.kind, payload.approval
+                else:  # an event; or a report as a dict, as lunark.graph.nodes writes it until issue 20's follow-up
+                    kind, approval = payload.get("type"), payload.get("approval")
                 if kind == PAUSED:
                     # Held until the run is over: LangGraph writes the interrupt to the checkpoint
                     # in the background, and only the end of the run awaits it.
-                    paused.append(payload["approval"])
+                    assert approval is not None
+                    waiting.append(approval)
                 elif kind == TOOLS_RAN:
                     yield thinking()  # the tools ran and nothing waits: the model is called again
                 else:
@@ -181,24 +209,24 @@ async def run_turn(
                         event["message_id"] = message_id
                     yield event
                     if event.get("status") == "running" and event.get("call_id") in signed:
-                        yield {"type": "status", "text": "checking the transaction"}
+                        yield protocol.status("checking the transaction")
             elif pump.done():
                 pump.result()  # the graph's error, if it failed
                 break
             else:
                 await turn.wait()
-        for approval in paused:
-            await record_pending(thread_id, approval)
+        for pending in waiting:
+            await record_pending(thread_id, pending)
             finish = "awaiting_approval"
-            yield {"type": "pending_approval", **approval}
-            yield {"type": "status", "text": "waiting for your approval"}
+            yield protocol.pending_approval(pending)
+            yield protocol.status("waiting for your approval")
     except LunarkError as exc:
         finish = "error"
-        yield {"type": "error", **exc.to_dict()}
+        yield protocol.error(**exc.to_dict())
     except Exception as exc:  # a bug must not leave the turn hanging: report it, log it
         logger.exception("turn failed in thread %s", thread_id)
         finish = "error"
-        yield {"type": "error", "code": "internal", "message": f"Internal error: {type(exc).__name__}"}
+        yield protocol.error("internal", f"Internal error: {type(exc).__name__}")
     finally:
         if not pump.done():  # an abort: the pump closes the graph's stream on its way out
             pump.cancel()
@@ -210,13 +238,8 @@ async def run_turn(
     if on_token is not None:  # the tokens went to on_token as the model streamed them
         first_token, output_tokens = turn.first, turn.count
     elapsed = time.monotonic() - (first_token or started)
-    yield {
-        "type": "message_end",
-        "message_id": message_id,
-        "finish_reason": finish,
-        "usage": {
-            "output_tokens": output_tokens,
-            "ttft_ms": round((first_token - started) * 1000, 1) if first_token else None,
-            "tokens_per_s": round(output_tokens / elapsed, 1) if first_token and elapsed > 0 else None,
-        },
-    }
+    yield protocol.message_end(message_id, finish, protocol.usage(
+        output_tokens,
+        ttft_ms=round((first_token - started) * 1000, 1) if first_token else None,
+        tokens_per_s=round(output_tokens / elapsed, 1) if first_token and elapsed > 0 else None,
+    ))

@@ -44,6 +44,7 @@ import jsonschema
 import mcp.types as mcp_types
 from jsonschema.validators import validator_for
 from langchain_core.messages import ToolMessage
+from langchain_core.messages.tool import tool_call
 from langchain_core.tools import BaseTool
 from langchain_mcp_adapters.sessions import Connection, create_session
 from langchain_mcp_adapters.tools import convert_mcp_tool_to_langchain_tool
@@ -91,8 +92,8 @@ def args_model(name: str, schema: Mapping[str, Any]) -> type[BaseModel]:
     """A pydantic model that validates arguments against an MCP tool's JSON Schema, exactly (with
     ``jsonschema``), and gives that schema back to the model unchanged. Raises ``ConfigError`` for
     a schema that is not one."""
-    schema = dict(schema) if schema else {"type": "object", "properties": {}}
-    schema.setdefault("type", "object")
+    schema = dict(schema) if schema else {"properties": {}}
+    schema.setdefault("type", "object")  # MCP input schemas are objects; some servers leave it implicit
     try:
         validator_cls = validator_for(schema, default=jsonschema.Draft202012Validator)
         validator_cls.check_schema(schema)
@@ -408,7 +409,7 @@ class McpServer:
         listed = self._listed.get(tool)
         if listed is None:
             raise ToolFailed(f"MCP server {self.name!r} no longer has the tool {tool!r}.", server=self.name, tool=tool)
-        request = {"type": "tool_call", "id": call_id, "name": listed.call.name, "args": args}
+        request = tool_call(name=listed.call.name, args=args, id=call_id)
         try:
             async with asyncio.timeout(self.settings.timeout):
                 message = await listed.call.ainvoke(request)

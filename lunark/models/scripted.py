@@ -24,6 +24,7 @@ from typing import Any
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.messages.tool import tool_call_chunk
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable
 from pydantic import Field, PrivateAttr
@@ -120,13 +121,7 @@ def _chunks(message: AIMessage) -> Iterator[ChatGenerationChunk]:
             message=AIMessageChunk(
                 content="",
                 tool_call_chunks=[
-                    {
-                        "name": call["name"],
-                        "args": json.dumps(call["args"]),
-                        "id": call.get("id"),
-                        "index": i,
-                        "type": "tool_call_chunk",
-                    }
+                    tool_call_chunk(name=call["name"], args=json.dumps(call["args"]), id=call.get("id"), index=i)
                     for i, call in enumerate(message.tool_calls)
                 ],
             )

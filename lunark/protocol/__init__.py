@@ -2,7 +2,9 @@
 
 One module a concern: ``_limits`` (sizes, patterns, the JSON check), ``_codes`` (error codes, HTTP
 statuses, transaction statuses), ``_decisions``, ``_objects`` (base models, shared objects),
-``_client`` (client -> server events and acks), ``_events`` (server -> client events, ``parse_event``).
+``_client`` (client -> server events and acks), ``_events`` (server -> client events, ``parse_event``),
+``_build`` (the constructors every event and decision Lunark sends is built with: ``token``,
+``message_end``, ``usage``, ``reject_decision``...; nothing else of Lunark writes one as a dict).
 
 This package is the single source of ``docs/protocol.md``'s reference section and of
 ``lunark/web/lib``'s constants and types (``lunark.protocol._render``; ``scripts/gen_protocol_doc.py``
@@ -28,6 +30,27 @@ Two policies, on purpose:
 
 from __future__ import annotations
 
+from lunark.protocol._agui import agui_resume_schema
+from lunark.protocol._build import (
+    FinishReason,
+    ToolResultStatus,
+    approval_resolved,
+    approve_decision,
+    chat_event,
+    edit_decision,
+    error,
+    message_end,
+    message_start,
+    network_switch,
+    pending_approval,
+    reject_decision,
+    status,
+    token,
+    tool_call,
+    tool_result,
+    tx_update,
+    usage,
+)
 from lunark.protocol._client import (
     CLIENT_EVENTS,
     Abort,
@@ -138,6 +161,7 @@ __all__ = [
     "ErrorBody",
     "ErrorCode",
     "Fact",
+    "FinishReason",
     "JoinChat",
     "JoinChatAck",
     "MessageEnd",
@@ -158,12 +182,30 @@ __all__ = [
     "ToolCall",
     "ToolInfo",
     "ToolResult",
+    "ToolResultStatus",
     "TxStatus",
     "TxUpdate",
     "UnsignedTx",
     "Usage",
     "WalletChanged",
     "WalletChangedAck",
+    "agui_resume_schema",
+    "approval_resolved",
+    "approve_decision",
+    "chat_event",
     "check_json_value",
+    "edit_decision",
+    "error",
+    "message_end",
+    "message_start",
+    "network_switch",
     "parse_event",
+    "pending_approval",
+    "reject_decision",
+    "status",
+    "token",
+    "tool_call",
+    "tool_result",
+    "tx_update",
+    "usage",
 ]

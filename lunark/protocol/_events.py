@@ -146,6 +146,9 @@ class NetworkSwitch(_ChatEvent):
     rpc_urls: list[str] = Field(description="JSON-RPC endpoints.")
     explorer_url: str | None = Field(default=None, description="Block explorer base URL.")
     display_name: str | None = Field(default=None, description="Extension: what a person reads.")
+    confirmations: int | None = Field(
+        default=None, ge=1, description='Extension: blocks until a transaction counts as confirmed (for "mined n/N").'
+    )
 
 
 class Status(_ChatEvent):
@@ -173,6 +176,11 @@ class MessageEnd(_ChatEvent):
     message: str | None = Field(
         default=None,
         description='Extension: what happened, for people, when the end needs saying (with "interrupted").',
+    )
+    status: Literal["interrupted"] | None = Field(
+        default=None,
+        description='Extension: "interrupted" with finish_reason "interrupted" (the name crash supervision '
+        "uses for an answer its process left open).",
     )
 
 

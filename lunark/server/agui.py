@@ -62,7 +62,16 @@ from pydantic import ValidationError
 
 from lunark.errors import InvalidInput, LunarkError, NotFound
 from lunark.fingerprint import action_fingerprint as card_fingerprint
-from lunark.protocol import ID_PATTERN, ActionRequest, ResumeDecisions, SendMessage
+from lunark.protocol import (
+    ID_PATTERN,
+    ActionRequest,
+    ResumeDecisions,
+    SendMessage,
+    agui_resume_schema,
+    approve_decision,
+    edit_decision,
+    reject_decision,
+)
 from lunark.server.auth import Authenticator
 from lunark.server.http import _json as read_json
 from lunark.server.hub import Hub, Subscription, SubscriptionOverflow
@@ -82,8 +91,6 @@ INTERRUPT_REASON = "tool_approval"
 
 _CUSTOM = frozenset({"tx_update", "status", "approval_resolved", "network_switch"})
 _KEEP_ALIVE = 15.0
-_HEX = r"^0x([0-9a-fA-F]{2})+$"
-_HASH = r"^0x[0-9a-fA-F]{64}$"
 _FINGERPRINT = r"^[0-9a-f]{64}$"
 
 
@@ -112,7 +119,7 @@ def interrupts_for(pending: Mapping[str, Any], network_name: Callable[[int], dic
             reason=INTERRUPT_REASON,
             message=action.summary,
             tool_call_id=action.call_id,
-            response_schema=_response_schema(decisions, fingerprint),
+            response_schema=agui_resume_schema(decisions, fingerprint),
             expires_at=pending["expires_at"],
             metadata=_card(pending["approval_id"], action, decisions, fingerprint, network_name),
         ))
@@ -164,58 +171,11 @@ def _card(approval_id: str, action: ActionRequest, decisions: list[str], fingerp
     return card
 
 
-def _response_schema(decisions: Sequence[str], fingerprint: str) -> dict[str, Any]:
-    """The JSON Schema of ``resume[].payload`` for one interrupt: approve, edit or reject.
-
-    Approve and edit carry the fingerprint of the card the user saw, so a decision made on a
-    card that is no longer the pending one is refused instead of applied to something else."""
-    bound = {"type": "string", "const": fingerprint, "description": "metadata.governance.actionFingerprint"}
-    variants = {
-        "approve": {
-            "type": "object",
-            "properties": {
-                "type": {"const": "approve"},
-                "actionFingerprint": bound,
-                "signedTx": {"type": "string", "pattern": _HEX,
-                             "description": "The card's tx, signed by the user's wallet; the server checks and "
-                                            "broadcasts it."},
-                "txHash": {"type": "string", "pattern": _HASH,
-                           "description": "The wallet broadcast the card's tx itself; the server checks it."},
-                "acknowledge": {"type": "array", "items": {"type": "string"},
-                                "description": "Codes of the card's danger warnings the user acknowledged."},
-            },
-            "required": ["type", "actionFingerprint"],
-            "additionalProperties": False,
-        },
-        "edit": {
-            "type": "object",
-            "properties": {
-                "type": {"const": "edit"},
-                "actionFingerprint": bound,
-                "args": {"type": "object", "description": "The tool's new arguments; a new card is offered."},
-            },
-            "required": ["type", "actionFingerprint", "args"],
-            "additionalProperties": False,
-        },
-        "reject": {
-            "type": "object",
-            "properties": {
-                "type": {"const": "reject"},
-                "actionFingerprint": bound,
-                "message": {"type": "string", "maxLength": 2000, "description": "Why; it reaches the model."},
-            },
-            "required": ["type"],
-            "additionalProperties": False,
-        },
-    }
-    return {"oneOf": [variants[d] for d in ("approve", "edit", "reject") if d in decisions]}
-
-
 def _decision(entry: ResumeEntry, action: ActionRequest | None, chain_id: int) -> dict[str, Any]:
     """A Lunark decision from one resume entry; ``action`` is the card's action when it is pending
     (then the entry's fingerprint must be that card's)."""
     if entry.status == "cancelled":
-        return {"type": "reject", "message": "Cancelled in the app."}
+        return reject_decision("Cancelled in the app.")
     payload = entry.payload
     if not isinstance(payload, dict):
         raise InvalidInput(f"Interrupt {entry.interrupt_id}: a resolved resume needs a payload object "
@@ -237,18 +197,16 @@ def _decision(entry: ResumeEntry, action: ActionRequest | None, chain_id: int) -
                            "changed or was never offered. Nothing was decided.",
                            interrupt_id=entry.interrupt_id, reason="fingerprint_mismatch")
     if kind == "approve":
-        decision: dict[str, Any] = {"type": "approve"}
-        for wire, name in (("signedTx", "signed_tx"), ("txHash", "tx_hash"), ("acknowledge", "acknowledge")):
-            if payload.get(wire) is not None:
-                decision[name] = payload[wire]
-        return decision
+        return approve_decision(tx_hash=payload.get("txHash"), signed_tx=payload.get("signedTx"),
+                                acknowledge=payload.get("acknowledge"))
     if kind == "edit":
         # Off the pending card the name only has to be well formed: the runner refuses the decision.
         name = action.name if action is not None else str(payload.get("name") or "unknown")
-        return {"type": "edit", "edited_action": {"name": name, "args": payload.get("args")}}
+        args: Any = payload.get("args")  # checked with the rest, by ResumeDecisions
+        return edit_decision(name, args)
     if kind == "reject":
         message = payload.get("message")
-        return {"type": "reject", **({"message": message} if message is not None else {})}
+        return reject_decision(message)
     raise InvalidInput(f"Interrupt {entry.interrupt_id}: payload.type must be approve, edit or reject.",
                        interrupt_id=entry.interrupt_id)
 

@@ -240,7 +240,7 @@ class Hub:
         if self.flush_interval > 0:
             # One event per run of the same message's tokens (a new message starts a new event).
             tokens = [(m, "".join(text for _, text in run)) for m, run in groupby(tokens, key=itemgetter(0))]
-        return [("token", {"type": "token", "message_id": m, "text": text}) for m, text in tokens]
+        return [("token", protocol.token(m, text)) for m, text in tokens]
 
     async def _flush_locked(self, chat_id: str, chat: _Chat) -> None:
         events = self._take_tokens(chat)

@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 import socketio
 from pydantic import BaseModel, ValidationError
 
+from lunark import protocol
 from lunark.config import LimitsSettings
 from lunark.errors import LunarkError, RateLimited, Unauthorized
 from lunark.protocol import Abort, CallTool, ContinueMessage, JoinChat, ResumeDecisions, SendMessage, WalletChanged
@@ -137,7 +138,7 @@ class ChatNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         for task in self._replays.pop(sid, set()):
             task.cancel()
         try:
-            await self.emit("error", {"type": "error", "code": "unauthorized", "message": _ENDED}, to=sid,
+            await self.emit("error", protocol.error("unauthorized", _ENDED), to=sid,
                             ignore_queue=True)
             await self.server.disconnect(sid, namespace=self.namespace, ignore_queue=True)
         except Exception:
@@ -197,8 +198,7 @@ class ChatNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
                                             writable=lambda: self._writable(sid))
         except Exception:
             logger.exception("replay of chat %s to %s failed", chat_id, sid)
-            await self.emit("error", {"type": "error", "code": "internal", "message": "Replay failed; join again."},
-                            to=sid)
+            await self.emit("error", protocol.error("internal", "Replay failed; join again."), to=sid)
 
     async def _writable(self, sid: str) -> None:
         """Until the client has read enough of what it was sent (the transport's back-pressure)."""

@@ -31,6 +31,7 @@ import socketio
 from engineio import packet as eio_packet
 from socketio import packet
 
+from lunark import protocol
 from lunark.server.hub import Emit, Hub, Subscription
 from lunark.server.namespace import ChatNamespace
 from lunark.store import EventRecord, Store
@@ -346,5 +347,4 @@ class ClusterNamespace(ChatNamespace):
                 await gate.start(last + 1)
         except Exception:
             logger.exception("replay of chat %s to %s failed", chat_id, sid)
-            await self.emit("error", {"type": "error", "code": "internal", "message": "Replay failed; join again."},
-                            to=sid)
+            await self.emit("error", protocol.error("internal", "Replay failed; join again."), to=sid)

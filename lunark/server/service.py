@@ -11,7 +11,7 @@ from typing import Any
 from lunark.errors import Forbidden, NotFound
 from lunark.graph.agent import Agent
 from lunark.networks import Network, NetworkRegistry
-from lunark.protocol import CallTool, ContinueMessage, ResumeDecisions, SendMessage
+from lunark.protocol import CallTool, ContinueMessage, ResumeDecisions, SendMessage, reject_decision
 from lunark.server.limits import Limiters
 from lunark.server.runner import Runner
 from lunark.store import ChatRecord, MessageRecord, Store
@@ -122,8 +122,8 @@ class ChatService:
         if pending is not None and any(
             r.get("tx") and int(r["tx"]["chain_id"], 16) != network.chain_id for r in pending["action_requests"]
         ):
-            stale = {"type": "reject", "message": f"The wallet switched to {network.display_name}; this approval "
-                                                  "was prepared for another network."}
+            stale = reject_decision(f"The wallet switched to {network.display_name}; this approval "
+                                    "was prepared for another network.")
             await self.runner.resume(chat, pending["approval_id"], [stale] * len(pending["action_requests"]))
         return network_info(network)
 

@@ -23,6 +23,7 @@ from lunark.chain.signer import Signer
 from lunark.chain.types import PreparedTx, prepared_from_state
 from lunark.errors import ChainError, LunarkError, RpcUnavailable
 from lunark.networks import Network, NetworkRegistry
+from lunark.protocol import tx_update
 from lunark.settlement import binding, tracking
 from lunark.settlement.binding import Refusal
 from lunark.settlement.broadcast import broadcast
@@ -287,10 +288,7 @@ class Settlements:
         evidence = {k: v for k, v in (event or {}).items() if k not in ("status",)}
         record = await self._store_advance(record, state, evidence, done=done, **fields)
         if event is not None:
-            update = {"type": "tx_update", "call_id": record.call_id, **event}
-            if record.late:
-                update["late"] = True
-            await self._emit(record, update)
+            await self._emit(record, tx_update(record.call_id, event, late=record.late))
         if record.final:
             await self.ledger.closed(record)
         return record

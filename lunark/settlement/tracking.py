@@ -13,6 +13,7 @@ from lunark.chain.client import ChainClient
 from lunark.chain.intent import describe_transaction
 from lunark.chain.types import PreparedTx, TxStatus
 from lunark.networks import Network
+from lunark.protocol import tx_update
 from lunark.settlement.ledger import SettlementLedger
 from lunark.settlement.states import SettlementState
 from lunark.store.base import SettlementRecord, Store
@@ -87,7 +88,7 @@ async def follow(
                  "reason": f"{reason.rstrip('.')}. Not the approved transfer, but {said}."}
         record = await step(record, SettlementState.MISMATCH, {k: v for k, v in event.items() if k != "status"},
                             done=update.status.is_final)
-        await emit(record, {"type": "tx_update", "call_id": record.call_id, **event})
+        await emit(record, tx_update(record.call_id, event))
         if record.done:
             break
     return record

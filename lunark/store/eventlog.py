@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from lunark.protocol import chat_event
 from lunark.store.base import EventRecord
 from lunark.store.dialect import dumps
 
@@ -35,7 +36,7 @@ def prepare(
     """The append, its events encoded; raises what refuses them (unserializable payloads)."""
     prepared = []
     for type_, payload in events:
-        event = {**payload, "type": type_, "chat_id": chat_id}
+        event = chat_event(type_, payload, chat_id)
         prepared.append((type_, event, dumps(event)[:-1]))
     return Append(chat_id, prepared, done)
 

@@ -7,6 +7,7 @@ from typing import Any, cast
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from lunark.errors import InvalidInput
+from lunark.protocol import network_switch
 from lunark.tools.base import ApprovalRule, Decision, Proposal, ToolContext
 
 __all__ = ["SwitchNetwork", "SwitchNetworkArgs"]
@@ -60,17 +61,16 @@ class SwitchNetwork:
         target = ctx.registry.get(int(proposal.data["chain_id"]))
         ctx.chain_id = target.chain_id
         ctx.emit(
-            {
-                "type": "network_switch",
-                "chain_id": target.chain_id,
-                "name": target.name,
-                "display_name": target.display_name,
-                "confirmations": target.confirmations,
-                "symbol": target.symbol,
-                "decimals": target.decimals,
-                "rpc_urls": list(target.rpc_urls),
-                "explorer_url": target.explorer_url,
-            }
+            network_switch(
+                chain_id=target.chain_id,
+                name=target.name,
+                display_name=target.display_name,
+                confirmations=target.confirmations,
+                symbol=target.symbol,
+                decimals=target.decimals,
+                rpc_urls=target.rpc_urls,
+                explorer_url=target.explorer_url,
+            )
         )
         return {
             "network": target.name,

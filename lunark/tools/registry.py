@@ -189,15 +189,16 @@ class ToolSet:
 
     def schemas(self) -> list[dict[str, Any]]:
         """The tools in OpenAI function format, for ``model.bind_tools``."""
+        # LangChain's own constructor of the format; imported here, as only the agent binds tools
+        # (the tools and their registry load no LangChain).
+        from langchain_core.utils.function_calling import convert_to_openai_tool
+
         return [
-            {
-                "type": "function",
-                "function": {
-                    "name": tool.name,
-                    "description": tool.description,
-                    "parameters": tool.args_schema.model_json_schema(),
-                },
-            }
+            convert_to_openai_tool({
+                "name": tool.name,
+                "description": tool.description,
+                "parameters": tool.args_schema.model_json_schema(),
+            })
             for tool in self
         ]
 

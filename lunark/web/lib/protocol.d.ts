@@ -354,6 +354,8 @@ export interface NetworkSwitch {
   explorer_url?: string | null;
   /** Extension: what a person reads. */
   display_name?: string | null;
+  /** Extension: blocks until a transaction counts as confirmed (for "mined n/N"). ≥ 1. */
+  confirmations?: number | null;
 }
 
 /** What the agent is doing, for a status line shown while nothing else streams. */
@@ -388,6 +390,8 @@ export interface MessageEnd {
   usage: Usage;
   /** Extension: what happened, for people, when the end needs saying (with "interrupted"). */
   message?: string | null;
+  /** Extension: "interrupted" with finish_reason "interrupted" (the name crash supervision uses for an answer its process left open). */
+  status?: "interrupted" | null;
 }
 
 /** A failure outside any ack (chat-level, or not bound to a chat). */
