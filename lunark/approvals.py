@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from lunark.errors import AlreadyDecided, ApprovalExpired, LunarkError, NoPendingApproval
-from lunark.protocol import ALL_DECISIONS
+from lunark.protocol import ALL_DECISIONS, reject_decision
 from lunark.store import ApprovalRecord, Store
 
 __all__ = [
@@ -100,7 +100,7 @@ class Approval:
 
     def rejections(self, message: str) -> list[dict[str, Any]]:
         """One ``reject`` per action, each with ``message`` (an expiry, an approval set aside)."""
-        return [{"type": "reject", "message": message}] * len(self.action_requests)
+        return [reject_decision(message)] * len(self.action_requests)
 
 
 def request_of(proposals: Sequence[Mapping[str, Any]], approval_id: str | None,

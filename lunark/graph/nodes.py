@@ -47,6 +47,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.types import interrupt
 from pydantic import BaseModel
 
+from lunark import protocol
 from lunark.approvals import iso, parse_time, request_of
 from lunark.chain.client import ChainClients
 from lunark.chain.signer import Signer
@@ -73,7 +74,7 @@ from lunark.graph.messages import (
     tool_ok,
 )
 from lunark.graph.state import AgentState
-from lunark.graph.turn import PAUSED, TOOLS_RAN, TURN_KEY, Turn
+from lunark.graph.turn import TURN_KEY, Turn, paused, tools_ran
 from lunark.ids import new_id
 from lunark.models.planner import CONTINUE_PROMPT
 from lunark.networks import NetworkRegistry
@@ -243,9 +244,8 @@ class GraphNodes(ABC):
                 deferred = {"status": "deferred", "action": name, "args": dict(raw_args), "message": (
                     f"Not prepared: it follows the switch to {switching}. Once the switch is approved, "
                     "call it again to prepare it on the new network.")}
-                emit({"type": "tool_call", "call_id": call_id, "name": name, "args": dict(raw_args),
-                      "status": "running"})
-                emit({"type": "tool_result", "call_id": call_id, "status": "postponed", "result": deferred})
+                emit(protocol.tool_call(call_id, name, dict(raw_args), "running"))
+                emit(protocol.tool_result(call_id, "postponed", deferred))
                 messages.append(tool_ok(call_id, name, deferred, ok=False))
                 continue
             call_ctx = replace(ctx, emit=emit, call_id=call_id)
@@ -255,8 +255,7 @@ class GraphNodes(ABC):
                 proposal = await tool.prepare(args, call_ctx)
                 if needs_approval(tool, args, self.tools.rule(name), proposal):
                     proposal = self._checked(proposal, args, call_ctx, provenance)
-                    emit({"type": "tool_call", "call_id": call_id, "name": name, "args": dict(raw_args),
-                          "status": "awaiting_approval"})
+                    emit(protocol.tool_call(call_id, name, dict(raw_args), "awaiting_approval"))
                     proposals.append({
                         "call_id": call_id,
                         "name": name,
@@ -270,21 +269,17 @@ class GraphNodes(ABC):
                     if name == "switch_network":
                         switching = proposal.summary.split(" to ", 1)[-1].split(" (", 1)[0]
                     continue
-                emit({"type": "tool_call", "call_id": call_id, "name": name, "args": dict(raw_args),
-                      "status": "running"})
+                emit(protocol.tool_call(call_id, name, dict(raw_args), "running"))
                 result = await tool.execute(args, call_ctx, proposal, None)
                 ctx.chain_id = call_ctx.chain_id
                 ok = succeeded(await self._settlement_of(call_ctx))
-                emit({"type": "tool_result", "call_id": call_id, "status": "success" if ok else "error",
-                      "result": result})
+                emit(protocol.tool_result(call_id, "success" if ok else "error", result))
                 messages.append(tool_ok(call_id, name, result, ok=ok))
             except LunarkError as exc:
                 if call_ctx.action_id is not None:
                     await self.store.release(call_ctx.action_id)
-                emit({"type": "tool_call", "call_id": call_id, "name": name, "args": dict(raw_args),
-                      "status": "running"})
-                emit({"type": "tool_result", "call_id": call_id, "status": "error", "result": None,
-                      "error": exc.to_dict()})
+                emit(protocol.tool_call(call_id, name, dict(raw_args), "running"))
+                emit(protocol.tool_result(call_id, "error", error=exc.to_dict()))
                 messages.append(tool_error(call_id, name, exc))
         return messages, proposals
 
@@ -308,21 +303,14 @@ class GraphNodes(ABC):
         try:
             answer = interrupt(approval)
         except GraphInterrupt:
-            get_stream_writer()({"type": PAUSED, "approval": approval})  # for run_turn, which holds it
+            get_stream_writer()(paused(approval))  # for run_turn, which holds it
             raise
         try:
             decisions = validate_decisions(approval, answer.get("decisions", []))
         except LunarkError:
             # Resume checks decisions first; anything malformed that still arrives fails closed.
-            decisions = [{"type": "reject", "message": "invalid decision"} for _ in approval["action_requests"]]
-        get_stream_writer()(
-            {
-                "type": "approval_resolved",
-                "approval_id": approval["approval_id"],
-                "decisions": decisions,
-                "by": answer.get("by", "user"),
-            }
-        )
+            decisions = [protocol.reject_decision("invalid decision") for _ in approval["action_requests"]]
+        get_stream_writer()(protocol.approval_resolved(approval["approval_id"], decisions, answer.get("by", "user")))
         return {"decisions": decisions, "approval": None, "resolved": [approval["approval_id"]],
                 "decided_by": answer.get("by", "user")}
 
@@ -347,10 +335,11 @@ class GraphNodes(ABC):
                 await self.store.release(call_ctx.action_id)  # nothing of it goes out
             if kind == "reject":
                 # Set aside for the user's new message is not the user's "no": the chat says which.
-                status = "superseded" if state.get("decided_by") == "superseded" else "rejected"
+                status: protocol.ToolResultStatus = (
+                    "superseded" if state.get("decided_by") == "superseded" else "rejected")
                 result = {"status": status, "action": name, "args": item["args"],
                           "message": decision.get("message")}
-                emit({"type": "tool_result", "call_id": call_id, "status": status, "result": result})
+                emit(protocol.tool_result(call_id, status, result))
                 messages.append(tool_ok(call_id, name, result, ok=False))
                 continue
             if kind == "edit":
@@ -362,13 +351,11 @@ class GraphNodes(ABC):
             try:
                 tool = self.tools.get(name)
                 args = validate_args(tool, item["args"])
-                emit({"type": "tool_call", "call_id": call_id, "name": name, "args": item["args"],
-                      "status": "running"})
+                emit(protocol.tool_call(call_id, name, item["args"], "running"))
                 result = await tool.execute(args, call_ctx, Proposal.from_state(item["proposal"]), decision)
                 ctx.chain_id = call_ctx.chain_id  # switch_network moves the chat
                 ok = succeeded(await self._settlement_of(call_ctx))
-                emit({"type": "tool_result", "call_id": call_id, "status": "success" if ok else "error",
-                      "result": result})
+                emit(protocol.tool_result(call_id, "success" if ok else "error", result))
                 messages.append(tool_ok(call_id, name, result, ok=ok))
             except (PreviewChanged, NonceGap) as exc:
                 # Nothing was signed or sent: the reservation goes, and the call is prepared again, so
@@ -376,16 +363,14 @@ class GraphNodes(ABC):
                 # nonce it can go out with).
                 if call_ctx.action_id is not None:
                     await self.store.release(call_ctx.action_id)
-                emit({"type": "tool_result", "call_id": call_id, "status": "error", "result": None,
-                      "error": exc.to_dict()})
+                emit(protocol.tool_result(call_id, "error", error=exc.to_dict()))
                 edits.append((call_id, name, item["args"]))
             except LunarkError as exc:
                 if call_ctx.action_id is not None and call_ctx.settlements is not None and (
                     await self.store.get_settlement(call_ctx.action_id) is None
                 ):
                     await self.store.release(call_ctx.action_id)  # refused before anything was written ahead
-                emit({"type": "tool_result", "call_id": call_id, "status": "error", "result": None,
-                      "error": exc.to_dict()})
+                emit(protocol.tool_result(call_id, "error", error=exc.to_dict()))
                 messages.append(tool_error(call_id, name, exc))
         ctx.approval_id = new_id("apr_")
         ctx.expires_at = datetime.now(UTC) + timedelta(seconds=self.approval_ttl)
@@ -416,5 +401,5 @@ def _tools_ran(update: dict[str, Any]) -> dict[str, Any]:
     """A prepare or execute step's update, reported to ``run_turn`` (``TOOLS_RAN``) when it leaves no
     approval waiting; written last, after the step's tool events, as its update came before."""
     if not update.get("approval"):
-        get_stream_writer()({"type": TOOLS_RAN})
+        get_stream_writer()(tools_ran())
     return update

@@ -192,20 +192,16 @@ async def run_turn(
             if turn.part is not None:
                 payload = turn.part
                 turn.part = None
-                if isinstance(payload, Report):
-                    kind, approval = payload.kind, payload.approval
-                else:  # an event; or a report as a dict, as lunark.graph.nodes writes it until issue 20's follow-up
-                    kind, approval = payload.get("type"), payload.get("approval")
-                if kind == PAUSED:
+                if isinstance(payload, Report) and payload.kind == PAUSED:
                     # Held until the run is over: LangGraph writes the interrupt to the checkpoint
                     # in the background, and only the end of the run awaits it.
-                    assert approval is not None
-                    waiting.append(approval)
-                elif kind == TOOLS_RAN:
+                    assert payload.approval is not None
+                    waiting.append(payload.approval)
+                elif isinstance(payload, Report):  # TOOLS_RAN
                     yield thinking()  # the tools ran and nothing waits: the model is called again
                 else:
                     event = dict(payload)
-                    if kind in ("tool_call",):
+                    if event.get("type") == "tool_call":
                         event["message_id"] = message_id
                     yield event
                     if event.get("status") == "running" and event.get("call_id") in signed:

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from contextlib import suppress
 from typing import Any
 
+from lunark import protocol
 from lunark.approvals import Approval, not_waiting
 from lunark.errors import AlreadyDecided, ApprovalExpired, Busy, LunarkError, NoPendingApproval
 from lunark.server.turns import DECISION_POLL, Answer, TurnDriver, prepend
@@ -181,7 +182,7 @@ class Decisions(TurnDriver):
                 return
             self.claims.drop(approval_id)
             self._schedule_expiry(chat, pending)
-            await self.hub.publish(chat.chat_id, chat.owner, {"type": "pending_approval", **pending})
+            await self.hub.publish(chat.chat_id, chat.owner, protocol.pending_approval(pending))
 
     def _schedule_expiry(self, chat: ChatRecord, approval: dict[str, Any]) -> None:
         self.clock.due_at(Approval.of(approval).expires_at)

@@ -10,8 +10,8 @@ again. Every answer a dead writer left open is closed (``message_end`` with ``fi
 from __future__ import annotations
 
 import logging
-from typing import Any
 
+from lunark import protocol
 from lunark.ids import new_id
 from lunark.server.turns import Answer, TurnDriver
 from lunark.store import ApprovalRecord, ChatRecord, OpenAnswer
@@ -124,25 +124,20 @@ class Recovery(TurnDriver):
                 ended = True  # nothing of it was logged: the carried-on turn's answer is the one shown
             if not ended:
                 paused = not carrying_on and (await self.agent.pending_approval(chat_id)) is not None
-                finish = "awaiting_approval" if paused else "interrupted"
+                finish: protocol.FinishReason = "awaiting_approval" if paused else "interrupted"
                 logger.warning("chat %s: closing answer %s that a stopped process left open (%s)",
                                chat_id, message_id, finish)
                 if not started:  # the turn died before its answer began: one is begun, to be closed
-                    await self.hub.publish(chat_id, owner,
-                                           {"type": "message_start", "message_id": message_id, "role": "assistant"})
+                    await self.hub.publish(chat_id, owner, protocol.message_start(message_id, "assistant"))
                 if finish == "interrupted" and not carrying_on:
                     try:
                         await self.agent.close_interrupted(chat_id, message_id, "".join(text), continued=continued)
                     except Exception:  # the answer still ends; only /continue is lost for it
                         logger.exception("chat %s: the cut answer %s was not kept in its graph", chat_id, message_id)
                 await self._save_answer(chat_id, message_id, text, finish, continued=continued)
-                end: dict[str, Any] = {
-                    "type": "message_end", "message_id": message_id, "finish_reason": finish,
-                    "usage": {"output_tokens": len(text), "ttft_ms": None, "tokens_per_s": None},
-                }
-                if finish == "interrupted":
-                    end["message"] = INTERRUPTED
-                await self.hub.publish(chat_id, owner, end)
+                await self.hub.publish(chat_id, owner, protocol.message_end(
+                    message_id, finish, protocol.usage(len(text)),
+                    message=INTERRUPTED if finish == "interrupted" else None))
             await self.store.close_answer(chat_id)
 
     async def _cut_of(self, chat_id: str, cut: OpenAnswer) -> tuple[str, list[str], bool, bool]:
@@ -192,9 +187,9 @@ class Recovery(TurnDriver):
         elif (record.by or "user") == "user":
             logger.error("approval %s of chat %s was decided but its chat holds no trace of it; "
                          "nothing was sent", record.approval_id, chat.chat_id)
-            await self.hub.publish(chat.chat_id, chat.owner, {
-                "type": "error", "code": "internal",
-                "message": (f"Your decision on approval {record.approval_id} could not be applied after the "
-                            "server restarted; nothing was sent. Ask again to retry."),
-            })
+            await self.hub.publish(chat.chat_id, chat.owner, protocol.error(
+                "internal",
+                f"Your decision on approval {record.approval_id} could not be applied after the server "
+                "restarted; nothing was sent. Ask again to retry.",
+            ))
         await self.store.finish_approval(record.approval_id)

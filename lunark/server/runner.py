@@ -19,6 +19,7 @@ from typing import Any
 
 from eth_utils.address import to_checksum_address
 
+from lunark import protocol
 from lunark.errors import Busy, InvalidInput
 from lunark.graph.agent import Agent
 from lunark.ids import new_id
@@ -101,7 +102,7 @@ class Runner(Recovery, Decisions):
             await self.hub.publish(
                 chat.chat_id,
                 chat.owner,
-                {"type": "message_start", "message_id": record.message_id, "role": "user", "content": content},
+                protocol.message_start(record.message_id, "user", content),
             )
             answer = Answer(self.hub, chat)
             events = self.agent.stream(

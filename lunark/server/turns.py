@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from contextlib import suppress
 from typing import Any, Protocol
 
+from lunark import protocol
 from lunark.approvals import Claims
 from lunark.graph.agent import Agent, AgentEvent
 from lunark.server.expiry import ExpiryClock
@@ -226,19 +227,17 @@ class TurnDriver(ABC):
                 await self.hub.publish(
                     chat_id,
                     owner,
-                    {"type": "message_end", "message_id": message_id, "finish_reason": "aborted",
-                     "usage": {"output_tokens": len(text), "ttft_ms": None, "tokens_per_s": None}},
+                    protocol.message_end(message_id, "aborted", protocol.usage(len(text))),
                 )
                 self._ending.add(chat_id)
         except Exception:  # a bug must end the turn visibly, not silently
             logger.exception("turn of chat %s failed", chat_id)
             failed = True
-            await self.hub.publish(chat_id, owner, {"type": "error", "code": "internal", "message": "Internal error."})
+            await self.hub.publish(chat_id, owner, protocol.error("internal", "Internal error."))
             if message_id is not None:
                 await self.hub.publish(
                     chat_id, owner,
-                    {"type": "message_end", "message_id": message_id, "finish_reason": "error",
-                     "usage": {"output_tokens": len(text), "ttft_ms": None, "tokens_per_s": None}},
+                    protocol.message_end(message_id, "error", protocol.usage(len(text))),
                 )
                 self._ending.add(chat_id)
         with suppress(Exception):
