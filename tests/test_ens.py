@@ -128,7 +128,8 @@ async def test_any_models_tool_call_may_name_the_recipient(
         # as the terminal and lunark mcp print it.
         short = f"{accounts[1].address[:6]}…{accounts[1].address[-4:]}"
         lines = preview_lines(ActionRequest.model_validate(request))
-        assert lines[0].startswith("you -0.2 TKN (") and lines[1].startswith(f"recipient alice.eth ({short}) +0.2 TKN (")
+        assert lines[0].startswith("you -0.2 TKN (")
+        assert lines[1].startswith(f"recipient alice.eth ({short}) +0.2 TKN (")
 
 
 @pytest.mark.parametrize(
