@@ -1,4 +1,5 @@
-"""The audit trail: every offered card, decision and settlement outcome, per user, hash-chained.
+"""The audit trail: every offered card, decision, settlement outcome and contact change, per user,
+hash-chained.
 
 Each record carries the hash of the user's previous record, so an export can be checked without
 trusting the server that wrote it: an edited record no longer hashes to its ``hash``, a missing or
@@ -12,6 +13,15 @@ A record, one JSON object per line of an export::
      "fingerprint": "<sha256 of the approved action>", "body": {...},
      "prev": "<hash of seq 2>", "hash": "<sha256 of this record without hash>"}
 
+A contact change (``contact``) is in the chain too: a contact silences ``first_time_recipient`` and
+counts as typed by the user, so one planted by a stolen session must show. It belongs to no chat,
+approval or action (``chat_id``, ``approval_id``, ``call_id`` and ``fingerprint`` are null) and names
+no receipt::
+
+    {"seq": 4, "kind": "contact", "chat_id": null, "approval_id": null, ...,
+     "body": {"action": "put", "label": "bob", "address": "0x7099...79C8",
+              "previous": [{"label": "bob", "address": "0x3C44...93BC"}]}, ...}
+
 The hash is the sha256 of the record's canonical JSON (``canonical_json``: sorted keys, no
 spaces, UTF-8) without its ``hash`` field; the first record's ``prev`` is 64 zeros.
 """
@@ -20,7 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -34,6 +44,7 @@ __all__ = [
     "canonical_json",
     "card_entries",
     "chain_problems",
+    "contact_entry",
     "decision_entries",
     "fingerprint",
     "outcome_entry",
@@ -41,8 +52,8 @@ __all__ = [
     "record_hash",
 ]
 
-AuditKind = Literal["card", "decision", "outcome"]
-KINDS: tuple[AuditKind, ...] = ("card", "decision", "outcome")
+AuditKind = Literal["card", "decision", "outcome", "contact"]
+KINDS: tuple[AuditKind, ...] = ("card", "decision", "outcome", "contact")
 
 GENESIS = "0" * 64
 """The ``prev`` of a user's first record."""
@@ -73,17 +84,20 @@ class AuditRecord:
     address: str
     """The user, lowercase ``0x`` hex."""
     kind: AuditKind
-    """``card`` (offered), ``decision`` (who decided what), ``outcome`` (the settlement's end)."""
+    """``card`` (offered), ``decision`` (who decided what), ``outcome`` (the settlement's end),
+    ``contact`` (a contact saved or deleted)."""
     at: str
     """When, ISO 8601 UTC with microseconds and ``Z``."""
-    chat_id: str
-    approval_id: str
+    chat_id: str | None
+    approval_id: str | None
+    """The chat and approval the record is about; None for a contact change, which has neither."""
     call_id: str | None
-    """The action the record is about; None for a decision on the whole card."""
+    """The action the record is about; None for a decision on the whole card and a contact change."""
     fingerprint: str | None
     """The intent fingerprint of the action (on the card, the decision and the outcome alike)."""
     body: dict[str, Any] = field(default_factory=dict)
-    """What happened: the card's action, the decision, or the outcome with its receipt."""
+    """What happened: the card's action, the decision, the outcome with its receipt, or the contact
+    change (``contact_entry``)."""
     prev: str
     """The previous record's ``hash`` (``GENESIS`` for the first)."""
     hash: str
@@ -106,8 +120,8 @@ class AuditRecord:
         address: str,
         kind: AuditKind,
         at: str,
-        chat_id: str,
-        approval_id: str,
+        chat_id: str | None,
+        approval_id: str | None,
         call_id: str | None,
         fingerprint: str | None,
         body: Mapping[str, Any],
@@ -128,8 +142,8 @@ class AuditEntry:
 
     address: str
     kind: AuditKind
-    chat_id: str
-    approval_id: str
+    chat_id: str | None
+    approval_id: str | None
     call_id: str | None
     fingerprint: str | None
     body: Mapping[str, Any]
@@ -201,6 +215,20 @@ def outcome_entry(
         address=owner, kind="outcome", chat_id=chat_id, approval_id=approval_id, call_id=call_id,
         fingerprint=fingerprint, body=body,
     )
+
+
+def contact_entry(
+    owner: str, action: Literal["put", "delete"], label: str, address: str,
+    previous: Sequence[Mapping[str, str]] = (),
+) -> AuditEntry:
+    """The ``contact`` record of a contact saved (``put``) or deleted (``delete``): its label and address
+    as stored, and for a save the contacts it replaced (``previous``: the label's earlier address, the
+    address's earlier label), so that the chain alone tells what the address book held when."""
+    body: dict[str, Any] = {"action": action, "label": label, "address": address}
+    if previous:
+        body["previous"] = [{"label": p["label"], "address": p["address"]} for p in previous]
+    return AuditEntry(address=owner, kind="contact", chat_id=None, approval_id=None, call_id=None,
+                      fingerprint=None, body=body)
 
 
 def _keccak_hex(raw: str) -> str:

@@ -12,7 +12,7 @@ from typing import Any
 
 from chat_process import LUNARK
 from conftest import sign_in
-from server_harness import SioClient
+from server_harness import Http, SioClient
 from test_truthful_results import ask, decide
 from wallet import sign_wire_tx
 
@@ -153,3 +153,49 @@ async def test_audit_commands_refuse_bad_input_with_a_clear_message(tmp_path: Pa
     garbage.write_text("not json\n")
     code, _, err = await lunark("audit", "verify", str(garbage), "--rpc-url", anvil.url)
     assert code == 1 and "line 1: not JSON" in err
+
+
+async def test_contact_changes_over_http_are_in_the_chain_and_an_edited_one_fails_verification(
+    serve: Any, anvil: Anvil, alice: DevAccount, bob: DevAccount, carol: DevAccount, tmp_path: Path
+) -> None:
+    # A contact silences first_time_recipient and counts as typed by the user: one planted by a
+    # stolen session must show in the trail, and an export that hides or alters it must not verify.
+    server = await serve()
+    token = await sign_in(server, alice)
+    async with Http(server) as http:
+        for method, path, payload in [
+            ("PUT", "/api/contacts/bob", {"address": bob.address}),
+            ("PUT", "/api/contacts/bob", {"address": bob.address}),  # saved again: nothing changes
+            ("PUT", "/api/contacts/Bob", {"address": carol.address}),  # pointed elsewhere
+            ("DELETE", "/api/contacts/bob", None),
+        ]:
+            status, body = await http.request(method, path, token, json=payload)
+            assert status == 200, body
+
+    export = tmp_path / "trail.jsonl"
+    config = str(server.data_dir / "config.json")
+    code, _, err = await lunark("audit", "export", "--user", alice.address, "--config", config, "-o", str(export))
+    assert code == 0, err
+    records = [json.loads(line) for line in export.read_text().splitlines()]
+    assert [(r["kind"], r["chat_id"], r["approval_id"], r["call_id"], r["fingerprint"]) for r in records] == [
+        ("contact", None, None, None, None)
+    ] * 3
+    assert [r["body"] for r in records] == [
+        {"action": "put", "label": "bob", "address": bob.address},
+        {"action": "put", "label": "Bob", "address": carol.address,
+         "previous": [{"label": "bob", "address": bob.address}]},
+        {"action": "delete", "label": "Bob", "address": carol.address},
+    ]
+    code, out, err = await lunark("audit", "verify", str(export), "--rpc-url", anvil.url)
+    assert code == 0, err
+    assert out.startswith("OK: 3 records") and records[-1]["hash"] in out
+
+    # The planted address swapped back for bob's, or the record of it dropped: both fail, at that line.
+    edited = [dict(r) for r in records]
+    edited[1] = {**edited[1], "body": {**edited[1]["body"], "address": bob.address}}
+    dropped = [records[0], records[2]]
+    for name, lines, line in (("edited", edited, 2), ("dropped", dropped, 2)):
+        path = tmp_path / f"{name}.jsonl"
+        path.write_text("".join(json.dumps(r) + "\n" for r in lines))
+        code, _, err = await lunark("audit", "verify", str(path), "--rpc-url", anvil.url)
+        assert code == 1 and "FAILED" in err and f"line {line}:" in err, (name, err)

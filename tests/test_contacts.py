@@ -19,7 +19,8 @@ from lunark.chain.anvil import Anvil, DevAccount
 from lunark.client import LunarkClient
 from lunark.errors import InvalidInput, NotFound
 from lunark.models.scripted import ScriptedChatModel
-from lunark.protocol import Contact
+from lunark.protocol import Contact, ToolCall, ToolResult
+from lunark.protocol import Token as TokenEvent
 from lunark.tools.recipient import addresses_in
 
 ETH = 10**18
@@ -175,3 +176,32 @@ async def test_a_contacts_address_in_a_tools_result_is_not_planted(
         result = await settled(sio, chat_id, "pay1")
         assert result["result"]["status"] == "confirmed", result
         wait_mined(anvil, bob.address, before + 5 * ETH // 100)
+
+
+async def test_balance_of_a_contact_by_label_through_the_sdk(
+    make_server: Any, anvil: Anvil, alice: DevAccount, bob: DevAccount
+) -> None:
+    # The offline planner reads "balance of alice" as alice's balance; the tool resolves the label.
+    server = await make_server()
+    async with LunarkClient(f"http://localhost:{server.port}", signer_key=alice.private_key) as client:
+        await client.add_contact("alice", bob.address)
+        session = await client.join()
+        events = await session.turn("balance of alice")
+        [call] = [e for e in events if isinstance(e, ToolCall)]
+        assert (call.name, call.args) == ("get_balance", {"address": "alice"})
+        [result] = [e for e in events if isinstance(e, ToolResult)]
+        assert result.status == "success", result
+        assert result.result is not None
+        assert result.result["address"] == bob.address and result.result["name"] == "alice"
+        assert int(result.result["raw"]) == native_balance(anvil, bob.address)
+        answer = "".join(e.text for e in events if isinstance(e, TokenEvent))
+        assert f"The balance of alice ({bob.address[:6]}…{bob.address[-4:]})" in answer, answer
+        assert result.result["amount"] in answer.replace(",", "")
+
+        # A word that names no contact is refused, never guessed; a token's name says what to ask instead.
+        events = await session.turn("balance of carol")
+        [result] = [e for e in events if isinstance(e, ToolResult)]
+        assert result.status == "error" and "'carol' is not one of your contacts" in str(result.error)
+        events = await session.turn("balance of tkn")
+        [result] = [e for e in events if isinstance(e, ToolResult)]
+        assert result.status == "error" and "ask for your TKN balance" in str(result.error), result

@@ -19,9 +19,11 @@ from wallet import native_balance, wallet_send
 from lunark.chain.anvil import Anvil, DevAccount
 from lunark.chain.client import ChainClient
 from lunark.chain.ens import normalize_name, primary_name, resolve_name
+from lunark.client.sdk import preview_lines
 from lunark.errors import InvalidName, UnresolvedName
 from lunark.models.scripted import ScriptedChatModel
 from lunark.networks import NetworkRegistry
+from lunark.protocol import ActionRequest
 from lunark.tools.balance import BalanceArgs
 from lunark.tools.transfer import TransferArgs
 
@@ -122,6 +124,12 @@ async def test_any_models_tool_call_may_name_the_recipient(
         # a token transfer: the transaction calls the token; the recipient is in its data
         assert accounts[1].address[2:].lower() in request["tx"]["data"].lower()
         assert "0.2 TKN to alice.eth (" + accounts[1].address + ")" in request["summary"]
+        # The preview names the address paid (in the calldata, not the token contract) by its name too,
+        # as the terminal and lunark mcp print it.
+        short = f"{accounts[1].address[:6]}…{accounts[1].address[-4:]}"
+        lines = preview_lines(ActionRequest.model_validate(request))
+        assert lines[0].startswith("you -0.2 TKN (")
+        assert lines[1].startswith(f"recipient alice.eth ({short}) +0.2 TKN (")
 
 
 @pytest.mark.parametrize(

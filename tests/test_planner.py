@@ -249,6 +249,35 @@ def test_ens_names_stand_where_addresses_do(text: str, expected: list[tuple[str,
     assert calls_of(text) == expected
 
 
+@pytest.mark.parametrize(
+    ("text", "args"),
+    [
+        # A word where the holder stands may be a contact: passed on for the tool to resolve.
+        ("balance of alice", {"address": "alice"}),
+        ("what's the balance of Alice?", {"address": "Alice"}),
+        ("balance for bob", {"address": "bob"}),
+        ("what's alice's balance", {"address": "alice"}),
+        ("alice's TKN balance", {"address": "alice", "token": "TKN"}),
+        ("how much TKN does alice have", {"address": "alice", "token": "TKN"}),
+        ("how much does bob have?", {"address": "bob"}),
+        ("what's the TKN balance of alice", {"address": "alice", "token": "TKN"}),
+        # A word written like a symbol, the native currency, a filler: not a holder.
+        ("balance of TKN", {"token": "TKN"}),
+        ("balance of USDC", {"token": "USDC"}),
+        ("balance of wstETH", {"token": "wstETH"}),
+        ("balance of usdc2", {"token": "usdc2"}),
+        ("balance of ETH", {}),
+        ("balance of ether", {}),
+        ("balance of my wallet", {}),
+        ("how much do I have", {}),
+        ("what's my tkn balance", {"token": "tkn"}),
+        (f"balance of token {TOKEN}", {"token": TOKEN}),
+    ],
+)
+def test_a_contact_label_stands_where_the_holder_does(text: str, args: dict[str, str]) -> None:
+    assert calls_of(text) == [("get_balance", args)]
+
+
 def test_unbound_tool_is_explained_not_called() -> None:
     plan = plan_reply(f"send 0.5 ETH to {BOB}", [GetBalance])
     assert plan.calls == ()

@@ -235,10 +235,68 @@ def test_old_postgres_version_numbers_are_read_in_the_shared_numbering() -> None
     from lunark.store.dialect import POSTGRES, SQLITE
     from lunark.store.schema import pending
 
-    assert [version for version, _ in pending(POSTGRES, 2, "db")[1]] == [4, 5, 6]  # its old 2 is the shared 3
+    assert [version for version, _ in pending(POSTGRES, 2, "db")[1]] == [4, 5, 6, 7]  # its old 2 is the shared 3
     assert pending(POSTGRES, 2, "db")[0] == 3
-    assert [version for version, _ in pending(POSTGRES, 1, "db")[1]] == [3, 4, 5, 6]
-    assert [version for version, _ in pending(POSTGRES, 0, "db")[1]] == [1, 2, 3, 4, 5, 6]
-    assert [version for version, _ in pending(SQLITE, 1, "db")[1]] == [2, 3, 4, 5, 6]
+    assert [version for version, _ in pending(POSTGRES, 1, "db")[1]] == [3, 4, 5, 6, 7]
+    assert [version for version, _ in pending(POSTGRES, 0, "db")[1]] == [1, 2, 3, 4, 5, 6, 7]
+    assert [version for version, _ in pending(SQLITE, 1, "db")[1]] == [2, 3, 4, 5, 6, 7]
     with pytest.raises(ConfigError, match="newer"):
         pending(SQLITE, SCHEMA_VERSION + 1, "db")
+
+
+def _v6_audit_record() -> dict[str, Any]:
+    from lunark.audit import GENESIS, AuditRecord
+
+    return AuditRecord.link(
+        seq=1, prev=GENESIS, address=ALICE, kind="card", at="2026-12-07T03:00:00.000000Z", chat_id="chat_1",
+        approval_id="apr_1", call_id="call_1", fingerprint="ab" * 32, body={"summary": "Send 1 ETH"},
+    ).to_json()
+
+
+async def _the_trail_goes_on(store: Store, card: dict[str, Any]) -> None:
+    from lunark.audit import chain_problems
+
+    await store.put_contact(ALICE, "bob", "0x70997970C51812dc3A010C7d01b50e0d17dc79C8")
+    records = [r.to_json() for r in await store.audit_records(ALICE)]
+    assert records[0] == card and [r["kind"] for r in records] == ["card", "contact"]
+    assert records[1]["chat_id"] is None and chain_problems(records) == []
+
+
+async def test_a_sqlite_trail_of_schema_6_takes_contact_records_and_keeps_its_own(tmp_path: Path) -> None:
+    from lunark.store.dialect import SQLITE
+    from lunark.store.schema import pending
+
+    path, card = tmp_path / "v6.db", _v6_audit_record()
+    with contextlib.closing(sqlite3.connect(path)) as raw:
+        raw.executescript("CREATE TABLE schema_version (version INTEGER NOT NULL);"
+                          "INSERT INTO schema_version (version) VALUES (6);"
+                          + "".join(ddl for version, ddl in pending(SQLITE, 0, "db")[1] if version <= 6))
+        raw.execute("INSERT INTO audit VALUES (:address, :seq, :kind, :at, :chat_id, :approval_id, :call_id, "
+                    ":fingerprint, :body, :prev, :hash)", {**card, "body": '{"summary":"Send 1 ETH"}'})
+        raw.commit()
+    async with await SqliteStore.open(path) as store:
+        await _the_trail_goes_on(store, card)
+    await (await SqliteStore.open(tmp_path / "new.db")).close()
+    assert _sqlite_schema(path) == _sqlite_schema(tmp_path / "new.db")
+
+
+async def test_a_postgres_trail_of_schema_6_takes_contact_records_and_keeps_its_own(
+    pg_url: str, another_pg_url: str
+) -> None:
+    from lunark.store.dialect import POSTGRES
+    from lunark.store.schema import pending
+
+    card = _v6_audit_record()
+    with psycopg.connect(pg_url, autocommit=True) as raw:
+        raw.execute(("CREATE TABLE schema_version (version INTEGER NOT NULL);"
+                     "INSERT INTO schema_version (version) VALUES (6);"
+                     + "".join(ddl for version, ddl in pending(POSTGRES, 0, "db")[1] if version <= 6)).encode())
+        raw.execute("INSERT INTO audit VALUES (%(address)s, %(seq)s, %(kind)s, %(at)s, %(chat_id)s, %(approval_id)s, "
+                    "%(call_id)s, %(fingerprint)s, %(body)s, %(prev)s, %(hash)s)",
+                    {**card, "body": '{"summary":"Send 1 ETH"}'})
+    async with await PostgresStore.open(pg_url) as store:
+        await _the_trail_goes_on(store, card)
+    with psycopg.connect(pg_url, autocommit=True) as raw:
+        assert raw.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
+    await (await PostgresStore.open(another_pg_url)).close()
+    assert _postgres_schema(pg_url) == _postgres_schema(another_pg_url)

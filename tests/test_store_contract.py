@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 from eth_utils.address import to_checksum_address
 
+from lunark.audit import chain_problems
 from lunark.chain.types import TransferIntent
 from lunark.chain.validation import parse_amount
 from lunark.errors import InvalidInput, LunarkError, NotFound, PolicyViolation
@@ -693,3 +694,38 @@ async def test_concurrent_saves_of_one_address_leave_one_contact(store: Store) -
     await asyncio.gather(*(store.put_contact(ALICE, f"bob{i}", BOB) for i in range(8)))
     contacts = await store.list_contacts(ALICE)
     assert len(contacts) == 1 and contacts[0].address == BOB
+    # Each save is one link of the owner's audit chain, unbroken, the last naming what was kept.
+    records = [r.to_json() for r in await store.audit_records(ALICE)]
+    assert len(records) == 8 and chain_problems(records) == []
+    assert records[-1]["body"]["label"] == contacts[0].label
+
+
+async def test_every_contact_change_is_a_record_of_the_owners_audit_chain(backend: Backend) -> None:
+    store = await backend.open()
+    try:
+        await store.put_contact(ALICE, "bob", BOB)
+        await store.put_contact(ALICE, "bob", BOB)  # nothing changes: nothing recorded
+        await store.put_contact(ALICE, "Bob", CAROL)  # the label respelled and pointed elsewhere
+        await store.put_contact(ALICE, "carol", CAROL)  # the address renamed
+        assert await store.delete_contact(ALICE, "bob") is False  # nothing to delete: nothing recorded
+        await store.put_contact(BOB, "alice", ALICE)  # another owner's chain
+    finally:
+        await store.close()
+    store = await backend.open()  # durable, and the chain goes on after a restart
+    try:
+        assert await store.delete_contact(ALICE, "CAROL") is True
+        records = await store.audit_records(ALICE)
+        assert [(r.seq, r.kind, r.chat_id, r.approval_id, r.call_id, r.fingerprint) for r in records] == [
+            (seq, "contact", None, None, None, None) for seq in range(1, 5)
+        ]
+        assert [r.body for r in records] == [
+            {"action": "put", "label": "bob", "address": BOB},
+            {"action": "put", "label": "Bob", "address": CAROL, "previous": [{"label": "bob", "address": BOB}]},
+            {"action": "put", "label": "carol", "address": CAROL, "previous": [{"label": "Bob", "address": CAROL}]},
+            {"action": "delete", "label": "carol", "address": CAROL},
+        ]
+        assert chain_problems([r.to_json() for r in records]) == []
+        [theirs] = await store.audit_records(BOB)
+        assert theirs.seq == 1 and theirs.body == {"action": "put", "label": "alice", "address": ALICE}
+    finally:
+        await store.close()

@@ -319,6 +319,7 @@ async def test_contacts_from_the_terminal_and_a_send_to_a_label(
     await chat.type("send 0.1 ETH to alice")
     card = await chat.expect(CARD_PROMPT)
     assert f"recipient  Alice ({bob.address})" in card
+    assert f"| recipient Alice ({bob.address[:6]}…{bob.address[-4:]}) +0.1 ETH (" in card  # the preview names it
     assert "first_time_recipient" not in card and "never sent to" not in card
     await chat.type("a")
     assert "confirmed" in await chat.expect(PROMPT)

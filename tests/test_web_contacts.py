@@ -61,7 +61,12 @@ async def test_the_contacts_panel_saves_sends_to_and_removes_a_contact(
     await ask(page, "send 0.1 ETH to alice")
     card = page.locator(".approval[data-status=pending]")
     await expect(card.locator(".recipient")).to_have_text(f"alice ({bob.address})")
-    await expect(card.locator(".preview .change")).to_have_count(2)
+    changes = card.locator(".preview .change")
+    await expect(changes).to_have_count(2)
+    # The preview names the address paid by its label, next to the address.
+    await expect(changes.nth(0).locator("th")).to_have_text("You")
+    await expect(changes.nth(1).locator("th")).to_have_text(f"Recipient alice ({bob.address[:6]}…{bob.address[-4:]})")
+    await expect(changes.nth(1).locator(".delta")).to_have_text("+0.1 ETH")
     await expect(card.locator(".warnings")).to_have_count(0)  # a contact is never a first-time recipient
     await screenshot(page, "contacts-card")
     await card.locator("button.approve").click()

@@ -38,9 +38,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Literal, TextIO
 
-from eth_utils.address import to_checksum_address
-
-from lunark.client.sdk import ChatSession, LunarkClient, preview_lines
+from lunark.client.sdk import ChatSession, LunarkClient, paid_address, preview_lines
 from lunark.client.wallet import sign_and_send, with_nonce_floors
 from lunark.errors import LunarkError
 from lunark.protocol import (
@@ -101,14 +99,13 @@ r = reject. A danger warning on the card is acknowledged by typing its code
 after a. Ctrl-C stops a running answer."""
 
 
-def _recipient_row(typed: str, name: str | None, tx: Any) -> str:
+def _recipient_row(typed: str, request: ActionRequest) -> str:
     """The recipient as the user named it (a contact label, an ENS name) and the address the wallet
     pays: for a token, the one in the calldata (``transfer(address,uint256)``), not the contract."""
-    if not name or tx is None:
+    address = paid_address(request)
+    if not request.recipient_name or address is None:
         return typed
-    data = str(tx.data)
-    address = tx.to if len(data) < 74 else "0x" + data[34:74]
-    return f"{name} ({to_checksum_address(address)})"
+    return f"{request.recipient_name} ({address})"
 
 
 class _LineReader:
@@ -613,7 +610,7 @@ class TerminalChat:
                 rows.append(("amount", f"{request.args['amount']} {symbol}".strip()))
             recipient = request.args.get("to")
             if recipient:
-                rows.append(("recipient", _recipient_row(str(recipient), request.recipient_name, tx)))
+                rows.append(("recipient", _recipient_row(str(recipient), request)))
         if tx is not None:
             chain_id = int(tx.chain_id, 16)
             same = chain_id == network.get("chain_id")

@@ -46,6 +46,7 @@ from urllib.parse import quote
 
 import aiohttp
 import socketio
+from eth_utils.address import to_checksum_address
 from pydantic import BaseModel
 
 from lunark.client.connection import Connection, _payload
@@ -90,6 +91,7 @@ __all__ = [
     "LunarkClient",
     "Preview",
     "error_from_body",
+    "paid_address",
     "preview_lines",
 ]
 
@@ -101,12 +103,24 @@ def _units(raw: int, decimals: int) -> str:
     return f"{sign}{whole}" + (f".{digits}" if digits else "")
 
 
+def paid_address(request: ActionRequest) -> str | None:
+    """The address a transfer's transaction pays: its ``to`` for the native currency, for a token the
+    one in ``transfer(address,uint256)``'s calldata (not the token contract). None without a transaction."""
+    tx = request.tx
+    if tx is None:
+        return None
+    data = str(tx.data or "0x")
+    return to_checksum_address(tx.to if len(data) < 74 else "0x" + data[34:74])
+
+
 def preview_lines(request: ActionRequest, *, symbol: str = "ETH", decimals: int = 18) -> list[str]:
     """An action's balance-change preview in plain lines, as the terminal and ``lunark mcp`` show it.
 
-    One line per change (``you -1.5 ETH (10 -> 8.5 ETH)``, ``recipient 0x7099…79C8 +1.5 ETH ...``),
-    then the simulated gas and the worst-case fee (in ``symbol``/``decimals``, the network's native
-    currency); or the one line saying why there is no preview. Empty without a preview.
+    One line per change (``you -1.5 ETH (10 -> 8.5 ETH)``, ``recipient 0x7099…79C8 +1.5 ETH ...``, or
+    ``recipient alice (0x7099…79C8) ...`` when the card names the address paid: ``recipient_name``, a
+    contact label or an ENS name), then the simulated gas and the worst-case fee (in ``symbol``/
+    ``decimals``, the network's native currency); or the one line saying why there is no preview.
+    Empty without a preview.
     """
     preview = request.preview
     if preview is None:
@@ -114,9 +128,16 @@ def preview_lines(request: ActionRequest, *, symbol: str = "ETH", decimals: int 
     if not preview.simulated:
         return [f"no balance preview: {preview.reason or 'the node could not simulate it'}"]
     sender = (request.tx.from_ if request.tx is not None else "").lower()
+    named = (paid_address(request) or "").lower() if request.recipient_name else ""
     lines: list[str] = []
     for change in preview.changes:
-        who = "you" if change.address.lower() == sender else f"recipient {change.address[:6]}…{change.address[-4:]}"
+        short = f"{change.address[:6]}…{change.address[-4:]}"
+        if change.address.lower() == sender:
+            who = "you"
+        elif change.address.lower() == named:  # only the address the card names, never another party
+            who = f"recipient {request.recipient_name} ({short})"
+        else:
+            who = f"recipient {short}"
         delta = int(change.delta)
         amount = f"{'+' if delta > 0 else ''}{_units(delta, change.decimals)} {change.symbol}"
         lines.append(f"{who} {amount} ({_units(int(change.before), change.decimals)} -> "

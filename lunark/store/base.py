@@ -463,8 +463,9 @@ class Store(Protocol):
 
     async def audit_records(self, address: str, *, after: int = 0, limit: int | None = None) -> list[AuditRecord]:
         """The user's audit chain (``lunark.audit``) from ``seq`` ``after + 1``, in order. Its records are
-        written by ``put_approval`` (cards offered), ``claim_approval`` (decisions) and
-        ``advance_settlement`` (outcomes), each in the same transaction as what it records."""
+        written by ``put_approval`` (cards offered), ``claim_approval`` (decisions),
+        ``advance_settlement`` (outcomes), ``put_contact`` and ``delete_contact`` (contact changes), each
+        in the same transaction as what it records."""
         ...
 
     # contacts (lunark.contacts)
@@ -472,11 +473,13 @@ class Store(Protocol):
     async def put_contact(self, owner: str, label: str, address: str) -> ContactRecord:
         """Save ``address`` under ``label`` (a valid label, a valid address): adds it, points an
         existing label (any case) at the new address, or renames the address's previous label;
-        atomic. ``InvalidInput`` for a malformed label or address."""
+        atomic, with its ``contact`` audit record (none when nothing changed). ``InvalidInput`` for a
+        malformed label or address."""
         ...
 
     async def delete_contact(self, owner: str, label: str) -> bool:
-        """Forget the owner's contact ``label`` (any case); whether there was one."""
+        """Forget the owner's contact ``label`` (any case), with its ``contact`` audit record; whether
+        there was one."""
         ...
 
     async def list_contacts(self, owner: str) -> list[ContactRecord]:

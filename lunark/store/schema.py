@@ -3,9 +3,10 @@
 Version 1 is the chat side (chats, messages, the event log, transactions, sign-in), 2 the money path
 (approvals, settlements, the hashes that settle them, the spend ledger in base units), 3 the index
 the expiry clock pages by, 4 the audit trail, 5 the contacts (``lunark.contacts``), 6 the answers
-being written (``Runner.recover_answers``). Column
+being written (``Runner.recover_answers``), 7 contact changes in the audit trail. Column
 types differ (text vs ``timestamptz``, ``jsonb``, ``boolean``, identity columns), so 1, 2 and 5 are
-written per database; what is the same is written once.
+written per database, and so is 7 (SQLite cannot alter a check constraint: it copies the table);
+what is the same is written once.
 
 Postgres databases made before the numbering was shared carry their own numbers: its old 1 held
 everything of SQLite's 2, its old 2 was 3. Lunark never writes a version below 3 on Postgres (it
@@ -19,7 +20,7 @@ from lunark.store.dialect import Dialect
 
 __all__ = ["SCHEMA_VERSION", "pending"]
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 """The schema this code writes; a database with a newer one is refused."""
 
 LEGACY_POSTGRES = {1: 2, 2: 3}
@@ -165,6 +166,27 @@ CREATE TABLE IF NOT EXISTS contacts (
 );
 CREATE UNIQUE INDEX IF NOT EXISTS contacts_by_address ON contacts (owner, address);
 """,
+    # Contact changes in the audit trail: a fourth kind, which belongs to no chat or approval.
+    7: """
+CREATE TABLE audit_v7 (
+    address     TEXT NOT NULL,
+    seq         BIGINT NOT NULL CHECK (seq > 0),
+    kind        TEXT NOT NULL CHECK (kind IN ('card', 'decision', 'outcome', 'contact')),
+    at          TEXT NOT NULL,
+    chat_id     TEXT,
+    approval_id TEXT,
+    call_id     TEXT,
+    fingerprint TEXT,
+    body        TEXT NOT NULL,
+    prev        TEXT NOT NULL,
+    hash        TEXT NOT NULL,
+    PRIMARY KEY (address, seq)
+);
+INSERT INTO audit_v7 (address, seq, kind, at, chat_id, approval_id, call_id, fingerprint, body, prev, hash)
+    SELECT address, seq, kind, at, chat_id, approval_id, call_id, fingerprint, body, prev, hash FROM audit;
+DROP TABLE audit;
+ALTER TABLE audit_v7 RENAME TO audit;
+""",
 }
 
 _POSTGRES: dict[int, str] = {
@@ -300,6 +322,12 @@ CREATE TABLE IF NOT EXISTS contacts (
     PRIMARY KEY (owner, label_key)
 );
 CREATE UNIQUE INDEX IF NOT EXISTS contacts_by_address ON contacts (owner, address);
+""",
+    # Contact changes in the audit trail: a fourth kind, which belongs to no chat or approval.
+    7: """
+ALTER TABLE audit DROP CONSTRAINT IF EXISTS audit_kind_check;
+ALTER TABLE audit ADD CONSTRAINT audit_kind_check CHECK (kind IN ('card', 'decision', 'outcome', 'contact'));
+ALTER TABLE audit ALTER COLUMN chat_id DROP NOT NULL, ALTER COLUMN approval_id DROP NOT NULL;
 """,
 }
 

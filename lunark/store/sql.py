@@ -25,6 +25,7 @@ from lunark.audit import (
     AuditRecord,
     canonical_json,
     card_entries,
+    contact_entry,
     decision_entries,
     outcome_entry,
 )
@@ -522,16 +523,31 @@ class SqlStore(ABC):
         def put() -> Operation[ContactRecord]:
             # Under the owner's lock: two saves of one address under two labels cannot both rename it.
             yield Lock(f"contacts:{owner}")
+            held = yield Query(q.GET_CONTACT, params)
             renamed = yield Query(q.UNLABEL_ADDRESS, params)
             if renamed:  # a rename keeps when the address was first saved
                 params["created_at"] = renamed[0][0]
             rows = yield Query(q.PUT_CONTACT, params)
+            # What the save replaced: the label's earlier address (or spelling), the address's earlier label.
+            previous = [{"label": str(row[1]), "address": str(row[2])} for row in held
+                        if (row[1], row[2]) != (label, checked)]
+            previous += [{"label": str(row[1]), "address": checked} for row in renamed]
+            if previous or not held:  # saving what is already saved changes nothing, and is not recorded
+                yield from self._audit([contact_entry(owner, "put", label, checked, previous)])
             return q.contact(self.dialect, rows[0])
 
         return await self._perform(put(), transaction=True)
 
     async def delete_contact(self, owner: str, label: str) -> bool:
-        return bool(await self._fetch(q.DELETE_CONTACT, {"owner": owner.lower(), "label_key": label.strip().lower()}))
+        params = {"owner": owner.lower(), "label_key": label.strip().lower()}
+
+        def delete() -> Operation[bool]:
+            rows = yield Query(q.DELETE_CONTACT, params)
+            for deleted, address in rows:
+                yield from self._audit([contact_entry(owner, "delete", str(deleted), str(address))])
+            return bool(rows)
+
+        return await self._perform(delete(), transaction=True)
 
     async def list_contacts(self, owner: str) -> list[ContactRecord]:
         rows = await self._fetch(q.LIST_CONTACTS, {"owner": owner.lower()})

@@ -194,7 +194,7 @@ CONTACT_COLUMNS = "owner, label, address, created_at"
 # An address has one label per owner: saving it under another renames it (the old row goes first).
 UNLABEL_ADDRESS = (
     "DELETE FROM contacts WHERE owner = :owner AND address = :address AND label_key <> :label_key "
-    "RETURNING created_at"
+    "RETURNING created_at, label"
 )
 PUT_CONTACT = (
     "INSERT INTO contacts (owner, label_key, label, address, created_at) "
@@ -204,7 +204,7 @@ PUT_CONTACT = (
     "ELSE excluded.created_at END "
     f"RETURNING {CONTACT_COLUMNS}"
 )
-DELETE_CONTACT = "DELETE FROM contacts WHERE owner = :owner AND label_key = :label_key RETURNING label"
+DELETE_CONTACT = "DELETE FROM contacts WHERE owner = :owner AND label_key = :label_key RETURNING label, address"
 LIST_CONTACTS = f"SELECT {CONTACT_COLUMNS} FROM contacts WHERE owner = :owner ORDER BY label_key"
 GET_CONTACT = f"SELECT {CONTACT_COLUMNS} FROM contacts WHERE owner = :owner AND label_key = :label_key"
 

@@ -8,6 +8,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from lunark.chain.ens import resolve_recipient
 from lunark.contacts import contact_named
+from lunark.errors import InvalidInput, UnknownToken
+from lunark.networks import Network, Token
 from lunark.tools.base import ApprovalRule, Decision, Proposal, ToolContext
 
 __all__ = ["BalanceArgs", "GetBalance"]
@@ -57,7 +59,18 @@ class GetBalance:
         network = ctx.network
         client = ctx.clients.get(network)
         token = None if network.is_native(args.token) else args.token
-        contact = await contact_named(ctx.history, ctx.user_address, args.address) if args.address else None
+        try:
+            contact = await contact_named(ctx.history, ctx.user_address, args.address) if args.address else None
+        except InvalidInput as exc:
+            known = _known_token(network, args.address) if args.token is None else None
+            if known is None:
+                raise
+            # "balance of usdc": a word that names no contact but a token here; say so, never guess.
+            raise InvalidInput(
+                f"{exc.message} {known.symbol} is a token on {network.display_name}: for your own balance of it, "
+                f"ask for your {known.symbol} balance.",
+                **exc.details,
+            ) from exc
         name: str | None
         if contact is not None:
             address, name = contact.address, contact.label
@@ -67,3 +80,10 @@ class GetBalance:
         balance = await client.balance(address, token)
         named = {"name": name} if name else {}
         return {**balance.to_dict(), **named, "network": network.name, "display_name": network.display_name}
+
+
+def _known_token(network: Network, word: str | None) -> Token | None:
+    try:
+        return network.token(word) if word else None
+    except UnknownToken:
+        return None

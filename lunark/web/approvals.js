@@ -203,13 +203,19 @@ function createApproval(approval) {
   return card;
 }
 
-/** The recipient as the user named it (a contact label, an ENS name) and the address the wallet
- * pays: for a token, the one in transfer(address,uint256)'s calldata, not the token contract. */
+/** The address a transfer's transaction pays: for a token, the one in transfer(address,uint256)'s
+ * calldata, not the token contract; null without a transaction. */
+function paidAddress(request) {
+  if (!request.tx) return null;
+  const data = String(request.tx.data || "0x");
+  return data.length >= 74 ? `0x${data.slice(34, 74)}` : String(request.tx.to);
+}
+
+/** The recipient as the user named it (a contact label, an ENS name) and the address the wallet pays. */
 function recipientText(request) {
   const typed = String(request.args.to ?? "");
-  if (!request.recipient_name || !request.tx) return typed;
-  const data = String(request.tx.data || "0x");
-  const address = data.length >= 74 ? `0x${data.slice(34, 74)}` : String(request.tx.to);
+  const address = paidAddress(request);
+  if (!request.recipient_name || !address) return typed;
   return `${request.recipient_name} (${address})`;
 }
 
@@ -252,12 +258,16 @@ function previewBlock(request, networks) {
     return h("p", { class: "preview preview-none" }, `No balance preview: ${preview.reason || "the node could not simulate it"}.`);
   }
   const from = request.tx ? String(request.tx.from).toLowerCase() : "";
+  // The card's name for the address it pays (a contact label, an ENS name), on that address's row only.
+  const named = request.recipient_name ? String(paidAddress(request) || "").toLowerCase() : "";
   const amount = (value, c) => `${P.formatUnits(value, c.decimals)} ${c.symbol}`;
   const rows = preview.changes.map((c) => {
     const mine = c.address.toLowerCase() === from;
+    const whose = mine ? "You" : c.address.toLowerCase() === named
+      ? `Recipient ${request.recipient_name} (${P.shortHex(c.address)})` : `Recipient ${P.shortHex(c.address)}`;
     const delta = BigInt(c.delta);
     return h("tr", { class: `change ${delta < 0n ? "out" : "in"}` },
-      h("th", { scope: "row" }, mine ? "You" : `Recipient ${P.shortHex(c.address)}`),
+      h("th", { scope: "row" }, whose),
       h("td", { class: "delta" }, `${delta > 0n ? "+" : ""}${amount(c.delta, c)}`),
       h("td", { class: "balances" }, `${amount(c.before, c)} → ${amount(c.after, c)}`));
   });

@@ -235,6 +235,17 @@ _BALANCE_TOKEN_RES: Final = (
         rf"\bbalances?\s+(?:of|in|for)\s+(?:the\s+)?(?:token\s+)?(?P<t>{_SYMBOL})", re.IGNORECASE
     ),
 )
+# Whose balance, when it is one of the user's contacts ("balance of alice", "alice's balance", "how much
+# does alice have"): the planner cannot see the address book, so it passes the word on as the holder and
+# the balance tool resolves it, or refuses a word that names no contact. After "balance of", a word
+# written like a token symbol (TKN, USDC, wstETH) is the token, as before; any other word is the holder.
+_BALANCE_HOLDER_RES: Final = (
+    re.compile(rf"\bbalances?\s+(?:of|for)\s+(?!token\b)(?P<h>{_LABEL})", re.IGNORECASE),
+    re.compile(rf"(?P<h>{_LABEL})['’]s\s+(?:{_SYMBOL}\s+)?(?:token\s+)?balances?\b", re.IGNORECASE),
+    re.compile(rf"\b(?:does|do|has)\s+(?P<h>{_LABEL})\s+(?:have|hold|own|got)\b", re.IGNORECASE),
+)
+_SYMBOL_LIKE = re.compile(r"\w*\d\w*|(?:[a-z]*[A-Z]){2}\w*")
+"""Written like a token symbol: a digit, or two capitals or more (TKN, USDC, wstETH, USDbC); not Alice."""
 _BALANCE_FOLLOW_UP = re.compile(
     rf"^(?:(?:my|the|of|for|what\s+about)\s+)*(?P<t>{_TOKEN})(?:\s+(?:balance|too))?$",
     re.IGNORECASE,
@@ -437,14 +448,30 @@ def _read_transfers(clause: str) -> tuple[list[_Intent], int]:
 
 def _read_balance(clause: str) -> _Intent:
     names = [m.group(0) for m in _NAME_RE.finditer(clause)]
-    token = _balance_token(clause, exclude=names)
+    label = _balance_holder_label(clause)
+    token = _balance_token(clause, exclude=[*names, *([label] if label else [])])
     args: dict[str, str] = {}
-    holder = next((a for a in _ADDRESS_RE.findall(clause) if a != token), None) or next(iter(names), None)
+    holder = (next((a for a in _ADDRESS_RE.findall(clause) if a != token), None) or next(iter(names), None)
+              or label)
     if holder:
         args["address"] = holder
     if token and token.lower() not in _NATIVE_WORDS:
         args["token"] = token
     return _Intent(BALANCE, args)
+
+
+def _balance_holder_label(clause: str) -> str | None:
+    """The word a balance question names as the holder, when it may be a contact's label (the balance
+    tool resolves it): never a filler, a pronoun, the native currency or a word written like a symbol."""
+    for pattern in _BALANCE_HOLDER_RES:
+        for match in pattern.finditer(clause):
+            word = match["h"]
+            if word.lower() in _NOT_TOKENS or word.lower() in _NATIVE_WORDS:
+                continue
+            if pattern is _BALANCE_HOLDER_RES[0] and _SYMBOL_LIKE.fullmatch(word):
+                continue  # "balance of TKN": the token
+            return word
+    return None
 
 
 def _balance_token(clause: str, exclude: Sequence[str] = ()) -> str | None:
