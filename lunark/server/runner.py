@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import suppress
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -23,7 +23,7 @@ from lunark.errors import AlreadyDecided, ApprovalExpired, Busy, InvalidInput, L
 from lunark.graph.agent import Agent, AgentEvent
 from lunark.ids import new_id
 from lunark.server.expiry import ExpiryClock
-from lunark.server.hub import Hub
+from lunark.server.hub import Publisher
 from lunark.store import ApprovalRecord, ChatRecord, OpenAnswer, Store
 
 __all__ = ["INTERRUPTED", "Runner", "TurnLocks"]
@@ -70,8 +70,9 @@ class Runner:
     """One agent turn at a time per chat; decisions applied once; approvals that expire, fail closed."""
 
     def __init__(
-        self, agent: Agent, hub: Hub, store: Store, *, turns: TurnLocks | None = None, supersede: bool = True,
-        expiry_interval: float = 1.0,
+        self, agent: Agent, hub: Publisher, store: Store, *, turns: TurnLocks | None = None, supersede: bool = True,
+        expiry_interval: float = 1.0, owns: Callable[[str], bool] | None = None,
+        on_turn: Callable[[str, bool], None] | None = None,
     ) -> None:
         self.agent = agent
         self.hub = hub
@@ -94,14 +95,21 @@ class Runner:
         """Chat id -> the approval its running turn announced (pending_approval sent)."""
         self.clock = ExpiryClock(store, self._expire_record, interval=expiry_interval)
         """Expires pending approvals from the store, on time, holding nothing per approval."""
+        self.owns = owns or _every_chat
+        """Which chats this runner recovers and expires on its own: all of them, unless it is one of
+        several turn workers (``lunark.server.worker``), each of which owns a share of the chats."""
+        self._on_turn = on_turn
+        """Told when a chat's turn task starts (True) and ends (False): a worker's relay keeps
+        ``running`` and ``busy`` from it (``lunark.server.workers``)."""
 
     async def recover(self) -> None:
         """After a restart: carry every unfinished settlement on, apply every decision that was
         claimed but not applied (never offering its approval again), and start the expiry clock
         (pending approvals stay in the store until they are decided or due)."""
-        await self.agent.settlements.resume_all()
+        await self.agent.settlements.resume_all(owns=self.owns)
         for record in await self.store.approvals(["decided"]):
-            await self.recover_approval(record)
+            if self.owns(record.chat_id):
+                await self.recover_approval(record)
         await self.recover_answers()
         self.clock.start()
 
@@ -156,7 +164,7 @@ class Runner:
         writer is dead."""
         for cut in await self.store.open_answers():
             chat_id = cut.chat_id
-            if self.running(chat_id):
+            if self.running(chat_id) or not self.owns(chat_id):
                 continue
             self._reserved.add(chat_id)  # no await since the check: a new message waits for the close
             claimed = False
@@ -308,6 +316,14 @@ class Runner:
     def busy(self) -> bool:
         """Whether any chat's turn is starting or running."""
         return bool(self._reserved or self._tasks)
+
+    async def pending_approval(self, chat_id: str) -> dict[str, Any] | None:
+        """The approval the chat waits for, or None (``Agent.pending_approval``)."""
+        return await self.agent.pending_approval(chat_id)
+
+    async def tools(self) -> list[dict[str, Any]]:
+        """The agent's tools as ``GET /api/tools`` lists them."""
+        return [t.to_wire() for t in self.agent.tools.info()]
 
     # -- turns -----------------------------------------------------------------------------------
 
@@ -481,6 +497,8 @@ class Runner:
                 await asyncio.wait({closing})
                 if self._tasks.get(chat.chat_id) is closing:
                     del self._tasks[chat.chat_id]
+                    if self._on_turn is not None:
+                        self._on_turn(chat.chat_id, False)
             if self.running(chat.chat_id):
                 raise NoPendingApproval(
                     f"This chat is not waiting for approval {approval_id}.", approval_id=approval_id
@@ -621,12 +639,16 @@ class Runner:
         task = asyncio.create_task(self._drive(chat, events, answer, continuing, resumed),
                                    name=f"lunark-turn-{chat.chat_id}")
         self._tasks[chat.chat_id] = task
+        if self._on_turn is not None:
+            self._on_turn(chat.chat_id, True)
 
         def done(_: asyncio.Task[None]) -> None:
             if self._tasks.get(chat.chat_id) is task:
                 del self._tasks[chat.chat_id]
                 self._resumed.pop(chat.chat_id, None)
                 self._ending.discard(chat.chat_id)
+                if self._on_turn is not None:
+                    self._on_turn(chat.chat_id, False)
             if inflight is not None:
                 self._inflight.pop(inflight, None)
             self._release_turn(chat.chat_id)
@@ -756,6 +778,8 @@ class Runner:
 
     async def _expire_record(self, record: ApprovalRecord) -> None:
         """The clock found ``record`` due."""
+        if not self.owns(record.chat_id):
+            return  # another worker's chat: its own clock expires it
         chat = await self.store.get_chat(record.chat_id)
         if chat is None:  # the chat is gone: nothing can be decided any more
             await self._set_aside(record.approval_id)
@@ -792,7 +816,7 @@ class _Answer:
 
     __slots__ = ("chat_id", "hub", "message_id", "owner", "text")
 
-    def __init__(self, hub: Hub, chat: ChatRecord, message_id: str | None = None) -> None:
+    def __init__(self, hub: Publisher, chat: ChatRecord, message_id: str | None = None) -> None:
         self.hub = hub
         self.chat_id = chat.chat_id
         self.owner = chat.owner
@@ -813,6 +837,10 @@ async def _prepend(first: AgentEvent, rest: AsyncIterator[AgentEvent]) -> AsyncI
             yield event
     finally:
         await rest.aclose()  # type: ignore[attr-defined]
+
+
+def _every_chat(chat_id: str) -> bool:
+    return True
 
 
 def _expires_at(approval: dict[str, Any]) -> datetime:
