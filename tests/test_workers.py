@@ -231,7 +231,9 @@ async def test_a_message_sent_while_no_worker_is_up_waits_for_it_and_runs(
     async with SioClient(served, token) as sio:
         chat_id = (await sio.call("join_chat", {}))["chat_id"]
         os.kill(first, signal.SIGKILL)
-        while alive(first):
+        for _ in range(500):  # until the serving process has reaped it
+            if not alive(first):
+                break
             await asyncio.sleep(0.01)
         [down] = await server.workers()
         assert not down["ready"], down  # the new worker is still importing

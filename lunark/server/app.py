@@ -40,7 +40,7 @@ from lunark.server.namespace import ChatNamespace
 from lunark.server.runner import Runner
 from lunark.server.service import ChatService
 from lunark.server.transport import TRANSPORT_FACTOR, LunarkSocketServer
-from lunark.server.workers import RemoteRunner, WorkerPool
+from lunark.server.workers import RemoteRunner, WorkerPool, load_factory
 from lunark.store import SettlementRecord, open_store
 from lunark.tools.base import Tool
 
@@ -75,8 +75,14 @@ class LunarkServer:
         model: BaseChatModel | None = None,
         extra_tools: Sequence[Tool] = (),
         environ: Mapping[str, str] | None = None,
+        model_factory: str | None = None,
     ) -> None:
+        """``model``: the chat model instead of the configured one (this process only); or
+        ``model_factory``, ``"module:callable"`` returning one, which turn workers call too."""
         self.settings = settings
+        self._model_factory = model_factory
+        if model is None and model_factory is not None and not settings.server.workers:
+            model = load_factory(model_factory)()
         self._model = model
         self._extra_tools = extra_tools
         self._environ = environ
@@ -107,7 +113,8 @@ class LunarkServer:
                               "store.url (Postgres) it is not supported yet: set server.workers = 0.")
         if workers and (self._model is not None or self._extra_tools):
             raise ConfigError("server.workers builds the agent in each worker process from the settings; a "
-                              "model or tools given in code stay in this process: set server.workers = 0.")
+                              "model or tools given in code stay in this process: name the model by "
+                              "model_factory, or set server.workers = 0.")
         try:
             self.store = await open_store(settings.store.url, settings.data_dir / "lunark.sqlite",
                                           pool_size=settings.store.pool_size)
@@ -194,7 +201,7 @@ class LunarkServer:
             else:
                 # Turns in worker processes (lunark.server.workers): stopped before the hub closes,
                 # so that the turns they stop still reach the log.
-                self.workers = WorkerPool(settings, self.hub, workers)
+                self.workers = WorkerPool(settings, self.hub, workers, model_factory=self._model_factory)
                 self.runner = RemoteRunner(self.workers)
                 self._stack.push_async_callback(self.runner.aclose)
                 await self.workers.start()

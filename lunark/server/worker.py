@@ -29,7 +29,7 @@ from typing import Any
 
 from lunark.config import Settings
 from lunark.errors import LunarkError, NotFound
-from lunark.server.workers import chat_record, error_from, owner_of, read_frame, write_frame
+from lunark.server.workers import chat_record, error_from, load_factory, owner_of, read_frame, write_frame
 
 __all__ = ["WorkerHub", "main"]
 
@@ -103,6 +103,12 @@ class WorkerHub:
             frame["id"] = ack
         write_frame(self._writer, frame)
 
+    def send(self, message: dict[str, Any]) -> None:
+        """Send another frame (a job's answer), after everything published before it."""
+        self._flush()
+        if not self._closed:
+            write_frame(self._writer, message)
+
     def published(self, message: dict[str, Any]) -> None:
         """The serving process's answer to a ``publish``."""
         done = self._acks.pop(int(message["id"]), None)
@@ -129,8 +135,9 @@ class WorkerHub:
 
 
 class _Worker:
-    def __init__(self, settings: Settings, index: int, count: int) -> None:
+    def __init__(self, settings: Settings, index: int, count: int, model_factory: str | None = None) -> None:
         self.settings = settings
+        self.model_factory = model_factory
         self.index = index
         self.count = count
         self._tasks: set[asyncio.Task[None]] = set()
@@ -150,7 +157,8 @@ class _Worker:
             self.store = store = await open_store(None, settings.data_dir / "lunark.sqlite",
                                                   pool_size=settings.store.pool_size)
             stack.push_async_callback(store.close)
-            agent = await stack.enter_async_context(Agent.open(settings, store=store))
+            model = load_factory(self.model_factory)() if self.model_factory else None
+            agent = await stack.enter_async_context(Agent.open(settings, model=model, store=store))
             reader, writer = await asyncio.open_unix_connection(socket_path)
             stack.callback(writer.close)
             write_frame(writer, {"op": "hello", "index": self.index, "pid": os.getpid()})
@@ -214,8 +222,7 @@ class _Worker:
         except Exception:
             logger.exception("job %s failed", message.get("method"))
             answer["error"] = {"code": "internal", "message": "Internal error."}
-        if not self.hub._closed:
-            write_frame(self.hub._writer, answer)
+        self.hub.send(answer)
 
     async def _perform(self, method: str, args: dict[str, Any]) -> Any:
         runner = self.runner
@@ -251,13 +258,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--settings", required=True, type=Path, help="the settings, as JSON")
     parser.add_argument("--index", required=True, type=int)
     parser.add_argument("--count", required=True, type=int)
+    parser.add_argument("--model-factory", help="module:callable returning the chat model")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO,
                         format=f"%(asctime)s %(levelname)s worker-{args.index} %(name)s: %(message)s")
     for noisy in ("httpx", "web3", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     settings = Settings.model_validate_json(args.settings.read_text())
-    worker = _Worker(settings, args.index, args.count)
+    worker = _Worker(settings, args.index, args.count, args.model_factory)
     try:
         import uvloop
     except ImportError:

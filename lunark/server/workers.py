@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import itertools
 import json
 import logging
@@ -46,18 +47,19 @@ import sys
 import tempfile
 import time
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from lunark.config import Settings
-from lunark.errors import Busy, LunarkError
+from lunark.errors import Busy, ConfigError, LunarkError
 from lunark.server.hub import Hub
 from lunark.store import ChatRecord
 
-__all__ = ["JOB_WAIT", "RemoteRunner", "WorkerPool", "chat_record", "error_from", "owner_of", "read_frame",
-           "wire_chat", "write_frame"]
+__all__ = ["JOB_WAIT", "RemoteRunner", "WorkerPool", "chat_record", "error_from", "load_factory", "owner_of",
+           "read_frame", "wire_chat", "write_frame"]
 
 logger = logging.getLogger(__name__)
 
@@ -108,6 +110,15 @@ def chat_record(data: dict[str, Any]) -> ChatRecord:
                       created_at=datetime.fromisoformat(data["created_at"]), title=data.get("title"))
 
 
+def load_factory(path: str) -> Callable[[], Any]:
+    """``"module:callable"``, imported."""
+    module, _, name = path.partition(":")
+    if not module or not name:
+        raise ConfigError(f"A model factory is named 'module:callable', not {path!r}.")
+    factory: Callable[[], Any] = getattr(importlib.import_module(module), name)
+    return factory
+
+
 def _error_classes() -> dict[str, type[LunarkError]]:
     """The most general error class of each code (``InvalidInput`` for ``invalid_input``, ...)."""
     found: dict[str, type[LunarkError]] = {}
@@ -155,8 +166,12 @@ class WorkerPool:
     """Starts N turn workers, restarts any that dies, and carries jobs and events between them and
     the relay's ``Hub``."""
 
-    def __init__(self, settings: Settings, hub: Hub, count: int, *, job_wait: float = JOB_WAIT) -> None:
+    def __init__(self, settings: Settings, hub: Hub, count: int, *, job_wait: float = JOB_WAIT,
+                 model_factory: str | None = None) -> None:
+        """``model_factory``: ``"module:callable"`` each worker calls for its chat model (instead
+        of the configured one)."""
         self.settings = settings
+        self.model_factory = model_factory
         self.hub = hub
         self.count = count
         self.job_wait = job_wait
@@ -228,6 +243,7 @@ class WorkerPool:
                 sys.executable, "-m", "lunark.server.worker", "--socket", str(self._dir / "workers.sock"),
                 "--settings", str(self._dir / "settings.json"), "--index", str(worker.index),
                 "--count", str(self.count),
+                *(["--model-factory", self.model_factory] if self.model_factory else []),
                 stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
                 start_new_session=True,  # a terminal's Ctrl-C stops the serving process, which stops them
             )
@@ -273,8 +289,8 @@ class WorkerPool:
                 self._received(worker, message)
         finally:
             # Its process is ending (or broken): the supervisor sees it exit and starts another.
-            if (worker.writer is writer and worker.proc is not None and worker.proc.returncode is None
-                    and worker.pid == worker.proc.pid):
+            if (worker.writer is writer and not self._stopping and worker.proc is not None
+                    and worker.proc.returncode is None and worker.pid == worker.proc.pid):
                 with contextlib.suppress(ProcessLookupError):
                         worker.proc.kill()
             writer.close()
