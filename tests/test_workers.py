@@ -243,3 +243,20 @@ async def test_a_message_sent_while_no_worker_is_up_waits_for_it_and_runs(
         end = await sio.wait_event("message_end", chat_id=chat_id, finish_reason="stop", timeout=60)
         assert end["message_id"] != ack["message_id"]
     assert await server.worker_pid() != first
+
+
+async def test_workers_with_a_postgres_store_or_a_model_object_are_refused_plainly(tmp_path: Path) -> None:
+    """Not supported yet, said at start (before anything is opened): workers on a Postgres store,
+    and a model object, which cannot reach another process (``model_factory`` names one that can)."""
+    from lunark.config import Settings
+    from lunark.errors import ConfigError
+    from lunark.models.planner import OfflinePlanner
+    from lunark.server.app import LunarkServer
+
+    on_postgres = Settings.load(data_dir=tmp_path, store={"url": "postgresql://lunark@127.0.0.1:1/lunark"},
+                                server={"workers": 1})
+    with pytest.raises(ConfigError, match=r"server\.workers"):
+        await LunarkServer(on_postgres).start()
+    local = Settings.load(data_dir=tmp_path, server={"workers": 1})
+    with pytest.raises(ConfigError, match="model_factory"):
+        await LunarkServer(local, model=OfflinePlanner()).start()
