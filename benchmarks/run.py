@@ -116,6 +116,10 @@ async def bench_relay(p: dict[str, Any], tmp: Path, args: argparse.Namespace) ->
         servers["lunark+" + patch] = python_server(
             "lunark+" + patch, "lunark", "--data-dir", str(tmp / f"relay-ab{i}"), "--patch", patch
         )
+    for count in args.workers or []:
+        servers[f"lunark+w{count}"] = python_server(
+            f"lunark+w{count}", "lunark", "--data-dir", str(tmp / f"relay-w{count}"), "--workers", str(count)
+        )
     for i, rev in enumerate(args.rev or []):
         servers["lunark+" + rev] = revision_server(
             "lunark+" + rev, rev, tmp / f"rev{i}", "lunark", "--data-dir", str(tmp / f"relay-rev{i}")
@@ -309,6 +313,13 @@ def main(argv: list[str] | None = None) -> int:
         action="append",
         help="also run Lunark as of this git revision as another relay target (before/after in the same "
         "run); may be repeated",
+    )
+    parser.add_argument(
+        "--workers",
+        action="append",
+        type=int,
+        help="also run Lunark with this many turn worker processes (server.workers) as another relay "
+        "target, lunark+wN, in the same run; may be repeated",
     )
     parser.add_argument("--cells", help="relay cells instead of the plan's, e.g. 200:100:50,2000:10:0 (M:C:rate)")
     parser.add_argument("--targets", help="relay targets to run (default lunark,sio,sio-whole,node)")

@@ -86,6 +86,8 @@ async def serve_lunark(args: argparse.Namespace) -> None:
         server_section["flush_interval_ms"] = args.flush_ms
     if args.redis_url:
         server_section["redis_url"] = args.redis_url
+    if args.workers:
+        server_section["workers"] = args.workers
     extra: dict[str, Any] = {}
     if args.store_url:
         extra["store"] = {"url": args.store_url}
@@ -104,7 +106,10 @@ async def serve_lunark(args: argparse.Namespace) -> None:
                          for name in ("sign_in", "create_chat", "message", "decision", "join")}},
         **extra,
     )
-    server = LunarkServer(settings, model=BenchModel(), environ={})
+    if args.workers:  # the turn workers build the model themselves (lunark.server.workers)
+        server = LunarkServer(settings, model_factory="benchmarks.benchmodel:BenchModel", environ={})
+    else:
+        server = LunarkServer(settings, model=BenchModel(), environ={})
     await server.start()
     patches = (args.patch or "").split(",")
     if "no-gc-freeze" not in patches:
@@ -211,6 +216,7 @@ def main() -> None:
     parser.add_argument("--redis-url", help="Redis for Socket.IO fan-out (lunark, several processes)")
     parser.add_argument("--signer", choices=["anvil"], help="a local signer (lunark)")
     parser.add_argument("--approval-ttl", type=float, help="seconds a pending approval waits (lunark)")
+    parser.add_argument("--workers", type=int, help="turn worker processes (lunark; server.workers)")
     parser.add_argument("--codec", choices=["json", "orjson"], help="python-socketio JSON codec")
     parser.add_argument("--patch", help="comma-separated candidate improvements (benchmarks/patches.py)")
     parser.add_argument("--profile", help="write a cProfile (.prof) or pyinstrument (.html) profile here")

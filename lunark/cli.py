@@ -41,6 +41,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="port to listen on (default 8080)")
     serve.add_argument("--rpc-url", help="RPC URL of the default network's chain node")
     serve.add_argument("--config", type=Path, help="configuration file (TOML or JSON)")
+    serve.add_argument("--workers", type=int, metavar="N",
+                       help="turn worker processes (server.workers): 0 runs turns in this process (default)")
 
     demo = sub.add_parser("demo", help="Anvil + test token + server + dApp, all local")
     demo.add_argument("--host", default="127.0.0.1")
@@ -158,7 +160,8 @@ async def _serve(args: argparse.Namespace) -> int:
     from lunark.server.app import LunarkServer
 
     overrides: dict[str, Any] = {}
-    server_fields = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    server_fields = {k: v for k, v in (("host", args.host), ("port", args.port), ("workers", args.workers))
+                     if v is not None}
     if server_fields:
         overrides["server"] = server_fields
     if args.rpc_url:

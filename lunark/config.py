@@ -234,6 +234,11 @@ class ServerSettings(_Section):
         "from one of them is counted by the client address its X-Forwarded-For names (the sign-in rate "
         "limit); from anywhere else that header is ignored.",
     )
+    workers: int = Field(
+        default=0, ge=0, le=256,
+        description="Turn worker processes: 0 runs the agent's turns in the serving process; N >= 1 starts N "
+        "local worker processes that run them while the serving process only relays (SQLite store only).",
+    )
     sweep_interval_seconds: float = Field(
         default=1.0, gt=0, le=60,
         description="The longest an expired approval waits to be rejected when no timer of this process knew "

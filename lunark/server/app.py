@@ -24,8 +24,9 @@ import socketio
 from aiohttp import web
 from langchain_core.language_models import BaseChatModel
 
+from lunark.chain.client import ChainClients
 from lunark.config import Settings
-from lunark.errors import LunarkError, NotFound
+from lunark.errors import ConfigError, LunarkError, NotFound
 from lunark.graph.agent import Agent
 from lunark.netutil import free_port
 from lunark.server.agui import agui_routes
@@ -39,6 +40,7 @@ from lunark.server.namespace import ChatNamespace
 from lunark.server.runner import Runner
 from lunark.server.service import ChatService
 from lunark.server.transport import TRANSPORT_FACTOR, LunarkSocketServer
+from lunark.server.workers import RemoteRunner, WorkerPool, load_factory
 from lunark.store import SettlementRecord, open_store
 from lunark.tools.base import Tool
 
@@ -73,8 +75,14 @@ class LunarkServer:
         model: BaseChatModel | None = None,
         extra_tools: Sequence[Tool] = (),
         environ: Mapping[str, str] | None = None,
+        model_factory: str | None = None,
     ) -> None:
+        """``model``: the chat model instead of the configured one (this process only); or
+        ``model_factory``, ``"module:callable"`` returning one, which turn workers call too."""
         self.settings = settings
+        self._model_factory = model_factory
+        if model is None and model_factory is not None and not settings.server.workers:
+            model = load_factory(model_factory)()
         self._model = model
         self._extra_tools = extra_tools
         self._environ = environ
@@ -99,6 +107,14 @@ class LunarkServer:
         restore_recursion_limit()  # every import is done by now (limits.py says why)
         limits = settings.limits
         settings.data_dir.mkdir(parents=True, exist_ok=True)
+        workers = settings.server.workers
+        if workers and settings.store.url:
+            raise ConfigError("server.workers runs turns in local worker processes on the SQLite store; with "
+                              "store.url (Postgres) it is not supported yet: set server.workers = 0.")
+        if workers and (self._model is not None or self._extra_tools):
+            raise ConfigError("server.workers builds the agent in each worker process from the settings; a "
+                              "model or tools given in code stay in this process: name the model by "
+                              "model_factory, or set server.workers = 0.")
         try:
             self.store = await open_store(settings.store.url, settings.data_dir / "lunark.sqlite",
                                           pool_size=settings.store.pool_size)
@@ -113,10 +129,18 @@ class LunarkServer:
                 # Closed after the agent, its settlement drivers and the turns have stopped (the stack
                 # unwinds in reverse): until then this process's locks say it still owns them.
                 self._stack.push_async_callback(self.cluster.aclose)
-            self.agent = await self._stack.enter_async_context(
-                Agent.open(settings, model=self._model, extra_tools=self._extra_tools, environ=self._environ,
-                           store=self.store)
-            )
+            self.agent: Agent | None = None
+            self.registry = settings.network_registry()
+            if not workers:
+                self.agent = await self._stack.enter_async_context(
+                    Agent.open(settings, model=self._model, extra_tools=self._extra_tools, environ=self._environ,
+                               store=self.store)
+                )
+                self.registry = self.agent.registry
+                self.clients = self.agent.clients
+            else:  # the agent lives in the workers; this process reads the chain only for /healthz
+                self.clients = ChainClients(self.registry)
+                self._stack.push_async_callback(self.clients.close)
             # Several processes: Socket.IO rooms through Redis (lunark.server.relay), one turn per chat
             # and takeovers through Postgres (lunark.server.cluster). One process: all in memory.
             self.relay: RelayManager | None = None
@@ -166,14 +190,24 @@ class LunarkServer:
                 self.hub = Hub(self.store, emit, flush_interval=flush,
                                emit_now=emit_now if fanout is not None else None)
             self._stack.push_async_callback(self.hub.aclose)
-            self.runner = Runner(self.agent, self.hub, self.store, turns=self.cluster,
-                                 supersede=settings.approvals.on_new_message == "supersede",
-                                 expiry_interval=settings.server.sweep_interval_seconds)
-            self._stack.push_async_callback(self.runner.aclose)
-            self.agent.settlements.connect(self._settled, lease=self.cluster)
+            self.workers: WorkerPool | None = None
+            self.runner: Runner | RemoteRunner
+            if self.agent is not None:
+                self.runner = Runner(self.agent, self.hub, self.store, turns=self.cluster,
+                                     supersede=settings.approvals.on_new_message == "supersede",
+                                     expiry_interval=settings.server.sweep_interval_seconds)
+                self._stack.push_async_callback(self.runner.aclose)
+                self.agent.settlements.connect(self._settled, lease=self.cluster)
+            else:
+                # Turns in worker processes (lunark.server.workers): stopped before the hub closes,
+                # so that the turns they stop still reach the log.
+                self.workers = WorkerPool(settings, self.hub, workers, model_factory=self._model_factory)
+                self.runner = RemoteRunner(self.workers)
+                self._stack.push_async_callback(self.runner.aclose)
+                await self.workers.start()
             self.limiters = Limiters(limits.rate)
             self.service = ChatService(
-                store=self.store, runner=self.runner, agent=self.agent, registry=self.agent.registry,
+                store=self.store, runner=self.runner, registry=self.registry,
                 default_network=settings.chain.default_network, limiters=self.limiters,
             )
             self.auth = Authenticator(
@@ -182,7 +216,7 @@ class LunarkServer:
                 aliases=self.domain_aliases,
                 origins=self.sign_in_origins,
                 # A sign-in names the chain the wallet is on; any network this server knows is fine.
-                allowed_chain_ids=[n.chain_id for n in self.agent.registry],
+                allowed_chain_ids=[n.chain_id for n in self.registry],
                 session_ttl=_seconds(settings.server.token_ttl_seconds),
             )
             if self.cluster is not None:
@@ -233,6 +267,7 @@ class LunarkServer:
             await self._site.start()
             if self.cluster is not None:
                 # Before recovery: it takes locks.
+                assert isinstance(self.runner, Runner) and self.agent is not None
                 await self.cluster.start(self.runner, self.agent.settlements, self.auth)
             await self.runner.recover()
         except BaseException:
@@ -282,10 +317,10 @@ class LunarkServer:
         """Readiness of the database and the default network's RPC. ``detailed`` adds what only an
         operator should see: the RPC's error text (it names the node's host) and connection counts."""
         database = await self.store.healthy()
-        network = self.agent.registry.get(self.settings.chain.default_network)
+        network = self.registry.get(self.settings.chain.default_network)
         chain: dict[str, Any] = {"network": network.name, "chain_id": network.chain_id, "ok": False}
         try:
-            client = self.agent.clients.get(network)
+            client = self.clients.get(network)
             chain["block"] = await asyncio.wait_for(client.block_number(), timeout=3)
             await client.ensure_chain()
             chain["ok"] = True
@@ -300,6 +335,12 @@ class LunarkServer:
         if self.cluster is not None:
             report["cluster"] = {"node": self.cluster.node, "ok": await self.cluster.healthy()}
             report["ok"] = report["ok"] and report["cluster"]["ok"]
+        if self.workers is not None:
+            # Not part of ok: a chat whose worker restarts waits for it (lunark.server.workers).
+            status = self.workers.status()
+            report["workers"] = {"count": len(status), "ready": sum(w["ready"] for w in status)}
+            if detailed:
+                report["workers"]["processes"] = status
         return report
 
     async def stop(self) -> None:

@@ -73,6 +73,7 @@ class Decisions(TurnDriver):
                 await asyncio.wait({closing})
                 if self._tasks.get(chat.chat_id) is closing:
                     del self._tasks[chat.chat_id]
+                    self._turn_over(chat.chat_id)
             if self.running(chat.chat_id):
                 raise not_waiting(approval_id)
         except BaseException:
@@ -189,6 +190,8 @@ class Decisions(TurnDriver):
 
     async def _expire_record(self, record: ApprovalRecord) -> None:
         """The clock found ``record`` due."""
+        if not self.owns(record.chat_id):
+            return  # another worker's chat: its own clock expires it
         chat = await self.store.get_chat(record.chat_id)
         if chat is None:  # the chat is gone: nothing can be decided any more
             await self._set_aside(record.approval_id)

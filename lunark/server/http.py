@@ -248,7 +248,7 @@ def routes(*, auth: Authenticator, service: ChatService, hub: Hub, store: Store,
 
     async def list_tools(request: web.Request) -> web.Response:
         await address_of(request)
-        return web.json_response({"tools": [t.to_wire() for t in service.agent.tools.info()]})
+        return web.json_response({"tools": await service.tools()})
 
     async def post_decisions(request: web.Request) -> web.Response:
         address = await address_of(request)
@@ -377,6 +377,8 @@ def routes(*, auth: Authenticator, service: ChatService, hub: Hub, store: Store,
                 brief["redis"] = bool(report["redis"])
             if "cluster" in report:
                 brief["cluster"] = {"ok": bool(report["cluster"]["ok"])}
+            if "workers" in report:
+                brief["workers"] = {k: report["workers"][k] for k in ("count", "ready")}
             report = brief
         return web.json_response(report, status=200 if report["ok"] else 503)
 

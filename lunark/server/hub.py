@@ -48,12 +48,12 @@ from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from itertools import groupby
 from operator import itemgetter
-from typing import Any
+from typing import Any, Protocol
 
 from lunark import protocol
 from lunark.store import EventRecord, Store
 
-__all__ = ["WALLET_EVENTS", "Hub", "Subscription", "SubscriptionOverflow"]
+__all__ = ["WALLET_EVENTS", "Hub", "Publisher", "Subscription", "SubscriptionOverflow"]
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +69,14 @@ EmitNow = Callable[[str, dict[str, Any], list[str], str | None], None]
 
 AppendSoon = Callable[[str, list[tuple[str, dict[str, Any]]], Callable[[list[EventRecord] | Exception], None]], None]
 """Logs events without awaiting and calls back with the records (``SqliteStore.append_events_soon``)."""
+
+
+class Publisher(Protocol):
+    """What publishes a chat's events: ``Hub``, or a turn worker's ``WorkerHub`` (lunark.server.worker)."""
+
+    async def publish(self, chat_id: str, owner: str, event: dict[str, Any]) -> None: ...
+
+    def publish_token(self, chat_id: str, owner: str, message_id: str, text: str) -> None: ...
 
 
 class SubscriptionOverflow(Exception):

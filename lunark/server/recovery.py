@@ -34,9 +34,10 @@ class Recovery(TurnDriver):
         """After a restart: carry every unfinished settlement on, apply every decision that was
         claimed but not applied (never offering its approval again), and start the expiry clock
         (pending approvals stay in the store until they are decided or due)."""
-        await self.agent.settlements.resume_all()
+        await self.agent.settlements.resume_all(owns=self.owns)
         for record in await self.store.approvals(["decided"]):
-            await self.recover_approval(record)
+            if self.owns(record.chat_id):
+                await self.recover_approval(record)
         await self.recover_answers()
         self.clock.start()
 
@@ -91,7 +92,7 @@ class Recovery(TurnDriver):
         writer is dead."""
         for cut in await self.store.open_answers():
             chat_id = cut.chat_id
-            if self.running(chat_id):
+            if self.running(chat_id) or not self.owns(chat_id):
                 continue
             self._reserved.add(chat_id)  # no await since the check: a new message waits for the close
             claimed = False

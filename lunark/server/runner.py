@@ -15,6 +15,7 @@ process left). This module starts the turns a user asks for: a message, a tool c
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from eth_utils.address import to_checksum_address
@@ -25,7 +26,7 @@ from lunark.graph.agent import Agent
 from lunark.ids import new_id
 from lunark.server.decisions import Decisions
 from lunark.server.expiry import ExpiryClock
-from lunark.server.hub import Hub
+from lunark.server.hub import Publisher
 from lunark.server.recovery import INTERRUPTED, Recovery
 from lunark.server.turns import Answer, TurnLocks, prepend
 from lunark.store import ChatRecord, Store
@@ -37,8 +38,9 @@ class Runner(Recovery, Decisions):
     """One agent turn at a time per chat; decisions applied once; approvals that expire, fail closed."""
 
     def __init__(
-        self, agent: Agent, hub: Hub, store: Store, *, turns: TurnLocks | None = None, supersede: bool = True,
-        expiry_interval: float = 1.0,
+        self, agent: Agent, hub: Publisher, store: Store, *, turns: TurnLocks | None = None, supersede: bool = True,
+        expiry_interval: float = 1.0, owns: Callable[[str], bool] | None = None,
+        on_turn: Callable[[str, bool], None] | None = None,
     ) -> None:
         self.agent = agent
         self.hub = hub
@@ -54,6 +56,16 @@ class Runner(Recovery, Decisions):
         self._asked: dict[str, str] = {}
         self.clock = ExpiryClock(store, self._expire_record, interval=expiry_interval)
         """Expires pending approvals from the store, on time, holding nothing per approval."""
+        self.owns = owns or _every_chat
+        self._on_turn = on_turn
+
+    async def pending_approval(self, chat_id: str) -> dict[str, Any] | None:
+        """The approval the chat waits for, or None (``Agent.pending_approval``)."""
+        return await self.agent.pending_approval(chat_id)
+
+    async def tools(self) -> list[dict[str, Any]]:
+        """The agent's tools as ``GET /api/tools`` lists them."""
+        return [t.to_wire() for t in self.agent.tools.info()]
 
     # -- turns -----------------------------------------------------------------------------------
 
@@ -183,3 +195,7 @@ class Runner(Recovery, Decisions):
             if claimed:
                 self._release_turn(chat.chat_id)
             self._reserved.discard(chat.chat_id)
+
+
+def _every_chat(chat_id: str) -> bool:
+    return True

@@ -6,15 +6,17 @@ created it, and everyone else gets ``forbidden``.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lunark.errors import Forbidden, NotFound
-from lunark.graph.agent import Agent
 from lunark.networks import Network, NetworkRegistry
 from lunark.protocol import CallTool, ContinueMessage, ResumeDecisions, SendMessage, reject_decision
 from lunark.server.limits import Limiters
 from lunark.server.runner import Runner
 from lunark.store import ChatRecord, MessageRecord, Store
+
+if TYPE_CHECKING:
+    from lunark.server.workers import RemoteRunner
 
 __all__ = ["ChatService", "network_info"]
 
@@ -34,12 +36,12 @@ def network_info(network: Network) -> dict[str, Any]:
 
 
 class ChatService:
-    def __init__(self, *, store: Store, runner: Runner, agent: Agent, registry: NetworkRegistry,
+    def __init__(self, *, store: Store, runner: Runner | RemoteRunner, registry: NetworkRegistry,
                  default_network: str, limiters: Limiters | None = None) -> None:
         self.store = store
         self.limiters = limiters
         self.runner = runner
-        self.agent = agent
+        """The chats' turns: run here (``Runner``), or in worker processes (``RemoteRunner``)."""
         self.registry = registry
         self.default_chain_id = registry.get(default_network).chain_id
 
@@ -118,7 +120,7 @@ class ChatService:
             self.limiters.decision.check(address.lower())
         network = self.registry.get(chain_id)
         await self.store.set_chat_network(chat.chat_id, network.chain_id)
-        pending = await self.agent.pending_approval(chat.chat_id)
+        pending = await self.runner.pending_approval(chat.chat_id)
         if pending is not None and any(
             r.get("tx") and int(r["tx"]["chain_id"], 16) != network.chain_id for r in pending["action_requests"]
         ):
@@ -126,6 +128,10 @@ class ChatService:
                                     "was prepared for another network.")
             await self.runner.resume(chat, pending["approval_id"], [stale] * len(pending["action_requests"]))
         return network_info(network)
+
+    async def tools(self) -> list[dict[str, Any]]:
+        """The agent's tools, as ``GET /api/tools`` lists them."""
+        return await self.runner.tools()
 
     async def detail(self, address: str, chat_id: str) -> dict[str, Any]:
         chat = await self.chat_for(address, chat_id)

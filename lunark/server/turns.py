@@ -12,7 +12,7 @@ import asyncio
 import logging
 import time
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import suppress
 from typing import Any, Protocol
 
@@ -20,7 +20,7 @@ from lunark import protocol
 from lunark.approvals import Claims
 from lunark.graph.agent import Agent, AgentEvent
 from lunark.server.expiry import ExpiryClock
-from lunark.server.hub import Hub
+from lunark.server.hub import Publisher
 from lunark.store import ChatRecord, Store
 
 __all__ = ["DECISION_POLL", "Answer", "TurnDriver", "TurnLocks", "prepend"]
@@ -58,7 +58,7 @@ class TurnDriver(ABC):
     """The runner's state and its turns' lifecycle (``lunark.server.runner.Runner`` is one)."""
 
     agent: Agent
-    hub: Hub
+    hub: Publisher
     store: Store
     turns: TurnLocks | None
     """Several processes: a chat's turn is claimed cluster-wide before it starts, and released
@@ -73,6 +73,17 @@ class TurnDriver(ABC):
     _inflight: dict[tuple[str, str], str]
     _asked: dict[str, str]
     """Chat id -> the approval its running turn announced (pending_approval sent)."""
+    owns: Callable[[str], bool]
+    """Which chats this runner recovers and expires on its own: all of them, unless it is one of
+    several turn workers (``lunark.server.worker``), each of which owns a share of the chats."""
+    _on_turn: Callable[[str, bool], None] | None
+    """Told when a chat's turn task starts (True) and ends (False): a worker's relay keeps
+    ``running`` and ``busy`` from it (``lunark.server.workers``)."""
+
+    def _turn_over(self, chat_id: str) -> None:
+        """The chat's turn task is gone from ``_tasks``."""
+        if self._on_turn is not None:
+            self._on_turn(chat_id, False)
 
     @property
     def claims(self) -> Claims:
@@ -160,12 +171,15 @@ class TurnDriver(ABC):
         task = asyncio.create_task(self._drive(chat, events, answer, continuing, resumed),
                                    name=f"lunark-turn-{chat.chat_id}")
         self._tasks[chat.chat_id] = task
+        if self._on_turn is not None:
+            self._on_turn(chat.chat_id, True)
 
         def done(_: asyncio.Task[None]) -> None:
             if self._tasks.get(chat.chat_id) is task:
                 del self._tasks[chat.chat_id]
                 self._resumed.pop(chat.chat_id, None)
                 self._ending.discard(chat.chat_id)
+                self._turn_over(chat.chat_id)
             if inflight is not None:
                 self._inflight.pop(inflight, None)
             self._release_turn(chat.chat_id)
@@ -291,7 +305,7 @@ class Answer:
 
     __slots__ = ("chat_id", "hub", "message_id", "owner", "text")
 
-    def __init__(self, hub: Hub, chat: ChatRecord, message_id: str | None = None) -> None:
+    def __init__(self, hub: Publisher, chat: ChatRecord, message_id: str | None = None) -> None:
         self.hub = hub
         self.chat_id = chat.chat_id
         self.owner = chat.owner

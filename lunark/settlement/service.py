@@ -175,9 +175,10 @@ class Settlements:
         """Drive a settlement in the background (its events go to the sink)."""
         self._driver(settlement_id)
 
-    async def resume_all(self) -> int:
-        """Start a driver for every settlement that is not final (after a restart); returns how many."""
-        unfinished = await self.store.settlements(unfinished=True)
+    async def resume_all(self, *, owns: Callable[[str], bool] | None = None) -> int:
+        """Start a driver for every settlement that is not final (after a restart), of the chats
+        ``owns`` says are this process's (all by default); returns how many."""
+        unfinished = [r for r in await self.store.settlements(unfinished=True) if owns is None or owns(r.chat_id)]
         for record in unfinished:
             self._driver(record.settlement_id)
         return len(unfinished)
