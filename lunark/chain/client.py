@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import unicodedata
 from collections.abc import AsyncIterator, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, suppress
 from decimal import Decimal
 from types import TracebackType
 from typing import Any, Final, Literal, NoReturn, Self
@@ -117,6 +117,8 @@ class ChainClient:
         self._chain_verified = False
         self._tokens: dict[ChecksumAddress, Token] = {}
         self._units: dict[str, tuple[str, int]] = {}
+        self._early: dict[str, asyncio.Future[DecodedTx]] = {}
+        """Transactions read ahead of ``transaction`` (``read_ahead``), by lowercase hash."""
 
     def __repr__(self) -> str:
         network = self.network
@@ -458,8 +460,26 @@ class ChainClient:
 
     async def transaction(self, tx_hash: str, *, timeout: float = 10.0) -> DecodedTx:
         """The transaction, decoded, waiting up to ``timeout`` seconds for the node to see it
-        (``lunark.chain.intent.fetch_transaction``: ``ChainError`` if it does not)."""
+        (``lunark.chain.intent.fetch_transaction``: ``ChainError`` if it does not). One read ahead
+        (``read_ahead``) is used when it found it."""
+        early = self._early.pop(str(tx_hash).lower(), None)
+        if early is not None:
+            with suppress(ChainError):  # not seen then: waited for below, as without it
+                return await early
         return await fetch_transaction(self.w3, tx_hash, timeout=timeout)
+
+    def read_ahead(self, tx_hash: str) -> None:
+        """Start reading a transaction ``transaction`` is about to be asked for (a wallet's hash,
+        while its approval's settlement is being written), so that the read is not in line after
+        the write. Unused reads are dropped, oldest first, beyond a few."""
+        key = str(tx_hash).lower()
+        if key in self._early:
+            return
+        while len(self._early) >= _READ_AHEAD:
+            _forget(self._early.pop(next(iter(self._early))))
+        read = asyncio.ensure_future(fetch_transaction(self.w3, tx_hash, timeout=0))
+        read.add_done_callback(lambda done: None if done.cancelled() else done.exception())
+        self._early[key] = read
 
     def track(
         self,
@@ -838,3 +858,12 @@ def _clean_text(data: bytes | None, limit: int) -> str | None:
     cleaned = "".join(c for c in text if unicodedata.category(c)[0] not in "CZ" or c == " ")
     cleaned = " ".join(cleaned.split())[:limit]
     return cleaned or None
+
+
+_READ_AHEAD = 64
+"""At most this many transactions read ahead and not asked for yet, per network."""
+
+
+def _forget(read: asyncio.Future[DecodedTx]) -> None:
+    if not read.done():
+        read.cancel()

@@ -99,10 +99,12 @@ class TurnDriver(ABC):
         """A resumed turn failed before its decision was applied."""
 
     async def _let_go(self, chat_id: str) -> bool:
-        """A turn of this process that has sent its ``message_end`` is only letting go of the chat:
-        wait for it (briefly), so that a client that saw the turn end finds the chat free."""
+        """A turn of this process that has sent its ``message_end``, or the ``pending_approval`` it
+        ends with, is only letting go of the chat: wait for it (briefly), so that a client that saw
+        the turn end, or answered its card with a new message at once, finds the chat free."""
         task = self._tasks.get(chat_id)
-        if task is None or chat_id in self._reserved or chat_id not in self._ending:
+        finishing = chat_id in self._ending or chat_id in self._asked
+        if task is None or chat_id in self._reserved or not finishing:
             return False
         await asyncio.wait({task}, timeout=_ENDING_WAIT)
         return task.done()

@@ -49,10 +49,10 @@ import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from lunark.approvals import parse_time
 from lunark.config import Settings
 from lunark.errors import Busy, ConfigError, LunarkError
 from lunark.server.hub import Hub
@@ -106,8 +106,10 @@ def wire_chat(chat: ChatRecord) -> dict[str, Any]:
 
 
 def chat_record(data: dict[str, Any]) -> ChatRecord:
+    created_at = parse_time(data["created_at"])
+    assert created_at is not None, "wire_chat writes it"
     return ChatRecord(chat_id=data["chat_id"], owner=data["owner"], chain_id=int(data["chain_id"]),
-                      created_at=datetime.fromisoformat(data["created_at"]), title=data.get("title"))
+                      created_at=created_at, title=data.get("title"))
 
 
 def load_factory(path: str) -> Callable[[], Any]:

@@ -218,6 +218,9 @@ class Transfer:
         decision = dict(decision or {})
         if ctx.settlements is None or ctx.action_id is None or ctx.approval_id is None or ctx.call_id is None:
             raise SignerError("This agent has no settlement service; it cannot execute transfers.")
+        if decision.get("tx_hash"):
+            # The wallet's transaction is read while the settlement is written ahead, not after it.
+            ctx.clients.get(intent.chain_id).read_ahead(str(decision["tx_hash"]))
         written = await ctx.settlements.store.get_settlement(ctx.action_id)
         if written is None and not decision.get("tx_hash"):
             # Checked again before we sign or broadcast anything: a reservation that lapsed is taken
