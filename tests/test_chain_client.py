@@ -332,6 +332,24 @@ async def test_token_transfer_logs_and_code_for_the_recipient_checks(
     assert await client.code_at(world.usd) != b""
     assert await client.code_at(carol.lower()) == b""
 
+
+async def test_a_transaction_read_ahead_is_the_one_asked_for_after(
+    client: ChainClient, alice: DevAccount, bob: DevAccount
+) -> None:
+    prepared = await client.prepare_transfer(alice.address, bob.address, "0.01")
+    tx_hash = (await send(client, prepared, LocalSigner(alice.private_key)))["transactionHash"].to_0x_hex()
+    client.read_ahead(tx_hash.upper().replace("0X", "0x"))
+    client.read_ahead(tx_hash)  # once per hash
+    tx = await client.transaction(tx_hash, timeout=0)
+    assert (tx.tx_hash, tx.sender, tx.to, tx.value, tx.nonce) == (
+        tx_hash, alice.address, bob.address, 10**16, prepared.nonce
+    )
+    # Not seen when read ahead: asked for later, it is waited for as without the read ahead.
+    unknown = "0x" + "ab" * 32
+    client.read_ahead(unknown)
+    with pytest.raises(ChainError, match=r"not found within 0\.2s"):
+        await client.transaction(unknown, timeout=0.2)
+
 async def test_prepare_uses_the_pending_nonce(
     client: ChainClient, anvil: Anvil, alice: DevAccount, bob: DevAccount
 ) -> None:

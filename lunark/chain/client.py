@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Sequence
+from contextlib import suppress
 from types import TracebackType
 from typing import Any, Self
 
@@ -37,7 +38,7 @@ from lunark.chain.simulate import TransferSimulation
 from lunark.chain.tracker import track_transaction
 from lunark.chain.types import TransferIntent, TxProgress
 from lunark.chain.validation import parse_address
-from lunark.errors import InvalidInput
+from lunark.errors import ChainError, InvalidInput
 from lunark.networks import Network, NetworkRegistry
 
 __all__ = ["DEFAULT_PRIORITY_FEE", "ChainClient", "ChainClients"]
@@ -105,8 +106,26 @@ class ChainClient(TransferPreparation, TransferSimulation):
 
     async def transaction(self, tx_hash: str, *, timeout: float = 10.0) -> DecodedTx:
         """The transaction, decoded, waiting up to ``timeout`` seconds for the node to see it
-        (``lunark.chain.decoded.fetch_transaction``: ``ChainError`` if it does not)."""
+        (``lunark.chain.decoded.fetch_transaction``: ``ChainError`` if it does not). One read ahead
+        (``read_ahead``) is used when it found it."""
+        early = self._early.pop(str(tx_hash).lower(), None)
+        if early is not None:
+            with suppress(ChainError):  # not seen then: waited for below, as without it
+                return await early
         return await fetch_transaction(self.w3, tx_hash, timeout=timeout)
+
+    def read_ahead(self, tx_hash: str) -> None:
+        """Start reading a transaction ``transaction`` is about to be asked for (a wallet's hash,
+        while its approval's settlement is being written), so that the read is not in line after
+        the write. Unused reads are dropped, oldest first, beyond a few."""
+        key = str(tx_hash).lower()
+        if key in self._early:
+            return
+        while len(self._early) >= _READ_AHEAD:
+            _forget(self._early.pop(next(iter(self._early))))
+        read = asyncio.ensure_future(fetch_transaction(self.w3, tx_hash, timeout=0))
+        read.add_done_callback(lambda done: None if done.cancelled() else done.exception())
+        self._early[key] = read
 
     def track(
         self,
@@ -192,3 +211,12 @@ class ChainClients:
         tb: TracebackType | None,
     ) -> None:
         await self.close()
+
+
+_READ_AHEAD = 64
+"""At most this many transactions read ahead and not asked for yet, per network."""
+
+
+def _forget(read: asyncio.Future[DecodedTx]) -> None:
+    if not read.done():
+        read.cancel()

@@ -9,6 +9,7 @@ why) with structured fields.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from types import TracebackType
@@ -30,6 +31,7 @@ from web3.exceptions import (
 from web3.providers.persistent import PersistentConnectionProvider
 from web3.providers.rpc.utils import REQUEST_RETRY_ALLOWLIST, ExceptionRetryConfiguration
 
+from lunark.chain.decoded import DecodedTx
 from lunark.chain.types import TransferIntent
 from lunark.chain.validation import format_amount
 from lunark.errors import ChainError, ConfigError, RpcUnavailable, WrongNetwork
@@ -86,6 +88,8 @@ class NodeConnection:
         self._chain_verified = False
         self._tokens: dict[ChecksumAddress, Token] = {}
         self._units: dict[str, tuple[str, int]] = {}
+        self._early: dict[str, asyncio.Future[DecodedTx]] = {}
+        """Transactions read ahead of ``transaction`` (``read_ahead``), by lowercase hash."""
 
     def __repr__(self) -> str:
         network = self.network
