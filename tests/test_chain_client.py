@@ -15,7 +15,8 @@ from eth_utils.abi import function_signature_to_4byte_selector
 from web3.exceptions import ContractLogicError
 
 from lunark.chain.anvil import Anvil, DevAccount, free_port
-from lunark.chain.client import ChainClient, ChainClients, _revert_reason
+from lunark.chain.client import ChainClient, ChainClients
+from lunark.chain.connection import revert_reason as _revert_reason
 from lunark.chain.signer import LocalSigner
 from lunark.chain.types import PreparedTx, TransferIntent, encode_erc20_transfer
 from lunark.errors import (
@@ -305,6 +306,49 @@ async def test_prepare_sign_send_erc20(
     assert token_balance(anvil, world.usd, bob.address) == bob_before + 2_500_000
     assert eth_balance(anvil, bob.address) == bob_eth
 
+
+
+async def test_token_transfer_logs_and_code_for_the_recipient_checks(
+    client: ChainClient, world: World, alice: DevAccount
+) -> None:
+    # What lunark.tools.recipient asks instead of reaching the client's w3: the owner's recent
+    # Transfer logs, both ways, and whether an address has code.
+    carol, _ = fresh_account()
+    prepared = await client.prepare_transfer(alice.address, carol, "1.25", "TUSD")
+    await send(client, prepared, LocalSigner(alice.private_key))
+
+    def party(log: Any, index: int) -> str:
+        return "0x" + bytes(log["topics"][index])[-20:].hex()
+
+    sent, received = await client.token_transfer_logs(alice.address, [world.usd], 3)
+    assert carol.lower() in {party(log, 2) for log in sent}
+    assert all(party(log, 1) == alice.address.lower() for log in sent)
+    assert all(party(log, 2) == alice.address.lower() for log in received)
+    carol_sent, carol_received = await client.token_transfer_logs(carol, [world.usd, world.token], 3)
+    assert carol_sent == []
+    assert [(party(log, 1), int.from_bytes(bytes(log["data"]), "big")) for log in carol_received] == [
+        (alice.address.lower(), 1_250_000)
+    ]
+    assert await client.code_at(world.usd) != b""
+    assert await client.code_at(carol.lower()) == b""
+
+
+async def test_a_transaction_read_ahead_is_the_one_asked_for_after(
+    client: ChainClient, alice: DevAccount, bob: DevAccount
+) -> None:
+    prepared = await client.prepare_transfer(alice.address, bob.address, "0.01")
+    tx_hash = (await send(client, prepared, LocalSigner(alice.private_key)))["transactionHash"].to_0x_hex()
+    client.read_ahead(tx_hash.upper().replace("0X", "0x"))
+    client.read_ahead(tx_hash)  # once per hash
+    tx = await client.transaction(tx_hash, timeout=0)
+    assert (tx.tx_hash, tx.sender, tx.to, tx.value, tx.nonce) == (
+        tx_hash, alice.address, bob.address, 10**16, prepared.nonce
+    )
+    # Not seen when read ahead: asked for later, it is waited for as without the read ahead.
+    unknown = "0x" + "ab" * 32
+    client.read_ahead(unknown)
+    with pytest.raises(ChainError, match=r"not found within 0\.2s"):
+        await client.transaction(unknown, timeout=0.2)
 
 async def test_prepare_uses_the_pending_nonce(
     client: ChainClient, anvil: Anvil, alice: DevAccount, bob: DevAccount

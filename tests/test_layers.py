@@ -182,3 +182,30 @@ def test_the_event_literal_check_finds_a_planted_one(tmp_path: Path) -> None:
     planted = tmp_path / "planted.py"
     planted.write_text('def f(x):\n    return [{"type": "token", "text": x}, {**x, "type": x}, {"type": 2}]\n')
     assert typed_dict_displays(planted) == [2, 2]
+
+
+# --- every chain call through ChainClient -----------------------------------------------------------
+
+
+def w3_uses(path: Path) -> list[int]:
+    """The lines of ``path`` that reach a web3 instance directly: any attribute named ``w3``."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+    return sorted(node.lineno for node in ast.walk(tree) if isinstance(node, ast.Attribute) and node.attr == "w3")
+
+
+def test_no_module_outside_the_chain_layer_reaches_web3_past_chain_client() -> None:
+    # Settlement, the tools, the graph and the server ask ChainClient, which gains what they need
+    # (lunark/chain/client.py): one place translates the node's failures and checks its chain id.
+    found = [
+        f"{rel}:{line}"
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if not (rel := str(path.relative_to(ROOT))).startswith("lunark/chain/")
+        for line in w3_uses(path)
+    ]
+    assert found == [], "ask ChainClient instead of its w3:\n" + "\n".join(found)
+
+
+def test_the_w3_check_finds_a_planted_one(tmp_path: Path) -> None:
+    planted = tmp_path / "planted.py"
+    planted.write_text("async def f(client, w3):\n    await client.w3.eth.block_number\n    return w3.eth\n")
+    assert w3_uses(planted) == [2]

@@ -36,15 +36,10 @@ from web3 import AsyncWeb3
 from web3.exceptions import ContractLogicError, TransactionNotFound, Web3Exception
 from web3.types import RPCEndpoint, TxParams, TxReceipt, Wei
 
-from lunark.chain.intent import (
-    ALLOWED_TX_TYPES,
-    DecodedTx,
-    _check_hash,
-    _from_node,
-    describe_transaction,
-    diff_intent,
-)
+from lunark.chain.decoded import DecodedTx, check_hash, from_node
+from lunark.chain.intent import ALLOWED_TX_TYPES, diff_intent
 from lunark.chain.types import TransferIntent, TxProgress, TxStatus
+from lunark.chain.wording import describe_transaction
 from lunark.errors import InvalidInput, RpcUnavailable
 from lunark.networks import Network
 
@@ -148,7 +143,7 @@ class _Poller:
         if not isinstance(tx, dict) or tx.get("blockNumber") is not None or not tx.get("hash"):
             return True, None  # none, or mined: the nonce check will see it
         try:
-            return True, _from_node(str(tx["hash"]).lower(), tx)
+            return True, from_node(str(tx["hash"]).lower(), tx)
         except (KeyError, TypeError, ValueError):
             return True, None
 
@@ -186,7 +181,7 @@ def _mined_match(block: Any, sender: str, nonce: int) -> DecodedTx | None:
         if str(tx.get("from", "")).lower() == wanted and tx.get("nonce") == nonce:
             tx_hash = tx.get("hash")
             if tx_hash is not None:
-                return _from_node(HexBytes(tx_hash).to_0x_hex(), tx)
+                return from_node(HexBytes(tx_hash).to_0x_hex(), tx)
     return None
 
 
@@ -264,7 +259,7 @@ async def track_transaction(
     pending, tracking goes on as long as it takes; close the generator
     (``aclose``) to stop early.
     """
-    tx_hash = _check_hash(tx_hash)
+    tx_hash = check_hash(tx_hash)
     try:
         sender = to_checksum_address(sender)
     except ValueError as exc:

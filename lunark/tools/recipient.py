@@ -84,8 +84,6 @@ BURN_ADDRESSES: Final = frozenset({
 })
 """Addresses that are used to burn funds on purpose (lowercase): nobody holds their keys."""
 
-_TRANSFER_TOPIC: Final = "0xddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef"
-"""keccak256("Transfer(address,address,uint256)")."""
 _DELEGATION_PREFIX: Final = bytes.fromhex("ef0100")
 """EIP-7702: an account whose code is only this and an address is a person's delegated account."""
 _ADDRESS: Final = re.compile(r"(?<![0-9a-zA-Z])0x[0-9a-fA-F]{40}(?![0-9a-zA-Z])")
@@ -230,17 +228,7 @@ async def transfer_logs(
     poisoner's tool (anyone can make a token log a zero transfer "from" you to their look-alike)."""
     if not tokens or blocks <= 0:
         return frozenset(), frozenset()
-    w3 = client.w3
-    latest = await w3.eth.block_number
-    topic = "0x" + "0" * 24 + owner.lower().removeprefix("0x")
-    base: dict[str, Any] = {
-        "fromBlock": max(0, latest - blocks + 1), "toBlock": latest,
-        "address": [to_checksum_address(t) for t in tokens],
-    }
-    out_logs, in_logs = await asyncio.gather(
-        w3.eth.get_logs({**base, "topics": [_TRANSFER_TOPIC, topic]}),  # type: ignore[typeddict-item]
-        w3.eth.get_logs({**base, "topics": [_TRANSFER_TOPIC, None, topic]}),  # type: ignore[typeddict-item]
-    )
+    out_logs, in_logs = await client.token_transfer_logs(owner, tokens, blocks)
 
     def parties(logs: Iterable[Any], index: int) -> frozenset[str]:
         found = set()
@@ -281,7 +269,7 @@ async def counterparties(
 async def has_code(client: ChainClient, address: str) -> bool:
     """Whether ``address`` is a contract (an EIP-7702 delegated account is a person's, not one)."""
     try:
-        code = bytes(await client.w3.eth.get_code(to_checksum_address(address)))
+        code = await client.code_at(address)
     except (Web3Exception, aiohttp.ClientError, TimeoutError, OSError) as exc:
         # Fail closed: a card that cannot say whether it pays a contract is not offered.
         raise ChainError(
