@@ -35,6 +35,7 @@ from benchmarks.client import sign_in
 from benchmarks.monitor import PauseMonitor
 from benchmarks.procs import (
     ROOT,
+    Server,
     env_info,
     node_server,
     python_server,
@@ -76,7 +77,7 @@ def plan(quick: bool) -> dict[str, Any]:
             Cell(200, 100, 50),
             BYTES_CELL,
         ],
-        "approval_reps": 15,
+        "approval_reps": 30,
         "replay": {100: 20, 1000: 20, 10000: 5},
         "paused": [(1000, 200), (10000, 200)],
         "idle_clients": 1000,
@@ -141,23 +142,49 @@ async def bench_relay(p: dict[str, Any], tmp: Path, args: argparse.Namespace) ->
         await stop_all(list(servers.values()))
 
 
-async def bench_approval_replay(p: dict[str, Any], tmp: Path, anvil_url: str, sections: set[str]) -> dict[str, Any]:
+async def bench_approval_replay(
+    p: dict[str, Any], tmp: Path, anvil_url: str, sections: set[str], revs: list[str] | None = None
+) -> dict[str, Any]:
+    """Sections 2 and 3 on this checkout, then on each ``--rev`` (its own server and data, the same
+    Anvil and client): a before/after in one run. The revisions' figures go under ``revisions``."""
     out: dict[str, Any] = {}
-    data = tmp / "approval"
-    chat_id, last = await seed_mod.seed_log(data, max(p["replay"]) + 100)
-    server = python_server("lunark", "lunark", "--data-dir", str(data), "--anvil", anvil_url)
-    await server.start()
-    try:
-        if "approval" in sections:
-            log("== 2. approval round trip")
-            out["approval"] = await approval_mod.run_approval(server.url, anvil_url, p["approval_reps"], log=log)
-        if "replay" in sections:
-            log("== 3. replay")
-            token = await sign_in(server.url)
-            out["replay"] = await replay_mod.run_replay(server.url, token, chat_id, last, p["replay"], log=log)
-    finally:
-        await server.stop()
+    for rev in [None, *(revs or [])]:
+        data = tmp / ("approval" if rev is None else f"approval-rev-{rev}")
+        if rev is None:
+            chat_id, last = await seed_mod.seed_log(data, max(p["replay"]) + 100)
+            server = python_server("lunark", "lunark", "--data-dir", str(data), "--anvil", anvil_url)
+        else:
+            server = revision_server("lunark+" + rev, rev, tmp / f"rev-approval-{rev}", "lunark", "--data-dir",
+                                     str(data), "--anvil", anvil_url)
+            # The revision's own store writes its log (its schema may be older than this checkout's).
+            chat_id, last = await _seed_with(server, data, max(p["replay"]) + 100)
+        here = out if rev is None else out.setdefault("revisions", {}).setdefault(rev, {})
+        await server.start()
+        try:
+            if "approval" in sections:
+                log(f"== 2. approval round trip{'' if rev is None else f' (at {rev})'}")
+                here["approval"] = await approval_mod.run_approval(server.url, anvil_url, p["approval_reps"], log=log)
+            if "replay" in sections:
+                log(f"== 3. replay{'' if rev is None else f' (at {rev})'}")
+                token = await sign_in(server.url)
+                here["replay"] = await replay_mod.run_replay(server.url, token, chat_id, last, p["replay"], log=log)
+        finally:
+            await server.stop()
     return out
+
+
+async def _seed_with(server: Server, data: Path, events: int) -> tuple[str, int]:
+    """``seed.seed_log`` run by the code ``server`` runs (its ``PYTHONPATH``)."""
+    script = ("import asyncio, json, sys; from pathlib import Path; from benchmarks.seed import seed_log; "
+              "print(json.dumps(asyncio.run(seed_log(Path(sys.argv[1]), int(sys.argv[2])))))")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", script, str(data), str(events), cwd=server.cwd, env=server.env,
+        stdout=asyncio.subprocess.PIPE)
+    stdout, _ = await proc.communicate()
+    if proc.returncode != 0:
+        raise RuntimeError(f"seeding {data} with {server.name}'s code failed")
+    chat_id, last = json.loads(stdout)
+    return str(chat_id), int(last)
 
 
 async def bench_paused(p: dict[str, Any], tmp: Path, anvil_url: str) -> dict[str, Any]:
@@ -252,7 +279,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                 timings["relay"] = time.monotonic() - t0
             if anvil is not None and sections & {"approval", "replay"}:
                 t0 = time.monotonic()
-                results |= await bench_approval_replay(p, tmp, anvil.url, sections)
+                results |= await bench_approval_replay(p, tmp, anvil.url, sections, args.rev)
                 timings["approval+replay"] = time.monotonic() - t0
             if anvil is not None and "paused" in sections:
                 t0 = time.monotonic()
@@ -311,8 +338,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--rev",
         action="append",
-        help="also run Lunark as of this git revision as another relay target (before/after in the same "
-        "run); may be repeated",
+        help="also run Lunark as of this git revision as another relay target, and the approval and replay "
+        "sections on it (before/after in the same run); may be repeated",
     )
     parser.add_argument(
         "--workers",
