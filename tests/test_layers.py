@@ -64,6 +64,53 @@ def test_the_client_stands_only_on_the_wire_layer(path: Path) -> None:
     assert bad == [], f"{path.name} imports {bad}"
 
 
+def runtime_imports_of(path: Path) -> set[str]:
+    """What ``path`` imports when it runs: ``imports_of`` without the ``if TYPE_CHECKING:`` blocks
+    (annotations only, never loaded)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and ast.unparse(node.test) in ("TYPE_CHECKING", "typing.TYPE_CHECKING"):
+            node.body = []
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+    return found
+
+
+CLIENT_MODULES = sorted((PACKAGE / "client").glob("*.py"))
+
+
+def test_the_client_modules_import_each_other_without_a_cycle() -> None:
+    # The SDK (sdk on session, connection, ordering, signin, errors, preview) and the terminal chat
+    # (chat on chat_commands, chat_turns, chat_approvals, chat_render, chat_io) each build on the
+    # parts below them; nothing imports back up (type-only imports aside).
+    names = {f"lunark.client.{p.stem}": p for p in CLIENT_MODULES if p.stem != "__init__"}
+    edges = {name: sorted(m for m in runtime_imports_of(path) if m in names) for name, path in names.items()}
+    done: set[str] = set()
+
+    def visit(name: str, path: tuple[str, ...]) -> None:
+        assert name not in path, "import cycle: " + " -> ".join((*path, name))
+        if name not in done:
+            for imported in edges[name]:
+                visit(imported, (*path, name))
+            done.add(name)
+
+    for name in edges:
+        visit(name, ())
+    assert edges["lunark.client.chat_io"] == [], "the terminal's reading and writing stands alone"
+
+
+@pytest.mark.parametrize("path", CLIENT_MODULES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_no_client_module_grows_past_450_lines(path: Path) -> None:
+    # Issue 20: a module that mixes concerns over ~450 lines is split by concern (the SDK's
+    # transport, typed calls and previews; the chat's terminal, rendering, approvals, turns, commands).
+    lines = len(path.read_text(encoding="utf-8").splitlines())
+    assert lines <= 450, f"{path.name} has {lines} lines"
+
+
 @pytest.mark.parametrize("module", WIRE[1:])
 def test_the_wire_modules_stand_only_on_the_protocol(module: str) -> None:
     path = PACKAGE / f"{module.split('.')[1]}.py"

@@ -24,7 +24,7 @@ from lunark.errors import InvalidInput, LunarkError, Unauthorized
 from lunark.protocol import EVENT_TYPES, ChatEvent, Error, JoinChat, JoinChatAck, parse_event
 
 if TYPE_CHECKING:
-    from lunark.client.sdk import ChatSession
+    from lunark.client.session import ChatSession
 
 __all__ = ["Connection"]
 
