@@ -146,7 +146,7 @@ class SettlementRecord:
     """
 
     settlement_id: str
-    """``"{approval_id}/{call_id}"``."""
+    """``"{approval_id}/{call_id}"`` (``lunark.ids.settlement_id``): the approved action's one key."""
     approval_id: str
     call_id: str
     chat_id: str
@@ -205,10 +205,14 @@ class ContactRecord:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SpendEntry:
-    """An amount counted against daily caps: reserved when asked, committed at broadcast."""
+    """An amount counted against daily caps: reserved when asked, committed at broadcast.
 
-    entry_id: str
-    """``"{approval_id}/{call_id}"``: the action it counts."""
+    The ledger keeps one entry per approved action, under the action's ``settlement_id``, and one
+    per asset a mismatched transaction of it moved instead (``moved``)."""
+
+    settlement_id: str
+    """``"{approval_id}/{call_id}"`` (``lunark.ids.settlement_id``): the approved action it
+    counts for, also before its settlement record is written."""
     address: str
     symbol: str
     decimals: int
@@ -218,6 +222,9 @@ class SpendEntry:
     """The UTC day it counts on."""
     expires_at: datetime | None
     """A reservation lapses then (the approval expired); None once held for execution."""
+    moved: str = ""
+    """Empty for the amount the approval reserved; for what a mismatched transaction of the
+    settlement moved instead, that asset (``"native"`` or the token's address)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -330,7 +337,7 @@ class Store(Protocol):
     async def reserve(self, entry: SpendEntry, cap: int | None, *, now: datetime) -> int | None:
         """Reserve ``entry`` unless what is counted plus it exceeds ``cap`` (same units); atomic.
 
-        ``None`` when reserved (also when ``entry_id`` is already reserved or committed), else the
+        ``None`` when reserved (also when ``entry`` is already reserved or committed), else the
         counted total that refused it. A lapsed or released entry is reserved anew.
         """
         ...
@@ -340,12 +347,14 @@ class Store(Protocol):
         under ``cap`` if it lapsed; ``None`` when held, else the counted total that refused it."""
         ...
 
-    async def commit(self, entry_id: str, tx_hash: str) -> None:
-        """The amount went out in ``tx_hash``: it counts for good."""
+    async def commit(self, settlement_id: str, tx_hash: str, *, moved: str = "") -> None:
+        """The settlement's amount (or what it ``moved`` of that asset) went out in ``tx_hash``: it
+        counts for good."""
         ...
 
-    async def release(self, entry_id: str) -> None:
-        """Nothing went out (rejected, expired, mismatched, failed): it no longer counts."""
+    async def release(self, settlement_id: str) -> None:
+        """Nothing of the settlement went out (rejected, expired, mismatched, failed): its amount no
+        longer counts."""
         ...
 
     # approvals and settlements (lunark.settlement)

@@ -238,26 +238,26 @@ class SqlStore(ABC):
         """Count, compare with ``cap``, reserve: in one transaction, under the lock of the ledger's
         ``(address, symbol, day)``, so two processes cannot both fit under the same cap."""
         d = self.dialect
+        key = q.ledger_key(entry.settlement_id, entry.moved)
         yield Lock(f"ledger:{entry.address.lower()}:{entry.symbol.upper()}:{entry.day.isoformat()}")
-        rows = yield Query(q.LEDGER_ENTRY, {"entry_id": entry.entry_id})
+        rows = yield Query(q.LEDGER_ENTRY, {"key": key})
         row = rows[0] if rows else None
         live = row is not None and (
             row[0] == "committed" or (row[0] == "reserved" and (row[1] is None or row[1] > now))
         )
         if not live and cap is not None:
-            counted = yield from self._counted(entry.address, entry.symbol, entry.decimals, entry.day, now,
-                                               skip=entry.entry_id)
+            counted = yield from self._counted(entry.address, entry.symbol, entry.decimals, entry.day, now, skip=key)
             if counted + entry.amount > cap:
                 return counted
         expires = None if hold or entry.expires_at is None else d.when(entry.expires_at)
         if row is None:
             yield Query(q.INSERT_RESERVATION, {
-                "entry_id": entry.entry_id, "address": entry.address.lower(), "symbol": entry.symbol.upper(),
+                "key": key, "address": entry.address.lower(), "symbol": entry.symbol.upper(),
                 "decimals": entry.decimals, "amount": d.amount(entry.amount), "day": d.day(entry.day),
                 "expires_at": expires, "now": d.now(),
             })
         elif row[0] != "committed":
-            yield Query(q.RENEW_RESERVATION, {"entry_id": entry.entry_id, "expires_at": expires, "now": d.now()})
+            yield Query(q.RENEW_RESERVATION, {"key": key, "expires_at": expires, "now": d.now()})
         return None
 
     async def counted(self, address: str, symbol: str, decimals: int, day: date, *, now: datetime) -> int:
@@ -269,11 +269,13 @@ class SqlStore(ABC):
     async def hold(self, entry: SpendEntry, cap: int | None, *, now: datetime) -> int | None:
         return await self._perform(self._reserve(entry, cap, self.dialect.when(now), hold=True), transaction=True)
 
-    async def commit(self, entry_id: str, tx_hash: str) -> None:
-        await self._fetch(q.COMMIT_SPEND, {"entry_id": entry_id, "tx_hash": tx_hash.lower(), "now": self.dialect.now()})
+    async def commit(self, settlement_id: str, tx_hash: str, *, moved: str = "") -> None:
+        await self._fetch(q.COMMIT_SPEND, {
+            "key": q.ledger_key(settlement_id, moved), "tx_hash": tx_hash.lower(), "now": self.dialect.now(),
+        })
 
-    async def release(self, entry_id: str) -> None:
-        await self._fetch(q.RELEASE_SPEND, {"entry_id": entry_id, "now": self.dialect.now()})
+    async def release(self, settlement_id: str) -> None:
+        await self._fetch(q.RELEASE_SPEND, {"key": q.ledger_key(settlement_id), "now": self.dialect.now()})
 
     # approvals
 
