@@ -35,7 +35,10 @@ from lunark.contacts import check_label
 from lunark.errors import InvalidInput, LunarkError, NotFound
 from lunark.ids import new_id
 from lunark.store import statements as q
-from lunark.store.base import (
+from lunark.store.dialect import Conflict, Dialect, dumps, refused
+from lunark.store.eventlog import appended
+from lunark.store.operations import Lock, Operation, Query, Row
+from lunark.store.records import (
     FINAL_STATES,
     ApprovalRecord,
     ChatRecord,
@@ -47,10 +50,7 @@ from lunark.store.base import (
     SettlementRecord,
     SpendEntry,
     TransactionRecord,
-    appended,
 )
-from lunark.store.dialect import Conflict, Dialect, dumps, refused
-from lunark.store.operations import Lock, Operation, Query, Row
 
 __all__ = ["SqlStore"]
 

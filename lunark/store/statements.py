@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from lunark.store.base import (
+from lunark.store.dialect import Dialect
+from lunark.store.records import (
     ApprovalRecord,
     ChatRecord,
     ContactRecord,
@@ -21,7 +22,6 @@ from lunark.store.base import (
     SettlementRecord,
     TransactionRecord,
 )
-from lunark.store.dialect import Dialect
 
 # chats
 
