@@ -13,7 +13,7 @@ import secrets
 import string
 import threading
 
-__all__ = ["new_id"]
+__all__ = ["new_id", "settlement_id"]
 
 _ALPHABET = string.digits + string.ascii_letters
 _LENGTH = 12
@@ -54,3 +54,10 @@ def new_id(prefix: str) -> str:
         value, digit = divmod(value, 62)
         digits.append(_ALPHABET[digit])
     return prefix + "".join(digits)
+
+
+def settlement_id(approval_id: str, call_id: str) -> str:
+    """``"{approval_id}/{call_id}"``: the one key of an approved action, wherever it is kept (its
+    spend reservation, its settlement record, its ``settle:`` lock), from the moment the approval is
+    asked. The wire never carries it; clients name the action by ``approval_id`` and ``call_id``."""
+    return f"{approval_id}/{call_id}"

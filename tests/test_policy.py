@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -10,7 +11,7 @@ import pytest
 from lunark.chain.types import PreparedTx, TransferIntent, prepared_to_state
 from lunark.chain.validation import parse_amount
 from lunark.errors import ConfigError, PolicyViolation
-from lunark.tools.base import Proposal, needs_approval
+from lunark.tools.base import Proposal, ToolContext, needs_approval
 from lunark.tools.policy import InMemorySpendLedger, SpendingPolicy, utc_today
 from lunark.tools.registry import ToolSet, amount_above, default_tools, parse_approval_rule
 from lunark.tools.transfer import Transfer, TransferArgs
@@ -81,24 +82,40 @@ async def test_star_cap_covers_tokens_not_named(ledger: InMemorySpendLedger) -> 
 async def test_daily_cap_counts_committed_and_reserved_amounts(ledger: InMemorySpendLedger) -> None:
     policy = SpendingPolicy.build(daily_cap={"ETH": "1.5"})
     await policy.check(eth("1.5"), ledger)  # a plain check reserves nothing
-    await policy.check(eth("1"), ledger, reservation="apr_1/c1", expires_at=LATER)
-    await policy.check(eth("1"), ledger, reservation="apr_1/c1", expires_at=LATER)  # the same action counts once
+    await policy.check(eth("1"), ledger, settlement_id="apr_1/c1", expires_at=LATER)
+    await policy.check(eth("1"), ledger, settlement_id="apr_1/c1", expires_at=LATER)  # the same action counts once
     assert await ledger.counted(ALICE, "ETH", 18, utc_today(), now=NOW) == 10**18
     await ledger.commit("apr_1/c1", "0xaa")
     await policy.check(eth("0.5"), ledger)
     with pytest.raises(PolicyViolation) as caught:
-        await policy.check(eth("0.6"), ledger, reservation="apr_2/c1", expires_at=LATER)
+        await policy.check(eth("0.6"), ledger, settlement_id="apr_2/c1", expires_at=LATER)
     error = caught.value
     assert error.details["rule"] == "daily_cap"
     assert error.details["spent"] == "1" and error.details["limit"] == "1.5"
     assert "(1 already sent or waiting for approval today, 0.5 left)" in error.message
     # Other senders do not count; a released reservation no longer does.
-    await policy.check(eth("0.5", sender=BOB), ledger, reservation="apr_3/c1", expires_at=LATER)
-    await policy.check(eth("0.5"), ledger, reservation="apr_4/c1", expires_at=LATER)
+    await policy.check(eth("0.5", sender=BOB), ledger, settlement_id="apr_3/c1", expires_at=LATER)
+    await policy.check(eth("0.5"), ledger, settlement_id="apr_4/c1", expires_at=LATER)
     with pytest.raises(PolicyViolation):
-        await policy.check(eth("0.1"), ledger, reservation="apr_5/c1", expires_at=LATER)
+        await policy.check(eth("0.1"), ledger, settlement_id="apr_5/c1", expires_at=LATER)
     await ledger.release("apr_4/c1")
-    await policy.check(eth("0.1"), ledger, reservation="apr_5/c1", expires_at=LATER)
+    await policy.check(eth("0.1"), ledger, settlement_id="apr_5/c1", expires_at=LATER)
+
+
+async def test_the_former_names_of_the_settlement_id_still_work(ledger: InMemorySpendLedger) -> None:
+    # A plugin written against the old names keeps working, warned, under the same one key.
+    policy = SpendingPolicy.build(daily_cap={"ETH": "1"})
+    with pytest.warns(DeprecationWarning):
+        await policy.check(eth("1"), ledger, reservation="apr_1/c1", expires_at=LATER)
+    await policy.check(eth("1"), ledger, settlement_id="apr_1/c1", expires_at=LATER)  # the same action
+    with pytest.raises(PolicyViolation):
+        await policy.check(eth("0.1"), ledger, settlement_id="apr_2/c1", expires_at=LATER)
+    ctx = ToolContext(user_address=ALICE, chain_id=31337, registry=None, clients=None, policy=policy,  # type: ignore[arg-type]
+                      ledger=ledger, approval_id="apr_1", call_id="c1")
+    assert ctx.settlement_id == "apr_1/c1"
+    with pytest.warns(DeprecationWarning):
+        assert ctx.action_id == ctx.settlement_id
+    assert replace(ctx, call_id=None).settlement_id is None
 
 
 async def test_a_lapsed_reservation_frees_the_cap_and_is_taken_again_at_execution(
@@ -106,14 +123,14 @@ async def test_a_lapsed_reservation_frees_the_cap_and_is_taken_again_at_executio
 ) -> None:
     policy = SpendingPolicy.build(daily_cap={"ETH": "3"})
     soon = NOW + timedelta(seconds=1)
-    await policy.check(eth("2"), ledger, reservation="apr_1/c1", expires_at=soon, now=NOW)
+    await policy.check(eth("2"), ledger, settlement_id="apr_1/c1", expires_at=soon, now=NOW)
     with pytest.raises(PolicyViolation):  # two 2 ETH approvals can never both wait under a 3 ETH cap
-        await policy.check(eth("2"), ledger, reservation="apr_2/c1", expires_at=LATER, now=NOW)
+        await policy.check(eth("2"), ledger, settlement_id="apr_2/c1", expires_at=LATER, now=NOW)
     after = soon + timedelta(seconds=1)
-    await policy.check(eth("2"), ledger, reservation="apr_2/c1", expires_at=LATER, now=after)
+    await policy.check(eth("2"), ledger, settlement_id="apr_2/c1", expires_at=LATER, now=after)
     with pytest.raises(PolicyViolation):  # the first lapsed: executing it must fit under the cap again
-        await policy.check(eth("2"), ledger, reservation="apr_1/c1", executing=True, now=after)
-    await policy.check(eth("2"), ledger, reservation="apr_2/c1", executing=True, now=after)
+        await policy.check(eth("2"), ledger, settlement_id="apr_1/c1", executing=True, now=after)
+    await policy.check(eth("2"), ledger, settlement_id="apr_2/c1", executing=True, now=after)
 
 
 async def test_caps_compare_base_units_without_rounding(ledger: InMemorySpendLedger) -> None:
@@ -123,9 +140,9 @@ async def test_caps_compare_base_units_without_rounding(ledger: InMemorySpendLed
     await policy.check(tkn(cap), ledger)
     with pytest.raises(PolicyViolation, match="per-transaction"):
         await policy.check(tkn("1000000000000.000000000000000001"), ledger)
-    await policy.check(tkn("1000000000000"), ledger, reservation="apr_1/c1", expires_at=LATER)
+    await policy.check(tkn("1000000000000"), ledger, settlement_id="apr_1/c1", expires_at=LATER)
     with pytest.raises(PolicyViolation, match="daily limit"):
-        await policy.check(tkn("0.000000000000000001"), ledger, reservation="apr_2/c1", expires_at=LATER)
+        await policy.check(tkn("0.000000000000000001"), ledger, settlement_id="apr_2/c1", expires_at=LATER)
 
 
 async def test_deny_list_wins_over_allow_list(ledger: InMemorySpendLedger) -> None:

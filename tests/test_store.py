@@ -162,7 +162,7 @@ async def _everything_is_there(store: Store, *, money: bool) -> None:
     assert (await store.advance_settlement("apr_1/c1", "confirmed", {"block_number": 5})).done
     assert await store.counted(ALICE, "ETH", 18, DAY, now=now) == 25 * 10**16
     assert await store.reserve(
-        SpendEntry(entry_id="apr_2/c1", address=ALICE, symbol="ETH", decimals=18, amount=10**18, day=DAY,
+        SpendEntry(settlement_id="apr_2/c1", address=ALICE, symbol="ETH", decimals=18, amount=10**18, day=DAY,
                    expires_at=LATER), 10**18, now=now) == 25 * 10**16
 
 

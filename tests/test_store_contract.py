@@ -37,10 +37,10 @@ NOW = datetime(2025, 1, 2, 12, tzinfo=UTC)
 
 
 def entry(
-    entry_id: str, amount: str, *, address: str = ALICE, symbol: str = "ETH", decimals: int = 18, day: date = DAY,
+    settlement_id: str, amount: str, *, address: str = ALICE, symbol: str = "ETH", decimals: int = 18, day: date = DAY,
     expires_at: datetime | None = None,
 ) -> SpendEntry:
-    return SpendEntry(entry_id=entry_id, address=address, symbol=symbol, decimals=decimals,
+    return SpendEntry(settlement_id=settlement_id, address=address, symbol=symbol, decimals=decimals,
                       amount=parse_amount(amount, decimals), day=day, expires_at=expires_at)
 
 
@@ -81,9 +81,9 @@ async def test_satisfies_store_and_spend_ledger(store: Store) -> None:
         symbol="ETH", decimals=18,
     )
     later = datetime.now(UTC) + timedelta(minutes=5)
-    await policy.check(intent, ledger, reservation="apr_1/c1", expires_at=later)
+    await policy.check(intent, ledger, settlement_id="apr_1/c1", expires_at=later)
     with pytest.raises(PolicyViolation) as caught:
-        await policy.check(intent, ledger, reservation="apr_2/c1", expires_at=later)
+        await policy.check(intent, ledger, settlement_id="apr_2/c1", expires_at=later)
     assert caught.value.rule == "daily_cap"
     assert caught.value.details["spent"] == "1"
 
@@ -420,6 +420,22 @@ async def test_spend_ledger_counts_per_address_symbol_and_day_in_base_units(stor
     await store.reserve(entry("a/8", "0.000001", symbol="TUSD", decimals=6), None, now=NOW)
     await store.reserve(entry("a/9", "0.0000015", symbol="TUSD", decimals=18), None, now=NOW)
     assert await store.counted(ALICE, "TUSD", 6, DAY, now=NOW) == 3
+
+
+async def test_what_a_mismatched_transaction_moved_is_kept_apart_from_the_settlements_reservation(
+    store: Store,
+) -> None:
+    # One key per approved action (its settlement_id): its reservation, and beside it what a wallet
+    # sent instead, which its release gives nothing back of.
+    await store.reserve(entry("apr_1/c1", "0.5"), None, now=NOW)
+    moved = replace(entry("apr_1/c1", "0.25"), moved="native")
+    assert await store.reserve(moved, None, now=NOW) is None
+    await store.commit("apr_1/c1", TX1, moved="native")
+    assert await store.counted(ALICE, "ETH", 18, DAY, now=NOW) == 75 * 10**16
+    await store.release("apr_1/c1")
+    assert await store.counted(ALICE, "ETH", 18, DAY, now=NOW) == 25 * 10**16
+    assert await store.reserve(moved, None, now=NOW) is None  # committed stays committed
+    assert await store.counted(ALICE, "ETH", 18, DAY, now=NOW) == 25 * 10**16
 
 
 async def test_nonce_is_consumed_once(store: Store) -> None:

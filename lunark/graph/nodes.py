@@ -113,9 +113,9 @@ class GraphNodes(ABC):
 
     async def _settlement_of(self, ctx: ToolContext) -> SettlementRecord | None:
         """The settlement the call drove, if it drove one: its final state is the call's outcome."""
-        if ctx.action_id is None or ctx.settlements is None:
+        if ctx.settlement_id is None or ctx.settlements is None:
             return None
-        return await self.store.get_settlement(ctx.action_id)
+        return await self.store.get_settlement(ctx.settlement_id)
 
     # -- the graph -----------------------------------------------------------------------------------
 
@@ -276,8 +276,8 @@ class GraphNodes(ABC):
                 emit(protocol.tool_result(call_id, "success" if ok else "error", result))
                 messages.append(tool_ok(call_id, name, result, ok=ok))
             except LunarkError as exc:
-                if call_ctx.action_id is not None:
-                    await self.store.release(call_ctx.action_id)
+                if call_ctx.settlement_id is not None:
+                    await self.store.release(call_ctx.settlement_id)
                 emit(protocol.tool_call(call_id, name, dict(raw_args), "running"))
                 emit(protocol.tool_result(call_id, "error", error=exc.to_dict()))
                 messages.append(tool_error(call_id, name, exc))
@@ -331,8 +331,8 @@ class GraphNodes(ABC):
             call_ctx = replace(ctx, emit=emit, call_id=call_id, approval_id=item.get("approval_id"),
                                expires_at=parse_time(item.get("expires_at")), nonce_floor=floor)
             kind = decision["type"]
-            if kind in ("reject", "edit") and call_ctx.action_id is not None:
-                await self.store.release(call_ctx.action_id)  # nothing of it goes out
+            if kind in ("reject", "edit") and call_ctx.settlement_id is not None:
+                await self.store.release(call_ctx.settlement_id)  # nothing of it goes out
             if kind == "reject":
                 # Set aside for the user's new message is not the user's "no": the chat says which.
                 status: protocol.ToolResultStatus = (
@@ -361,15 +361,15 @@ class GraphNodes(ABC):
                 # Nothing was signed or sent: the reservation goes, and the call is prepared again, so
                 # the user decides on a fresh card with what the transaction would do now (or with the
                 # nonce it can go out with).
-                if call_ctx.action_id is not None:
-                    await self.store.release(call_ctx.action_id)
+                if call_ctx.settlement_id is not None:
+                    await self.store.release(call_ctx.settlement_id)
                 emit(protocol.tool_result(call_id, "error", error=exc.to_dict()))
                 edits.append((call_id, name, item["args"]))
             except LunarkError as exc:
-                if call_ctx.action_id is not None and call_ctx.settlements is not None and (
-                    await self.store.get_settlement(call_ctx.action_id) is None
+                if call_ctx.settlement_id is not None and call_ctx.settlements is not None and (
+                    await self.store.get_settlement(call_ctx.settlement_id) is None
                 ):
-                    await self.store.release(call_ctx.action_id)  # refused before anything was written ahead
+                    await self.store.release(call_ctx.settlement_id)  # refused before anything was written ahead
                 emit(protocol.tool_result(call_id, "error", error=exc.to_dict()))
                 messages.append(tool_error(call_id, name, exc))
         ctx.approval_id = new_id("apr_")

@@ -17,7 +17,7 @@ __all__ = ["SettlementLedger"]
 
 
 class SettlementLedger:
-    """The ledger entry of a settlement is keyed by its ``settlement_id``."""
+    """A settlement's ledger entries are found by its ``settlement_id`` (and what it ``moved``)."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -48,7 +48,7 @@ class SettlementLedger:
             if token is not None:
                 moved.append((token.address, token.symbol, token.decimals, transfer[1]))
         for asset, symbol, decimals, amount in moved:
-            entry = SpendEntry(entry_id=f"{record.settlement_id}#sent:{asset}", address=record.owner, symbol=symbol,
+            entry = SpendEntry(settlement_id=record.settlement_id, moved=asset, address=record.owner, symbol=symbol,
                                decimals=decimals, amount=amount, day=now.date(), expires_at=None)
             await self.store.reserve(entry, None, now=now)
-            await self.store.commit(entry.entry_id, tx.tx_hash)
+            await self.store.commit(record.settlement_id, tx.tx_hash, moved=asset)

@@ -22,6 +22,7 @@ from lunark.chain.client import ChainClient, ChainClients
 from lunark.chain.signer import Signer
 from lunark.chain.types import PreparedTx, prepared_from_state
 from lunark.errors import ChainError, LunarkError, RpcUnavailable
+from lunark.ids import settlement_id
 from lunark.networks import Network, NetworkRegistry
 from lunark.protocol import tx_update
 from lunark.settlement import binding, tracking
@@ -57,10 +58,6 @@ class Lease(Protocol):
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def settlement_id(approval_id: str, call_id: str) -> str:
-    return f"{approval_id}/{call_id}"
 
 
 class Settlements:

@@ -1,4 +1,5 @@
-"""Durable storage: the ``Store`` Protocol, its records, and its two implementations.
+"""Durable storage: the ``Store`` Protocol (``base``), its records (``records``), and its two
+implementations (``sqlite``, ``postgres``) of the one SQL store (``sql``).
 
 The rest of Lunark imports the store from here only. ``SqliteStore`` is the embedded default;
 ``PostgresStore`` (with ``advisory_key`` and ``open_checkpointer``, for a cluster) is loaded on first
@@ -9,7 +10,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from lunark.store.base import (
+from lunark.store.base import Store
+from lunark.store.factory import open_store
+from lunark.store.records import (
     ApprovalRecord,
     ChatRecord,
     ContactRecord,
@@ -19,10 +22,8 @@ from lunark.store.base import (
     Role,
     SettlementRecord,
     SpendEntry,
-    Store,
     TransactionRecord,
 )
-from lunark.store.factory import open_store
 from lunark.store.schema import SCHEMA_VERSION
 from lunark.store.sqlite import SqliteStore
 

@@ -3,21 +3,23 @@
 An append's events are encoded on the event loop when it is asked for (so what cannot be stored is
 refused before anything is logged), queued, committed with the others of its batch by the backend
 (``lunark.store.sqlite``, ``lunark.store.postgres``: that part differs), then answered here in the
-order the appends were made, each with the JSON text that was logged.
+order the appends were made, each with the JSON text that was logged. ``appended`` awaits one
+append of a backend's ``append_events_soon``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from lunark.protocol import chat_event
-from lunark.store.base import EventRecord
 from lunark.store.dialect import dumps
+from lunark.store.records import EventRecord
 
-__all__ = ["Append", "answer", "prepare", "stamp"]
+__all__ = ["Append", "answer", "appended", "prepare", "stamp"]
 
 logger = logging.getLogger(__name__)
 
@@ -64,3 +66,28 @@ def answer(batch: Sequence[Append], outcomes: Sequence[int | Exception], ts: flo
             append.done(result)
         except Exception:  # one caller's failure must not keep the others waiting
             logger.exception("handling the append of chat %s failed", append.chat_id)
+
+
+async def appended(
+    append_soon: Callable[
+        [str, Sequence[tuple[str, dict[str, Any]]], Callable[[list[EventRecord] | Exception], None]], None
+    ],
+    chat_id: str,
+    events: Sequence[tuple[str, dict[str, Any]]],
+) -> list[EventRecord]:
+    """``append_events`` on a store's ``append_events_soon``: the records once they are committed.
+    A caller cancelled meanwhile loses only the answer; the events are logged all the same."""
+    if not events:
+        return []
+    done: asyncio.Future[list[EventRecord]] = asyncio.get_running_loop().create_future()
+
+    def answer(outcome: list[EventRecord] | Exception) -> None:
+        if done.done():
+            return
+        if isinstance(outcome, Exception):
+            done.set_exception(outcome)
+        else:
+            done.set_result(outcome)
+
+    append_soon(chat_id, events, answer)
+    return await done

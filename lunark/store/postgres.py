@@ -38,10 +38,10 @@ from psycopg import AsyncConnection, errors
 from psycopg_pool import AsyncConnectionPool
 
 from lunark.errors import ConfigError, LunarkError, NotFound
-from lunark.store.base import EventRecord
 from lunark.store.dialect import POSTGRES, Conflict
 from lunark.store.eventlog import Append, answer, prepare, stamp
 from lunark.store.operations import Lock, Operation, Query, Row, drive_async
+from lunark.store.records import EventRecord
 from lunark.store.schema import SCHEMA_VERSION, pending
 from lunark.store.sql import SqlStore
 

@@ -36,10 +36,10 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from lunark.errors import LunarkError
-from lunark.store.base import EventRecord
 from lunark.store.dialect import SQLITE, Conflict, refused
 from lunark.store.eventlog import Append, answer, prepare, stamp
 from lunark.store.operations import Lock, Operation, Query, Row, drive
+from lunark.store.records import EventRecord
 from lunark.store.schema import SCHEMA_VERSION, pending
 from lunark.store.sql import SqlStore
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from lunark.store.base import (
+from lunark.store.dialect import Dialect
+from lunark.store.records import (
     ApprovalRecord,
     ChatRecord,
     ContactRecord,
@@ -21,7 +22,6 @@ from lunark.store.base import (
     SettlementRecord,
     TransactionRecord,
 )
-from lunark.store.dialect import Dialect
 
 # chats
 
@@ -79,25 +79,36 @@ RECORD_TX_UPDATE = (
 LIST_TRANSACTIONS = f"SELECT {TX_COLUMNS} FROM transactions WHERE chat_id = :chat_id ORDER BY id"
 
 # the spend ledger, in base units
+#
+# Its column ``entry_id`` holds the key of one entry: the approved action's ``settlement_id`` for the
+# amount the approval reserved, ``{settlement_id}#sent:{asset}`` for what a mismatched transaction of
+# that settlement moved instead (``ledger_key``). The column keeps its name from before settlements
+# had records, so that no migration renames it.
+
+
+def ledger_key(settlement_id: str, moved: str = "") -> str:
+    """The ledger's ``entry_id`` for a settlement's amount, or for what it ``moved`` of an asset."""
+    return f"{settlement_id}#sent:{moved}" if moved else settlement_id
+
 
 COUNTED = (
     "SELECT amount, decimals FROM ledger WHERE address = :address AND symbol = :symbol AND day = :day "
     "AND entry_id <> :skip "
     "AND (state = 'committed' OR (state = 'reserved' AND (expires_at IS NULL OR expires_at > :now)))"
 )
-LEDGER_ENTRY = "SELECT state, expires_at FROM ledger WHERE entry_id = :entry_id{for_update}"
+LEDGER_ENTRY = "SELECT state, expires_at FROM ledger WHERE entry_id = :key{for_update}"
 INSERT_RESERVATION = (
     "INSERT INTO ledger (entry_id, address, symbol, decimals, amount, day, state, expires_at, updated_at) "
-    "VALUES (:entry_id, :address, :symbol, :decimals, :amount, :day, 'reserved', :expires_at, :now)"
+    "VALUES (:key, :address, :symbol, :decimals, :amount, :day, 'reserved', :expires_at, :now)"
 )
 RENEW_RESERVATION = (
-    "UPDATE ledger SET state = 'reserved', expires_at = :expires_at, updated_at = :now WHERE entry_id = :entry_id"
+    "UPDATE ledger SET state = 'reserved', expires_at = :expires_at, updated_at = :now WHERE entry_id = :key"
 )
 COMMIT_SPEND = (
     "UPDATE ledger SET state = 'committed', expires_at = NULL, tx_hash = :tx_hash, updated_at = :now "
-    "WHERE entry_id = :entry_id"
+    "WHERE entry_id = :key"
 )
-RELEASE_SPEND = "UPDATE ledger SET state = 'released', updated_at = :now WHERE entry_id = :entry_id"
+RELEASE_SPEND = "UPDATE ledger SET state = 'released', updated_at = :now WHERE entry_id = :key"
 
 # approvals
 

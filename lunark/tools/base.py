@@ -15,6 +15,7 @@ one place (``lunark.graph``). A third-party tool is usually a ``FunctionTool``.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 from pydantic import BaseModel, ValidationError
 
 from lunark.errors import InvalidInput
+from lunark.ids import settlement_id
 from lunark.tools.recipient import CardWarning
 
 if TYPE_CHECKING:
@@ -157,9 +159,16 @@ class ToolContext:
     by the earlier transactions of the approval that are not sent (``lunark.nonces``)."""
 
     @property
+    def settlement_id(self) -> str | None:
+        """``"{approval_id}/{call_id}"``: the approved action's one key, in the spend ledger and the
+        settlements (``lunark.ids.settlement_id``); ``None`` outside an approval."""
+        return settlement_id(self.approval_id, self.call_id) if self.approval_id and self.call_id else None
+
+    @property
     def action_id(self) -> str | None:
-        """``"{approval_id}/{call_id}"``: the action's key in the ledger and the settlements."""
-        return f"{self.approval_id}/{self.call_id}" if self.approval_id and self.call_id else None
+        """Deprecated: the former name of ``settlement_id``."""
+        warnings.warn("ToolContext.action_id is now ToolContext.settlement_id", DeprecationWarning, stacklevel=2)
+        return self.settlement_id
 
     @property
     def network(self) -> Network:

@@ -15,6 +15,7 @@ expiry, mismatch or failure. The deny list wins over the allow list.
 from __future__ import annotations
 
 import asyncio
+import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
@@ -45,16 +46,17 @@ class SpendLedger(Protocol):
 
     async def hold(self, entry: SpendEntry, cap: int | None, *, now: datetime) -> int | None: ...
 
-    async def commit(self, entry_id: str, tx_hash: str) -> None: ...
+    async def commit(self, settlement_id: str, tx_hash: str, *, moved: str = "") -> None: ...
 
-    async def release(self, entry_id: str) -> None: ...
+    async def release(self, settlement_id: str) -> None: ...
 
 
 class InMemorySpendLedger:
     """A ledger for one process (tests, terminal use); the same rules as the store's."""
 
     def __init__(self) -> None:
-        self._entries: dict[str, tuple[SpendEntry, str]] = {}
+        self._entries: dict[tuple[str, str], tuple[SpendEntry, str]] = {}
+        """By ``(settlement_id, moved)``: the entry and its state."""
         self._lock = asyncio.Lock()
 
     def _live(self, entry: SpendEntry, state: str, now: datetime) -> bool:
@@ -65,24 +67,27 @@ class InMemorySpendLedger:
     async def counted(self, address: str, symbol: str, decimals: int, day: date, *, now: datetime) -> int:
         return self._count(address, symbol, decimals, day, now, skip=None)
 
-    def _count(self, address: str, symbol: str, decimals: int, day: date, now: datetime, skip: str | None) -> int:
+    def _count(
+        self, address: str, symbol: str, decimals: int, day: date, now: datetime, skip: tuple[str, str] | None,
+    ) -> int:
         return sum(
             rescale_up(entry.amount, entry.decimals, decimals)
-            for entry_id, (entry, state) in self._entries.items()
-            if entry_id != skip and entry.address.lower() == address.lower()
+            for key, (entry, state) in self._entries.items()
+            if key != skip and entry.address.lower() == address.lower()
             and entry.symbol.upper() == symbol.upper() and entry.day == day and self._live(entry, state, now)
         )
 
     async def _reserve(self, entry: SpendEntry, cap: int | None, now: datetime, hold: bool) -> int | None:
         async with self._lock:
-            known = self._entries.get(entry.entry_id)
+            key = (entry.settlement_id, entry.moved)
+            known = self._entries.get(key)
             if known is not None and known[1] == "committed":
                 return None
             if (known is None or not self._live(*known, now)) and cap is not None:
-                counted = self._count(entry.address, entry.symbol, entry.decimals, entry.day, now, entry.entry_id)
+                counted = self._count(entry.address, entry.symbol, entry.decimals, entry.day, now, key)
                 if counted + entry.amount > cap:
                     return counted
-            self._entries[entry.entry_id] = (replace(entry, expires_at=None) if hold else entry, "reserved")
+            self._entries[key] = (replace(entry, expires_at=None) if hold else entry, "reserved")
             return None
 
     async def reserve(self, entry: SpendEntry, cap: int | None, *, now: datetime) -> int | None:
@@ -91,13 +96,15 @@ class InMemorySpendLedger:
     async def hold(self, entry: SpendEntry, cap: int | None, *, now: datetime) -> int | None:
         return await self._reserve(entry, cap, now, hold=True)
 
-    async def commit(self, entry_id: str, tx_hash: str) -> None:
-        if entry_id in self._entries:
-            self._entries[entry_id] = (replace(self._entries[entry_id][0], expires_at=None), "committed")
+    async def commit(self, settlement_id: str, tx_hash: str, *, moved: str = "") -> None:
+        key = (settlement_id, moved)
+        if key in self._entries:
+            self._entries[key] = (replace(self._entries[key][0], expires_at=None), "committed")
 
-    async def release(self, entry_id: str) -> None:
-        if entry_id in self._entries:
-            self._entries[entry_id] = (self._entries[entry_id][0], "released")
+    async def release(self, settlement_id: str) -> None:
+        key = (settlement_id, "")
+        if key in self._entries:
+            self._entries[key] = (self._entries[key][0], "released")
 
 
 def cap_units(cap: Decimal, decimals: int) -> int:
@@ -150,18 +157,24 @@ class SpendingPolicy:
         intent: TransferIntent,
         ledger: SpendLedger,
         *,
-        reservation: str | None = None,
+        settlement_id: str | None = None,
         expires_at: datetime | None = None,
         executing: bool = False,
         now: datetime | None = None,
+        reservation: str | None = None,
     ) -> None:
         """Raise ``PolicyViolation`` if ``intent`` breaks a rule.
 
-        With ``reservation`` (the action's id) the amount is also reserved against the daily cap,
-        atomically, until ``expires_at``; with ``executing`` the reservation is held for the
-        execution (and taken again under the cap if it lapsed). Without one, the daily cap is only
-        compared with what is counted now.
+        With ``settlement_id`` (the approved action's key, ``ToolContext.settlement_id``) the amount
+        is also reserved against the daily cap, atomically, until ``expires_at``; with ``executing``
+        the reservation is held for the execution (and taken again under the cap if it lapsed).
+        Without one, the daily cap is only compared with what is counted now. ``reservation`` is
+        the former name of ``settlement_id`` (deprecated).
         """
+        if reservation is not None:
+            warnings.warn("SpendingPolicy.check(reservation=...) is now settlement_id=...", DeprecationWarning,
+                          stacklevel=2)
+            settlement_id = settlement_id or reservation
         recipient = intent.recipient
         if recipient in self.deny:
             raise PolicyViolation(
@@ -188,9 +201,9 @@ class SpendingPolicy:
         cap = None if daily is None else cap_units(daily, decimals)
         now = now or datetime.now(UTC)
         day = now.date()
-        if reservation is not None:
+        if settlement_id is not None:
             entry = SpendEntry(
-                entry_id=reservation, address=intent.sender, symbol=symbol, decimals=decimals, amount=amount,
+                settlement_id=settlement_id, address=intent.sender, symbol=symbol, decimals=decimals, amount=amount,
                 day=day, expires_at=expires_at,
             )
             take = ledger.hold if executing else ledger.reserve

@@ -142,7 +142,7 @@ class Transfer:
         named = await _name_warnings(client, name, intent.recipient) if name and ens else ()
         # Checked, and the amount reserved against the daily cap across all of the user's chats,
         # before anyone is asked; the reservation lapses with the approval.
-        await ctx.policy.check(intent, ctx.ledger, reservation=ctx.action_id, expires_at=ctx.expires_at)
+        await ctx.policy.check(intent, ctx.ledger, settlement_id=ctx.settlement_id, expires_at=ctx.expires_at)
         # The recipient checks only read (the store, the node): they run while the transaction is
         # built and simulated, so the card waits for the slowest of them, not for all in turn.
         checks = asyncio.ensure_future(_recipient_warnings(intent, ctx, client, book))
@@ -156,8 +156,8 @@ class Transfer:
             warnings = (*await checks, *named)
         except BaseException:
             checks.cancel()
-            if ctx.action_id is not None:
-                await ctx.ledger.release(ctx.action_id)
+            if ctx.settlement_id is not None:
+                await ctx.ledger.release(ctx.settlement_id)
             raise
         ctx.nonces[key] = prepared.nonce + 1
         units = {asset: client.units(asset) for _, asset, _ in preview.moved}
@@ -216,19 +216,19 @@ class Transfer:
             "chain_id": network.chain_id,
         }
         decision = dict(decision or {})
-        if ctx.settlements is None or ctx.action_id is None or ctx.approval_id is None or ctx.call_id is None:
+        if ctx.settlements is None or ctx.settlement_id is None or ctx.approval_id is None or ctx.call_id is None:
             raise SignerError("This agent has no settlement service; it cannot execute transfers.")
         if decision.get("tx_hash"):
             # The wallet's transaction is read while the settlement is written ahead, not after it.
             ctx.clients.get(intent.chain_id).read_ahead(str(decision["tx_hash"]))
-        written = await ctx.settlements.store.get_settlement(ctx.action_id)
+        written = await ctx.settlements.store.get_settlement(ctx.settlement_id)
         if written is None and not decision.get("tx_hash"):
             # Checked again before we sign or broadcast anything: a reservation that lapsed is taken
             # anew under the cap. (A wallet that broadcast itself has already moved the funds: the
             # settlement records and counts it instead.) A settlement already written is this step
             # run again after a crash: it was checked (and re-simulated) then, and may be sent by
             # now; its spend may be committed or released, which a second hold must not undo.
-            await ctx.policy.check(intent, ctx.ledger, reservation=ctx.action_id, executing=True)
+            await ctx.policy.check(intent, ctx.ledger, settlement_id=ctx.settlement_id, executing=True)
             prepared = await _next_in_line(ctx, prepared, decision)
         recheck: asyncio.Task[list[str]] | None = None
         if decision.get("tx_hash"):
