@@ -9,7 +9,7 @@ the demo's own Anvil chains and server.
 - ``lunark ...`` lines run: ``chat`` against the demo (its URL in place of the documented
   ``127.0.0.1:8080``, or ``$LUNARK_URL`` for a bare ``lunark chat``), typed at through a pipe;
   ``serve`` until it listens, then stopped; ``demo`` is the process everything else runs against.
-- Usage lines (``[--url URL]``, ``...``): each option is one the command's ``-h`` lists.
+- Usage lines (``[--url URL]``, ``...``, a placeholder such as ``--workers N``): each option is one the command's ``-h`` lists.
 - ``./dev`` lines: the subcommand exists in ``./dev``; ``./dev demo`` is ``lunark demo`` (run
   here); ``./dev bench`` options are ones ``python -m benchmarks -h`` lists. ``./dev test`` and
   ``./dev setup`` are not run: the first is this suite, the second made the environment it runs in.
@@ -180,7 +180,10 @@ def command_of(args: list[str]) -> str | None:
 
 
 def is_usage(text: str) -> bool:
-    return "[" in text or "..." in text or "…" in text
+    """A usage line: optional parts, ellipses, or a placeholder in capitals (``--workers N``)."""
+    words = text.split()
+    placeholder = any(re.fullmatch(r"[A-Z][A-Z_]*", word) for word in words[1:])
+    return "[" in text or "..." in text or "…" in text or placeholder
 
 
 # -- the tests -------------------------------------------------------------------------------------
