@@ -16,6 +16,7 @@ import aiohttp
 from conftest import sign_in
 from wallet import native_balance, sign_wire_tx
 
+from lunark.approvals import Approval
 from lunark.chain.anvil import Anvil, DevAccount
 from lunark.fingerprint import action_fingerprint
 from lunark.server.agui import interrupts_for
@@ -323,7 +324,7 @@ def test_an_interrupt_carries_the_informed_cards_preview_warnings_name_and_finge
         }],
         "review_configs": [{"action_name": "transfer", "allowed_decisions": ["approve", "reject"]}],
     }
-    [interrupt] = interrupts_for(pending, lambda chain_id: {"chainId": chain_id, "symbol": "ETH"}, 31337)
+    [interrupt] = interrupts_for(Approval.of(pending), lambda chain_id: {"chainId": chain_id, "symbol": "ETH"}, 31337)
     wire = interrupt.model_dump(mode="json", by_alias=True)
     card = wire["metadata"]
     assert wire["id"] == "apr_1:call_1" and wire["toolCallId"] == "call_1"
@@ -345,6 +346,6 @@ def test_a_card_offered_before_cards_had_fingerprints_gets_the_same_hash() -> No
                              "description": "Switch network.", "summary": "Switch to Anvil 2", "tx": None}],
         "review_configs": [],
     }
-    [interrupt] = interrupts_for(pending, lambda chain_id: None, 31337)
+    [interrupt] = interrupts_for(Approval.of(pending), lambda chain_id: None, 31337)
     expected = action_fingerprint("switch_network", {"network": "anvil-2"}, 31337, None)
     assert interrupt.metadata is not None and interrupt.metadata["governance"]["actionFingerprint"] == expected

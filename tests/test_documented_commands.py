@@ -9,7 +9,8 @@ the demo's own Anvil chains and server.
 - ``lunark ...`` lines run: ``chat`` against the demo (its URL in place of the documented
   ``127.0.0.1:8080``, or ``$LUNARK_URL`` for a bare ``lunark chat``), typed at through a pipe;
   ``serve`` until it listens, then stopped; ``demo`` is the process everything else runs against.
-- Usage lines (``[--url URL]``, ``...``, a placeholder such as ``--workers N``): each option is one the command's ``-h`` lists.
+- Usage lines (``[--url URL]``, ``...``, a placeholder such as ``--workers N``): each option is one
+  the command's ``-h`` lists.
 - ``./dev`` lines: the subcommand exists in ``./dev``; ``./dev demo`` is ``lunark demo`` (run
   here); ``./dev bench`` options are ones ``python -m benchmarks -h`` lists. ``./dev test`` and
   ``./dev setup`` are not run: the first is this suite, the second made the environment it runs in.

@@ -14,7 +14,7 @@ from typing import Any, Final
 
 from langchain_core.messages import ToolCall, ToolMessage
 
-from lunark.models.planner.parser import _AMOUNT_FULL, BALANCE, SWITCH, TRANSFER
+from lunark.models.planner.english import _AMOUNT_FULL, BALANCE, SWITCH, TRANSFER
 
 __all__ = ["compose_answer"]
 

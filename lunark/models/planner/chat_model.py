@@ -35,7 +35,8 @@ from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import Field
 
 from lunark.models.planner.answers import _loads, compose_answer
-from lunark.models.planner.parser import SWITCH, ToolLike, _help_text, _plan, _tool_specs
+from lunark.models.planner.english import SWITCH
+from lunark.models.planner.parser import ToolLike, _help_text, _plan, _tool_specs
 
 __all__ = ["CONTINUE_PROMPT", "OfflinePlanner", "split_tokens"]
 
