@@ -66,7 +66,8 @@ class Cluster(Processes):
         assert proc.stdout is not None
         line = (await asyncio.wait_for(proc.stdout.readline(), 90)).decode()
         found = re.search(r"node (\S+), pid (\d+)", line)
-        assert line.startswith(READY) and found, f"lunark worker {name} did not start: {line!r}\n{log.read_text()[-3000:]}"
+        assert line.startswith(READY) and found, (
+            f"lunark worker {name} did not start: {line!r}\n{log.read_text()[-3000:]}")
         worker = Worker(name, found.group(1), int(found.group(2)), proc, log)
         self.workers.append(worker)
         return worker

@@ -43,6 +43,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
+from lunark.approvals import Approval
 from lunark.errors import Busy, LunarkError
 from lunark.server.workers import chat_record, error_from, wire_chat
 from lunark.store import ChatRecord, PostgresStore, advisory_key
@@ -63,6 +64,8 @@ the chat's turn lock)."""
 _POLL = 1.0
 """Seconds between looks at the table when no notification came (one may be missed while a
 listener reconnects)."""
+_READ_WAIT = 3.0
+"""Seconds a read a relay can answer from the store (the approval a chat waits for) waits for a worker."""
 _KEEP = 300.0
 """Seconds an answered job nobody took (its relay died) stays in the table."""
 _JOBS, _DONE = "lunark_jobs", "lunark_jobs_done"
@@ -153,8 +156,10 @@ class JobQueue:
             if waiting is not None and not waiting.done():
                 waiting.set_result(None)
 
-    async def call(self, chat_id: str | None, method: str, args: dict[str, Any]) -> Any:
-        """Run ``method`` on a worker's runner (the chat's jobs in order) and return its answer."""
+    async def call(self, chat_id: str | None, method: str, args: dict[str, Any], *, wait: float | None = None) -> Any:
+        """Run ``method`` on a worker's runner (the chat's jobs in order) and return its answer;
+        ``busy`` if no worker takes it within ``wait`` seconds (``job_wait``)."""
+        wait = self.job_wait if wait is None else wait
         async with self.store.connection() as conn:
             cursor = await conn.execute(
                 "WITH job AS (INSERT INTO lunark_jobs (chat_id, method, args, relay) VALUES (%s, %s, %s, %s) "
@@ -172,9 +177,9 @@ class JobQueue:
                 if found:
                     return _answer(result)
                 waited = time.monotonic() - start
-                if waited > self.job_wait and await self._withdraw(job):
+                if waited > wait and await self._withdraw(job):
                     raise Busy("No turn worker took this chat's job; try again in a moment.", chat_id=chat_id)
-                if waited > self.job_wait + _RUN_WAIT:
+                if waited > wait + _RUN_WAIT:
                     raise Busy("The turn worker running this chat's job did not answer; it may still happen.",
                                chat_id=chat_id)
         finally:
@@ -345,12 +350,40 @@ class QueueRunner:
         return False
 
     async def check_pending(self, chat: ChatRecord) -> dict[str, Any] | None:
-        pending: dict[str, Any] | None = await self._call(chat, "check_pending")
+        """The worker's answer (from the chat's graph, expiring it if due); with no worker up, the
+        store's: joining a chat never waits for a worker."""
+        if await self.queue.store.last_seq(chat.chat_id) == 0:
+            return None  # a new chat waits for nothing
+        try:
+            pending: dict[str, Any] | None = await self.queue.call(
+                chat.chat_id, "check_pending", {"chat": wire_chat(chat)}, wait=_READ_WAIT)
+        except Busy:
+            return await self._logged_pending(chat.chat_id)
         return pending
 
     async def pending_approval(self, chat_id: str) -> dict[str, Any] | None:
-        pending: dict[str, Any] | None = await self.queue.call(chat_id, "pending_approval", {"chat_id": chat_id})
+        if await self.queue.store.last_seq(chat_id) == 0:
+            return None
+        try:
+            pending: dict[str, Any] | None = await self.queue.call(
+                chat_id, "pending_approval", {"chat_id": chat_id}, wait=_READ_WAIT)
+        except Busy:
+            return await self._logged_pending(chat_id)
         return pending
+
+    async def _logged_pending(self, chat_id: str) -> dict[str, Any] | None:
+        """The approval the chat's log last asked for, if the store still has it pending and due later."""
+        store = self.queue.store
+        last = await store.last_seq(chat_id)
+        for event in reversed(await store.events_after(chat_id, max(0, last - 64))):
+            if event.type in ("message_start", "approval_resolved"):
+                return None
+            if event.type == "pending_approval":
+                record = await store.get_approval(str(event.payload.get("approval_id")))
+                if record is None or record.state != "pending" or Approval.from_record(record).seconds_left() <= 0:
+                    return None
+                return dict(record.request)
+        return None
 
     async def tools(self) -> list[dict[str, Any]]:
         tools: list[dict[str, Any]] = await self.queue.call(None, "tools", {})

@@ -42,7 +42,8 @@ class ChatService:
         self.store = store
         self.limiters = limiters
         self.runner = runner
-        """The chats' turns: run here (``Runner``), or in worker processes (``RemoteRunner``; a cluster's: ``QueueRunner``)."""
+        """The chats' turns: run here (``Runner``), or in worker processes (``RemoteRunner``; in a
+        cluster, ``QueueRunner``)."""
         self.registry = registry
         self.default_chain_id = registry.get(default_network).chain_id
 
