@@ -112,8 +112,10 @@ async def cluster(tmp_path: Path, world: World, anvil: Anvil, pg_url: str, redis
 async def test_a_chat_streamed_by_a_worker_reaches_clients_of_both_relays_once_and_in_order(
     cluster: Cluster, alice: DevAccount
 ) -> None:
-    a, b = await cluster.relays("a", "b", model={"delay": 0.01})
-    await asyncio.gather(cluster.worker("w1", model={"delay": 0.01}), cluster.worker("w2", model={"delay": 0.01}))
+    # A runs one local worker (serve --workers 1), B none; one `lunark worker` runs on its own.
+    [a] = await cluster.start("a", model={"delay": 0.01}, server={"workers": 1})
+    [b] = await cluster.relays("b", model={"delay": 0.01})
+    await cluster.worker("w1", model={"delay": 0.01})
     token = await sign_in(a, alice)
     async with SioClient(a, token) as on_a, SioClient(b, token) as on_b, Http(b) as http:
         chat_id = (await on_a.call("join_chat", {}))["chat_id"]
