@@ -184,6 +184,8 @@ async def test_a_worker_killed_mid_turn_leaves_the_answer_ended_interrupted_once
         await cluster.kill_worker(running)  # mid-answer
         end = await on_b.wait_event("message_end", chat_id=chat_id, message_id=start["message_id"], timeout=20)
         assert end["finish_reason"] == "interrupted" and "stopped" in end["message"], end
+        # Both relays' clients have the end (each through its own relay, once).
+        await on_a.wait_event("message_end", chat_id=chat_id, message_id=start["message_id"], timeout=20)
         # The other worker answers the next message, sent through either relay.
         mark = on_a.mark()
         ack = await on_b.call("send_message", {"chat_id": chat_id, "content": "hello", "client_message_id": "m2"},

@@ -247,7 +247,8 @@ async def test_a_message_sent_while_no_worker_is_up_waits_for_it_and_runs(
 
 async def test_workers_with_a_postgres_store_or_a_model_object_are_refused_plainly(tmp_path: Path) -> None:
     """Said at start (before anything is opened): workers on a Postgres store without Redis (a
-    cluster's workers need both: tests/test_cluster_workers.py), and a model object, which cannot reach another process (``model_factory`` names one that can)."""
+    cluster's workers need both: tests/test_cluster_workers.py), and a model object, which cannot
+    reach another process (``model_factory`` names one that can)."""
     from lunark.config import Settings
     from lunark.errors import ConfigError
     from lunark.models.planner import OfflinePlanner
