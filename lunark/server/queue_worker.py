@@ -137,6 +137,7 @@ class LocalWorkers:
             started = time.monotonic()
             proc = self._procs[index] = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "lunark.server.queue_worker", "--settings", str(self._dir / "settings.json"),
+                "--parent", str(os.getpid()),
                 *(["--model-factory", self.model_factory] if self.model_factory else []),
                 stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, start_new_session=True,
             )
@@ -180,13 +181,28 @@ class LocalWorkers:
             shutil.rmtree(self._dir, ignore_errors=True)
 
 
-async def serve_worker(settings: Settings, *, model_factory: str | None = None) -> int:
-    """Run one worker until SIGINT or SIGTERM (``lunark worker``)."""
+async def serve_worker(settings: Settings, *, model_factory: str | None = None, parent: int | None = None) -> int:
+    """Run one worker until SIGINT or SIGTERM (``lunark worker``), or until ``parent`` (the relay
+    that started it) is gone, ``kill -9`` included."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await run_worker(settings, stop, model_factory=model_factory)
+
+    async def orphaned() -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            if os.getppid() != parent:  # reparented: the relay died
+                break
+        logger.warning("the relay that started this worker is gone; stopping")
+        stop.set()
+
+    watch = asyncio.create_task(orphaned()) if parent is not None else None
+    try:
+        await run_worker(settings, stop, model_factory=model_factory)
+    finally:
+        if watch is not None:
+            watch.cancel()
     return 0
 
 
@@ -194,6 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lunark.server.queue_worker", description=__doc__)
     parser.add_argument("--settings", required=True, type=Path, help="the settings, as JSON")
     parser.add_argument("--model-factory", help="module:callable returning the chat model")
+    parser.add_argument("--parent", type=int, help="stop when this process (the relay) is gone")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO,
                         format=f"%(asctime)s %(levelname)s worker-{os.getpid()} %(name)s: %(message)s")
@@ -203,8 +220,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         import uvloop
     except ImportError:
-        return asyncio.run(serve_worker(settings, model_factory=args.model_factory))
-    return uvloop.run(serve_worker(settings, model_factory=args.model_factory))
+        return asyncio.run(serve_worker(settings, model_factory=args.model_factory, parent=args.parent))
+    return uvloop.run(serve_worker(settings, model_factory=args.model_factory, parent=args.parent))
 
 
 if __name__ == "__main__":
