@@ -42,7 +42,8 @@ from lunark.server.queue_worker import LocalWorkers
 from lunark.server.runner import Runner
 from lunark.server.service import ChatService
 from lunark.server.transport import TRANSPORT_FACTOR, LunarkSocketServer
-from lunark.server.workers import RemoteRunner, WorkerPool, load_factory
+from lunark.server.turn_jobs import load_factory
+from lunark.server.workers import RemoteRunner, WorkerPool
 from lunark.store import SettlementRecord, open_store
 from lunark.tools.base import Tool
 

@@ -45,14 +45,13 @@ from psycopg_pool import AsyncConnectionPool
 
 from lunark.approvals import Approval
 from lunark.errors import Busy, LunarkError
-from lunark.server.workers import chat_record, error_from, wire_chat
+from lunark.server.turn_jobs import error_from, wire_chat
 from lunark.store import ChatRecord, PostgresStore, advisory_key
 
 if TYPE_CHECKING:
     from lunark.server.cluster import Cluster
-    from lunark.server.runner import Runner
 
-__all__ = ["JOB_WAIT", "JobQueue", "QueueRunner", "perform"]
+__all__ = ["JOB_WAIT", "JobQueue", "QueueRunner"]
 
 logger = logging.getLogger(__name__)
 
@@ -276,28 +275,6 @@ def _answer(result: Any) -> Any:
     if isinstance(result, dict) and "error" in result:
         raise error_from(result["error"])
     return result.get("value") if isinstance(result, dict) else None
-
-
-async def perform(runner: Runner, method: str, args: dict[str, Any]) -> Any:
-    """A job's call on ``runner`` (a turn worker's, local or in a cluster)."""
-    if method == "send_message":
-        return await runner.send_message(chat_record(args["chat"]), args["content"], args["client_message_id"])
-    if method == "call_tool":
-        return await runner.call_tool(chat_record(args["chat"]), args["name"], dict(args["args"]))
-    if method == "continue_message":
-        return await runner.continue_message(chat_record(args["chat"]), args["message_id"])
-    if method == "resume":
-        return await runner.resume(chat_record(args["chat"]), args["approval_id"], args["decisions"],
-                                   by=args.get("by", "user"))
-    if method == "abort":
-        return await runner.abort(args["chat_id"])
-    if method == "check_pending":
-        return await runner.check_pending(chat_record(args["chat"]))
-    if method == "pending_approval":
-        return await runner.pending_approval(args["chat_id"])
-    if method == "tools":
-        return await runner.tools()
-    raise LunarkError(f"Turn workers have no job {method!r}.")
 
 
 class QueueRunner:

@@ -50,10 +50,10 @@ async def run_worker(settings: Settings, stop: asyncio.Event, *, model_factory: 
     from lunark.graph.agent import Agent
     from lunark.server.cluster import Cluster
     from lunark.server.hub import Hub
-    from lunark.server.jobs import JobQueue, perform
+    from lunark.server.jobs import JobQueue
     from lunark.server.limits import restore_recursion_limit
     from lunark.server.runner import Runner
-    from lunark.server.workers import load_factory
+    from lunark.server.turn_jobs import load_factory, perform
     from lunark.store import PostgresStore, SettlementRecord, open_store
 
     if not (settings.store.url and settings.server.redis_url):
