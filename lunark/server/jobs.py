@@ -46,7 +46,7 @@ from psycopg_pool import AsyncConnectionPool
 from lunark.approvals import Approval
 from lunark.errors import Busy, LunarkError
 from lunark.server.turn_jobs import error_from, wire_chat
-from lunark.store import ChatRecord, PostgresStore, advisory_key
+from lunark.store import ChatRecord, PostgresStore
 
 if TYPE_CHECKING:
     from lunark.server.cluster import Cluster
@@ -68,12 +68,6 @@ _READ_WAIT = 3.0
 _KEEP = 300.0
 """Seconds an answered job nobody took (its relay died) stays in the table."""
 _JOBS, _DONE = "lunark_jobs", "lunark_jobs_done"
-_SCHEMA = (
-    "CREATE TABLE IF NOT EXISTS lunark_jobs (id bigserial PRIMARY KEY, chat_id text, method text NOT NULL, "
-    "args jsonb NOT NULL, relay text NOT NULL, created_at timestamptz NOT NULL DEFAULT now(), "
-    "done_at timestamptz, result jsonb)",
-    "CREATE INDEX IF NOT EXISTS lunark_jobs_open ON lunark_jobs (chat_id, id) WHERE done_at IS NULL",
-)
 _CLAIM = (
     "SELECT id, method, args FROM lunark_jobs j WHERE done_at IS NULL AND NOT EXISTS ("
     "SELECT 1 FROM lunark_jobs e WHERE e.chat_id = j.chat_id AND e.id < j.id AND e.done_at IS NULL) "
@@ -97,13 +91,6 @@ class JobQueue:
         self._pool: AsyncConnectionPool[Any] | None = None
         self.running = 0
         """Jobs this worker is running now."""
-
-    async def _schema(self) -> None:
-        async with self.store.connection() as conn, conn.transaction():
-            # Several processes start together: one creates the table, the others wait for it.
-            await conn.execute("SELECT pg_advisory_xact_lock(%s)", (advisory_key("lunark-jobs-schema"),))
-            for statement in _SCHEMA:
-                await conn.execute(statement)
 
     async def _listen(self, channel: str, heard: Callable[[str], None]) -> None:
         while True:
@@ -141,7 +128,6 @@ class JobQueue:
     # -- a relay ----------------------------------------------------------------------------------
 
     async def start_relay(self) -> None:
-        await self._schema()
         self._spawn(self._listen(_DONE, self._answered), "lunark-jobs-answers")
 
     def _answered(self, payload: str) -> None:
@@ -204,7 +190,6 @@ class JobQueue:
     async def consume(self, perform: Perform, *, concurrency: int = 8) -> None:
         """Take jobs and run them with ``perform(method, args)`` (up to ``concurrency`` at a time)
         until cancelled (``aclose``)."""
-        await self._schema()
         self._pool = AsyncConnectionPool(self.store.url, min_size=1, max_size=concurrency, open=False,
                                          name="lunark-jobs")
         await self._pool.open(wait=True)
