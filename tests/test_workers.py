@@ -152,8 +152,9 @@ async def test_a_whole_chat_runs_in_the_worker_and_settles_on_chain(
         assert end["message_id"] == call["message_id"]
 
         mark = sio.mark()
-        await sio.call("send_message", {"chat_id": chat_id, "content": f"send 0.5 ETH to {bob.address}",
-                                        "client_message_id": "m2"})
+        ack = await sio.call("send_message", {"chat_id": chat_id, "content": f"send 0.5 ETH to {bob.address}",
+                                              "client_message_id": "m2"})
+        assert "message_id" in ack, ack
         pending = await sio.wait_event("pending_approval", chat_id=chat_id, after=mark, timeout=30)
         await sio.wait_event("message_end", chat_id=chat_id, after=mark, finish_reason="awaiting_approval")
         # The decision's errors come back from the worker with their codes, as acks.
