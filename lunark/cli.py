@@ -1,6 +1,7 @@
-"""``lunark serve | demo | chat | mcp | audit``.
+"""``lunark serve | worker | demo | chat | mcp | audit``.
 
 - ``serve``: the server, configured by ``--config`` (TOML/JSON), ``LUNARK_*`` and flags.
+- ``worker``: a cluster's turn worker, for relays on other machines (``lunark.server.queue_worker``).
 - ``demo``: a complete local setup: two Anvil chains (31337 and 31338) with a test
   token deployed and funded, the server with the offline planner, and the dApp.
 - ``chat``: the terminal client.
@@ -43,6 +44,18 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", type=Path, help="configuration file (TOML or JSON)")
     serve.add_argument("--workers", type=int, metavar="N",
                        help="turn worker processes (server.workers): 0 runs turns in this process (default)")
+    serve.add_argument("--relay-only", action="store_true", default=None,
+                       help="a cluster's relay that runs no turn: `lunark worker` processes take its turn jobs "
+                       "(server.relay_only)")
+
+    worker = sub.add_parser(
+        "worker", help="a cluster's turn worker: takes turn jobs from Postgres, for the relays (lunark serve)",
+        description="Run the agent's turns for a cluster of relays (lunark serve with store.url and "
+        "server.redis_url): jobs from the shared queue in Postgres, events to the relays through the event "
+        "log and Redis. Start as many as needed, on any machine that reaches Postgres, Redis and the chains.",
+    )
+    worker.add_argument("--config", type=Path, help="configuration file (TOML or JSON), as the relays'")
+    worker.add_argument("--rpc-url", help="RPC URL of the default network's chain node")
 
     demo = sub.add_parser("demo", help="Anvil + test token + server + dApp, all local")
     demo.add_argument("--host", default="127.0.0.1")
@@ -104,6 +117,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "serve":
             return _run(_serve(args), args.loop)
+        if args.command == "worker":
+            return _run(_worker(args), args.loop)
         if args.command == "demo":
             return _run(_demo(args), args.loop)
         if args.command == "mcp":
@@ -160,7 +175,8 @@ async def _serve(args: argparse.Namespace) -> int:
     from lunark.server.app import LunarkServer
 
     overrides: dict[str, Any] = {}
-    server_fields = {k: v for k, v in (("host", args.host), ("port", args.port), ("workers", args.workers))
+    server_fields = {k: v for k, v in (("host", args.host), ("port", args.port), ("workers", args.workers),
+                                                     ("relay_only", args.relay_only))
                      if v is not None}
     if server_fields:
         overrides["server"] = server_fields
@@ -176,6 +192,14 @@ async def _serve(args: argparse.Namespace) -> int:
         )
         await stopped.wait()
     return 0
+
+
+async def _worker(args: argparse.Namespace) -> int:
+    from lunark.config import Settings
+    from lunark.server.queue_worker import serve_worker
+
+    overrides: dict[str, Any] = {"chain": {"rpc_url": args.rpc_url}} if args.rpc_url else {}
+    return await serve_worker(Settings.load(args.config, **overrides))
 
 
 async def _audit_export(args: argparse.Namespace) -> int:

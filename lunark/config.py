@@ -237,7 +237,13 @@ class ServerSettings(_Section):
     workers: int = Field(
         default=0, ge=0, le=256,
         description="Turn worker processes: 0 runs the agent's turns in the serving process; N >= 1 starts N "
-        "local worker processes that run them while the serving process only relays (SQLite store only).",
+        "local worker processes that run them while the serving process only relays. With store.url "
+        "(a cluster), the workers take turn jobs from the shared queue in Postgres, with any `lunark worker`.",
+    )
+    relay_only: bool = Field(
+        default=False,
+        description="A cluster's relay that starts no worker (store.url and redis_url set): its turn jobs are "
+        "run by `lunark worker` processes, on this machine or others.",
     )
     sweep_interval_seconds: float = Field(
         default=1.0, gt=0, le=60,

@@ -235,11 +235,11 @@ def test_old_postgres_version_numbers_are_read_in_the_shared_numbering() -> None
     from lunark.store.dialect import POSTGRES, SQLITE
     from lunark.store.schema import pending
 
-    assert [version for version, _ in pending(POSTGRES, 2, "db")[1]] == [4, 5, 6, 7]  # its old 2 is the shared 3
+    assert [version for version, _ in pending(POSTGRES, 2, "db")[1]] == [4, 5, 6, 7, 8]  # its old 2 is the shared 3
     assert pending(POSTGRES, 2, "db")[0] == 3
-    assert [version for version, _ in pending(POSTGRES, 1, "db")[1]] == [3, 4, 5, 6, 7]
-    assert [version for version, _ in pending(POSTGRES, 0, "db")[1]] == [1, 2, 3, 4, 5, 6, 7]
-    assert [version for version, _ in pending(SQLITE, 1, "db")[1]] == [2, 3, 4, 5, 6, 7]
+    assert [version for version, _ in pending(POSTGRES, 1, "db")[1]] == [3, 4, 5, 6, 7, 8]
+    assert [version for version, _ in pending(POSTGRES, 0, "db")[1]] == [1, 2, 3, 4, 5, 6, 7, 8]
+    assert [version for version, _ in pending(SQLITE, 1, "db")[1]] == [2, 3, 4, 5, 6, 7, 8]
     with pytest.raises(ConfigError, match="newer"):
         pending(SQLITE, SCHEMA_VERSION + 1, "db")
 

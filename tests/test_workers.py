@@ -152,8 +152,9 @@ async def test_a_whole_chat_runs_in_the_worker_and_settles_on_chain(
         assert end["message_id"] == call["message_id"]
 
         mark = sio.mark()
-        await sio.call("send_message", {"chat_id": chat_id, "content": f"send 0.5 ETH to {bob.address}",
-                                        "client_message_id": "m2"})
+        ack = await sio.call("send_message", {"chat_id": chat_id, "content": f"send 0.5 ETH to {bob.address}",
+                                              "client_message_id": "m2"})
+        assert "message_id" in ack, ack
         pending = await sio.wait_event("pending_approval", chat_id=chat_id, after=mark, timeout=30)
         await sio.wait_event("message_end", chat_id=chat_id, after=mark, finish_reason="awaiting_approval")
         # The decision's errors come back from the worker with their codes, as acks.
@@ -246,8 +247,9 @@ async def test_a_message_sent_while_no_worker_is_up_waits_for_it_and_runs(
 
 
 async def test_workers_with_a_postgres_store_or_a_model_object_are_refused_plainly(tmp_path: Path) -> None:
-    """Not supported yet, said at start (before anything is opened): workers on a Postgres store,
-    and a model object, which cannot reach another process (``model_factory`` names one that can)."""
+    """Said at start (before anything is opened): workers on a Postgres store without Redis (a
+    cluster's workers need both: tests/test_cluster_workers.py), and a model object, which cannot
+    reach another process (``model_factory`` names one that can)."""
     from lunark.config import Settings
     from lunark.errors import ConfigError
     from lunark.models.planner import OfflinePlanner

@@ -35,12 +35,15 @@ from lunark.server.collector import Collector
 from lunark.server.fanout import FanoutManager
 from lunark.server.http import HttpLimits, errors_middleware, routes
 from lunark.server.hub import Hub
+from lunark.server.jobs import JobQueue, QueueRunner
 from lunark.server.limits import JsonCodec, Limiters, restore_recursion_limit
 from lunark.server.namespace import ChatNamespace
+from lunark.server.queue_worker import LocalWorkers
 from lunark.server.runner import Runner
 from lunark.server.service import ChatService
 from lunark.server.transport import TRANSPORT_FACTOR, LunarkSocketServer
-from lunark.server.workers import RemoteRunner, WorkerPool, load_factory
+from lunark.server.turn_jobs import load_factory
+from lunark.server.workers import RemoteRunner, WorkerPool
 from lunark.store import SettlementRecord, open_store
 from lunark.tools.base import Tool
 
@@ -81,7 +84,7 @@ class LunarkServer:
         ``model_factory``, ``"module:callable"`` returning one, which turn workers call too."""
         self.settings = settings
         self._model_factory = model_factory
-        if model is None and model_factory is not None and not settings.server.workers:
+        if model is None and model_factory is not None and not (settings.server.workers or settings.server.relay_only):
             model = load_factory(model_factory)()
         self._model = model
         self._extra_tools = extra_tools
@@ -108,10 +111,13 @@ class LunarkServer:
         limits = settings.limits
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         workers = settings.server.workers
-        if workers and settings.store.url:
-            raise ConfigError("server.workers runs turns in local worker processes on the SQLite store; with "
-                              "store.url (Postgres) it is not supported yet: set server.workers = 0.")
-        if workers and (self._model is not None or self._extra_tools):
+        # A cluster's relay: turn jobs go to the shared queue (lunark.server.jobs), for its N local
+        # workers and any `lunark worker` elsewhere; relay_only: for those elsewhere alone.
+        queued = bool(settings.store.url) and (workers > 0 or settings.server.relay_only)
+        if (settings.server.relay_only or queued) and not (settings.store.url and settings.server.redis_url):
+            raise ConfigError("Turn workers on a Postgres store (server.workers, server.relay_only) take their "
+                              "jobs from a cluster: set server.redis_url too, or server.workers = 0.")
+        if (workers or queued) and (self._model is not None or self._extra_tools):
             raise ConfigError("server.workers builds the agent in each worker process from the settings; a "
                               "model or tools given in code stay in this process: name the model by "
                               "model_factory, or set server.workers = 0.")
@@ -131,7 +137,7 @@ class LunarkServer:
                 self._stack.push_async_callback(self.cluster.aclose)
             self.agent: Agent | None = None
             self.registry = settings.network_registry()
-            if not workers:
+            if not workers and not queued:
                 self.agent = await self._stack.enter_async_context(
                     Agent.open(settings, model=self._model, extra_tools=self._extra_tools, environ=self._environ,
                                store=self.store)
@@ -190,9 +196,21 @@ class LunarkServer:
                 self.hub = Hub(self.store, emit, flush_interval=flush,
                                emit_now=emit_now if fanout is not None else None)
             self._stack.push_async_callback(self.hub.aclose)
-            self.workers: WorkerPool | None = None
-            self.runner: Runner | RemoteRunner
-            if self.agent is not None:
+            self.workers: WorkerPool | LocalWorkers | None = None
+            self.runner: Runner | RemoteRunner | QueueRunner
+            if queued:
+                from lunark.store import PostgresStore
+
+                assert self.cluster is not None and isinstance(self.store, PostgresStore)
+                queue = JobQueue(self.store, self.cluster.node)
+                self.runner = QueueRunner(queue, self.cluster)
+                self._stack.push_async_callback(self.runner.aclose)
+                await queue.start_relay()
+                if workers:  # stopped before the relay: their stopped turns still reach its clients
+                    self.workers = LocalWorkers(settings, workers, model_factory=self._model_factory)
+                    self._stack.push_async_callback(self.workers.aclose)
+                    await self.workers.start()
+            elif self.agent is not None:
                 self.runner = Runner(self.agent, self.hub, self.store, turns=self.cluster,
                                      supersede=settings.approvals.on_new_message == "supersede",
                                      expiry_interval=settings.server.sweep_interval_seconds)
@@ -267,8 +285,10 @@ class LunarkServer:
             await self._site.start()
             if self.cluster is not None:
                 # Before recovery: it takes locks.
-                assert isinstance(self.runner, Runner) and self.agent is not None
-                await self.cluster.start(self.runner, self.agent.settlements, self.auth)
+                if isinstance(self.runner, Runner) and self.agent is not None:
+                    await self.cluster.start(self.runner, self.agent.settlements, self.auth)
+                else:  # a relay: its workers run the turns and sweep
+                    await self.cluster.start(None, None, self.auth)
             await self.runner.recover()
         except BaseException:
             await self._stack.aclose()

@@ -16,6 +16,7 @@ from lunark.server.runner import Runner
 from lunark.store import ChatRecord, MessageRecord, Store
 
 if TYPE_CHECKING:
+    from lunark.server.jobs import QueueRunner
     from lunark.server.workers import RemoteRunner
 
 __all__ = ["ChatService", "network_info"]
@@ -36,12 +37,13 @@ def network_info(network: Network) -> dict[str, Any]:
 
 
 class ChatService:
-    def __init__(self, *, store: Store, runner: Runner | RemoteRunner, registry: NetworkRegistry,
+    def __init__(self, *, store: Store, runner: Runner | RemoteRunner | QueueRunner, registry: NetworkRegistry,
                  default_network: str, limiters: Limiters | None = None) -> None:
         self.store = store
         self.limiters = limiters
         self.runner = runner
-        """The chats' turns: run here (``Runner``), or in worker processes (``RemoteRunner``)."""
+        """The chats' turns: run here (``Runner``), or in worker processes (``RemoteRunner``; in a
+        cluster, ``QueueRunner``)."""
         self.registry = registry
         self.default_chain_id = registry.get(default_network).chain_id
 

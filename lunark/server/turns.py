@@ -224,14 +224,15 @@ class TurnDriver(ABC):
                 elif kind == "message_end":
                     ended = True
                     failed = failed or event.get("finish_reason") == "error"
+                    # Letting go from here on: a client may see this end (a worker's relay emits it
+                    # before the worker hears back) and send its next message at once.
+                    self._ending.add(chat_id)
                 # Shielded: an abort (cancel) must not cut an event in half, e.g. logged but never
                 # emitted (a live seq gap) or counted in the saved answer but never sent.
                 handling = asyncio.ensure_future(
                     self._handle(chat_id, owner, event, message_id, text, continued=continued)
                 )
                 await asyncio.shield(handling)
-                if kind == "message_end":
-                    self._ending.add(chat_id)
         except asyncio.CancelledError:
             if handling is not None and not handling.done():
                 with suppress(Exception, asyncio.CancelledError):

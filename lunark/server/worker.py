@@ -29,7 +29,7 @@ from typing import Any
 
 from lunark.config import Settings
 from lunark.errors import LunarkError, NotFound
-from lunark.server.workers import chat_record, error_from, load_factory, owner_of, read_frame, write_frame
+from lunark.server.turn_jobs import error_from, load_factory, owner_of, perform, read_frame, write_frame
 
 __all__ = ["WorkerHub", "main"]
 
@@ -216,34 +216,13 @@ class _Worker:
     async def _job(self, message: dict[str, Any]) -> None:
         answer: dict[str, Any] = {"op": "result", "id": message["id"]}
         try:
-            answer["value"] = await self._perform(str(message["method"]), message.get("args") or {})
+            answer["value"] = await perform(self.runner, str(message["method"]), message.get("args") or {})
         except LunarkError as exc:
             answer["error"] = exc.to_dict()
         except Exception:
             logger.exception("job %s failed", message.get("method"))
             answer["error"] = {"code": "internal", "message": "Internal error."}
         self.hub.send(answer)
-
-    async def _perform(self, method: str, args: dict[str, Any]) -> Any:
-        runner = self.runner
-        if method == "send_message":
-            return await runner.send_message(chat_record(args["chat"]), args["content"], args["client_message_id"])
-        if method == "call_tool":
-            return await runner.call_tool(chat_record(args["chat"]), args["name"], dict(args["args"]))
-        if method == "continue_message":
-            return await runner.continue_message(chat_record(args["chat"]), args["message_id"])
-        if method == "resume":
-            return await runner.resume(chat_record(args["chat"]), args["approval_id"], args["decisions"],
-                                       by=args.get("by", "user"))
-        if method == "abort":
-            return await runner.abort(args["chat_id"])
-        if method == "check_pending":
-            return await runner.check_pending(chat_record(args["chat"]))
-        if method == "pending_approval":
-            return await runner.pending_approval(args["chat_id"])
-        if method == "tools":
-            return await runner.tools()
-        raise LunarkError(f"Turn workers have no job {method!r}.")
 
 
 async def _cancel(task: asyncio.Task[Any]) -> None:

@@ -37,29 +37,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import itertools
-import json
 import logging
 import shutil
-import struct
 import sys
 import tempfile
 import time
-import zlib
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lunark.approvals import parse_time
 from lunark.config import Settings
-from lunark.errors import Busy, ConfigError, LunarkError
+from lunark.errors import Busy, LunarkError
 from lunark.server.hub import Hub
+from lunark.server.turn_jobs import error_from, owner_of, read_frame, wire_chat, write_frame
 from lunark.store import ChatRecord
 
-__all__ = ["JOB_WAIT", "RemoteRunner", "WorkerPool", "chat_record", "error_from", "load_factory", "owner_of",
-           "read_frame", "wire_chat", "write_frame"]
+__all__ = ["JOB_WAIT", "RemoteRunner", "WorkerPool"]
 
 logger = logging.getLogger(__name__)
 
@@ -72,79 +66,6 @@ _RESTART_DELAYS = (0.0, 0.5, 1.0, 2.0, 5.0)
 time: none)."""
 _YOUNG = 10.0
 """A worker that dies within this many seconds of its start died young (a crash loop backs off)."""
-_HEADER = struct.Struct(">I")
-
-
-# -- frames ------------------------------------------------------------------------------------
-
-
-def write_frame(writer: asyncio.StreamWriter, message: dict[str, Any]) -> None:
-    """Queue one frame (synchronous: frames leave in the order they are written)."""
-    body = json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode()
-    writer.write(_HEADER.pack(len(body)) + body)
-
-
-async def read_frame(reader: asyncio.StreamReader) -> dict[str, Any] | None:
-    """The next frame, or None at the end of the stream."""
-    try:
-        header = await reader.readexactly(_HEADER.size)
-        (size,) = _HEADER.unpack(header)
-        message: dict[str, Any] = json.loads(await reader.readexactly(size))
-    except (asyncio.IncompleteReadError, ConnectionError):
-        return None
-    return message
-
-
-def owner_of(chat_id: str, count: int) -> int:
-    """The worker that runs ``chat_id``'s turns: the same for every process and every start."""
-    return zlib.crc32(chat_id.encode()) % count
-
-
-def wire_chat(chat: ChatRecord) -> dict[str, Any]:
-    return {"chat_id": chat.chat_id, "owner": chat.owner, "chain_id": chat.chain_id,
-            "created_at": chat.created_at.isoformat(), "title": chat.title}
-
-
-def chat_record(data: dict[str, Any]) -> ChatRecord:
-    created_at = parse_time(data["created_at"])
-    assert created_at is not None, "wire_chat writes it"
-    return ChatRecord(chat_id=data["chat_id"], owner=data["owner"], chain_id=int(data["chain_id"]),
-                      created_at=created_at, title=data.get("title"))
-
-
-def load_factory(path: str) -> Callable[[], Any]:
-    """``"module:callable"``, imported."""
-    module, _, name = path.partition(":")
-    if not module or not name:
-        raise ConfigError(f"A model factory is named 'module:callable', not {path!r}.")
-    factory: Callable[[], Any] = getattr(importlib.import_module(module), name)
-    return factory
-
-
-def _error_classes() -> dict[str, type[LunarkError]]:
-    """The most general error class of each code (``InvalidInput`` for ``invalid_input``, ...)."""
-    found: dict[str, type[LunarkError]] = {}
-    queue: list[type[LunarkError]] = [LunarkError]
-    while queue:
-        cls = queue.pop(0)
-        found.setdefault(cls.code, cls)
-        queue.extend(cls.__subclasses__())
-    return found
-
-
-_ERRORS = _error_classes()
-
-
-def error_from(data: dict[str, Any]) -> LunarkError:
-    """The ``LunarkError`` a worker raised, from its ``to_dict()``: same code, message and fields."""
-    details = {k: v for k, v in data.items() if k not in ("code", "message")}
-    code = str(data.get("code") or "internal")
-    cls = _ERRORS.get(code, LunarkError)
-    error = cls.__new__(cls)
-    LunarkError.__init__(error, str(data.get("message") or "Internal error."), **details)
-    if cls.code != code:  # a code no class carries: kept as sent
-        error.code = code  # type: ignore[misc]
-    return error
 
 
 # -- the serving process's side ----------------------------------------------------------------

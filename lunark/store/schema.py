@@ -3,7 +3,8 @@
 Version 1 is the chat side (chats, messages, the event log, transactions, sign-in), 2 the money path
 (approvals, settlements, the hashes that settle them, the spend ledger in base units), 3 the index
 the expiry clock pages by, 4 the audit trail, 5 the contacts (``lunark.contacts``), 6 the answers
-being written (``Runner.recover_answers``), 7 contact changes in the audit trail. Column
+being written (``Runner.recover_answers``), 7 contact changes in the audit trail, 8 the turn-job
+queue of a cluster's workers (``lunark.server.jobs``; Postgres only: workers on SQLite are local). Column
 types differ (text vs ``timestamptz``, ``jsonb``, ``boolean``, identity columns), so 1, 2 and 5 are
 written per database, and so is 7 (SQLite cannot alter a check constraint: it copies the table);
 what is the same is written once.
@@ -20,7 +21,7 @@ from lunark.store.dialect import Dialect
 
 __all__ = ["SCHEMA_VERSION", "pending"]
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 """The schema this code writes; a database with a newer one is refused."""
 
 LEGACY_POSTGRES = {1: 2, 2: 3}
@@ -187,6 +188,8 @@ INSERT INTO audit_v7 (address, seq, kind, at, chat_id, approval_id, call_id, fin
 DROP TABLE audit;
 ALTER TABLE audit_v7 RENAME TO audit;
 """,
+    # The turn-job queue is a cluster's (Postgres): local workers take their jobs over a socket.
+    8: "SELECT 1;",
 }
 
 _POSTGRES: dict[int, str] = {
@@ -328,6 +331,21 @@ CREATE UNIQUE INDEX IF NOT EXISTS contacts_by_address ON contacts (owner, addres
 ALTER TABLE audit DROP CONSTRAINT IF EXISTS audit_kind_check;
 ALTER TABLE audit ADD CONSTRAINT audit_kind_check CHECK (kind IN ('card', 'decision', 'outcome', 'contact'));
 ALTER TABLE audit ALTER COLUMN chat_id DROP NOT NULL, ALTER COLUMN approval_id DROP NOT NULL;
+""",
+    # The turn-job queue of a cluster's workers (lunark.server.jobs): a relay inserts a job, a worker
+    # takes the oldest of a chat with no earlier one open (FOR UPDATE SKIP LOCKED) and writes its result.
+    8: """
+CREATE TABLE IF NOT EXISTS lunark_jobs (
+    id         BIGSERIAL PRIMARY KEY,
+    chat_id    TEXT,
+    method     TEXT NOT NULL,
+    args       JSONB NOT NULL,
+    relay      TEXT NOT NULL,
+    created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    done_at    TIMESTAMPTZ,
+    result     JSONB
+);
+CREATE INDEX IF NOT EXISTS lunark_jobs_open ON lunark_jobs (chat_id, id) WHERE done_at IS NULL;
 """,
 }
 
