@@ -26,7 +26,7 @@ ETH = 10**18
 # What the tarball holds: the library and its declarations, nothing of the page.
 PACKED = {
     "package.json", "index.js", "index.d.ts", "markdown.js", "markdown.d.ts", "protocol.js", "protocol.d.ts",
-    "reducer.js", "reducer.d.ts", "transport.js", "transport.d.ts",
+    "reducer.js", "reducer.d.ts", "siwe.js", "transport.js", "transport.d.ts",
 }
 
 
