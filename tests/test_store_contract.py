@@ -622,11 +622,17 @@ async def test_a_hash_and_a_nonce_settle_one_approval(store: Store) -> None:
     assert await store.hash_settling(TX2) is None
 
     await store.advance_settlement("apr_1/c1", "submitted", {}, tx_hash=TX1, nonce=3)
-    assert await store.nonce_settling(31337, ALICE, 3, "apr_2/c1") == "apr_1/c1"
-    assert await store.nonce_settling(31337, ALICE, 3, "apr_1/c1") is None
-    assert await store.nonce_settling(1, ALICE, 3, "apr_2/c1") is None
+    # Each settlement binds a hash of its own for the same (owner, nonce): the second is bound, and
+    # told which settlement holds the nonce; the nonce is not asked about for a hash bound elsewhere.
+    mine, theirs = "0x" + "a1" * 32, "0x" + "b2" * 32
+    assert await store.bind_transaction("apr_1/c1", mine, chain_id=31337, owner=ALICE, nonce=3) == ("apr_1/c1", None)
+    assert await store.bind_transaction("apr_2/c1", theirs, chain_id=31337, owner=ALICE, nonce=3) == (
+        "apr_2/c1", "apr_1/c1")
+    assert await store.bind_transaction("apr_2/c1", mine, chain_id=31337, owner=ALICE, nonce=3) == ("apr_1/c1", None)
+    assert await store.bind_transaction("apr_2/c1", theirs, chain_id=1, owner=ALICE, nonce=3) == ("apr_2/c1", None)
     await store.advance_settlement("apr_1/c1", "replaced", {})
-    assert await store.nonce_settling(31337, ALICE.lower(), 3, "apr_2/c1") is None
+    assert await store.bind_transaction("apr_2/c1", theirs, chain_id=31337, owner=ALICE.lower(), nonce=3) == (
+        "apr_2/c1", None)
 
 
 async def test_reservations_under_a_cap_are_atomic_across_stores(backend: Backend) -> None:

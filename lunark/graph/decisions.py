@@ -7,14 +7,16 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
-from contextlib import aclosing
+from contextlib import aclosing, suppress
 from typing import Any, cast
 
 from langgraph.types import Command
 from pydantic import ValidationError
 
 from lunark.approvals import Approval, Claims, lapsed, stale_refusal
+from lunark.chain.client import ChainClients
 from lunark.chain.types import prepared_from_state
+from lunark.errors import LunarkError
 from lunark.graph.approval import ApproveDecision, validate_decisions
 from lunark.graph.queries import ChatQueries, pending_of
 from lunark.graph.state import AgentState
@@ -29,6 +31,7 @@ class AgentDecisions(ChatQueries):
     """An approval's decision applied to the chat's graph, exactly once."""
 
     _claims: Claims | None
+    clients: ChainClients
 
     @property
     @abstractmethod
@@ -81,6 +84,7 @@ class AgentDecisions(ChatQueries):
             ):
                 raise lapsed(approval, await self.record_late(thread_id, approval_id, decisions))
             checked = validate_decisions(pending, decisions)
+            self._read_ahead(approval, checked)
             if record is None and not claimed:
                 # Paused before its approval was stored (a crash in between, or an older version):
                 # store it now, so this decision is claimed durably like any other.
@@ -96,6 +100,16 @@ class AgentDecisions(ChatQueries):
                         # Before message_end, so a client that sees the turn end sees the chat free.
                         await store.finish_approval(approval_id)
                     yield event
+
+    def _read_ahead(self, approval: Approval, decisions: Sequence[Mapping[str, Any]]) -> None:
+        """A wallet's transaction is read from its node while the decision is claimed and the graph
+        resumes, not after: its settlement asks for it first thing."""
+        for request, decision in zip(approval.action_requests, decisions, strict=False):
+            tx = request.get("tx")
+            if decision.get("type") != "approve" or not decision.get("tx_hash") or not isinstance(tx, Mapping):
+                continue
+            with suppress(LunarkError, KeyError, ValueError):  # only a head start: the settlement reads it anyway
+                self.clients.get(int(str(tx["chain_id"]), 0)).read_ahead(str(decision["tx_hash"]))
 
     async def carry_on(
         self, thread_id: str, *, approval_id: str | None = None, on_token: Callable[[str], None] | None = None

@@ -133,11 +133,11 @@ async def _refusal(
 
 async def _store_refusal(store: Store, record: SettlementRecord, tx: DecodedTx) -> str | None:
     """Why the store will not bind ``tx`` to this approval, or None (it is then bound)."""
-    bound = await store.bind_hash(record.settlement_id, tx.tx_hash)
+    bound, other = await store.bind_transaction(
+        record.settlement_id, tx.tx_hash, chain_id=record.chain_id, owner=record.owner, nonce=tx.nonce)
     if bound != record.settlement_id:
         return (f"transaction {tx.tx_hash} already settled another approval; one transaction settles "
                 "one approval")
-    other = await store.nonce_settling(record.chain_id, record.owner, tx.nonce, record.settlement_id)
     if other is not None:
         return f"nonce {tx.nonce} already carries another approved transfer"
     return None

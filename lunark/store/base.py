@@ -240,8 +240,12 @@ class Store(Protocol):
         """The settlement ``tx_hash`` is bound to, if any."""
         ...
 
-    async def nonce_settling(self, chain_id: int, owner: str, nonce: int, settlement_id: str) -> str | None:
-        """Another live or successful settlement using ``(owner, nonce)`` on ``chain_id``, if any."""
+    async def bind_transaction(
+        self, settlement_id: str, tx_hash: str, *, chain_id: int, owner: str, nonce: int
+    ) -> tuple[str, str | None]:
+        """``bind_hash``, then (once the hash is bound to this settlement) another live or
+        successful settlement using ``(owner, nonce)`` on ``chain_id``, if any: the settlement the
+        hash is bound to and the one holding the nonce, in one trip to the store."""
         ...
 
     async def settlements(self, *, chat_id: str | None = None, unfinished: bool = False) -> list[SettlementRecord]:

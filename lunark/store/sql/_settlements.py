@@ -82,10 +82,20 @@ class SettlementsSql(AuditSql):
     async def hash_settling(self, tx_hash: str) -> str | None:
         return await self._text(q.HASH_SETTLING, {"tx_hash": tx_hash.lower()})
 
-    async def nonce_settling(self, chain_id: int, owner: str, nonce: int, settlement_id: str) -> str | None:
-        return await self._text(q.NONCE_SETTLING, {
-            "chain_id": chain_id, "owner": owner.lower(), "nonce": nonce, "settlement_id": settlement_id,
-        })
+    async def bind_transaction(
+        self, settlement_id: str, tx_hash: str, *, chain_id: int, owner: str, nonce: int
+    ) -> tuple[str, str | None]:
+        params = {"tx_hash": tx_hash.lower(), "settlement_id": settlement_id, "chain_id": chain_id,
+                  "owner": owner.lower(), "nonce": nonce}
+
+        def bind() -> Operation[tuple[str, str | None]]:
+            bound = str((yield Query(q.BIND_HASH, params))[0][0])
+            if bound != settlement_id:
+                return bound, None
+            other = yield Query(q.NONCE_SETTLING, params)
+            return bound, str(other[0][0]) if other else None
+
+        return await self._perform(bind())
 
     async def settlements(self, *, chat_id: str | None = None, unfinished: bool = False) -> list[SettlementRecord]:
         where = ["chat_id = :chat_id"] if chat_id is not None else []
