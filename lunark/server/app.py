@@ -26,7 +26,7 @@ from langchain_core.language_models import BaseChatModel
 
 from lunark.chain.client import ChainClients
 from lunark.config import Settings
-from lunark.errors import ConfigError, LunarkError, NotFound
+from lunark.errors import ConfigError, LunarkError
 from lunark.graph.agent import Agent
 from lunark.netutil import free_port
 from lunark.server.agui import agui_routes
@@ -34,7 +34,7 @@ from lunark.server.auth import Authenticator
 from lunark.server.collector import Collector
 from lunark.server.fanout import FanoutManager
 from lunark.server.http import HttpLimits, errors_middleware, routes
-from lunark.server.hub import Hub
+from lunark.server.hub import Hub, settlement_sink
 from lunark.server.jobs import JobQueue, QueueRunner
 from lunark.server.limits import JsonCodec, Limiters, restore_recursion_limit
 from lunark.server.namespace import ChatNamespace
@@ -44,7 +44,7 @@ from lunark.server.service import ChatService
 from lunark.server.transport import TRANSPORT_FACTOR, LunarkSocketServer
 from lunark.server.turn_jobs import load_factory
 from lunark.server.workers import RemoteRunner, WorkerPool
-from lunark.store import SettlementRecord, open_store
+from lunark.store import open_store
 from lunark.tools.base import Tool
 
 if TYPE_CHECKING:
@@ -215,7 +215,7 @@ class LunarkServer:
                                      supersede=settings.approvals.on_new_message == "supersede",
                                      expiry_interval=settings.server.sweep_interval_seconds)
                 self._stack.push_async_callback(self.runner.aclose)
-                self.agent.settlements.connect(self._settled, lease=self.cluster)
+                self.agent.settlements.connect(settlement_sink(self.store, self.hub), lease=self.cluster)
             else:
                 # Turns in worker processes (lunark.server.workers): stopped before the hub closes,
                 # so that the turns they stop still reach the log.
@@ -294,16 +294,6 @@ class LunarkServer:
             await self._stack.aclose()
             raise
         logger.info("Lunark listening on %s", self.url)
-
-    async def _settled(self, record: SettlementRecord, event: dict[str, Any]) -> None:
-        """A settlement moved (already stored): the chat's transaction list and its clients see it."""
-        try:
-            if event.get("tx_hash"):  # the chat's transaction list; a refusal with nothing signed has no row
-                await self.store.record_tx_update(record.chat_id, record.call_id, event)
-        except NotFound:
-            logger.warning("settlement %s belongs to no chat here", record.settlement_id)
-            return
-        await self.hub.publish(record.chat_id, record.owner, event)
 
     def tune_process(self, *, switch_interval: float | None = SWITCH_INTERVAL, **options: Any) -> Collector:
         """What ``lunark serve`` sets for the process it runs in (undone at stop): start-up's objects

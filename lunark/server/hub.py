@@ -51,9 +51,10 @@ from operator import itemgetter
 from typing import Any, Protocol
 
 from lunark import protocol
-from lunark.store import EventRecord, Store
+from lunark.errors import NotFound
+from lunark.store import EventRecord, SettlementRecord, Store
 
-__all__ = ["WALLET_EVENTS", "Hub", "Publisher", "Subscription", "SubscriptionOverflow"]
+__all__ = ["WALLET_EVENTS", "Hub", "Publisher", "Subscription", "SubscriptionOverflow", "settlement_sink"]
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +78,24 @@ class Publisher(Protocol):
     async def publish(self, chat_id: str, owner: str, event: dict[str, Any]) -> None: ...
 
     def publish_token(self, chat_id: str, owner: str, message_id: str, text: str) -> None: ...
+
+
+def settlement_sink(
+    store: Store, publisher: Publisher
+) -> Callable[[SettlementRecord, dict[str, Any]], Awaitable[None]]:
+    """Where a process's settlements publish a move (already stored): the chat's transaction list,
+    then its clients. The serving process, a local worker and a cluster's worker all use it."""
+
+    async def settled(record: SettlementRecord, event: dict[str, Any]) -> None:
+        try:
+            if event.get("tx_hash"):  # the chat's transaction list; a refusal with nothing signed has no row
+                await store.record_tx_update(record.chat_id, record.call_id, event)
+        except NotFound:
+            logger.warning("settlement %s belongs to no chat here", record.settlement_id)
+            return
+        await publisher.publish(record.chat_id, record.owner, event)
+
+    return settled
 
 
 class SubscriptionOverflow(Exception):

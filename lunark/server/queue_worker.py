@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from lunark.config import Settings
-from lunark.errors import ConfigError, NotFound
+from lunark.errors import ConfigError
 
 __all__ = ["READY", "LocalWorkers", "main", "run_worker"]
 
@@ -49,12 +49,12 @@ async def run_worker(settings: Settings, stop: asyncio.Event, *, model_factory: 
 
     from lunark.graph.agent import Agent
     from lunark.server.cluster import Cluster
-    from lunark.server.hub import Hub
+    from lunark.server.hub import Hub, settlement_sink
     from lunark.server.jobs import JobQueue
     from lunark.server.limits import restore_recursion_limit
     from lunark.server.runner import Runner
     from lunark.server.turn_jobs import load_factory, perform
-    from lunark.store import PostgresStore, SettlementRecord, open_store
+    from lunark.store import PostgresStore, open_store
 
     if not (settings.store.url and settings.server.redis_url):
         raise ConfigError("lunark worker takes turn jobs from a cluster: set store.url (Postgres) and "
@@ -83,17 +83,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event, *, model_factory: 
                         expiry_interval=settings.server.sweep_interval_seconds)
         stack.push_async_callback(runner.aclose)
 
-        async def settled(record: SettlementRecord, event: dict[str, Any]) -> None:
-            """As ``LunarkServer._settled``: the chat's transaction list, then its clients."""
-            try:
-                if event.get("tx_hash"):
-                    await store.record_tx_update(record.chat_id, record.call_id, event)
-            except NotFound:
-                logger.warning("settlement %s belongs to no chat here", record.settlement_id)
-                return
-            await hub.publish(record.chat_id, record.owner, event)
-
-        agent.settlements.connect(settled, lease=cluster)
+        agent.settlements.connect(settlement_sink(store, hub), lease=cluster)
         await cluster.start(runner, agent.settlements)
         await runner.recover()
         queue = JobQueue(store, cluster.node)

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from lunark.config import Settings
-from lunark.errors import LunarkError, NotFound
+from lunark.errors import LunarkError
 from lunark.server.turn_jobs import error_from, load_factory, owner_of, perform, read_frame, write_frame
 
 __all__ = ["WorkerHub", "main"]
@@ -147,9 +147,10 @@ class _Worker:
 
     async def run(self, socket_path: str) -> None:
         from lunark.graph.agent import Agent
+        from lunark.server.hub import settlement_sink
         from lunark.server.limits import restore_recursion_limit
         from lunark.server.runner import Runner
-        from lunark.store import SettlementRecord, open_store
+        from lunark.store import open_store
 
         restore_recursion_limit()
         settings = self.settings
@@ -171,17 +172,7 @@ class _Worker:
             )
             stack.push_async_callback(runner.aclose)
 
-            async def settled(record: SettlementRecord, event: dict[str, Any]) -> None:
-                """As ``LunarkServer._settled``: the chat's transaction list, then its clients."""
-                try:
-                    if event.get("tx_hash"):
-                        await store.record_tx_update(record.chat_id, record.call_id, event)
-                except NotFound:
-                    logger.warning("settlement %s belongs to no chat here", record.settlement_id)
-                    return
-                await hub.publish(record.chat_id, record.owner, event)
-
-            agent.settlements.connect(settled)
+            agent.settlements.connect(settlement_sink(store, hub))
             from lunark.server.collector import Collector
 
             collector = Collector(lambda: runner.busy)
