@@ -251,7 +251,7 @@ async def bench_failover_workers(tmp: Path, anvil_url: str, pg: Any, redis: Any,
         await on_a.close()
         await on_b.close()
         await stop_all([spare, *relays])
-    out = {"reps": reps, "interrupted_ms": summary(interrupted), "next_answer_ms": summary(next_answer),
+    out: dict[str, Any] = {"reps": reps, "interrupted_ms": summary(interrupted), "next_answer_ms": summary(next_answer),
            "settlement_takeover_ms": summary(takeover)}
     log(f"  failover (relays + workers): a streaming answer ended interrupted {out['interrupted_ms']['median']:.0f} ms "
         f"after its worker's kill -9, the next message answered in {out['next_answer_ms']['median']:.0f} ms; a "
@@ -273,8 +273,8 @@ async def _stream_load(relays: list[Server], processes: list[Server], chats: int
                        rate: float) -> dict[str, Any]:
     """``chats`` chats, their clients spread over ``relays``, each streaming ``tokens`` tokens at
     ``rate`` per second (0: as fast as the model can), all sent at once: tokens/s delivered, the
-    first token's wait (TTFT) and each token's latency (its stamp, ``benchmarks.tokens``), and
-    the CPU each of ``processes`` used."""
+    ``send_message`` ack's wait and the first token's (TTFT), each token's latency (its stamp,
+    ``benchmarks.tokens``), and the CPU each of ``processes`` used."""
     token = await sign_in(relays[0].url)
     clients = [await Recorder(relays[i % len(relays)].url, token).connect() for i in range(chats)]
     try:
@@ -282,9 +282,13 @@ async def _stream_load(relays: list[Server], processes: list[Server], chats: int
         ends = [c.expect("message_end", chat_id=chat_id) for c, chat_id in zip(clients, chat_ids, strict=True)]
         cpu0 = [s.cpu_seconds() for s in processes]
         t0 = time.monotonic()
-        await asyncio.gather(*(c.call("send_message", {"chat_id": chat_id, "content": f"bench {tokens} {rate:g}",
-                                                       "client_message_id": "b" + secrets.token_hex(6)})
-                               for c, chat_id in zip(clients, chat_ids, strict=True)))
+
+        async def send(client: Recorder, chat_id: str) -> float:
+            await client.call("send_message", {"chat_id": chat_id, "content": f"bench {tokens} {rate:g}",
+                                               "client_message_id": "b" + secrets.token_hex(6)})
+            return (time.monotonic() - t0) * 1000
+
+        acks = await asyncio.gather(*(send(c, chat_id) for c, chat_id in zip(clients, chat_ids, strict=True)))
         last = max(await asyncio.wait_for(asyncio.gather(*ends), 300))
         wall = last - t0
         cpu = [s.cpu_seconds() - c0 for s, c0 in zip(processes, cpu0, strict=True)]
@@ -305,6 +309,8 @@ async def _stream_load(relays: list[Server], processes: list[Server], chats: int
     relay_cpu = sum(cpu[: len(relays)])
     return {"chats": chats, "tokens": tokens, "rate": rate, "wall_s": wall, "tokens_per_s": chats * tokens / wall,
             "received": received, "ttft_p50_ms": percentile(ttfts, 50), "ttft_p99_ms": percentile(ttfts, 99),
+            # the send_message ack: the turn started (on a cluster of workers: the job claimed and answered)
+            "ack_p50_ms": percentile(acks, 50), "ack_p99_ms": percentile(acks, 99),
             "latency_p50_ms": percentile(latencies, 50), "latency_p99_ms": percentile(latencies, 99),
             "cpu_s": cpu, "cpu_us_per_token": sum(cpu) / (chats * tokens) * 1e6,
             "relay_cpu_us_per_token": relay_cpu / (chats * tokens) * 1e6}

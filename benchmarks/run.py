@@ -1,6 +1,6 @@
 """Run the benchmark suite: ``./dev bench`` (or ``python -m benchmarks``).
 
-    python -m benchmarks                 # everything, ~14 minutes on 2 cores (cluster: ~5)
+    python -m benchmarks                 # everything, ~15 minutes on 2 cores (cluster: ~6)
     python -m benchmarks --quick         # smoke run, ~1 minute
     python -m benchmarks --only relay --rev 9239c9d       # before/after: Lunark as of a commit, same run
     python -m benchmarks --only relay --ab asyncio-loop   # A/B: a variant (patches.py), same run
