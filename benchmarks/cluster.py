@@ -376,6 +376,7 @@ async def run_cluster(tmp: Path, anvil_url: str, plan: dict[str, Any], *, log: A
         return {
             "resume": await bench_resume(tmp, anvil_url, pg, *plan["resume"], log),
             "failover": await bench_failover(tmp, anvil_url, pg, redis, plan["failover"], log),
-            "failover_workers": await bench_failover_workers(tmp, anvil_url, pg, redis, plan["failover"], log),
+            "failover_workers": await bench_failover_workers(
+                tmp, anvil_url, pg, redis, plan.get("failover_workers", plan["failover"]), log),
             "throughput": await bench_throughput(tmp, anvil_url, pg, redis, plan["loads"], log),
         }
