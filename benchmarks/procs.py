@@ -102,6 +102,22 @@ class Server:
     def cpu_seconds(self) -> float:
         return cpu_seconds(self.pid)
 
+    def children_cpu_seconds(self) -> float:
+        """CPU time so far of the processes this server started and that still run (its turn
+        workers, ``lunark+wN``): not in ``cpu_seconds``, which is this process's own."""
+        total = 0.0
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry.name}/stat") as stat:
+                    fields = stat.read().rsplit(")", 1)[1].split()
+                if int(fields[1]) == self.pid:
+                    total += cpu_seconds(int(entry.name))
+            except (OSError, IndexError, ValueError):
+                continue  # gone meanwhile
+        return total
+
     async def stop(self) -> None:
         proc, self.proc = self.proc, None
         if proc is None or proc.returncode is not None:

@@ -45,6 +45,7 @@ METRICS = (
     "ttft_p50_ms",
     "ttft_p99_ms",
     "server_cpu_ms_per_1k_tokens",
+    "workers_cpu_ms_per_1k_tokens",
     "steady_latency_p50_ms",
     "steady_latency_p99_ms",
     "server_cpu_util",
@@ -119,7 +120,7 @@ class Target:
     async def _measured(
         self, cell: Cell, clients: list[BenchClient], streams: list[Stream], whole: bool, timeout: float | None
     ) -> dict[str, Any]:
-        cpu0 = self.server.cpu_seconds()
+        cpu0, workers0 = self.server.cpu_seconds(), self.server.children_cpu_seconds()
         client0 = time.process_time()
         wall0 = time.monotonic()
 
@@ -141,6 +142,7 @@ class Target:
         done, _ = await asyncio.wait([s.done for s in streams], timeout=budget)
         await asyncio.sleep(0.05)  # anything late would show as a seq error
         cpu = self.server.cpu_seconds() - cpu0
+        workers_cpu = self.server.children_cpu_seconds() - workers0
         wall = time.monotonic() - wall0 - 0.05
         client_cpu = time.process_time() - client0
         bytes_ = [c.bytes for c in clients]
@@ -151,6 +153,8 @@ class Target:
         client_pauses = self.monitor.report(wall0 - 0.5, time.monotonic()) if self.monitor else None
         return measure(cell, streams, bytes_, cpu, timed_out=len(done) < len(streams)) | {
             "frames": frames,
+            # the turn workers' CPU (lunark+wN; 0 for the others), beside the relay process's own
+            "workers_cpu_ms_per_1k_tokens": workers_cpu * 1e6 / max(cell.tokens * cell.chats, 1),
             "server_cpu_util": cpu / wall,
             "client_cpu_util": client_cpu / wall,
         } | pauses(streams, server_pauses, client_pauses)

@@ -202,6 +202,114 @@ def aims(results: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+def worker_aims(results: dict[str, Any]) -> list[str]:
+    """Issue 21's aims (turns off the relay's loop), one column per Lunark target of the run
+    (``lunark``: turns in process; ``lunark+wN``: N turn worker processes), each against the
+    floor (a) of the same run; markdown lines, none without the 100-chat cells."""
+    cells = _cells(results)
+    c50, c200 = cells.get((200, 100, 50.0), {}), cells.get((200, 100, 200.0), {})
+    names = [n for n in ("lunark", *sorted(n for n in c50 if n.startswith("lunark+w"))) if n in c50]
+    if not names or "sio" not in c50:
+        return []
+    floor = c50["sio"]
+
+    def col(name: str, row: str) -> str:
+        entry, fast = c50.get(name), c200.get(name)
+        if row == "p99":
+            p99, base = _med(entry, "latency_p99_ms"), _med(floor, "latency_p99_ms")
+            if p99 is None or not base:
+                return "n/a"
+            met = p99 <= 2 * base and p99 <= 10
+            return f"{p99:.1f} ms ({p99 / base:.1f}x){'' if met else ' no'}"
+        if row == "ttft":
+            ttft, base = _med(entry, "ttft_p99_ms"), _med(floor, "ttft_p99_ms")
+            if ttft is None or base is None:
+                return "n/a"
+            return f"{ttft:.0f} ms (+{ttft - base:.0f}){'' if ttft - base <= 20 else ' no'}"
+        if row == "cpu":
+            cpu, base = _med(entry, "server_cpu_ms_per_1k_tokens"), _med(floor, "server_cpu_ms_per_1k_tokens")
+            if cpu is None or not base:
+                return "n/a"
+            workers = _med(entry, "workers_cpu_ms_per_1k_tokens")
+            extra = f" + {workers:.0f} in workers" if workers else ""
+            return f"{cpu:.0f} µs ({cpu / base:.2f}x){extra}{'' if cpu <= 1.2 * base else ' no'}"
+        tps, base = _med(fast, "tokens_per_s"), _med(c200.get("sio"), "tokens_per_s")
+        if tps is None or not base:
+            return "n/a"
+        return f"{tps:,.0f} ({tps / base:.2f}x){'' if tps >= 0.9 * base else ' no'}"
+
+    rows = {
+        "p99": ("100 x 50/s: per-token p99 <= 2x (a)'s and <= 10 ms", "latency_p99_ms", "{:.1f} ms"),
+        "ttft": ("100 chats starting within 20 ms: TTFT p99 <= (a)'s + 20 ms", "ttft_p99_ms", "{:.0f} ms"),
+        "cpu": ("100 x 50/s: relay process CPU per token <= 1.2x (a)'s", "server_cpu_ms_per_1k_tokens",
+                "{:.0f} µs"),
+        "tps": ("100 x 200/s: delivered tokens/s >= 0.9x (a)'s", "tokens_per_s", "{:,.0f}"),
+    }
+    lines = [
+        "",
+        "### Turn workers (issue 21's aims)",
+        "",
+        "Lunark with its turns in process and in N worker processes (lunark+wN), each against the floor (a) "
+        "in the same run; \"no\" marks an aim missed.",
+        "",
+        "| aim | " + " | ".join(TARGET_LABEL.get(n, n) for n in names) + " | floor (a) |",
+        "| --- |" + " --- |" * (len(names) + 1),
+    ]
+    for key, (aim, metric, form) in rows.items():
+        base = _med(c200.get("sio") if key == "tps" else floor, metric)
+        lines.append(f"| {aim} | " + " | ".join(col(n, key) for n in names) +
+                     f" | {'n/a' if base is None else form.format(base)} |")
+    return lines
+
+
+def cluster_tables(results: dict[str, Any]) -> list[str]:
+    """The cluster section's loads on each set-up (``benchmarks.cluster.TOPOLOGIES``) and its
+    failovers, the relays + workers cluster against two full processes of the same run."""
+    cluster = results.get("cluster", {})
+    loads = cluster.get("throughput", {})
+    if not loads or "max" not in loads or not isinstance(loads["max"], dict) or "workers_to_x2" not in loads["max"]:
+        return []  # a run from before the relays + workers set-up
+    lines = [
+        "",
+        "### 5. Several processes on Postgres + Redis",
+        "",
+        "All chats' messages sent at once, their clients spread over the set-up's relays. CPU: every process "
+        "of the set-up (its relays alone), per delivered token.",
+        "",
+        "| load | set-up | tokens/s | TTFT ms p50 / p99 | per-token ms p50 / p99 | CPU µs/token (relays) |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for by in loads.values():
+        for name, v in by.items():
+            if name in ("ratio_2_to_1", "workers_to_x2"):
+                continue
+            lines.append(
+                f"| {v['chats']} x {v['tokens']} at {_pace(v['rate'])} | {name} | {v['tokens_per_s']:,.0f} | "
+                f"{v['ttft_p50_ms']:.0f} / {v['ttft_p99_ms']:.0f} | {v['latency_p50_ms']:.1f} / "
+                f"{v['latency_p99_ms']:.1f} | {v['cpu_us_per_token']:.0f} ({v['relay_cpu_us_per_token']:.0f}) |"
+            )
+        r = by["workers_to_x2"]
+        lines.append(
+            f"| | relays + workers / postgres x2 | {r['tokens_per_s']:.2f}x | {r['ttft_p50_ms']:.2f}x / "
+            f"{r['ttft_p99_ms']:.2f}x | {r['latency_p50_ms']:.2f}x / {r['latency_p99_ms']:.2f}x | "
+            f"{r['cpu_us_per_token']:.2f}x ({r['relay_cpu_us_per_token']:.2f}x) |"
+        )
+    fo, fw = cluster.get("failover"), cluster.get("failover_workers")
+    if fo and fw:
+        lines += [
+            "",
+            "| kill -9 of ... (p50 of the reps) | 2 full processes | 2 relays + 2 workers |",
+            "| --- | --- | --- |",
+            f"| the process running a paused chat / a streaming answer: decidable on the other / answer ended "
+            f"(interrupted) | {fmt(fo['decidable_ms'], digits=0)} ms | {fmt(fw['interrupted_ms'], digits=0)} ms |",
+            f"| ... then answered / the next message answered | {fmt(fo['answered_ms'], digits=0)} ms | "
+            f"{fmt(fw['next_answer_ms'], digits=0)} ms |",
+            f"| ... with a transfer broadcast, not mined: the survivor reports it confirmed | "
+            f"{fmt(fo['settlement_takeover_ms'], digits=0)} ms | {fmt(fw['settlement_takeover_ms'], digits=0)} ms |",
+        ]
+    return lines
+
+
 def tables(results: dict[str, Any]) -> str:
     meta = results["meta"]
     env = meta["env"]
@@ -219,6 +327,7 @@ def tables(results: dict[str, Any]) -> str:
     ]
     for aim in aims(results):
         lines.append(f"| {aim['aim']} | {aim['measured']} | {'yes' if aim['met'] else 'no: ' + str(aim['gap'])} |")
+    lines += worker_aims(results)
     cells = _cells(results)
     if cells:
         lines += [
@@ -319,6 +428,7 @@ def tables(results: dict[str, Any]) -> str:
                 f"| {TARGET_LABEL.get(name, name)} | {v['clients']:,} | {v['rss_before_mb']:.0f} -> "
                 f"{v['rss_after_mb']:.0f} | {v['kb_per_client']:.1f} |"
             )
+    lines += cluster_tables(results)
     return "\n".join(lines) + "\n"
 
 

@@ -1,7 +1,7 @@
 """Run the benchmark suite: ``./dev bench`` (or ``python -m benchmarks``).
 
-    python -m benchmarks                 # everything, ~9 minutes on 2 cores (cluster: ~4)
-    python -m benchmarks --quick         # smoke run, ~1 minute
+    python -m benchmarks                 # everything, ~15 minutes on 2 cores (cluster: ~6)
+    python -m benchmarks --quick         # smoke run, ~3 minutes on 2 cores
     python -m benchmarks --only relay --rev 9239c9d       # before/after: Lunark as of a commit, same run
     python -m benchmarks --only relay --ab asyncio-loop   # A/B: a variant (patches.py), same run
 
@@ -59,7 +59,9 @@ def plan(quick: bool) -> dict[str, Any]:
             "replay": {100: 3, 1000: 10},
             "paused": [(1000, 20)],
             "idle_clients": 200,
-            "cluster": {"resume": (1000, 20), "failover": 2, "load": (10, 200)},
+            # one load and one failover of a worker: every set-up and path runs, in as little time
+            "cluster": {"resume": (1000, 20), "failover": 2, "failover_workers": 1, "loads": {"max": (10, 200, 0)}},
+            "workers": [],
         }
     return {
         "reps": 3,
@@ -81,7 +83,10 @@ def plan(quick: bool) -> dict[str, Any]:
         "replay": {100: 20, 1000: 20, 10000: 5},
         "paused": [(1000, 200), (10000, 200)],
         "idle_clients": 1000,
-        "cluster": {"resume": (100_000, 200), "failover": 5, "load": (20, 500)},
+        "cluster": {"resume": (100_000, 200), "failover": 5,
+                    "loads": {"max": (20, 500, 0), "50/s": (100, 200, 50)}},
+        # lunark+w1 next to lunark in every full run: the turn worker's effect, in the same run.
+        "workers": [1],
     }
 
 
@@ -117,7 +122,7 @@ async def bench_relay(p: dict[str, Any], tmp: Path, args: argparse.Namespace) ->
         servers["lunark+" + patch] = python_server(
             "lunark+" + patch, "lunark", "--data-dir", str(tmp / f"relay-ab{i}"), "--patch", patch
         )
-    for count in args.workers or []:
+    for count in dict.fromkeys(p["workers"] + (args.workers or [])):
         servers[f"lunark+w{count}"] = python_server(
             f"lunark+w{count}", "lunark", "--data-dir", str(tmp / f"relay-w{count}"), "--workers", str(count)
         )
@@ -325,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--quick", action="store_true", help="a ~1 minute smoke run")
+    parser.add_argument("--quick", action="store_true", help="a ~3 minute smoke run")
     parser.add_argument("--only", help=f"comma-separated sections: {','.join(SECTIONS)}")
     parser.add_argument("--reps", type=int, help="repetitions per relay cell")
     parser.add_argument("--patch", help="run Lunark with candidate improvements (benchmarks/patches.py)")
@@ -346,7 +351,7 @@ def main(argv: list[str] | None = None) -> int:
         action="append",
         type=int,
         help="also run Lunark with this many turn worker processes (server.workers) as another relay "
-        "target, lunark+wN, in the same run; may be repeated",
+        "target, lunark+wN, in the same run (the full plan has lunark+w1); may be repeated",
     )
     parser.add_argument("--cells", help="relay cells instead of the plan's, e.g. 200:100:50,2000:10:0 (M:C:rate)")
     parser.add_argument("--targets", help="relay targets to run (default lunark,sio,sio-whole,node)")

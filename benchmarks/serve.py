@@ -1,8 +1,10 @@
 """A server under test, in its own process: ``python -m benchmarks.serve KIND [options]``.
 
-KIND is ``lunark`` (the real LunarkServer with ``BenchModel``) or ``sio`` (the bare
-python-socketio baselines: one event per token, or the whole message so far per
-token). It prints one JSON line, ``{"url": ..., "pid": ...}``, when it listens, and
+KIND is ``lunark`` (the real LunarkServer with ``BenchModel``), ``worker`` (a cluster's turn
+worker, ``lunark worker``, with ``BenchModel``, for ``lunark --relay-only`` servers) or ``sio``
+(the bare python-socketio baselines: one event per token, or the whole message so far per
+token). It prints one JSON line, ``{"url": ..., "pid": ...}``, when it listens (a worker: when
+it takes jobs, with no url), and
 stops when its standard input closes. The token source runs in this process for
 every kind, as the model does in Lunark.
 
@@ -16,6 +18,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import io
 import json
 import os
 import resource
@@ -72,13 +76,8 @@ def _ready(url: str) -> None:
     print(json.dumps({"url": url, "pid": os.getpid()}), flush=True)
 
 
-async def serve_lunark(args: argparse.Namespace) -> None:
-    from benchmarks.benchmodel import BenchModel
-    from benchmarks.patches import apply
+def _settings(args: argparse.Namespace) -> Any:
     from lunark.config import Settings
-    from lunark.server.app import LunarkServer
-
-    apply((args.patch or "").split(",") + (["orjson"] if args.codec == "orjson" else []))
 
     networks: list[dict[str, Any]] = [{"name": "anvil", "rpc_urls": [args.anvil or "http://127.0.0.1:1"]}]
     server_section: dict[str, Any] = {"port": 0}
@@ -88,6 +87,8 @@ async def serve_lunark(args: argparse.Namespace) -> None:
         server_section["redis_url"] = args.redis_url
     if args.workers:
         server_section["workers"] = args.workers
+    if args.relay_only:
+        server_section["relay_only"] = True
     extra: dict[str, Any] = {}
     if args.store_url:
         extra["store"] = {"url": args.store_url}
@@ -95,7 +96,7 @@ async def serve_lunark(args: argparse.Namespace) -> None:
         extra["signer"] = {"local": args.signer}
     if args.approval_ttl:
         extra["approvals"] = {"ttl_seconds": args.approval_ttl}
-    settings = Settings.load(
+    return Settings.load(
         data_dir=args.data_dir,
         plugins=False,
         chain={"networks": networks, "track_timeout": 30, "verify_timeout": 10},
@@ -106,7 +107,16 @@ async def serve_lunark(args: argparse.Namespace) -> None:
                          for name in ("sign_in", "create_chat", "message", "decision", "join")}},
         **extra,
     )
-    if args.workers:  # the turn workers build the model themselves (lunark.server.workers)
+
+
+async def serve_lunark(args: argparse.Namespace) -> None:
+    from benchmarks.benchmodel import BenchModel
+    from benchmarks.patches import apply
+    from lunark.server.app import LunarkServer
+
+    apply((args.patch or "").split(",") + (["orjson"] if args.codec == "orjson" else []))
+    settings = _settings(args)
+    if args.workers or args.relay_only:  # the turn workers build the model themselves (lunark.server.workers)
         server = LunarkServer(settings, model_factory="benchmarks.benchmodel:BenchModel", environ={})
     else:
         server = LunarkServer(settings, model=BenchModel(), environ={})
@@ -127,6 +137,41 @@ async def serve_lunark(args: argparse.Namespace) -> None:
         await _wait_stdin_closed()
     finally:
         await server.stop()
+
+
+class _ReadyLine(io.TextIOBase):
+    """Standard output, with ``lunark worker``'s ready line replaced by this module's (``_ready``)."""
+
+    def __init__(self, out: Any) -> None:
+        self.out = out
+
+    def write(self, text: str) -> int:
+        from lunark.server.queue_worker import READY
+
+        if text.startswith(READY):
+            text = json.dumps({"url": "", "pid": os.getpid(), "ready": text})
+        return int(self.out.write(text))
+
+    def flush(self) -> None:
+        self.out.flush()
+
+
+async def serve_worker(args: argparse.Namespace) -> None:
+    """A cluster's turn worker (``lunark worker``: ``run_worker``) with ``BenchModel``; it needs
+    ``--store-url`` and ``--redis-url``, and takes the turn jobs of ``lunark --relay-only`` servers."""
+    from lunark.server.queue_worker import run_worker
+
+    settings = _settings(args)
+    stop = asyncio.Event()
+    with contextlib.redirect_stdout(_ReadyLine(sys.stdout)):
+        worker = asyncio.create_task(run_worker(settings, stop, model_factory="benchmarks.benchmodel:BenchModel"))
+        commands = asyncio.create_task(_wait_stdin_closed())
+        try:
+            await asyncio.wait([worker, commands], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.set()
+            commands.cancel()
+            await worker  # its error, if it stopped by itself
 
 
 async def serve_sio(args: argparse.Namespace) -> None:
@@ -208,7 +253,7 @@ async def serve_sio(args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.serve")
-    parser.add_argument("kind", choices=["lunark", "sio"])
+    parser.add_argument("kind", choices=["lunark", "worker", "sio"])
     parser.add_argument("--data-dir")
     parser.add_argument("--anvil", help="Anvil's RPC URL (lunark)")
     parser.add_argument("--flush-ms", type=float)
@@ -217,6 +262,8 @@ def main() -> None:
     parser.add_argument("--signer", choices=["anvil"], help="a local signer (lunark)")
     parser.add_argument("--approval-ttl", type=float, help="seconds a pending approval waits (lunark)")
     parser.add_argument("--workers", type=int, help="turn worker processes (lunark; server.workers)")
+    parser.add_argument("--relay-only", action="store_true",
+                        help="a cluster's relay: its turns go to `worker` processes (lunark; server.relay_only)")
     parser.add_argument("--codec", choices=["json", "orjson"], help="python-socketio JSON codec")
     parser.add_argument("--patch", help="comma-separated candidate improvements (benchmarks/patches.py)")
     parser.add_argument("--profile", help="write a cProfile (.prof) or pyinstrument (.html) profile here")
@@ -227,7 +274,7 @@ def main() -> None:
         import uvloop
 
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    runner = serve_lunark if args.kind == "lunark" else serve_sio
+    runner = {"lunark": serve_lunark, "worker": serve_worker, "sio": serve_sio}[args.kind]
     if not args.profile:
         asyncio.run(runner(args))
     elif args.profile.endswith(".html"):
