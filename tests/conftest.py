@@ -7,6 +7,7 @@ that is reverted afterwards. A missing Anvil fails the run: it never skips.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -242,6 +243,11 @@ def server_settings(data_dir: Any, world: World, world2: World | None = None, **
     return Settings.load(**values)
 
 
+if os.environ.get("LUNARK_TEST_WORKERS"):  # turn workers import pickled_model (make_server below)
+    _here = os.path.dirname(os.path.abspath(__file__))
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (_here, os.environ.get("PYTHONPATH")) if p)
+
+
 @pytest.fixture
 async def make_server(tmp_path: Any, world: World, world2: World, anvil: Anvil, anvil2: Anvil) -> Any:
     """Start real Lunark servers on free ports: ``await make_server(signer={"local": "anvil"}, model=...)``.
@@ -255,7 +261,17 @@ async def make_server(tmp_path: Any, world: World, world2: World, anvil: Anvil, 
 
     async def make(*, model: Any = None, data_dir: Any = None, **overrides: Any) -> LunarkServer:
         settings = server_settings(data_dir or tmp_path / f"server{len(servers)}", world, world2, **overrides)
-        server = LunarkServer(settings, model=model, environ={})
+        factory = None
+        if os.environ.get("LUNARK_TEST_WORKERS"):  # a model object goes to the workers as a pickled copy
+            from pickled_model import factory_for
+            from server_harness import with_test_workers
+
+            settings = with_test_workers(settings)
+            if model is not None and settings.server.workers:
+                factory = factory_for(model, tmp_path / f"model{len(servers)}.pickle")
+                settings = settings if factory else server_settings(
+                    data_dir or tmp_path / f"server{len(servers)}", world, world2, **overrides)
+        server = LunarkServer(settings, model=None if factory else model, model_factory=factory, environ={})
         await server.start()
         servers.append(server)
         return server

@@ -30,6 +30,23 @@ import socketio
 
 DEFAULT_TIMEOUT = 15.0
 
+TEST_WORKERS = "LUNARK_TEST_WORKERS"
+"""``LUNARK_TEST_WORKERS=N``: every test server (``make_server``, ``serve``, ``ServeProcess``) runs its
+turns in N worker processes (``server.workers = N``) unless its test set ``server.workers`` itself, to
+run the server tests through the workers path (``lunark.server.workers``)."""
+
+
+def with_test_workers(settings: Any) -> Any:
+    """``settings`` with ``server.workers`` from ``LUNARK_TEST_WORKERS``, if set and the test did not
+    choose (a Postgres store without Redis, which workers refuse, is left alone)."""
+    value = os.environ.get(TEST_WORKERS, "")
+    server = settings.server
+    if not value or "workers" in server.model_fields_set or server.relay_only:
+        return settings
+    if settings.store.url and not server.redis_url:
+        return settings
+    return settings.model_copy(update={"server": server.model_copy(update={"workers": int(value)})})
+
 
 class SioClient:
     """A ``socketio.AsyncClient`` signed in with ``token`` that records every event it receives."""
@@ -244,6 +261,7 @@ class ServeProcess:
     async def start(self) -> ServeProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         config = self.data_dir / "config.json"
+        self.settings = with_test_workers(self.settings)
         config.write_text(json.dumps(self.settings.model_dump(mode="json")))
         env = {k: v for k, v in os.environ.items() if not k.startswith("LUNARK_")}
         env.update(self.env)
