@@ -255,22 +255,21 @@ async def make_server(tmp_path: Any, world: World, world2: World, anvil: Anvil, 
     It depends on the isolated ``anvil`` and ``anvil2`` so that its servers stop before the chains
     are reverted: a transaction a server is still broadcasting or tracking must not land on the
     shared chain after the revert and leak into the next test."""
+    from pickled_model import factory_for
+    from server_harness import with_test_workers
+
     from lunark.server.app import LunarkServer
 
     servers: list[LunarkServer] = []
 
     async def make(*, model: Any = None, data_dir: Any = None, **overrides: Any) -> LunarkServer:
         settings = server_settings(data_dir or tmp_path / f"server{len(servers)}", world, world2, **overrides)
+        settings = with_test_workers(settings)  # server.workers = 0 unless the test or LUNARK_TEST_WORKERS says
         factory = None
-        if os.environ.get("LUNARK_TEST_WORKERS"):  # a model object goes to the workers as a pickled copy
-            from pickled_model import factory_for
-            from server_harness import with_test_workers
-
-            settings = with_test_workers(settings)
-            if model is not None and settings.server.workers:
-                factory = factory_for(model, tmp_path / f"model{len(servers)}.pickle")
-                settings = settings if factory else server_settings(
-                    data_dir or tmp_path / f"server{len(servers)}", world, world2, **overrides)
+        if model is not None and settings.server.workers:  # a model object goes to the workers, pickled
+            factory = factory_for(model, tmp_path / f"model{len(servers)}.pickle")
+            if factory is None:  # it cannot be pickled: it stays in this process
+                settings = settings.model_copy(update={"server": settings.server.model_copy(update={"workers": 0})})
         server = LunarkServer(settings, model=None if factory else model, model_factory=factory, environ={})
         await server.start()
         servers.append(server)

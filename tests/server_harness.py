@@ -31,21 +31,23 @@ import socketio
 DEFAULT_TIMEOUT = 15.0
 
 TEST_WORKERS = "LUNARK_TEST_WORKERS"
-"""``LUNARK_TEST_WORKERS=N``: every test server (``make_server``, ``serve``, ``ServeProcess``) runs its
-turns in N worker processes (``server.workers = N``) unless its test set ``server.workers`` itself, to
-run the server tests through the workers path (``lunark.server.workers``)."""
+"""Every test server (``make_server``, ``serve``, ``ServeProcess``) runs its turns in the serving
+process (``server.workers = 0``: it starts faster than one with a worker process) unless its test set
+``server.workers`` itself. ``LUNARK_TEST_WORKERS=N`` runs them in N worker processes instead, to run
+the server tests through the workers path (``lunark.server.workers``), the default of ``lunark serve``
+that ``tests/test_workers.py`` covers."""
 
 
 def with_test_workers(settings: Any) -> Any:
-    """``settings`` with ``server.workers`` from ``LUNARK_TEST_WORKERS``, if set and the test did not
-    choose (a Postgres store without Redis, which workers refuse, is left alone)."""
-    value = os.environ.get(TEST_WORKERS, "")
+    """``settings`` with ``server.workers`` from ``LUNARK_TEST_WORKERS`` (0 when unset), if the test
+    did not choose (a Postgres store without Redis, which workers refuse, is left alone)."""
+    count = int(os.environ.get(TEST_WORKERS) or 0)
     server = settings.server
-    if not value or "workers" in server.model_fields_set or server.relay_only:
+    if "workers" in server.model_fields_set or server.relay_only:
         return settings
-    if settings.store.url and not server.redis_url:
+    if count and settings.store.url and not server.redis_url:
         return settings
-    return settings.model_copy(update={"server": server.model_copy(update={"workers": int(value)})})
+    return settings.model_copy(update={"server": server.model_copy(update={"workers": count})})
 
 
 class SioClient:
