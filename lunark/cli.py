@@ -43,7 +43,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--rpc-url", help="RPC URL of the default network's chain node")
     serve.add_argument("--config", type=Path, help="configuration file (TOML or JSON)")
     serve.add_argument("--workers", type=int, metavar="N",
-                       help="turn worker processes (server.workers): 0 runs turns in this process (default)")
+                       help="turn worker processes (server.workers; default: the cores minus one, at least 1): "
+                       "0 runs turns in this process")
     serve.add_argument("--relay-only", action="store_true", default=None,
                        help="a cluster's relay that runs no turn: `lunark worker` processes take its turn jobs "
                        "(server.relay_only)")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextvars
 import ipaddress
+import os
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -234,11 +235,13 @@ class ServerSettings(_Section):
         "from one of them is counted by the client address its X-Forwarded-For names (the sign-in rate "
         "limit); from anywhere else that header is ignored.",
     )
-    workers: int = Field(
-        default=0, ge=0, le=256,
-        description="Turn worker processes: 0 runs the agent's turns in the serving process; N >= 1 starts N "
-        "local worker processes that run them while the serving process only relays. With store.url "
-        "(a cluster), the workers take turn jobs from the shared queue in Postgres, with any `lunark worker`.",
+    workers: int | None = Field(
+        default=None, ge=0, le=256,
+        description="Turn worker processes. Unset (the default): on SQLite, the number of cores minus one, at "
+        "least 1; 0 with store.url, or when the model, tools or environment are given in code. 0 runs the "
+        "agent's turns in the serving process; N >= 1 starts N local worker processes that run them while the "
+        "serving process only relays. With store.url (a cluster), the workers take turn jobs from the shared "
+        "queue in Postgres, with any `lunark worker`.",
     )
     relay_only: bool = Field(
         default=False,
@@ -337,6 +340,16 @@ class StoreSettings(_Section):
         return value or None
 
 
+def default_workers() -> int:
+    """``server.workers`` when unset: the cores this process may run on, minus one for the serving
+    process, at least 1."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, cores - 1)
+
+
 class Settings(BaseSettings):
     """Everything Lunark can be configured with."""
 
@@ -399,6 +412,17 @@ class Settings(BaseSettings):
             raise ConfigError(f"Configuration file {path} could not be read: {exc}", file=str(path)) from exc
         finally:
             _config_file.reset(token)
+
+    def turn_workers(self, *, agent_in_code: bool = False) -> int:
+        """How many turn worker processes ``lunark serve`` starts: ``server.workers``, or when it is
+        unset, ``default_workers()`` on one machine (SQLite). Unset, it is 0 with ``store.url`` (a
+        cluster's processes say what they are: ``--workers N``, ``--relay-only`` or none) and when
+        ``agent_in_code`` (a model, tools or environment given in code live in the serving process)."""
+        if self.server.workers is not None:
+            return self.server.workers
+        if agent_in_code or self.store.url:
+            return 0
+        return default_workers()
 
     def network_registry(self) -> NetworkRegistry:
         """Built-in networks with the configured additions and overrides."""

@@ -7,6 +7,7 @@ that is reverted afterwards. A missing Anvil fails the run: it never skips.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -242,6 +243,11 @@ def server_settings(data_dir: Any, world: World, world2: World | None = None, **
     return Settings.load(**values)
 
 
+if os.environ.get("LUNARK_TEST_WORKERS"):  # turn workers import pickled_model (make_server below)
+    _here = os.path.dirname(os.path.abspath(__file__))
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (_here, os.environ.get("PYTHONPATH")) if p)
+
+
 @pytest.fixture
 async def make_server(tmp_path: Any, world: World, world2: World, anvil: Anvil, anvil2: Anvil) -> Any:
     """Start real Lunark servers on free ports: ``await make_server(signer={"local": "anvil"}, model=...)``.
@@ -249,13 +255,22 @@ async def make_server(tmp_path: Any, world: World, world2: World, anvil: Anvil, 
     It depends on the isolated ``anvil`` and ``anvil2`` so that its servers stop before the chains
     are reverted: a transaction a server is still broadcasting or tracking must not land on the
     shared chain after the revert and leak into the next test."""
+    from pickled_model import factory_for
+    from server_harness import with_test_workers
+
     from lunark.server.app import LunarkServer
 
     servers: list[LunarkServer] = []
 
     async def make(*, model: Any = None, data_dir: Any = None, **overrides: Any) -> LunarkServer:
         settings = server_settings(data_dir or tmp_path / f"server{len(servers)}", world, world2, **overrides)
-        server = LunarkServer(settings, model=model, environ={})
+        settings = with_test_workers(settings)  # server.workers = 0 unless the test or LUNARK_TEST_WORKERS says
+        factory = None
+        if model is not None and settings.server.workers:  # a model object goes to the workers, pickled
+            factory = factory_for(model, tmp_path / f"model{len(servers)}.pickle")
+            if factory is None:  # it cannot be pickled: it stays in this process
+                settings = settings.model_copy(update={"server": settings.server.model_copy(update={"workers": 0})})
+        server = LunarkServer(settings, model=None if factory else model, model_factory=factory, environ={})
         await server.start()
         servers.append(server)
         return server

@@ -30,6 +30,25 @@ import socketio
 
 DEFAULT_TIMEOUT = 15.0
 
+TEST_WORKERS = "LUNARK_TEST_WORKERS"
+"""Every test server (``make_server``, ``serve``, ``ServeProcess``) runs its turns in the serving
+process (``server.workers = 0``: it starts faster than one with a worker process) unless its test set
+``server.workers`` itself. ``LUNARK_TEST_WORKERS=N`` runs them in N worker processes instead, to run
+the server tests through the workers path (``lunark.server.workers``), the default of ``lunark serve``
+that ``tests/test_workers.py`` covers."""
+
+
+def with_test_workers(settings: Any) -> Any:
+    """``settings`` with ``server.workers`` from ``LUNARK_TEST_WORKERS`` (0 when unset), if the test
+    did not choose (a Postgres store without Redis, which workers refuse, is left alone)."""
+    count = int(os.environ.get(TEST_WORKERS) or 0)
+    server = settings.server
+    if "workers" in server.model_fields_set or server.relay_only:
+        return settings
+    if count and settings.store.url and not server.redis_url:
+        return settings
+    return settings.model_copy(update={"server": server.model_copy(update={"workers": count})})
+
 
 class SioClient:
     """A ``socketio.AsyncClient`` signed in with ``token`` that records every event it receives."""
@@ -244,6 +263,7 @@ class ServeProcess:
     async def start(self) -> ServeProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         config = self.data_dir / "config.json"
+        self.settings = with_test_workers(self.settings)
         config.write_text(json.dumps(self.settings.model_dump(mode="json")))
         env = {k: v for k, v in os.environ.items() if not k.startswith("LUNARK_")}
         env.update(self.env)

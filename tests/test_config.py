@@ -80,6 +80,21 @@ def test_defaults() -> None:
     assert registry.get("anvil").rpc_url == "http://127.0.0.1:8545"
 
 
+def test_turn_workers_default_to_the_cores_but_one_on_one_machine(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``lunark serve`` runs turns in worker processes by default: cores - 1, at least 1, on SQLite;
+    ``server.workers = 0`` (or the environment's) keeps them in the serving process."""
+    cores = len(os.sched_getaffinity(0))
+    settings = Settings.load()
+    assert settings.server.workers is None
+    assert settings.turn_workers() == max(1, cores - 1)
+    assert settings.turn_workers(agent_in_code=True) == 0, "a model given in code lives in this process"
+    assert Settings.load(store={"url": "postgresql://db/lunark"}).turn_workers() == 0, "a cluster says what it runs"
+    assert Settings.load(server={"workers": 0}).turn_workers() == 0
+    assert Settings.load(server={"workers": 3}).turn_workers(agent_in_code=True) == 3, "as asked (start refuses it)"
+    monkeypatch.setenv("LUNARK_SERVER__WORKERS", "0")
+    assert Settings.load().turn_workers() == 0
+
+
 def test_toml_file(toml_file: Path) -> None:
     settings = Settings.load(toml_file)
     assert settings.data_dir == Path("/var/lib/lunark-from-file")

@@ -71,6 +71,9 @@ class Server:
         with log.open("wb") as err:
             proc = await asyncio.create_subprocess_exec(
                 *LUNARK, "serve", "--port", str(self.port), "--config", str(self.config),
+                # Turns in this process, as the harness's servers (tests/server_harness.py): a worker per
+                # start would add minutes; LUNARK_TEST_WORKERS=1 runs every crash point through one.
+                "--workers", os.environ.get("LUNARK_TEST_WORKERS") or "0",
                 env={**os.environ, "LUNARK_PLUGINS": "false"},
                 stdout=asyncio.subprocess.PIPE, stderr=err,
             )

@@ -27,6 +27,7 @@ NOT_A_VALUE = {
     # field: what the docs say instead of a value, and what that must mean in Settings()
     "mcp.servers.<name>.transport": ("from the above", None),
     "server.domain": ("`host:port`", None),  # unset: host:port at start-up
+    "server.workers": ("cores − 1", None),  # unset: Settings.turn_workers() at start-up (default_workers)
     "approvals.rules": ("built-in", {}),  # no configured rules: the tools' own (transfer always, ...)
     "mcp.servers.<name>.tools.<tool>": ("none", {}),
     # unset: the provider's own URL and key variable (ModelSettings.url, .key_variable)

@@ -112,7 +112,9 @@ async def test_a_due_approval_its_chat_no_longer_waits_on_is_set_aside(
                                proposals=[], expires_at=past, decisions=None, by=None)
         await server.store.put_approval(stray)
         await server.store.put_approval(replace(stray, approval_id="apr_nochat0000000", chat_id="chat_gone"))
-        server.runner.clock.due_at(past)
+        clock = getattr(server.runner, "clock", None)  # turn workers' clocks find it at their next sweep
+        if clock is not None:
+            clock.due_at(past)
         for _ in range(100):
             states = {a: r.state for a in ("apr_stray0000000", "apr_nochat0000000")
                       if (r := await server.store.get_approval(a)) is not None}

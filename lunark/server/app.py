@@ -84,7 +84,11 @@ class LunarkServer:
         ``model_factory``, ``"module:callable"`` returning one, which turn workers call too."""
         self.settings = settings
         self._model_factory = model_factory
-        if model is None and model_factory is not None and not (settings.server.workers or settings.server.relay_only):
+        # The agent's model, tools or environment given in code live in this process: unset, no workers.
+        in_code = model is not None or bool(extra_tools) or environ is not None
+        self.turn_workers = settings.turn_workers(agent_in_code=in_code)
+        """Turn worker processes (``server.workers``, or its default: ``Settings.turn_workers``)."""
+        if model is None and model_factory is not None and not (self.turn_workers or settings.server.relay_only):
             model = load_factory(model_factory)()
         self._model = model
         self._extra_tools = extra_tools
@@ -110,7 +114,7 @@ class LunarkServer:
         restore_recursion_limit()  # every import is done by now (limits.py says why)
         limits = settings.limits
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        workers = settings.server.workers
+        workers = self.turn_workers
         # A cluster's relay: turn jobs go to the shared queue (lunark.server.jobs), for its N local
         # workers and any `lunark worker` elsewhere; relay_only: for those elsewhere alone.
         queued = bool(settings.store.url) and (workers > 0 or settings.server.relay_only)

@@ -11,7 +11,8 @@ settlements publish goes to the serving process's ``Hub`` through ``WorkerHub``.
 first recovers its chats (``Runner.recover``: an answer a killed worker was writing ends
 ``interrupted``, claimed decisions are carried on, settlements driven on), then says it is ready.
 It exits when the serving process asks it to stop (its turns are stopped as at any shutdown) or
-goes away (the socket ends).
+goes away (the socket ends: it exits at once, its turns left for the next serving process's worker
+to close ``interrupted``, as if it had been killed with it).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import sys
 import time
 from contextlib import AsyncExitStack, suppress
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from lunark.config import Settings
 from lunark.errors import LunarkError
@@ -56,7 +57,6 @@ class WorkerHub:
         self._last = 0.0
         self._acks: dict[int, asyncio.Future[None]] = {}
         self._ids = itertools.count(1)
-        self._closed = False
 
     def publish_token(self, chat_id: str, owner: str, message_id: str, text: str) -> None:
         at = self._open.get(chat_id)
@@ -72,9 +72,6 @@ class WorkerHub:
     async def publish(self, chat_id: str, owner: str, event: dict[str, Any]) -> None:
         if event["type"] == "token":
             self.publish_token(chat_id, owner, event["message_id"], event["text"])
-            return
-        if self._closed:
-            logger.warning("chat %s: %s not published, the serving process is gone", chat_id, event["type"])
             return
         self._items.append(["event", chat_id, owner, event])
         self._open.pop(chat_id, None)
@@ -93,7 +90,7 @@ class WorkerHub:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if not self._items or self._closed:
+        if not self._items:
             return
         items, self._items = self._items, []
         self._open.clear()
@@ -106,8 +103,7 @@ class WorkerHub:
     def send(self, message: dict[str, Any]) -> None:
         """Send another frame (a job's answer), after everything published before it."""
         self._flush()
-        if not self._closed:
-            write_frame(self._writer, message)
+        write_frame(self._writer, message)
 
     def published(self, message: dict[str, Any]) -> None:
         """The serving process's answer to a ``publish``."""
@@ -118,17 +114,6 @@ class WorkerHub:
             done.set_exception(error_from(message["error"]))
         else:
             done.set_result(None)
-
-    def close(self) -> None:
-        """The serving process is gone: nothing more is sent, and nobody waits for an answer."""
-        self._closed = True
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        acks, self._acks = self._acks, {}
-        for done in acks.values():
-            if not done.done():
-                done.set_result(None)
 
     async def aclose(self) -> None:
         self._flush()
@@ -185,24 +170,21 @@ class _Worker:
             write_frame(writer, {"op": "ready"})
             await stop.wait()
             # Unwinding the stack stops the turns (each ends "aborted", as at any shutdown), while
-            # the serving process still reads, unless it is gone.
+            # the serving process still reads (if it is gone, _orphaned has exited already).
 
     async def _read(self, reader: asyncio.StreamReader, stop: asyncio.Event) -> None:
-        try:
-            while (message := await read_frame(reader)) is not None:
-                op = message.get("op")
-                if op == "job":
-                    task = asyncio.create_task(self._job(message))
-                    self._tasks.add(task)
-                    task.add_done_callback(self._tasks.discard)
-                elif op == "published":
-                    self.hub.published(message)
-                elif op == "stop":
-                    stop.set()
-        finally:
-            if not stop.is_set():  # the serving process is gone: nothing to publish to
-                self.hub.close()
+        while (message := await read_frame(reader)) is not None:
+            op = message.get("op")
+            if op == "job":
+                task = asyncio.create_task(self._job(message))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+            elif op == "published":
+                self.hub.published(message)
+            elif op == "stop":
                 stop.set()
+        if not stop.is_set():
+            _orphaned()
 
     async def _job(self, message: dict[str, Any]) -> None:
         answer: dict[str, Any] = {"op": "result", "id": message["id"]}
@@ -214,6 +196,17 @@ class _Worker:
             logger.exception("job %s failed", message.get("method"))
             answer["error"] = {"code": "internal", "message": "Internal error."}
         self.hub.send(answer)
+
+
+def _orphaned() -> NoReturn:
+    """The serving process is gone without asking this worker to stop (killed). Stopping the turns
+    would log nothing (there is no relay to publish to) yet close their answers in the store, and
+    the chats' clients would show them streaming forever. So the worker exits at once, as if killed
+    with the serving process: the next one's worker finds those answers open and ends them
+    ``interrupted`` (``Runner.recover``), as after any crash."""
+    logger.warning("the serving process is gone; exiting without stopping the turns, which the next "
+                   "serving process's worker closes as interrupted")
+    os._exit(1)
 
 
 async def _cancel(task: asyncio.Task[Any]) -> None:
