@@ -28,6 +28,7 @@ from lunark.chain.client import ChainClients
 from lunark.config import Settings
 from lunark.errors import ConfigError, LunarkError
 from lunark.graph.agent import Agent
+from lunark.models.factory import aclose_chat_model, build_chat_model
 from lunark.netutil import free_port
 from lunark.server.agui import agui_routes
 from lunark.server.auth import Authenticator
@@ -125,6 +126,10 @@ class LunarkServer:
             raise ConfigError("server.workers builds the agent in each worker process from the settings; a "
                               "model or tools given in code stay in this process: name the model by "
                               "model_factory, or set server.workers = 0.")
+        if workers and self._model_factory is None:
+            # Built once here and closed: a provider whose package or key is missing fails the start,
+            # as in one process, instead of every worker at each of its starts.
+            await aclose_chat_model(build_chat_model(settings.model))
         try:
             self.store = await open_store(settings.store.url, settings.data_dir / "lunark.sqlite",
                                           pool_size=settings.store.pool_size)
