@@ -6,6 +6,7 @@ import ast
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -202,6 +203,16 @@ def test_the_store_loads_the_postgres_driver_only_when_asked() -> None:
 
 
 
+def lines_outside(prefix: str, finder: Callable[[Path], list[int]]) -> list[str]:
+    """``finder``'s lines, as ``path:line``, in every module of lunark/ outside ``prefix``."""
+    return [
+        f"{rel}:{line}"
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if not (rel := str(path.relative_to(ROOT))).startswith(prefix)
+        for line in finder(path)
+    ]
+
+
 def typed_dict_displays(path: Path) -> list[int]:
     """The lines of ``path``'s dict displays with a ``"type"`` key: events and decisions written by
     hand. A number as its value is a transaction's envelope type (EIP-2718: ``"type": 2``), which no
@@ -220,12 +231,7 @@ def typed_dict_displays(path: Path) -> list[int]:
 def test_no_event_is_a_dict_literal_outside_the_protocol() -> None:
     # Every event that leaves the server, and every decision, is built by lunark.protocol's
     # constructors (lunark/protocol/_build.py), so a renamed field cannot diverge in one place.
-    found = [
-        f"{rel}:{line}"
-        for path in sorted(PACKAGE.rglob("*.py"))
-        if not (rel := str(path.relative_to(ROOT))).startswith("lunark/protocol/")
-        for line in typed_dict_displays(path)
-    ]
+    found = lines_outside("lunark/protocol/", typed_dict_displays)
     assert found == [], "build these with lunark.protocol's constructors:\n" + "\n".join(found)
 
 
@@ -247,12 +253,7 @@ def w3_uses(path: Path) -> list[int]:
 def test_no_module_outside_the_chain_layer_reaches_web3_past_chain_client() -> None:
     # Settlement, the tools, the graph and the server ask ChainClient, which gains what they need
     # (lunark/chain/client.py): one place translates the node's failures and checks its chain id.
-    found = [
-        f"{rel}:{line}"
-        for path in sorted(PACKAGE.rglob("*.py"))
-        if not (rel := str(path.relative_to(ROOT))).startswith("lunark/chain/")
-        for line in w3_uses(path)
-    ]
+    found = lines_outside("lunark/chain/", w3_uses)
     assert found == [], "ask ChainClient instead of its w3:\n" + "\n".join(found)
 
 
