@@ -21,6 +21,11 @@ TARGET_LABEL = {
 }
 
 
+def paused_counts(paused: dict[str, Any]) -> list[int]:
+    """The paused-chat counts the paused section ran in process (not its ``+w1`` and floor entries)."""
+    return [int(n) for n in paused if n.isdigit()]
+
+
 def _med(entry: dict[str, Any] | None, metric: str) -> float | None:
     if not entry:
         return None
@@ -189,14 +194,16 @@ def aims(results: dict[str, Any]) -> list[dict[str, Any]]:
             }
         )
     if "paused" in results:
-        biggest = max(results["paused"], key=int)
+        counts = paused_counts(results["paused"])
+        biggest = str(max(counts))
         p99 = results["paused"][biggest]["p99_ms"]
+        cpu = results["paused"][biggest].get("server_cpu_ms_per_resume")
         out.append(
             {
-                "aim": f"resume p99 < 20 ms with {int(biggest):,} paused chats",
-                "measured": f"p99 {p99:.1f} ms",
-                "met": p99 < 20,
-                "gap": None if p99 < 20 else f"{p99 / 20:.1f}x over",
+                "aim": f"resume p99 < 10 ms with {int(biggest):,} paused chats (SQLite)",
+                "measured": f"p99 {p99:.1f} ms" + (f", server CPU {cpu:.1f} ms per resume" if cpu else ""),
+                "met": p99 < 10,
+                "gap": None if p99 < 10 else f"{p99 / 10:.1f}x over",
             }
         )
     return out
@@ -409,14 +416,25 @@ def tables(results: dict[str, Any]) -> str:
             "",
             "### 4. Paused runs and idle clients",
             "",
-            "| paused chats | resumes | resume (reject) ms | p99 ms | server RSS MB (start -> after) | store MB |",
-            "| --- | --- | --- | --- | --- | --- |",
+            "| paused chats | resumes | resume (reject) ms | p99 ms | server CPU ms per resume "
+            "| server RSS MB (start -> after) | store MB |",
+            "| --- | --- | --- | --- | --- | --- | --- |",
         ]
         for n, v in results["paused"].items():
+            if n == "langgraph_floor":
+                continue
+            count, _, workers = n.partition("+")
+            cpu = v.get("server_cpu_ms_per_resume")
             lines.append(
-                f"| {int(n):,} | {v['resumed']} | {fmt(v['resume_ms'])} | {v['p99_ms']:.1f} | "
+                f"| {int(count):,}{' (' + workers + ')' if workers else ''} | {v['resumed']} | "
+                f"{fmt(v['resume_ms'])} | {v['p99_ms']:.1f} | {'–' if cpu is None else f'{cpu:.1f}'} | "
                 f"{v['rss_start_mb']:.0f} -> {v['rss_after_mb']:.0f} | {v['data_mb']:.0f} |"
             )
+        floor = results["paused"].get("langgraph_floor")
+        if floor:
+            lines += ["", f"LangGraph alone, the same three steps with trivial nodes on the same checkpointer, "
+                          f"in the same run: p50 {floor['p50_ms']:.1f} ms, p99 {floor['p99_ms']:.1f} ms, "
+                          f"CPU p50 {floor['cpu_p50_ms']:.1f} ms per resume."]
     if "memory" in results:
         lines += [
             "",
@@ -544,10 +562,10 @@ def plots(results: dict[str, Any], folder: Path = RESULTS) -> list[Path]:
                 ax.legend(fontsize=7)
             elif name == "paused":
                 pz = results["paused"]
-                ns = [int(n) for n in pz]
+                ns = paused_counts(pz)
                 ax.plot(ns, [pz[str(n)]["p50_ms"] for n in ns], "o-", label="p50", color=colors["lunark"])
                 ax.plot(ns, [pz[str(n)]["p99_ms"] for n in ns], "s--", label="p99", color=colors["lunark"])
-                ax.axhline(20, color="k", ls="--", lw=0.8, label="aim p99")
+                ax.axhline(10, color="k", ls="--", lw=0.8, label="aim p99")
                 ax.set_xscale("log")
                 ax.set_xlabel("paused chats", fontsize=8)
                 ax.set_title("Resume (reject) latency (ms)", fontsize=9)

@@ -17,6 +17,7 @@ import asyncio
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -193,27 +194,43 @@ async def _seed_with(server: Server, data: Path, events: int) -> tuple[str, int]
 
 
 async def bench_paused(p: dict[str, Any], tmp: Path, anvil_url: str) -> dict[str, Any]:
+    """Resume with N paused chats: ``lunark`` (turns in the serving process) for each N, and for the
+    biggest N also ``lunark+w1`` (one turn worker, ``lunark serve``'s default on 2 cores) on a copy of
+    the same data; then LangGraph's own floor for the same three steps (``paused.langgraph_floor``)."""
     log("== 4a. paused runs")
     out: dict[str, Any] = {}
+    biggest = max(total for total, _ in p["paused"])
     for total, real in p["paused"]:
         data = tmp / f"paused-{total}"
         t0 = time.monotonic()
         ids, _ = await seed_mod.seed_paused(data, anvil_url, real, total)
         seeded = time.monotonic() - t0
-        server = python_server("lunark", "lunark", "--data-dir", str(data), "--anvil", anvil_url)
-        await server.start()
-        try:
-            token = await sign_in(server.url)
-            result = await paused_mod.run_resume(server, token, ids, log=log)
-        finally:
-            await server.stop()
         db_mb = sum(f.stat().st_size for f in data.iterdir() if f.is_file()) / 2**20
-        out[str(total)] = result | {"seed_s": seeded, "real": real, "data_mb": db_mb}
-        log(
-            f"  {total:>6} paused: resume p50 {result['p50_ms']:.1f} ms  p99 {result['p99_ms']:.1f} ms  "
-            f"RSS {result['rss_start_mb']:.0f} -> {result['rss_after_mb']:.0f} MB  (store {db_mb:.0f} MB, "
-            f"seeded in {seeded:.1f} s)"
-        )
+        variants = {str(total): []}
+        if total == biggest:
+            copy = tmp / f"paused-{total}-w1"
+            await asyncio.to_thread(shutil.copytree, data, copy)
+            variants[f"{total}+w1"] = ["--workers", "1"]
+        for key, extra in variants.items():
+            where = data if key == str(total) else copy
+            server = python_server("lunark", "lunark", "--data-dir", str(where), "--anvil", anvil_url, *extra)
+            await server.start()
+            try:
+                token = await sign_in(server.url)
+                result = await paused_mod.run_resume(server, token, ids, log=log)
+            finally:
+                await server.stop()
+            out[key] = result | {"seed_s": seeded, "real": real, "data_mb": db_mb}
+            log(
+                f"  {key:>9} paused: resume p50 {result['p50_ms']:.1f} ms  p99 {result['p99_ms']:.1f} ms  "
+                f"server CPU {result['server_cpu_ms_per_resume']:.1f} ms/resume  "
+                f"RSS {result['rss_start_mb']:.0f} -> {result['rss_after_mb']:.0f} MB  (store {db_mb:.0f} MB, "
+                f"seeded in {seeded:.1f} s)"
+            )
+    floor = await paused_mod.langgraph_floor()
+    out["langgraph_floor"] = floor
+    log(f"  LangGraph alone, the same 3 steps: p50 {floor['p50_ms']:.1f} ms  p99 {floor['p99_ms']:.1f} ms  "
+        f"CPU p50 {floor['cpu_p50_ms']:.1f} ms")
     return out
 
 
