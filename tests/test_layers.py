@@ -35,6 +35,30 @@ def test_the_server_and_the_signer_load_no_dev_tooling() -> None:
     assert "lunark.chain.anvil" not in loaded
 
 
+ON_DEMAND = ("ens_normalize", "openai", "anthropic", "ollama", "langchain_openai", "langchain_anthropic",
+             "langchain_ollama", "psycopg", "psycopg_pool", "langgraph.checkpoint.postgres")
+"""Loaded only by what needs them: the ENSIP-15 tables (~90 MB) with the first ENS name, a provider's
+SDK with a model of that provider, the Postgres driver with a Postgres store."""
+
+
+def test_a_server_on_sqlite_with_the_offline_planner_loads_no_provider_no_postgres_and_no_ens_tables() -> None:
+    loaded = loaded_after(
+        "import lunark.server.app, lunark.server.worker, lunark.cli\n"
+        "from lunark.config import Settings\n"
+        "from lunark.models.factory import bind_tools_with_fallbacks, build_chat_model\n"
+        "settings = Settings.load(plugins=False)\n"
+        "build_chat_model(settings.model)\n"
+        "bind_tools_with_fallbacks(settings.model, [])\n"
+        "from lunark.chain.ens import is_ens_name\n"
+        "assert not is_ens_name('0x70997970C51812dc3A010C7d01b50e0d17dc79C8')"
+    )
+    assert [m for m in loaded if m.split(".")[0] in ON_DEMAND or m in ON_DEMAND] == []
+    # and each is loaded when it is needed
+    assert "ens_normalize" in loaded_after("from lunark.chain.ens import normalize_name\nnormalize_name('alice.eth')")
+    needed = loaded_after("from lunark.models import MODEL_FAILURES")
+    assert {"openai", "anthropic"} <= set(needed)
+
+
 def imports_of(path: Path) -> set[str]:
     tree = ast.parse(path.read_text(encoding="utf-8"))
     found: set[str] = set()

@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any
 
 from ens import abis
 from ens.utils import address_to_reverse_domain, dns_encode_name, normal_name_to_hash
-from ens_normalize import DisallowedSequence, ens_normalize
 from eth_typing import ChecksumAddress
 from eth_utils.address import is_address, to_checksum_address
 from web3.exceptions import BadFunctionCallOutput, ContractLogicError, OffchainLookup
@@ -72,6 +71,10 @@ def normalize_name(text: str) -> str:
     raw = text.strip()
     if not raw or len(raw) > _MAX_NAME:
         raise InvalidName(f"{raw[:80]!r} is not an ENS name.", value=raw[:80])
+    # Loaded with the first name: ENSIP-15's tables are ~90 MB of memory, which a process that never
+    # sees a name (a relay, most turns' workers) should not hold.
+    from ens_normalize import DisallowedSequence, ens_normalize
+
     try:
         name = str(ens_normalize(raw))
     except DisallowedSequence as exc:  # its subclass CurableSequence too: never "cure" a name silently

@@ -22,7 +22,6 @@ __all__ = [
 
 # The factory: chat models from settings (offline planner, OpenAI-compatible, fallbacks).
 from lunark.models.factory import (
-    MODEL_FAILURES,
     OPENAI_BASE_URL,
     ModelSettings,
     aclose_chat_model,
@@ -38,3 +37,11 @@ __all__ += [
     "bind_tools_with_fallbacks",
     "build_chat_model",
 ]
+
+
+def __getattr__(name: str) -> object:
+    if name == "MODEL_FAILURES":  # computed when asked for: it imports every installed provider's SDK
+        from lunark.models import fallbacks
+
+        return fallbacks.MODEL_FAILURES
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -40,15 +40,15 @@ This module is the entry (building, binding, closing); the rest is by concern:
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.messages import BaseMessage
 from langchain_core.runnables import Runnable
-from langchain_openai import ChatOpenAI
 
-from lunark.models.fallbacks import MODEL_FAILURES, RaisesModelError, walk
+from lunark.models.fallbacks import RaisesModelError, model_failures, walk
 from lunark.models.providers import build_one
 from lunark.models.settings import (
     ANTHROPIC_BASE_URL,
@@ -61,7 +61,6 @@ from lunark.models.settings import (
 
 __all__ = [
     "ANTHROPIC_BASE_URL",
-    "MODEL_FAILURES",
     "OLLAMA_BASE_URL",
     "OPENAI_BASE_URL",
     "PROVIDERS",
@@ -71,6 +70,14 @@ __all__ = [
     "bind_tools_with_fallbacks",
     "build_chat_model",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "MODEL_FAILURES":  # lunark.models.fallbacks computes it when asked for
+        from lunark.models import fallbacks
+
+        return fallbacks.MODEL_FAILURES
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def build_chat_model(
@@ -100,7 +107,7 @@ def build_chat_model(
         return primary
     return primary.with_fallbacks(
         [build_one(fallback, env) for fallback in settings.fallbacks],
-        exceptions_to_handle=MODEL_FAILURES,
+        exceptions_to_handle=model_failures(),
     )
 
 
@@ -130,7 +137,7 @@ def bind_tools_with_fallbacks(
     bound = [build_one(each, env).bind_tools(tools, **bind_kwargs) for each in chain]
     runnable: Runnable[LanguageModelInput, BaseMessage] = bound[0]
     if len(bound) > 1:
-        runnable = bound[0].with_fallbacks(bound[1:], exceptions_to_handle=MODEL_FAILURES)
+        runnable = bound[0].with_fallbacks(bound[1:], exceptions_to_handle=model_failures())
     return RaisesModelError(runnable, settings)
 
 
@@ -148,8 +155,11 @@ async def aclose_chat_model(model: Runnable[Any, Any]) -> None:
     ``ChatAnthropic``'s pools are those shared ones, left open here: one per
     Messages API URL for the process's life.
     """
+    integration = sys.modules.get("langchain_openai")
+    if integration is None:
+        return  # never loaded: no ChatOpenAI exists
     for each in walk(model):
-        if isinstance(each, ChatOpenAI):
+        if isinstance(each, integration.ChatOpenAI):
             if each.root_async_client is not None:
                 await each.root_async_client.close()
             if each.root_client is not None:

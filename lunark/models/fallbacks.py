@@ -5,11 +5,11 @@ and raises one ``ModelError`` when every model failed, and that error's actionab
 from __future__ import annotations
 
 import importlib
+import sys
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
 import httpx
-import openai
 from langchain_core.exceptions import ModelError as LangChainModelError
 from langchain_core.language_models import LanguageModelInput
 from langchain_core.messages import BaseMessage, BaseMessageChunk, message_chunk_to_message
@@ -19,50 +19,58 @@ from langchain_core.runnables.fallbacks import RunnableWithFallbacks
 from lunark.errors import ModelError
 from lunark.models.settings import ModelSettings
 
-__all__ = ["MODEL_FAILURES", "RaisesModelError", "walk"]
+__all__ = ["RaisesModelError", "model_failures", "walk"]  # and MODEL_FAILURES, computed when asked for
+
+_SDK_FAILURES = {"openai": ("APIError",), "anthropic": ("APIError",), "ollama": ("ResponseError",)}
 
 
-def _optional(module: str, *names: str) -> tuple[type[Exception], ...]:
-    """Exception classes of an SDK that is installed only with its provider's extra."""
-    try:
-        found = importlib.import_module(module)
-    except ImportError:
-        return ()
-    return tuple(getattr(found, name) for name in names)
+def _sdk(module: str, *names: str, load: bool = False) -> tuple[type[Exception], ...]:
+    """Exception classes of a provider's SDK. Without ``load``, only of one already imported: an SDK
+    nobody imported raised nothing, and importing it to catch nothing would cost every process
+    (a relay, a worker on the offline planner) its ~1 s and ~50 MB."""
+    found = sys.modules.get(module)
+    if found is None and load:
+        try:
+            found = importlib.import_module(module)
+        except ImportError:
+            return ()  # installed only with its provider's extra
+    return () if found is None else tuple(getattr(found, name) for name in names)
 
 
-MODEL_FAILURES: tuple[type[Exception], ...] = (
-    openai.APIError,
-    *_optional("anthropic", "APIError"),
-    *_optional("ollama", "ResponseError"),
-    httpx.HTTPError,
-    LangChainModelError,
-    ModelError,
-    TimeoutError,
-)
-"""Exceptions that mean "this model failed", so the next fallback is worth a try.
+def model_failures(*, load: bool = False) -> tuple[type[Exception], ...]:
+    """Exceptions that mean "this model failed", so the next fallback is worth a try: of the
+    providers' SDKs, those imported so far (every model built has imported its own), or with
+    ``load`` those installed. ``MODEL_FAILURES`` is the latter.
 
-- ``openai.APIError`` and ``anthropic.APIError`` (the two SDKs share one
-  design): the server could not be reached (``APIConnectionError``), did not
-  answer in time (``APITimeoutError``), answered an HTTP error
-  (``APIStatusError``: 5xx, 429, and also 400/401/404, since a fallback on
-  another server, model or key may well accept what this one refused), or
-  sent an error or malformed data mid-stream (Anthropic's ``error`` event).
-- ``ollama.ResponseError``: Ollama's HTTP errors (an unknown model, say).
-- ``httpx.HTTPError``: transport failures of the integrations that use httpx
-  directly (Ollama's client does).
-- LangChain's provider-neutral ``ModelError`` family, which other
-  integrations raise (langchain-openai's own subclasses are also
-  ``openai.APIError``).
-- Lunark's ``ModelError``: the offline planner's way to fail.
-- ``TimeoutError``: langchain-openai's ``StreamChunkTimeoutError`` (a stream
-  that stalled between chunks) is one.
+    - ``openai.APIError`` and ``anthropic.APIError`` (the two SDKs share one
+      design): the server could not be reached (``APIConnectionError``), did not
+      answer in time (``APITimeoutError``), answered an HTTP error
+      (``APIStatusError``: 5xx, 429, and also 400/401/404, since a fallback on
+      another server, model or key may well accept what this one refused), or
+      sent an error or malformed data mid-stream (Anthropic's ``error`` event).
+    - ``ollama.ResponseError``: Ollama's HTTP errors (an unknown model, say).
+    - ``httpx.HTTPError``: transport failures of the integrations that use httpx
+      directly (Ollama's client does).
+    - LangChain's provider-neutral ``ModelError`` family, which other
+      integrations raise (langchain-openai's own subclasses are also
+      ``openai.APIError``).
+    - Lunark's ``ModelError``: the offline planner's way to fail.
+    - ``TimeoutError``: langchain-openai's ``StreamChunkTimeoutError`` (a stream
+      that stalled between chunks) is one.
 
-Deliberately not ``Exception``: a ``TypeError`` from our own code, a pydantic
-``ValidationError`` of a tool schema or LangGraph's ``GraphInterrupt`` would
-fail the same way on every model, and retrying them would only hide the bug
-behind a slower, confusing answer.
-"""
+    Deliberately not ``Exception``: a ``TypeError`` from our own code, a pydantic
+    ``ValidationError`` of a tool schema or LangGraph's ``GraphInterrupt`` would
+    fail the same way on every model, and retrying them would only hide the bug
+    behind a slower, confusing answer.
+    """
+    sdks = tuple(cls for module, names in _SDK_FAILURES.items() for cls in _sdk(module, *names, load=load))
+    return (*sdks, httpx.HTTPError, LangChainModelError, ModelError, TimeoutError)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "MODEL_FAILURES":  # computed when asked for: it imports every installed provider's SDK
+        return model_failures(load=True)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def walk(runnable: Runnable[Any, Any]) -> Iterator[Runnable[Any, Any]]:
@@ -75,7 +83,7 @@ def walk(runnable: Runnable[Any, Any]) -> Iterator[Runnable[Any, Any]]:
 
 
 class RaisesModelError(Runnable[LanguageModelInput, BaseMessage]):
-    """Runs ``bound``; turns ``MODEL_FAILURES`` into one ``ModelError``.
+    """Runs ``bound``; turns ``model_failures()`` into one ``ModelError``.
 
     It adds no run of its own to the callbacks: the config goes to ``bound``
     as is, so tracing and LangGraph's token streaming see the chat model
@@ -102,7 +110,7 @@ class RaisesModelError(Runnable[LanguageModelInput, BaseMessage]):
             return _aggregate(list(self.stream(input, config, **kwargs)))
         try:
             return self.bound.invoke(input, config, **kwargs)
-        except MODEL_FAILURES as exc:
+        except model_failures() as exc:
             raise _model_error(exc, self.settings, streamed=False) from exc
 
     async def ainvoke(
@@ -112,7 +120,7 @@ class RaisesModelError(Runnable[LanguageModelInput, BaseMessage]):
             return _aggregate([chunk async for chunk in self.astream(input, config, **kwargs)])
         try:
             return await self.bound.ainvoke(input, config, **kwargs)
-        except MODEL_FAILURES as exc:
+        except model_failures() as exc:
             raise _model_error(exc, self.settings, streamed=False) from exc
 
     def stream(
@@ -123,7 +131,7 @@ class RaisesModelError(Runnable[LanguageModelInput, BaseMessage]):
             for chunk in self.bound.stream(input, config, **kwargs):
                 streamed = True
                 yield chunk
-        except MODEL_FAILURES as exc:
+        except model_failures() as exc:
             raise _model_error(exc, self.settings, streamed=streamed) from exc
 
     async def astream(
@@ -134,7 +142,7 @@ class RaisesModelError(Runnable[LanguageModelInput, BaseMessage]):
             async for chunk in self.bound.astream(input, config, **kwargs):
                 streamed = True
                 yield chunk
-        except MODEL_FAILURES as exc:
+        except model_failures() as exc:
             raise _model_error(exc, self.settings, streamed=streamed) from exc
 
 
@@ -150,17 +158,9 @@ def _aggregate(chunks: Sequence[BaseMessage]) -> BaseMessage:
     return message_chunk_to_message(total)
 
 
-# OpenAI's and Anthropic's SDKs have the same error classes; the timeouts first, as a
-# timeout is also a connection error in both.
-_TIMEOUTS: tuple[type[Exception], ...] = (
-    openai.APITimeoutError, *_optional("anthropic", "APITimeoutError"), TimeoutError, httpx.TimeoutException
-)
-_UNREACHABLE: tuple[type[Exception], ...] = (
-    openai.APIConnectionError, *_optional("anthropic", "APIConnectionError"), httpx.TransportError
-)
-_REFUSED_KEY: tuple[type[Exception], ...] = (openai.AuthenticationError, *_optional("anthropic", "AuthenticationError"))
-_NOT_FOUND: tuple[type[Exception], ...] = (openai.NotFoundError, *_optional("anthropic", "NotFoundError"))
-_HTTP_STATUS: tuple[type[Exception], ...] = (openai.APIStatusError, *_optional("anthropic", "APIStatusError"))
+def _kinds(*names: str) -> tuple[type[Exception], ...]:
+    """OpenAI's and Anthropic's classes named ``names`` (the two SDKs share one design), of those loaded."""
+    return _sdk("openai", *names) + _sdk("anthropic", *names)
 
 
 def _model_error(exc: Exception, settings: ModelSettings, *, streamed: bool) -> ModelError:
@@ -183,15 +183,16 @@ def _model_error(exc: Exception, settings: ModelSettings, *, streamed: bool) -> 
         who = f"Model {settings.model!r} ({settings.provider})"
     if streamed:
         reason = f"stopped in the middle of its answer ({type(exc).__name__}: {exc})"
-    elif isinstance(exc, _TIMEOUTS):
+    # The timeouts first: a timeout is also a connection error in both SDKs.
+    elif isinstance(exc, (*_kinds("APITimeoutError"), TimeoutError, httpx.TimeoutException)):
         reason = f"did not answer within {settings.timeout:g}s"
-    elif isinstance(exc, _UNREACHABLE):
+    elif isinstance(exc, (*_kinds("APIConnectionError"), httpx.TransportError)):
         reason = "could not be reached or dropped the connection (is the server running?)"
-    elif isinstance(exc, _REFUSED_KEY):
+    elif isinstance(exc, _kinds("AuthenticationError")):
         reason = f"refused the API key from {settings.key_variable} (HTTP 401)"
-    elif isinstance(exc, _NOT_FOUND):
+    elif isinstance(exc, _kinds("NotFoundError")):
         reason = "does not exist on that server (HTTP 404); check the model name"
-    elif isinstance(exc, _HTTP_STATUS):
+    elif isinstance(exc, _kinds("APIStatusError")):
         reason = f"failed with HTTP {getattr(exc, 'status_code', '?')}: {getattr(exc, 'message', exc)}"
     else:
         reason = f"failed: {exc}"

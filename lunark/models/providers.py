@@ -5,12 +5,9 @@ provider of ``init_chat_model`` as its integration reads its environment."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import openai
-from langchain.chat_models import init_chat_model
 from langchain_core.language_models import BaseChatModel
-from langchain_openai import ChatOpenAI
 from pydantic import SecretStr, ValidationError
 
 from lunark.errors import ConfigError
@@ -22,6 +19,9 @@ from lunark.models.settings import (
     ModelSettings,
     package_of,
 )
+
+if TYPE_CHECKING:
+    from langchain_openai import ChatOpenAI
 
 __all__ = ["NO_KEY", "build_one"]
 
@@ -56,6 +56,11 @@ def _key(settings: ModelSettings, env: Mapping[str, str], *, required: bool, lab
 
 
 def _build_openai(settings: ModelSettings, env: Mapping[str, str]) -> ChatOpenAI:
+    # Imported here, as init_chat_model imports the other integrations: a process whose model is the
+    # offline planner (or no model at all: a relay) loads no provider's SDK (~1 s and ~50 MB).
+    import openai
+    from langchain_openai import ChatOpenAI
+
     key = _key(settings, env, required=settings.base_url is None, label="OpenAI")
     return ChatOpenAI(
         model=settings.model,
@@ -128,6 +133,8 @@ def _build_other(settings: ModelSettings, env: Mapping[str, str]) -> BaseChatMod
 
 def _init(settings: ModelSettings, **kwargs: Any) -> BaseChatModel:
     """``init_chat_model``, its failures as a ``ConfigError`` that says what to do."""
+    from langchain.chat_models import init_chat_model
+
     try:
         model: BaseChatModel = init_chat_model(settings.model, model_provider=settings.provider, **kwargs)
     except ImportError as exc:

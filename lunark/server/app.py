@@ -36,10 +36,8 @@ from lunark.server.collector import Collector
 from lunark.server.fanout import FanoutManager
 from lunark.server.http import HttpLimits, errors_middleware, routes
 from lunark.server.hub import Hub, settlement_sink
-from lunark.server.jobs import JobQueue, QueueRunner
 from lunark.server.limits import JsonCodec, Limiters, restore_recursion_limit
 from lunark.server.namespace import ChatNamespace
-from lunark.server.queue_worker import LocalWorkers
 from lunark.server.runner import Runner
 from lunark.server.service import ChatService
 from lunark.server.transport import TRANSPORT_FACTOR, LunarkSocketServer
@@ -50,6 +48,8 @@ from lunark.tools.base import Tool
 
 if TYPE_CHECKING:
     from lunark.server.cluster import Cluster
+    from lunark.server.jobs import QueueRunner
+    from lunark.server.queue_worker import LocalWorkers
     from lunark.server.relay import RelayManager
 
 __all__ = ["WEB_ROOT", "LunarkServer"]
@@ -207,7 +207,9 @@ class LunarkServer:
             self._stack.push_async_callback(self.hub.aclose)
             self.workers: WorkerPool | LocalWorkers | None = None
             self.runner: Runner | RemoteRunner | QueueRunner
-            if queued:
+            if queued:  # the Postgres driver is loaded by a cluster only (lunark.store says why)
+                from lunark.server.jobs import JobQueue, QueueRunner
+                from lunark.server.queue_worker import LocalWorkers
                 from lunark.store import PostgresStore
 
                 assert self.cluster is not None and isinstance(self.store, PostgresStore)
