@@ -374,10 +374,13 @@ class GraphNodes(ABC):
                 messages.append(tool_error(call_id, name, exc))
         ctx.approval_id = new_id("apr_")
         ctx.expires_at = datetime.now(UTC) + timedelta(seconds=self.approval_ttl)
-        contacts = await labels_by_address(self.store, ctx.user_address)
-        reprepared, proposals_again = await self._prepare_calls(
-            ctx, edits, provenance_of(state["messages"], [*typed_in_edits, *contacts])
-        )
+        reprepared: list[ToolMessage] = []
+        proposals_again: list[dict[str, Any]] = []
+        if edits:  # only an edit is prepared again, and only then do the user's contacts count
+            contacts = await labels_by_address(self.store, ctx.user_address)
+            reprepared, proposals_again = await self._prepare_calls(
+                ctx, edits, provenance_of(state["messages"], [*typed_in_edits, *contacts])
+            )
         return _tools_ran({
             "messages": messages + reprepared,
             "proposals": proposals_again,
