@@ -4,8 +4,10 @@ Every run must end with exactly the on-chain transfer the user approved (never n
 decision, never two), the chat showing it confirmed, and the approval never offered again.
 
 The suite runs each crash point once, and each kill point just after a decision's ack
-(``ACK_DELAYS_MS``) ``ACK_RUNS`` times; ``LUNARK_CRASH_RUNS=N .venv/bin/pytest tests/test_crash.py``
-(docs/troubleshooting.md names it) sweeps every point N times.
+(``ACK_DELAYS_MS``) once, all of them in one chat. The full sweep, ``./dev crash``
+(``LUNARK_CRASH_SWEEP=full``), runs each kill point after the ack ``ACK_RUNS`` (3) times in a chat of
+its own; ``./dev crash N`` (or ``LUNARK_CRASH_RUNS=N .venv/bin/pytest tests/test_crash.py``, which
+docs/troubleshooting.md names) runs the full sweep with every point N times.
 """
 
 from __future__ import annotations
@@ -30,12 +32,19 @@ from lunark.chain.anvil import Anvil, DevAccount, free_port
 pytestmark = pytest.mark.slow
 
 LUNARK = [sys.executable, "-c", "import sys; from lunark.cli import main; sys.exit(main())"]
+FULL_SWEEP = os.environ.get("LUNARK_CRASH_SWEEP") == "full" or "LUNARK_CRASH_RUNS" in os.environ
 RUNS = int(os.environ.get("LUNARK_CRASH_RUNS", "1"))
 POINTS = ["paused", "decided", "mempool", "mined"]
 ACK_DELAYS_MS = [0, 1, 2, 5, 10]
 """Kill points after the decision's ``{ok: true}``: the graph resumes in these milliseconds (the
 resume is written to the checkpoint, the approve step's result, the next step's checkpoint)."""
 ACK_RUNS = int(os.environ.get("LUNARK_CRASH_RUNS", "3"))
+ACK_SWEEPS = (
+    [pytest.param([delay] * ACK_RUNS, id=str(delay)) for delay in ACK_DELAYS_MS] if FULL_SWEEP
+    else [pytest.param(ACK_DELAYS_MS, id="each-once")]
+)
+"""The kill delays of each test's runs (one chat per test, a server start per run): in the suite every
+delay once, in one chat; in the full sweep every delay ``ACK_RUNS`` times, in a chat of its own."""
 
 
 @dataclass
@@ -232,12 +241,12 @@ def stored(data_dir: Path, approval_id: str) -> dict[str, Any]:
     return {"approval": approval, "settlements": settlements, "ledger": ledger}
 
 
-@pytest.mark.parametrize("delay_ms", ACK_DELAYS_MS)
+@pytest.mark.parametrize("delays_ms", ACK_SWEEPS)
 async def test_a_decision_acked_just_before_a_crash_is_applied_exactly_once(
-    server: Server, anvil: Anvil, alice: DevAccount, bob: DevAccount, delay_ms: int
+    server: Server, anvil: Anvil, alice: DevAccount, bob: DevAccount, delays_ms: list[int]
 ) -> None:
-    """kill -9 ``delay_ms`` after the approve's ``{ok: true}``, ``ACK_RUNS`` times in one chat, wherever
-    the resumed graph got to: the resume or the approve step's result written only as the paused
+    """kill -9 ``delay_ms`` after the approve's ``{ok: true}``, for each delay of ``delays_ms`` in one
+    chat, wherever the resumed graph got to: the resume or the approve step's result written only as the paused
     checkpoint's pending writes, with no later checkpoint; the settlement written ahead or already
     sent. Restarted on the same data (which is the next run's server), each decision is applied
     once: the chat, the store's settlement and spend ledger, and the chain all show the one
@@ -246,7 +255,7 @@ async def test_a_decision_acked_just_before_a_crash_is_applied_exactly_once(
     served = await server.start()
     token = await sign_in(served, alice)
     chat_id, last_seq = "", 0
-    for run in range(ACK_RUNS):
+    for run, delay_ms in enumerate(delays_ms):
         bob_before = native_balance(anvil, bob.address)
         nonce_before = int(anvil.rpc("eth_getTransactionCount", [alice.address, "latest"]), 16)
         async with SioClient(served, token) as sio:
