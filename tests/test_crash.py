@@ -388,6 +388,8 @@ async def test_an_answer_cut_by_a_crash_ends_as_interrupted_once_and_can_be_cont
         streamed = "".join(e["text"] for e in sio.of("token", chat_id=chat_id))
         assert not sio.of("message_end", chat_id=chat_id)
 
+    # Restarted at the model's full pace: only the cut needed a slow answer.
+    server.config.write_text(json.dumps(config))
     served = await server.start()
     async with SioClient(served, token) as sio, Http(served) as http:
         await sio.call("join_chat", {"chat_id": chat_id, "last_seq": 0})
@@ -454,6 +456,7 @@ async def test_the_terminal_chat_says_a_crash_interrupted_the_answer_and_continu
         await chat.expect(" ")  # a few words of the answer
         await chat.expect(" ")
         await server.kill()
+        server.config.write_text(json.dumps(config))  # restarted at full pace: only the cut needed a slow answer
         await server.start()
         cut = await chat.expect(PROMPT, timeout=60)
         assert "[interrupted: " in cut and "/continue goes on]" in cut, cut
