@@ -147,6 +147,15 @@ class _Worker:
             agent = await stack.enter_async_context(Agent.open(settings, model=model, store=store))
             reader, writer = await asyncio.open_unix_connection(socket_path)
             stack.callback(writer.close)
+            reading: asyncio.Task[None] | None = None
+
+            async def stop_reading() -> None:
+                if reading is not None:
+                    await _cancel(reading)
+
+            # Unwound after the runner and the hub: the turns it stops publish their ends, each
+            # waiting for the serving process's "published", which only this reading hears.
+            stack.push_async_callback(stop_reading)
             write_frame(writer, {"op": "hello", "index": self.index, "pid": os.getpid()})
             self.hub = hub = WorkerHub(writer, flush_interval=settings.server.flush_interval_ms / 1000)
             stack.push_async_callback(hub.aclose)
@@ -165,7 +174,6 @@ class _Worker:
             stack.push_async_callback(collector.stop)
             stop = asyncio.Event()
             reading = asyncio.create_task(self._read(reader, stop), name="lunark-worker-read")
-            stack.push_async_callback(_cancel, reading)
             await runner.recover()
             write_frame(writer, {"op": "ready"})
             await stop.wait()
