@@ -282,7 +282,8 @@ async def test_an_approval_expires_on_a_surviving_process(
 
 
 async def test_an_abort_sent_to_another_process_stops_the_turn(processes: Processes, alice: DevAccount) -> None:
-    a, b = await processes.start("a", "b", model={"delay": 0.2})
+    # A's answer is slow enough to be aborted mid-way; B, which answers the next message, at full pace.
+    [a], [b] = await asyncio.gather(processes.start("a", model={"delay": 0.2}), processes.start("b"))
     token = await sign_in(a, alice)
     async with SioClient(a, token) as on_a, SioClient(b, token) as on_b:
         chat_id = (await on_a.call("join_chat", {}))["chat_id"]
@@ -345,7 +346,8 @@ async def test_a_chat_is_free_cluster_wide_as_soon_as_its_turn_ends(processes: P
 async def test_a_client_of_a_killed_process_reconnects_elsewhere_and_gets_every_event_once(
     processes: Processes, alice: DevAccount
 ) -> None:
-    a, b = await processes.start("a", "b", model={"delay": 0.1})
+    # A's answer is slow enough to be cut by the kill; B, which answers the next message, at full pace.
+    [a], [b] = await asyncio.gather(processes.start("a", model={"delay": 0.1}), processes.start("b"))
     token = await sign_in(a, alice)
     async with SioClient(a, token) as on_a:
         chat_id = (await on_a.call("join_chat", {}))["chat_id"]
@@ -381,7 +383,9 @@ async def test_an_answer_cut_by_a_killed_process_ends_as_interrupted_for_a_clien
     ``message_end`` with ``finish_reason: "interrupted"`` and a plain sentence within a few sweeps, a
     replay from seq 0 shows it once, ``continue_message`` goes on with it, and the next message is
     answered."""
-    a, b = await processes.start("a", "b", model={"delay": 0.15})
+    # A's answer is slow enough to be cut by the kill; B, which continues it and answers the next
+    # message, at full pace.
+    [a], [b] = await asyncio.gather(processes.start("a", model={"delay": 0.15}), processes.start("b"))
     token = await sign_in(a, alice)
     async with SioClient(a, token) as on_a, SioClient(b, token) as on_b, Http(b) as http:
         chat_id = (await on_a.call("join_chat", {}))["chat_id"]

@@ -177,7 +177,10 @@ async def test_an_answer_cut_by_a_killed_server_says_interrupted_and_continues(
     os.kill(server.pid, signal.SIGKILL)
     assert server.proc is not None
     await server.proc.wait()
-    again = await ServeProcess(server.settings).start()  # the same data and port
+    # The same data and port, at the model's full pace: only the cut needed a slow answer.
+    settings = server.settings
+    again = await ServeProcess(settings.model_copy(update={"model": settings.model.model_copy(update={"delay": 0.0})})
+                               ).start()
     try:
         await expect(answer.locator(".tag.interrupted")).to_have_text("interrupted", timeout=30_000)
         await expect(answer).not_to_have_class(re.compile(r"\bstreaming\b"))
