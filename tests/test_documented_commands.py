@@ -26,9 +26,10 @@ import shlex
 import signal
 import socket
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 from chat_process import CARD_PROMPT, LUNARK, PROMPT, SWITCH_PROMPT, ChatProcess
@@ -39,6 +40,10 @@ DOCUMENTED_URL = re.compile(r"http://(?:127\.0\.0\.1|localhost):8080")
 # A bare `lunark` is a name in prose (a benchmark target, say), not a command line.
 _COMMAND = re.compile(r"^(?:[A-Z_]+=\S+\s+)*(?:\./dev(?:\s|$)|(?:\.venv/bin/)?lunark\s|python -m lunark[\w.]*(?:\s|$))")
 _FAILURE_MARKS = ("[error]", "< failed", "[the answer failed]", "unknown command", "Traceback", "[stopped]")
+CONCURRENCY = min(max(os.cpu_count() or 1, 2), 4)
+"""How many documented lines run at once: each is its own process (or two), independent of the
+others, and most of their time is Python importing."""
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -74,6 +79,21 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+async def each_at_once(items: Iterable[T], check: Callable[[T], Awaitable[None]]) -> None:
+    """``check`` every item, ``CONCURRENCY`` at a time; every check runs to its end, then the first
+    failure is raised."""
+    gate = asyncio.Semaphore(CONCURRENCY)
+
+    async def one(item: T) -> None:
+        async with gate:
+            await check(item)
+
+    results = await asyncio.gather(*(one(item) for item in items), return_exceptions=True)
+    failures = [r for r in results if isinstance(r, BaseException)]
+    if failures:
+        raise failures[0]
 
 
 async def run(*argv: str, timeout: float = 60, **kwargs: object) -> tuple[int, str, str]:
@@ -202,16 +222,20 @@ async def test_every_command_has_help() -> None:
     assert code == 0, err
     commands = re.search(r"\{([a-z,]+)\} \.\.\.", out)
     assert commands, out
-    for command in commands.group(1).split(","):
+
+    async def has_help(command: str) -> None:
         code, out, err = await run(str(LUNARK), command, "-h")
         assert code == 0, f"lunark {command} -h: {err}"
         assert out.startswith(f"usage: lunark {command}"), out
+
+    await each_at_once(commands.group(1).split(","), has_help)
 
 
 async def test_usage_lines_name_real_options() -> None:
     usage = [line for line in documented_lines() if is_usage(line.text) and not line.text.startswith("./dev")]
     assert usage, "the SDK guide prints the chat's usage"
-    for line in usage:
+
+    async def names_real_options(line: Line) -> None:
         start, args = lunark_argv(line.text)
         # the subcommand path (`audit verify`): the leading lowercase words, before placeholders and options
         command = list(itertools.takewhile(lambda a: re.fullmatch(r"[a-z][a-z-]*", a) is not None, args))
@@ -221,6 +245,8 @@ async def test_usage_lines_name_real_options() -> None:
             assert re.search(rf"(?<![\w-]){re.escape(option)}(?![\w-])", out), (
                 f"{line.where}: {line.text!r} shows {option}, which {' '.join(command) or 'it'} does not take"
             )
+
+    await each_at_once(usage, names_real_options)
 
 
 async def test_dev_lines_name_real_subcommands() -> None:
@@ -268,9 +294,9 @@ async def test_the_demo_banner_runs_as_printed_and_agrees_with_the_readme(demo: 
 
 async def test_every_documented_lunark_line_runs(demo: Demo, tmp_path: Path) -> None:
     ran: list[str] = []
-    for line in documented_lines():
-        if line.text.startswith("./dev") or is_usage(line.text):
-            continue
+    lines = [line for line in documented_lines() if not line.text.startswith("./dev") and not is_usage(line.text)]
+
+    async def runs(line: Line) -> None:
         start, args = lunark_argv(line.text)
         args = [DOCUMENTED_URL.sub(demo.url, a) for a in args]
         command = command_of(args)
@@ -278,7 +304,7 @@ async def test_every_documented_lunark_line_runs(demo: Demo, tmp_path: Path) -> 
             transcript = await chat_through(demo, [*start, *args], ["what's my balance"])
             assert "lunark> Your balance" in transcript, f"{line.where}: {transcript}"
         elif command == "serve":
-            await serve_until_listening(demo, [*start, *args], tmp_path / f"serve{len(ran)}", line)
+            await serve_until_listening(demo, [*start, *args], tmp_path / f"serve{lines.index(line)}", line)
         elif command == "demo":
             assert args == ["demo"], f"{line.where}: {line.text!r}: the demo fixture runs plain `lunark demo`"
         elif command == "mcp":
@@ -287,6 +313,8 @@ async def test_every_documented_lunark_line_runs(demo: Demo, tmp_path: Path) -> 
             code, _, err = await run(*start, *args, cwd=ROOT, env=demo.env)
             assert code == 0, f"{line.where}: {line.text!r} failed: {err}"
         ran.append(line.text)
+
+    await each_at_once(lines, runs)
     assert {"lunark serve", "lunark chat", ".venv/bin/lunark chat --url http://127.0.0.1:8080"} <= set(ran)
 
 
