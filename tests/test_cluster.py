@@ -394,12 +394,11 @@ async def test_an_answer_cut_by_a_killed_process_ends_as_interrupted_for_a_clien
         start = await on_b.wait_event("message_start", chat_id=chat_id, role="assistant", timeout=30)
         message_id = start["message_id"]
         await on_b.wait_until(lambda _: len(on_b.of("token", chat_id=chat_id)) >= 3, what="tokens on B", timeout=30)
-        killed = asyncio.get_running_loop().time()
         await processes.kill(a)  # mid-answer, with B's client watching
-        end = await on_b.wait_event("message_end", chat_id=chat_id, message_id=message_id, timeout=15)
-        took = asyncio.get_running_loop().time() - killed
+        # Closed by B's sweep (every second) once A's lock is gone: the wait's bound is only a
+        # deadline for a test that would otherwise hang, not a measurement (benchmarks/cluster.py times it).
+        end = await on_b.wait_event("message_end", chat_id=chat_id, message_id=message_id, timeout=30)
         assert end["finish_reason"] == "interrupted" and "stopped" in end["message"], end
-        assert took < 10, f"the cut answer was closed {took:.1f}s after the kill"
         streamed = "".join(e["text"] for e in on_b.of("token", chat_id=chat_id) if e["message_id"] == message_id)
         assert streamed
         _, detail = await http.get(f"/api/chats/{chat_id}", token)
