@@ -122,6 +122,20 @@ class SioClient:
     def seqs(self, chat_id: str) -> list[int]:
         return [e["seq"] for e in self.chat_events(chat_id)]
 
+    async def mid_answer(self, *, watch: SioClient | None = None, tokens: int = 3) -> tuple[str, str]:
+        """A new chat whose answer to "hello" is streaming: ``(chat_id, the answer's message_id)``
+        once ``watch`` (another client, joined to the chat here; by default this one) has received
+        ``tokens`` of its tokens. What a kill-mid-answer test cuts."""
+        watch = watch or self
+        chat_id: str = (await self.call("join_chat", {}))["chat_id"]
+        if watch is not self:
+            await watch.call("join_chat", {"chat_id": chat_id})
+        await self.call("send_message", {"chat_id": chat_id, "content": "hello", "client_message_id": "m1"})
+        start = await watch.wait_event("message_start", chat_id=chat_id, role="assistant", timeout=30)
+        await watch.wait_until(lambda _: len(watch.of("token", chat_id=chat_id)) >= tokens,
+                               what=f"{tokens} tokens", timeout=30)
+        return chat_id, str(start["message_id"])
+
     async def wait_until(
         self, predicate: Callable[[dict[str, Any]], bool], *, after: int = 0, timeout: float = DEFAULT_TIMEOUT,
         what: str = "an event",

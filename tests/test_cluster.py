@@ -388,12 +388,7 @@ async def test_an_answer_cut_by_a_killed_process_ends_as_interrupted_for_a_clien
     [a], [b] = await asyncio.gather(processes.start("a", model={"delay": 0.15}), processes.start("b"))
     token = await sign_in(a, alice)
     async with SioClient(a, token) as on_a, SioClient(b, token) as on_b, Http(b) as http:
-        chat_id = (await on_a.call("join_chat", {}))["chat_id"]
-        await on_b.call("join_chat", {"chat_id": chat_id})
-        await on_a.call("send_message", {"chat_id": chat_id, "content": "hello", "client_message_id": "m1"})
-        start = await on_b.wait_event("message_start", chat_id=chat_id, role="assistant", timeout=30)
-        message_id = start["message_id"]
-        await on_b.wait_until(lambda _: len(on_b.of("token", chat_id=chat_id)) >= 3, what="tokens on B", timeout=30)
+        chat_id, message_id = await on_a.mid_answer(watch=on_b)
         await processes.kill(a)  # mid-answer, with B's client watching
         # Closed by B's sweep (every second) once A's lock is gone: the wait's bound is only a
         # deadline for a test that would otherwise hang, not a measurement (benchmarks/cluster.py times it).

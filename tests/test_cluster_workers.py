@@ -174,18 +174,14 @@ async def test_a_worker_killed_mid_turn_leaves_the_answer_ended_interrupted_once
     await asyncio.gather(cluster.worker("w1", model={"delay": 0.15}), cluster.worker("w2", model={"delay": 0.15}))
     token = await sign_in(a, alice)
     async with SioClient(a, token) as on_a, SioClient(b, token) as on_b:
-        chat_id = (await on_a.call("join_chat", {}))["chat_id"]
-        await on_b.call("join_chat", {"chat_id": chat_id})
-        await on_a.call("send_message", {"chat_id": chat_id, "content": "hello", "client_message_id": "m1"})
-        start = await on_b.wait_event("message_start", chat_id=chat_id, role="assistant", timeout=30)
-        await on_b.wait_until(lambda _: len(on_b.of("token", chat_id=chat_id)) >= 3, what="tokens", timeout=30)
+        chat_id, message_id = await on_a.mid_answer(watch=on_b)
         running = await cluster.holder(chat_id)
         assert running is not None, "a worker holds the chat's turn"
         await cluster.kill_worker(running)  # mid-answer
-        end = await on_b.wait_event("message_end", chat_id=chat_id, message_id=start["message_id"], timeout=20)
+        end = await on_b.wait_event("message_end", chat_id=chat_id, message_id=message_id, timeout=20)
         assert end["finish_reason"] == "interrupted" and "stopped" in end["message"], end
         # Both relays' clients have the end (each through its own relay, once).
-        await on_a.wait_event("message_end", chat_id=chat_id, message_id=start["message_id"], timeout=20)
+        await on_a.wait_event("message_end", chat_id=chat_id, message_id=message_id, timeout=20)
         # The other worker answers the next message, sent through either relay.
         mark = on_a.mark()
         ack = await on_b.call("send_message", {"chat_id": chat_id, "content": "hello", "client_message_id": "m2"},
@@ -200,7 +196,7 @@ async def test_a_worker_killed_mid_turn_leaves_the_answer_ended_interrupted_once
         await late.call("join_chat", {"chat_id": chat_id, "last_seq": 0})
         await late.wait_until(lambda e: e.get("seq") == seqs[-1], what="the replay's last event")
         ends = [e["finish_reason"] for e in late.of("message_end", chat_id=chat_id)
-                if e["message_id"] == start["message_id"]]
+                if e["message_id"] == message_id]
         assert ends == ["interrupted"], ends
 
 

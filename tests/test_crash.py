@@ -379,11 +379,7 @@ async def test_an_answer_cut_by_a_crash_ends_as_interrupted_once_and_can_be_cont
     served = await server.start()
     token = await sign_in(served, alice)
     async with SioClient(served, token) as sio:
-        chat_id = (await sio.call("join_chat", {}))["chat_id"]
-        await sio.call("send_message", {"chat_id": chat_id, "content": "hello", "client_message_id": "m1"})
-        start = await sio.wait_event("message_start", chat_id=chat_id, role="assistant", timeout=30)
-        message_id = start["message_id"]
-        await sio.wait_until(lambda _: len(sio.of("token", chat_id=chat_id)) >= 3, what="a few tokens", timeout=30)
+        chat_id, message_id = await sio.mid_answer()
         await server.kill()  # mid-answer
         streamed = "".join(e["text"] for e in sio.of("token", chat_id=chat_id))
         assert not sio.of("message_end", chat_id=chat_id)

@@ -190,11 +190,7 @@ async def test_a_worker_killed_mid_answer_is_replaced_and_the_answer_ends_interr
     first = await server.worker_pid()
     token = await sign_in(served, alice)
     async with SioClient(served, token) as sio:
-        chat_id = (await sio.call("join_chat", {}))["chat_id"]
-        await sio.call("send_message", {"chat_id": chat_id, "content": "hello", "client_message_id": "m1"})
-        start = await sio.wait_event("message_start", chat_id=chat_id, role="assistant", timeout=30)
-        message_id = start["message_id"]
-        await sio.wait_until(lambda _: len(sio.of("token", chat_id=chat_id)) >= 3, what="a few tokens", timeout=30)
+        chat_id, message_id = await sio.mid_answer()
         os.kill(first, signal.SIGKILL)  # mid-answer
         end = await sio.wait_event("message_end", chat_id=chat_id, message_id=message_id, timeout=60)
         assert end["finish_reason"] == "interrupted", end
@@ -232,10 +228,7 @@ async def test_a_serving_process_killed_mid_answer_leaves_it_for_the_restarted_s
     worker = await server.worker_pid()
     token = await sign_in(served, alice)
     async with SioClient(served, token) as sio:
-        chat_id = (await sio.call("join_chat", {}))["chat_id"]
-        await sio.call("send_message", {"chat_id": chat_id, "content": "hello", "client_message_id": "m1"})
-        start = await sio.wait_event("message_start", chat_id=chat_id, role="assistant", timeout=30)
-        await sio.wait_until(lambda _: len(sio.of("token", chat_id=chat_id)) >= 3, what="a few tokens", timeout=30)
+        chat_id, message_id = await sio.mid_answer()
         served.proc.kill()
         await served.proc.wait()
     for _ in range(500):  # the orphaned worker goes too
@@ -251,7 +244,7 @@ async def test_a_serving_process_killed_mid_answer_leaves_it_for_the_restarted_s
     token = await sign_in(again, alice)
     async with SioClient(again, token) as sio:
         await sio.call("join_chat", {"chat_id": chat_id, "last_seq": 0})
-        end = await sio.wait_event("message_end", chat_id=chat_id, message_id=start["message_id"], timeout=60)
+        end = await sio.wait_event("message_end", chat_id=chat_id, message_id=message_id, timeout=60)
         assert end["finish_reason"] == "interrupted", end
         mark = sio.mark()
         ack = await sio.call("send_message", {"chat_id": chat_id, "content": "hello", "client_message_id": "m2"},
@@ -259,7 +252,7 @@ async def test_a_serving_process_killed_mid_answer_leaves_it_for_the_restarted_s
         assert "message_id" in ack, ack
         await sio.wait_event("message_end", chat_id=chat_id, after=mark, finish_reason="stop", timeout=60)
         ends = [e["finish_reason"] for e in sio.of("message_end", chat_id=chat_id)
-                if e["message_id"] == start["message_id"]]
+                if e["message_id"] == message_id]
         assert ends == ["interrupted"], ends
         seqs = sio.seqs(chat_id)
         assert seqs == list(range(1, len(seqs) + 1)), seqs
